@@ -1,0 +1,160 @@
+//! The one error type of `cairn-store`: every way a storage call can fail, each with its
+//! own variant so that the service can map it to a stable wire code.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Everything that can go wrong in the storage engine.
+///
+/// The type is `Clone` because the writer answers every caller of a failed group commit
+/// with the same error.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The document does not exist (delete of a missing key).
+    #[error("document {key:?} not found in database {db:?}")]
+    NotFound { db: String, key: String },
+
+    /// A conditional write found another rev than the one it expected (0 = absent).
+    #[error("rev conflict on {key:?}: expected rev {expected}, current rev is {current}")]
+    RevConflict {
+        key: String,
+        expected: u64,
+        current: u64,
+    },
+
+    /// A document key is empty, too long or not UTF-8.
+    #[error("invalid key: {reason}")]
+    InvalidKey { reason: String },
+
+    /// A database name breaks the naming rule.
+    #[error("invalid database name {name:?}: {reason}")]
+    InvalidName { name: String, reason: String },
+
+    /// A value is not exactly one well-formed msgpack value.
+    #[error("invalid value: {reason}")]
+    InvalidValue { reason: String },
+
+    /// A value is larger than the configured limit.
+    #[error("value too large: {size} bytes, the limit is {limit} bytes")]
+    ValueTooLarge { size: usize, limit: usize },
+
+    /// An argument other than a key, name or value is out of range (scan limit, batch size).
+    #[error("invalid argument: {reason}")]
+    InvalidArgument { reason: String },
+
+    /// `create` of a database that already exists.
+    #[error("database {name:?} already exists")]
+    DatabaseExists { name: String },
+
+    /// A call names a database that does not exist.
+    #[error("database {name:?} does not exist")]
+    DatabaseMissing { name: String },
+
+    /// The LMDB map or the file system is full; nothing of the failed write was kept.
+    #[error("storage full: {reason}")]
+    StorageFull { reason: String },
+
+    /// The environment was written by another on-disk format version.
+    #[error("{}", format_mismatch_message(*found, *expected, dir))]
+    FormatMismatch {
+        dir: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+
+    /// A change-log reader asked for changes that retention already removed.
+    #[error("changes after seq {since} of database {db:?} were compacted; the oldest kept is seq {oldest}: resynchronise from a full read")]
+    ChangesCompacted { db: String, since: u64, oldest: u64 },
+
+    /// Another process (or another handle in this one) holds the directory lock.
+    #[error("directory {} is in use by {}", dir.display(), holder(*pid))]
+    DirectoryInUse { dir: PathBuf, pid: Option<u32> },
+
+    /// `open` of a directory that holds no store.
+    #[error("{} holds no cairn store: create one with cairn-service {}", dir.display(), dir.display())]
+    NoStore { dir: PathBuf },
+
+    /// `create` of a directory that already holds a store.
+    #[error("{} already holds a cairn store: open it instead", dir.display())]
+    StoreExists { dir: PathBuf },
+
+    /// A record in the environment does not decode: the file is damaged or foreign.
+    #[error("corrupt record in table {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+
+    /// The writer thread has stopped (the store is closing).
+    #[error("the store is closed")]
+    Closed,
+
+    /// An operating-system error, with what was being done.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+
+    /// Any other LMDB error.
+    #[error("lmdb: {0}")]
+    Lmdb(String),
+}
+
+/// Short alias used throughout the crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn holder(pid: Option<u32>) -> String {
+    match pid {
+        Some(pid) => format!("pid {pid}"),
+        None => "another process".to_string(),
+    }
+}
+
+fn format_mismatch_message(found: u32, expected: u32, dir: &std::path::Path) -> String {
+    if found < expected {
+        format!(
+            "{} is format {found}, this build reads format {expected}: run cairn-migrate --src {} --dest NEW_DIR",
+            dir.display(),
+            dir.display()
+        )
+    } else {
+        format!(
+            "{} is format {found}, newer than this build's format {expected}: upgrade cairn to open it",
+            dir.display()
+        )
+    }
+}
+
+impl StoreError {
+    /// An I/O error with a short description of what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> StoreError {
+        StoreError::Io {
+            context: context.into(),
+            source: Arc::new(source),
+        }
+    }
+
+    /// True for the errors that say the storage has no room left.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(self, StoreError::StorageFull { .. })
+    }
+}
+
+/// The raw OS error numbers that mean "no room on the device".
+const NO_SPACE_ERRNOS: [i32; 2] = [28 /* ENOSPC */, 122 /* EDQUOT */];
+
+impl From<heed::Error> for StoreError {
+    fn from(error: heed::Error) -> Self {
+        match error {
+            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::StorageFull {
+                reason: "the LMDB map is full: raise map_size".to_string(),
+            },
+            heed::Error::Io(io) if io.raw_os_error().is_some_and(|e| NO_SPACE_ERRNOS.contains(&e)) => {
+                StoreError::StorageFull {
+                    reason: format!("the file system is full ({io}): free some space"),
+                }
+            }
+            heed::Error::Io(io) => StoreError::io("lmdb", io),
+            other => StoreError::Lmdb(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The on-disk format: the LMDB tables of the environment and the byte layout of every
+//! key and record in them. `FORMAT.md` beside this crate documents the same layouts; the
+//! two must change together, with a new `FORMAT_VERSION` and a migration step.
+
+use crate::error::{Result, StoreError};
+
+/// The format version this build reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Names of the LMDB tables (named databases) in the environment.
+pub mod table {
+    /// Service-wide facts: format version, service id, creation time, id counters.
+    pub const META: &str = "meta";
+    /// One record per database, keyed by its name.
+    pub const CATALOG: &str = "catalog";
+    /// Every document of every database, keyed by database id and document key.
+    pub const DOCS: &str = "docs";
+    /// The change logs of every database, keyed by database id and sequence number.
+    pub const CHANGES: &str = "changes";
+}
+
+/// Keys of the `meta` table.
+pub mod meta_key {
+    /// u32 big-endian: the format version.
+    pub const FORMAT_VERSION: &str = "format_version";
+    /// 16 random bytes chosen when the store is created.
+    pub const SERVICE_ID: &str = "service_id";
+    /// u64 big-endian: creation time in milliseconds since the Unix epoch.
+    pub const CREATED_MS: &str = "created_ms";
+    /// u32 big-endian: the id the next created database gets.
+    pub const NEXT_DATABASE_ID: &str = "next_database_id";
+}
+
+/// Size of the database id that prefixes keys of `docs` and `changes`.
+pub const DATABASE_ID_BYTES: usize = 4;
+
+/// A change-log operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeOp {
+    Put = 1,
+    Delete = 2,
+}
+
+/// How long a database's change log is kept. `None` keeps everything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Retention {
+    /// Keep at most this many of the newest changes.
+    pub max_changes: Option<u64>,
+    /// Drop changes older than this many seconds.
+    pub max_age_secs: Option<u64>,
+}
+
+/// The catalog record of one database (value of the `catalog` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogRecord {
+    pub id: u32,
+    pub created_ms: u64,
+    /// Seq of the newest change; 0 before the first.
+    pub last_seq: u64,
+    /// Every change with a seq up to and including this one was removed by retention.
+    pub trimmed_through: u64,
+    pub doc_count: u64,
+    /// Bytes of document keys and stored values.
+    pub doc_bytes: u64,
+    /// Bytes of change-log keys and records.
+    pub log_bytes: u64,
+    pub retention: Retention,
+}
+
+const CATALOG_RECORD_VERSION: u8 = 1;
+const CATALOG_RECORD_BYTES: usize = 1 + 4 + 8 * 8;
+
+impl CatalogRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(CATALOG_RECORD_BYTES);
+        out.push(CATALOG_RECORD_VERSION);
+        out.extend_from_slice(&self.id.to_be_bytes());
+        for field in [
+            self.created_ms,
+            self.last_seq,
+            self.trimmed_through,
+            self.doc_count,
+            self.doc_bytes,
+            self.log_bytes,
+            self.retention.max_changes.unwrap_or(0),
+            self.retention.max_age_secs.unwrap_or(0),
+        ] {
+            out.extend_from_slice(&field.to_be_bytes());
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<CatalogRecord> {
+        if bytes.len() < CATALOG_RECORD_BYTES || bytes[0] != CATALOG_RECORD_VERSION {
+            return Err(StoreError::Corrupt {
+                table: table::CATALOG,
+                reason: format!(
+                    "record of {} bytes with version byte {:?}",
+                    bytes.len(),
+                    bytes.first()
+                ),
+            });
+        }
+        let id = u32::from_be_bytes(bytes[1..5].try_into().expect("4 bytes"));
+        let field = |i: usize| {
+            let at = 5 + 8 * i;
+            u64::from_be_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+        };
+        let optional = |v: u64| (v != 0).then_some(v);
+        Ok(CatalogRecord {
+            id,
+            created_ms: field(0),
+            last_seq: field(1),
+            trimmed_through: field(2),
+            doc_count: field(3),
+            doc_bytes: field(4),
+            log_bytes: field(5),
+            retention: Retention {
+                max_changes: optional(field(6)),
+                max_age_secs: optional(field(7)),
+            },
+        })
+    }
+}
+
+/// Key of the `docs` table: database id (u32 BE) then the document key's UTF-8 bytes.
+pub fn doc_key(db_id: u32, key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DATABASE_ID_BYTES + key.len());
+    out.extend_from_slice(&db_id.to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out
+}
+
+/// The document key inside a `docs` key.
+pub fn doc_key_name(stored: &[u8]) -> Result<&str> {
+    stored
+        .get(DATABASE_ID_BYTES..)
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .ok_or_else(|| StoreError::Corrupt {
+            table: table::DOCS,
+            reason: "document key is not a database id followed by UTF-8".to_string(),
+        })
+}
+
+/// Value of the `docs` table: rev (u64 BE) then the msgpack value.
+pub fn doc_value(rev: u64, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&rev.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// Splits a `docs` value into its rev and msgpack value.
+pub fn split_doc_value(stored: &[u8]) -> Result<(u64, &[u8])> {
+    if stored.len() < 8 {
+        return Err(StoreError::Corrupt {
+            table: table::DOCS,
+            reason: format!("document value of {} bytes", stored.len()),
+        });
+    }
+    let rev = u64::from_be_bytes(stored[..8].try_into().expect("8 bytes"));
+    Ok((rev, &stored[8..]))
+}
+
+/// Key of the `changes` table: database id (u32 BE) then seq (u64 BE).
+pub fn change_key(db_id: u32, seq: u64) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    out[..4].copy_from_slice(&db_id.to_be_bytes());
+    out[4..].copy_from_slice(&seq.to_be_bytes());
+    out
+}
+
+/// The seq inside a `changes` key.
+pub fn change_key_seq(stored: &[u8]) -> Result<u64> {
+    stored
+        .get(4..12)
+        .map(|s| u64::from_be_bytes(s.try_into().expect("8 bytes")))
+        .ok_or_else(|| StoreError::Corrupt {
+            table: table::CHANGES,
+            reason: format!("change key of {} bytes", stored.len()),
+        })
+}
+
+/// Value of the `changes` table: op (u8), time in ms (u64 BE), key length (u16 BE), the
+/// key's bytes, then for a put the msgpack value.
+pub fn change_record(op: ChangeOp, time_ms: u64, key: &str, value: Option<&[u8]>) -> Vec<u8> {
+    let value = value.unwrap_or_default();
+    let mut out = Vec::with_capacity(11 + key.len() + value.len());
+    out.push(op as u8);
+    out.extend_from_slice(&time_ms.to_be_bytes());
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+/// A decoded `changes` record, borrowing from the stored bytes.
+#[derive(Debug)]
+pub struct ChangeRecordRef<'a> {
+    pub op: ChangeOp,
+    pub time_ms: u64,
+    pub key: &'a str,
+    pub value: Option<&'a [u8]>,
+}
+
+pub fn decode_change_record(stored: &[u8]) -> Result<ChangeRecordRef<'_>> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        table: table::CHANGES,
+        reason: reason.to_string(),
+    };
+    if stored.len() < 11 {
+        return Err(corrupt("change record shorter than its header"));
+    }
+    let op = match stored[0] {
+        1 => ChangeOp::Put,
+        2 => ChangeOp::Delete,
+        _ => return Err(corrupt("unknown change op")),
+    };
+    let time_ms = u64::from_be_bytes(stored[1..9].try_into().expect("8 bytes"));
+    let key_len = usize::from(u16::from_be_bytes([stored[9], stored[10]]));
+    let key_bytes = stored
+        .get(11..11 + key_len)
+        .ok_or_else(|| corrupt("change record key runs past its end"))?;
+    let key = std::str::from_utf8(key_bytes).map_err(|_| corrupt("change key is not UTF-8"))?;
+    let value = match op {
+        ChangeOp::Put => Some(&stored[11 + key_len..]),
+        ChangeOp::Delete => None,
+    };
+    Ok(ChangeRecordRef {
+        op,
+        time_ms,
+        key,
+        value,
+    })
+}
+
+/// The key range `[prefix, next(prefix))` holding every key of one database.
+/// Database ids stay below `u32::MAX` (see `MAX_DATABASE_ID`), so the bound exists.
+pub fn database_bounds(db_id: u32) -> (Vec<u8>, Vec<u8>) {
+    let next = db_id
+        .checked_add(1)
+        .expect("database ids stay below u32::MAX");
+    (db_id.to_be_bytes().to_vec(), next.to_be_bytes().to_vec())
+}
+
+/// The largest database id ever handed out.
+pub const MAX_DATABASE_ID: u32 = u32::MAX - 1;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_records_round_trip() {
+        let record = CatalogRecord {
+            id: 7,
+            created_ms: 1_700_000_000_000,
+            last_seq: 42,
+            trimmed_through: 3,
+            doc_count: 10,
+            doc_bytes: 1234,
+            log_bytes: 5678,
+            retention: Retention {
+                max_changes: Some(100),
+                max_age_secs: None,
+            },
+        };
+        let bytes = record.encode();
+        assert_eq!(bytes.len(), CATALOG_RECORD_BYTES);
+        assert_eq!(CatalogRecord::decode(&bytes).unwrap(), record);
+        assert!(CatalogRecord::decode(&bytes[..10]).is_err());
+    }
+
+    #[test]
+    fn change_records_round_trip() {
+        let put = change_record(ChangeOp::Put, 99, "kéy", Some(&[0x2a]));
+        let decoded = decode_change_record(&put).unwrap();
+        assert_eq!(decoded.op, ChangeOp::Put);
+        assert_eq!(decoded.time_ms, 99);
+        assert_eq!(decoded.key, "kéy");
+        assert_eq!(decoded.value, Some(&[0x2a][..]));
+        let delete = change_record(ChangeOp::Delete, 5, "k", None);
+        assert_eq!(decode_change_record(&delete).unwrap().value, None);
+        assert!(decode_change_record(&delete[..5]).is_err());
+    }
+
+    #[test]
+    fn keys_order_by_database_then_key() {
+        assert!(doc_key(1, "zzz") < doc_key(2, "a"));
+        assert!(change_key(1, u64::MAX) < change_key(2, 0));
+        assert!(change_key(1, 255) < change_key(1, 256));
+        let (low, high) = database_bounds(1);
+        assert!(low <= doc_key(1, "a") && doc_key(1, "a") < high);
+        assert!(doc_key(2, "a") >= high);
+        let (low, high) = database_bounds(MAX_DATABASE_ID);
+        assert!(low < high);
+    }
+}

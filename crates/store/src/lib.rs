@@ -1,0 +1,25 @@
+//! `cairn-store`: the storage engine of Cairn. One LMDB environment per working
+//! directory holds every piece of state: named databases of msgpack documents, each with
+//! a change log, and the service's own tables. Reads use short read transactions on any
+//! thread; every write goes through one writer thread that group-commits with fsync.
+//! Synchronous on purpose: no tokio, no networking. The byte layout is in `FORMAT.md`.
+
+mod error;
+pub mod format;
+mod lock;
+mod store;
+mod validate;
+mod writer;
+
+pub use error::{Result, StoreError};
+pub use format::{ChangeOp, Retention, FORMAT_VERSION};
+pub use lock::{DirLock, LOCK_FILE};
+pub use store::{
+    Change, DatabaseInfo, DatabaseView, Document, Scan, ScanPage, ScanRange, Snapshot, Store,
+    StoreMeta, StoreOptions, DEFAULT_MAP_SIZE, DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT,
+    MAX_SCAN_LIMIT, STORE_DIR,
+};
+pub use validate::{
+    validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,
+};
+pub use writer::{Op, Reply, Write, Written, MAX_BATCH_OPS};

@@ -1,0 +1,798 @@
+//! `Store`: opening and creating the one LMDB environment of a working directory, and
+//! every read. Reads run in short read transactions (`Snapshot`) that any thread may
+//! open; writes go to the writer thread (see `writer.rs`) through `Store::submit` or the
+//! blocking helpers built on it.
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use heed::types::{Bytes, Str};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, WithoutTls};
+
+use crate::error::{Result, StoreError};
+use crate::format::{
+    self, change_key, database_bounds, decode_change_record, doc_key, doc_key_name, meta_key,
+    split_doc_value, table, CatalogRecord, ChangeOp, Retention, FORMAT_VERSION,
+};
+use crate::writer::{self, WriterMessage};
+
+/// Sub-directory of a working directory that holds the LMDB environment.
+pub const STORE_DIR: &str = "store";
+
+/// Default map size: 1 TiB of address space (it costs no memory or disk until used).
+pub const DEFAULT_MAP_SIZE: usize = 1 << 40;
+
+/// Default largest value: 16 MiB.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 16 << 20;
+
+/// Largest number of documents one scan call may ask for.
+pub const MAX_SCAN_LIMIT: usize = 100_000;
+
+/// Largest number of changes one `changes` call may ask for.
+pub const MAX_CHANGES_LIMIT: usize = 100_000;
+
+/// Settings of an open store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// LMDB map size in bytes: the most the environment may ever hold.
+    pub map_size: usize,
+    /// Largest accepted value in bytes.
+    pub max_value_bytes: usize,
+    /// Most write requests the writer folds into one commit.
+    pub max_group_requests: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            map_size: DEFAULT_MAP_SIZE,
+            max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
+            max_group_requests: 4096,
+        }
+    }
+}
+
+/// The LMDB tables of the environment, as opened handles.
+#[derive(Clone, Copy)]
+pub(crate) struct Tables {
+    pub meta: Database<'static, Str, Bytes>,
+    pub catalog: Database<'static, Str, Bytes>,
+    pub docs: Database<'static, Bytes, Bytes>,
+    pub changes: Database<'static, Bytes, Bytes>,
+}
+
+/// A document as read: its key, its rev (seq of its last change) and its msgpack value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub key: String,
+    pub rev: u64,
+    pub value: Vec<u8>,
+}
+
+/// One entry of a change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: u64,
+    pub op: ChangeOp,
+    pub key: String,
+    /// The new value of a put; `None` for a delete (tombstone).
+    pub value: Option<Vec<u8>>,
+    pub time_ms: u64,
+}
+
+/// What `database_info` and `list_databases` report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub name: String,
+    pub created_ms: u64,
+    pub doc_count: u64,
+    /// Seq of the newest change; 0 before the first.
+    pub last_seq: u64,
+    /// Seq of the oldest change still in the log.
+    pub oldest_seq: u64,
+    /// Bytes of stored documents (keys and values).
+    pub doc_bytes: u64,
+    /// Bytes of the change log (keys and records).
+    pub log_bytes: u64,
+    pub retention: Retention,
+}
+
+impl DatabaseInfo {
+    fn from_record(name: &str, record: &CatalogRecord) -> DatabaseInfo {
+        DatabaseInfo {
+            name: name.to_string(),
+            created_ms: record.created_ms,
+            doc_count: record.doc_count,
+            last_seq: record.last_seq,
+            oldest_seq: record.trimmed_through + 1,
+            doc_bytes: record.doc_bytes,
+            log_bytes: record.log_bytes,
+            retention: record.retention,
+        }
+    }
+
+    /// Bytes used by the database: documents and change log.
+    pub fn bytes_used(&self) -> u64 {
+        self.doc_bytes + self.log_bytes
+    }
+}
+
+/// Which documents a scan visits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanRange {
+    /// Every document of the database.
+    All,
+    /// Documents whose key starts with this prefix.
+    Prefix(String),
+    /// Documents whose key lies between the bounds.
+    Keys {
+        start: Bound<String>,
+        end: Bound<String>,
+    },
+}
+
+/// A scan request: range, page size, direction and cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub range: ScanRange,
+    /// Most documents returned (1 to `MAX_SCAN_LIMIT`).
+    pub limit: usize,
+    /// Descending key order.
+    pub reverse: bool,
+    /// Resume after this key (the last key of the previous page).
+    pub after: Option<String>,
+}
+
+impl Scan {
+    /// A forward scan of the whole database.
+    pub fn all(limit: usize) -> Scan {
+        Scan {
+            range: ScanRange::All,
+            limit,
+            reverse: false,
+            after: None,
+        }
+    }
+}
+
+/// One page of scan results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub docs: Vec<Document>,
+    /// True when more documents lie in the range after this page; resume with
+    /// `after` = the last key of `docs`.
+    pub more: bool,
+}
+
+/// Facts recorded when the store was created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreMeta {
+    pub format_version: u32,
+    /// 32 hex digits, fixed for the life of the store (and carried by its copies).
+    pub service_id: String,
+    pub created_ms: u64,
+}
+
+pub(crate) struct Shared {
+    pub env: Option<Env<WithoutTls>>,
+    pub tables: Tables,
+    pub options: StoreOptions,
+    pub meta: StoreMeta,
+    pub dir: PathBuf,
+    pub sender: Mutex<Option<Sender<WriterMessage>>>,
+    pub writer_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Closing the queue lets the writer finish what it has, then stop.
+        self.sender.get_mut().map(Option::take).ok();
+        if let Some(thread) = self.writer_thread.get_mut().ok().and_then(Option::take) {
+            let _ = thread.join();
+        }
+        // Wait until LMDB really closed the environment, so that the same directory can
+        // be opened again at once in this process.
+        if let Some(env) = self.env.take() {
+            let closing = env.prepare_for_closing();
+            closing.wait();
+        }
+    }
+}
+
+/// An open store: cheap to clone, shared by every thread of a process.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.shared.dir)
+            .field("meta", &self.shared.meta)
+            .finish()
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn store_path(dir: &Path) -> PathBuf {
+    dir.join(STORE_DIR)
+}
+
+fn environment_exists(dir: &Path) -> bool {
+    store_path(dir).join("data.mdb").exists()
+}
+
+fn open_env(dir: &Path, options: &StoreOptions) -> Result<Env<WithoutTls>> {
+    let path = store_path(dir);
+    std::fs::create_dir_all(&path)
+        .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
+    let mut env_options = EnvOpenOptions::new().read_txn_without_tls();
+    env_options.map_size(options.map_size).max_dbs(16).max_readers(1024);
+    // SAFETY: the environment is opened once per process (heed refuses a second open of
+    // the same path) and its files are not truncated or rewritten behind LMDB's back.
+    unsafe { env_options.open(&path) }.map_err(|e| match e {
+        heed::Error::EnvAlreadyOpened => StoreError::DirectoryInUse {
+            dir: dir.to_path_buf(),
+            pid: Some(std::process::id()),
+        },
+        other => other.into(),
+    })
+}
+
+fn read_u32(bytes: &[u8], what: &str) -> Result<u32> {
+    bytes
+        .try_into()
+        .map(u32::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            table: table::META,
+            reason: format!("{what} is {} bytes, expected 4", bytes.len()),
+        })
+}
+
+fn read_u64(bytes: &[u8], what: &str) -> Result<u64> {
+    bytes
+        .try_into()
+        .map(u64::from_be_bytes)
+        .map_err(|_| StoreError::Corrupt {
+            table: table::META,
+            reason: format!("{what} is {} bytes, expected 8", bytes.len()),
+        })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    /// Creates a new store in the working directory `dir` (created if missing). Fails
+    /// with `StoreExists` if `dir` already holds one.
+    pub fn create(dir: &Path, options: StoreOptions) -> Result<Store> {
+        if environment_exists(dir) {
+            return Err(StoreError::StoreExists {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let env = open_env(dir, &options)?;
+        let mut service_id = [0u8; 16];
+        getrandom::fill(&mut service_id)
+            .map_err(|e| StoreError::io("drawing a service id", std::io::Error::other(e.to_string())))?;
+        let created_ms = now_ms();
+        let wtxn = env.write_txn()?;
+        let tables = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
+                let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
+                let catalog = opener.create_database(wtxn, Some(table::CATALOG))?;
+                let docs = opener.create_database(wtxn, Some(table::DOCS))?;
+                let changes = opener.create_database(wtxn, Some(table::CHANGES))?;
+                meta.put(wtxn, meta_key::FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())?;
+                meta.put(wtxn, meta_key::SERVICE_ID, &service_id)?;
+                meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
+                meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
+                Ok(CommitOrAbort::<_, ()>::Commit((meta, catalog, docs, changes)))
+            })?
+            .unwrap_commit();
+        let (meta, catalog, docs, changes) = tables;
+        let tables = Tables {
+            meta,
+            catalog,
+            docs,
+            changes,
+        };
+        tracing::info!(dir = %dir.display(), "created a new store");
+        Ok(Store::start(
+            env,
+            tables,
+            options,
+            StoreMeta {
+                format_version: FORMAT_VERSION,
+                service_id: hex(&service_id),
+                created_ms,
+            },
+            dir,
+        ))
+    }
+
+    /// Opens the store of the working directory `dir`. Fails with `NoStore` when there is
+    /// none and with `FormatMismatch` when it was written by another format version.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
+        if !environment_exists(dir) {
+            return Err(StoreError::NoStore {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let env = open_env(dir, &options)?;
+        let rtxn = env.read_txn()?;
+        let opened = env
+            .open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
+                let Some(meta) = opener.open_database::<Str, Bytes>(rtxn, Some(table::META))?
+                else {
+                    return Ok(CommitOrAbort::Abort(StoreError::NoStore {
+                        dir: dir.to_path_buf(),
+                    }));
+                };
+                let version = match meta.get(rtxn, meta_key::FORMAT_VERSION)? {
+                    Some(bytes) => read_u32(bytes, "format_version")?,
+                    None => {
+                        return Ok(CommitOrAbort::Abort(StoreError::NoStore {
+                            dir: dir.to_path_buf(),
+                        }))
+                    }
+                };
+                if version != FORMAT_VERSION {
+                    return Ok(CommitOrAbort::Abort(StoreError::FormatMismatch {
+                        dir: dir.to_path_buf(),
+                        found: version,
+                        expected: FORMAT_VERSION,
+                    }));
+                }
+                let missing = |name: &'static str| StoreError::Corrupt {
+                    table: name,
+                    reason: "table missing".to_string(),
+                };
+                let catalog = opener
+                    .open_database(rtxn, Some(table::CATALOG))?
+                    .ok_or_else(|| missing(table::CATALOG))?;
+                let docs = opener
+                    .open_database(rtxn, Some(table::DOCS))?
+                    .ok_or_else(|| missing(table::DOCS))?;
+                let changes = opener
+                    .open_database(rtxn, Some(table::CHANGES))?
+                    .ok_or_else(|| missing(table::CHANGES))?;
+                let service_id = meta
+                    .get(rtxn, meta_key::SERVICE_ID)?
+                    .map(hex)
+                    .ok_or_else(|| missing("meta.service_id"))?;
+                let created_ms = meta
+                    .get(rtxn, meta_key::CREATED_MS)?
+                    .map(|b| read_u64(b, "created_ms"))
+                    .transpose()?
+                    .ok_or_else(|| missing("meta.created_ms"))?;
+                let store_meta = StoreMeta {
+                    format_version: version,
+                    service_id,
+                    created_ms,
+                };
+                Ok(CommitOrAbort::Commit((
+                    (meta, catalog, docs, changes),
+                    OwnedMeta(store_meta),
+                )))
+            })?;
+        let ((meta, catalog, docs, changes), OwnedMeta(store_meta)) = match opened {
+            CommitOrAbort::Commit(opened) => opened,
+            CommitOrAbort::Abort(error) => {
+                env.prepare_for_closing().wait();
+                return Err(error);
+            }
+        };
+        let tables = Tables {
+            meta,
+            catalog,
+            docs,
+            changes,
+        };
+        Ok(Store::start(env, tables, options, store_meta, dir))
+    }
+
+    /// Opens the store of `dir`, creating it first when there is none.
+    pub fn open_or_create(dir: &Path, options: StoreOptions) -> Result<Store> {
+        if environment_exists(dir) {
+            Store::open(dir, options)
+        } else {
+            Store::create(dir, options)
+        }
+    }
+
+    fn start(
+        env: Env<WithoutTls>,
+        tables: Tables,
+        options: StoreOptions,
+        meta: StoreMeta,
+        dir: &Path,
+    ) -> Store {
+        let (sender, thread) = writer::spawn(env.clone(), tables, options.clone());
+        Store {
+            shared: Arc::new(Shared {
+                env: Some(env),
+                tables,
+                options,
+                meta,
+                dir: dir.to_path_buf(),
+                sender: Mutex::new(Some(sender)),
+                writer_thread: Mutex::new(Some(thread)),
+            }),
+        }
+    }
+
+    /// Format version, service id and creation time.
+    pub fn meta(&self) -> &StoreMeta {
+        &self.shared.meta
+    }
+
+    /// The working directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// The settings the store was opened with.
+    pub fn options(&self) -> &StoreOptions {
+        &self.shared.options
+    }
+
+    pub(crate) fn env(&self) -> &Env<WithoutTls> {
+        self.shared.env.as_ref().expect("the env lives until Shared drops")
+    }
+
+    /// Opens a read transaction: a consistent view of everything at this instant. Keep
+    /// it short; a long-lived snapshot keeps old pages from being reused.
+    pub fn snapshot(&self) -> Result<Snapshot> {
+        let txn = self.env().clone().static_read_txn()?;
+        Ok(Snapshot {
+            txn,
+            tables: self.shared.tables,
+            _store: self.clone(),
+        })
+    }
+
+    /// Every database, in name order.
+    pub fn list_databases(&self) -> Result<Vec<DatabaseInfo>> {
+        self.snapshot()?.list_databases()
+    }
+
+    /// Counters of one database.
+    pub fn database_info(&self, db: &str) -> Result<DatabaseInfo> {
+        self.snapshot()?.database(db)?.info()
+    }
+
+    /// One document, or `None` when absent.
+    pub fn get(&self, db: &str, key: &str) -> Result<Option<Document>> {
+        self.snapshot()?.database(db)?.get(key)
+    }
+
+    /// One page of documents.
+    pub fn scan(&self, db: &str, scan: &Scan) -> Result<ScanPage> {
+        self.snapshot()?.database(db)?.scan(scan)
+    }
+
+    /// The changes with a seq greater than `since`, oldest first, at most `limit`.
+    pub fn changes(&self, db: &str, since: u64, limit: usize) -> Result<Vec<Change>> {
+        self.snapshot()?.database(db)?.changes(since, limit)
+    }
+}
+
+/// Carries `StoreMeta` out of `open_databases_and_commit`, which wants `OnCommit` values.
+struct OwnedMeta(StoreMeta);
+
+impl heed::OnCommit for OwnedMeta {
+    type Committed = OwnedMeta;
+    fn on_commit(self, _token: &heed::CommitToken) -> OwnedMeta {
+        self
+    }
+}
+
+/// A read transaction over the whole store.
+pub struct Snapshot {
+    txn: RoTxn<'static, WithoutTls>,
+    tables: Tables,
+    // Keeps the environment open for as long as the transaction lives.
+    _store: Store,
+}
+
+impl Snapshot {
+    /// Every database, in name order.
+    pub fn list_databases(&self) -> Result<Vec<DatabaseInfo>> {
+        let mut out = Vec::new();
+        for entry in self.tables.catalog.iter(&self.txn)? {
+            let (name, bytes) = entry?;
+            out.push(DatabaseInfo::from_record(name, &CatalogRecord::decode(bytes)?));
+        }
+        Ok(out)
+    }
+
+    /// A view of one database; `DatabaseMissing` if it does not exist.
+    pub fn database(&self, name: &str) -> Result<DatabaseView<'_>> {
+        let record = read_catalog(&self.txn, self.tables, name)?.ok_or_else(|| {
+            StoreError::DatabaseMissing {
+                name: name.to_string(),
+            }
+        })?;
+        Ok(DatabaseView {
+            snapshot: self,
+            name: name.to_string(),
+            record,
+        })
+    }
+}
+
+pub(crate) fn read_catalog(
+    txn: &RoTxn,
+    tables: Tables,
+    name: &str,
+) -> Result<Option<CatalogRecord>> {
+    tables
+        .catalog
+        .get(txn, name)?
+        .map(CatalogRecord::decode)
+        .transpose()
+}
+
+/// One database inside a snapshot.
+pub struct DatabaseView<'s> {
+    snapshot: &'s Snapshot,
+    name: String,
+    record: CatalogRecord,
+}
+
+impl DatabaseView<'_> {
+    /// Counters of this database.
+    pub fn info(&self) -> Result<DatabaseInfo> {
+        Ok(DatabaseInfo::from_record(&self.name, &self.record))
+    }
+
+    /// One document, or `None` when absent. An invalid key is an error, not `None`.
+    pub fn get(&self, key: &str) -> Result<Option<Document>> {
+        crate::validate::validate_key(key)?;
+        let stored = self
+            .snapshot
+            .tables
+            .docs
+            .get(&self.snapshot.txn, &doc_key(self.record.id, key))?;
+        stored
+            .map(|bytes| {
+                let (rev, value) = split_doc_value(bytes)?;
+                Ok(Document {
+                    key: key.to_string(),
+                    rev,
+                    value: value.to_vec(),
+                })
+            })
+            .transpose()
+    }
+
+    /// One page of documents in key order (or reverse key order).
+    pub fn scan(&self, scan: &Scan) -> Result<ScanPage> {
+        if scan.limit == 0 || scan.limit > MAX_SCAN_LIMIT {
+            return Err(StoreError::InvalidArgument {
+                reason: format!(
+                    "scan limit must be 1 to {MAX_SCAN_LIMIT}, not {}",
+                    scan.limit
+                ),
+            });
+        }
+        let (low, high) = scan_bounds(self.record.id, scan)?;
+        let bounds = (as_slice_bound(&low), as_slice_bound(&high));
+        let docs_table = self.snapshot.tables.docs;
+        let txn = &self.snapshot.txn;
+        let mut docs = Vec::with_capacity(scan.limit.min(1024));
+        let mut more = false;
+        let mut push = |key: &[u8], value: &[u8]| -> Result<bool> {
+            if docs.len() == scan.limit {
+                more = true;
+                return Ok(false);
+            }
+            let (rev, value) = split_doc_value(value)?;
+            docs.push(Document {
+                key: doc_key_name(key)?.to_string(),
+                rev,
+                value: value.to_vec(),
+            });
+            Ok(true)
+        };
+        if scan.reverse {
+            for entry in docs_table.rev_range(txn, &bounds)? {
+                let (key, value) = entry?;
+                if !push(key, value)? {
+                    break;
+                }
+            }
+        } else {
+            for entry in docs_table.range(txn, &bounds)? {
+                let (key, value) = entry?;
+                if !push(key, value)? {
+                    break;
+                }
+            }
+        }
+        Ok(ScanPage { docs, more })
+    }
+
+    /// The changes with a seq greater than `since`, oldest first, at most `limit`.
+    /// `ChangesCompacted` when retention already removed some of them.
+    pub fn changes(&self, since: u64, limit: usize) -> Result<Vec<Change>> {
+        if limit == 0 || limit > MAX_CHANGES_LIMIT {
+            return Err(StoreError::InvalidArgument {
+                reason: format!("changes limit must be 1 to {MAX_CHANGES_LIMIT}, not {limit}"),
+            });
+        }
+        if since < self.record.trimmed_through {
+            return Err(StoreError::ChangesCompacted {
+                db: self.name.clone(),
+                since,
+                oldest: self.record.trimmed_through + 1,
+            });
+        }
+        let mut out = Vec::new();
+        if since >= self.record.last_seq {
+            return Ok(out);
+        }
+        let low = change_key(self.record.id, since + 1);
+        let (_, high) = database_bounds(self.record.id);
+        let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
+        for entry in self.snapshot.tables.changes.range(&self.snapshot.txn, &bounds)? {
+            let (key, record) = entry?;
+            let record_ref = decode_change_record(record)?;
+            out.push(Change {
+                seq: format::change_key_seq(key)?,
+                op: record_ref.op,
+                key: record_ref.key.to_string(),
+                value: record_ref.value.map(<[u8]>::to_vec),
+                time_ms: record_ref.time_ms,
+            });
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(b) => Bound::Included(b.as_slice()),
+        Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// The smallest byte string greater than every string that starts with `prefix`, if any.
+fn prefix_successor(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut out = prefix.to_vec();
+    while let Some(last) = out.pop() {
+        if last < 0xff {
+            out.push(last + 1);
+            return Some(out);
+        }
+    }
+    None
+}
+
+/// The tighter of two lower bounds.
+fn max_low(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match (&a, &b) {
+        (Bound::Unbounded, _) => b,
+        (_, Bound::Unbounded) => a,
+        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
+            if x > y || (x == y && matches!(a, Bound::Excluded(_))) {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+/// The tighter of two upper bounds.
+fn min_high(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
+    match (&a, &b) {
+        (Bound::Unbounded, _) => b,
+        (_, Bound::Unbounded) => a,
+        (Bound::Included(x) | Bound::Excluded(x), Bound::Included(y) | Bound::Excluded(y)) => {
+            if x < y || (x == y && matches!(a, Bound::Excluded(_))) {
+                a
+            } else {
+                b
+            }
+        }
+    }
+}
+
+/// Bounds in the `docs` key space for a scan of database `db_id`.
+fn scan_bounds(db_id: u32, scan: &Scan) -> Result<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+    let (db_low, db_high) = database_bounds(db_id);
+    let mut low = Bound::Included(db_low);
+    let mut high = Bound::Excluded(db_high);
+    let encode = |bound: &Bound<String>| -> Result<Bound<Vec<u8>>> {
+        Ok(match bound {
+            Bound::Included(k) => Bound::Included(doc_key(db_id, k)),
+            Bound::Excluded(k) => Bound::Excluded(doc_key(db_id, k)),
+            Bound::Unbounded => Bound::Unbounded,
+        })
+    };
+    match &scan.range {
+        ScanRange::All => {}
+        ScanRange::Prefix(prefix) => {
+            if prefix.len() > crate::validate::MAX_KEY_BYTES {
+                return Err(StoreError::InvalidKey {
+                    reason: "a prefix is at most 400 bytes".to_string(),
+                });
+            }
+            let start = doc_key(db_id, prefix);
+            if let Some(end) = prefix_successor(&start) {
+                high = min_high(high, Bound::Excluded(end));
+            }
+            low = max_low(low, Bound::Included(start));
+        }
+        ScanRange::Keys { start, end } => {
+            low = max_low(low, encode(start)?);
+            high = min_high(high, encode(end)?);
+        }
+    }
+    if let Some(after) = &scan.after {
+        crate::validate::validate_key(after)?;
+        let cursor = Bound::Excluded(doc_key(db_id, after));
+        if scan.reverse {
+            high = min_high(high, cursor);
+        } else {
+            low = max_low(low, cursor);
+        }
+    }
+    // An empty or inverted range scans nothing (LMDB would reject it).
+    let empty = match (&low, &high) {
+        (Bound::Included(l), Bound::Included(h)) => l > h,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
+            l >= h
+        }
+        _ => false,
+    };
+    if empty {
+        let (db_low, _) = database_bounds(db_id);
+        return Ok((
+            Bound::Excluded(db_low.clone()),
+            Bound::Excluded(db_low),
+        ));
+    }
+    Ok((low, high))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_successor_carries() {
+        assert_eq!(prefix_successor(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_successor(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_successor(&[0xff, 0xff]), None);
+    }
+
+    #[test]
+    fn bounds_pick_the_tighter_side() {
+        let inc = |s: &str| Bound::Included(s.as_bytes().to_vec());
+        let exc = |s: &str| Bound::Excluded(s.as_bytes().to_vec());
+        assert_eq!(max_low(inc("a"), exc("b")), exc("b"));
+        assert_eq!(max_low(inc("b"), exc("b")), exc("b"));
+        assert_eq!(max_low(Bound::Unbounded, inc("a")), inc("a"));
+        assert_eq!(min_high(inc("c"), exc("b")), exc("b"));
+        assert_eq!(min_high(exc("b"), inc("b")), exc("b"));
+    }
+}

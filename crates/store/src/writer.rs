@@ -1,0 +1,600 @@
+//! The writer: the one thread that owns every write transaction, with group commit.
+//!
+//! Callers on any thread submit a `Write` with a reply callback. The writer takes the
+//! first waiting request, drains whatever else is queued (up to `max_group_requests`),
+//! applies them all in one transaction, commits it once with fsync, and only then answers
+//! every caller. A request whose condition fails (rev conflict, missing database) is
+//! answered with its error and changes nothing, while the others in its group commit.
+//! When a group fails as a whole (map or disk full), each of its requests is retried
+//! alone, so one oversized write cannot fail its neighbours.
+
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::thread::JoinHandle;
+
+use heed::{Env, RwTxn, WithoutTls};
+
+use crate::error::{Result, StoreError};
+use crate::format::{
+    change_key, change_record, database_bounds, decode_change_record, doc_key, doc_value,
+    meta_key, split_doc_value, CatalogRecord, ChangeOp, Retention, MAX_DATABASE_ID,
+};
+use crate::store::{now_ms, read_catalog, Store, StoreOptions, Tables};
+use crate::validate::{validate_database_name, validate_key, validate_value};
+
+/// Most operations in one batch.
+pub const MAX_BATCH_OPS: usize = 10_000;
+
+/// One operation of a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Store `value` (one msgpack value) under `key`. With `rev`, only if the document's
+    /// current rev is that one (0: only if it does not exist).
+    Put {
+        key: String,
+        value: Vec<u8>,
+        rev: Option<u64>,
+    },
+    /// Remove `key`, which must exist. With `rev`, only if its current rev is that one.
+    Delete { key: String, rev: Option<u64> },
+}
+
+impl Op {
+    fn key(&self) -> &str {
+        match self {
+            Op::Put { key, .. } | Op::Delete { key, .. } => key,
+        }
+    }
+}
+
+/// A write request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    CreateDatabase { name: String, retention: Retention },
+    DropDatabase { name: String },
+    SetRetention { name: String, retention: Retention },
+    /// Operations on one database, applied all or nothing, in order.
+    Batch { db: String, ops: Vec<Op> },
+    /// Applies age-based retention to every database now.
+    TrimChanges,
+}
+
+/// What a successful write reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    DatabaseCreated,
+    DatabaseDropped,
+    RetentionSet,
+    /// The new rev of each operation of a batch, in order (a delete's rev is the seq of
+    /// its tombstone).
+    Batch(Vec<u64>),
+    /// How many change-log entries retention removed.
+    Trimmed(u64),
+}
+
+/// The callback that receives a write's outcome, called once, after the commit.
+pub type Reply = Box<dyn FnOnce(Result<Written>) + Send + 'static>;
+
+pub(crate) enum WriterMessage {
+    Write(Write, Reply),
+}
+
+pub(crate) fn spawn(
+    env: Env<WithoutTls>,
+    tables: Tables,
+    options: StoreOptions,
+) -> (Sender<WriterMessage>, JoinHandle<()>) {
+    let (sender, receiver) = mpsc::channel();
+    let thread = std::thread::Builder::new()
+        .name("cairn-writer".to_string())
+        .spawn(move || run(env, tables, options, receiver))
+        .expect("spawning the writer thread");
+    (sender, thread)
+}
+
+fn run(env: Env<WithoutTls>, tables: Tables, options: StoreOptions, receiver: Receiver<WriterMessage>) {
+    let mut group: Vec<(Write, Reply)> = Vec::new();
+    while let Ok(WriterMessage::Write(write, reply)) = receiver.recv() {
+        group.push((write, reply));
+        while group.len() < options.max_group_requests {
+            match receiver.try_recv() {
+                Ok(WriterMessage::Write(write, reply)) => group.push((write, reply)),
+                Err(_) => break,
+            }
+        }
+        let writes: Vec<&Write> = group.iter().map(|(w, _)| w).collect();
+        let outcomes = match commit_group(&env, tables, &writes) {
+            Ok(outcomes) => outcomes,
+            Err(error) if writes.len() > 1 => {
+                tracing::warn!(%error, requests = writes.len(), "group commit failed, retrying its writes one by one");
+                writes
+                    .iter()
+                    .map(|w| commit_group(&env, tables, &[w]).and_then(|mut o| o.remove(0)))
+                    .collect()
+            }
+            Err(error) => vec![Err(error)],
+        };
+        for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
+            reply(outcome);
+        }
+    }
+}
+
+/// Applies `writes` in one transaction and commits it. The outer error fails the whole
+/// group (nothing was committed); inner errors belong to single writes that changed
+/// nothing.
+fn commit_group(
+    env: &Env<WithoutTls>,
+    tables: Tables,
+    writes: &[&Write],
+) -> Result<Vec<Result<Written>>> {
+    let mut txn = GroupTxn {
+        wtxn: env.write_txn()?,
+        tables,
+        catalog: HashMap::new(),
+        next_database_id: None,
+        now_ms: now_ms(),
+    };
+    let mut outcomes = Vec::with_capacity(writes.len());
+    for write in writes {
+        match txn.apply(write) {
+            Ok(written) => outcomes.push(Ok(written)),
+            Err(Failure::Request(error)) => outcomes.push(Err(error)),
+            Err(Failure::Group(error)) => return Err(error),
+        }
+    }
+    txn.finish()?;
+    Ok(outcomes)
+}
+
+/// Why `apply` failed: the request's own fault (nothing was written), or a storage
+/// failure that leaves the transaction unusable.
+enum Failure {
+    Request(StoreError),
+    Group(StoreError),
+}
+
+impl From<heed::Error> for Failure {
+    fn from(error: heed::Error) -> Self {
+        Failure::Group(error.into())
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::StorageFull { .. }
+            | StoreError::Io { .. }
+            | StoreError::Lmdb(_)
+            | StoreError::Corrupt { .. } => Failure::Group(error),
+            other => Failure::Request(other),
+        }
+    }
+}
+
+struct CachedEntry {
+    record: Option<CatalogRecord>,
+    dirty: bool,
+}
+
+/// A write transaction with the catalog records it touched kept in memory, written
+/// back once before commit.
+struct GroupTxn<'e> {
+    wtxn: RwTxn<'e>,
+    tables: Tables,
+    catalog: HashMap<String, CachedEntry>,
+    next_database_id: Option<u32>,
+    now_ms: u64,
+}
+
+impl GroupTxn<'_> {
+    fn record(&mut self, name: &str) -> Result<Option<&mut CatalogRecord>, Failure> {
+        if !self.catalog.contains_key(name) {
+            let record = read_catalog(&self.wtxn, self.tables, name)?;
+            self.catalog.insert(
+                name.to_string(),
+                CachedEntry {
+                    record,
+                    dirty: false,
+                },
+            );
+        }
+        let entry = self.catalog.get_mut(name).expect("inserted above");
+        Ok(entry.record.as_mut().inspect(|_| entry.dirty = true))
+    }
+
+    fn existing(&mut self, name: &str) -> Result<&mut CatalogRecord, Failure> {
+        self.record(name)?.ok_or_else(|| {
+            Failure::Request(StoreError::DatabaseMissing {
+                name: name.to_string(),
+            })
+        })
+    }
+
+    fn apply(&mut self, write: &Write) -> Result<Written, Failure> {
+        match write {
+            Write::CreateDatabase { name, retention } => {
+                if self.record(name)?.is_some() {
+                    return Err(Failure::Request(StoreError::DatabaseExists {
+                        name: name.clone(),
+                    }));
+                }
+                let id = self.take_database_id()?;
+                self.catalog.insert(
+                    name.clone(),
+                    CachedEntry {
+                        record: Some(CatalogRecord {
+                            id,
+                            created_ms: self.now_ms,
+                            last_seq: 0,
+                            trimmed_through: 0,
+                            doc_count: 0,
+                            doc_bytes: 0,
+                            log_bytes: 0,
+                            retention: *retention,
+                        }),
+                        dirty: true,
+                    },
+                );
+                Ok(Written::DatabaseCreated)
+            }
+            Write::DropDatabase { name } => {
+                let id = self.existing(name)?.id;
+                let (low, high) = database_bounds(id);
+                let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
+                self.tables.docs.delete_range(&mut self.wtxn, &bounds)?;
+                self.tables.changes.delete_range(&mut self.wtxn, &bounds)?;
+                self.catalog.insert(
+                    name.clone(),
+                    CachedEntry {
+                        record: None,
+                        dirty: true,
+                    },
+                );
+                Ok(Written::DatabaseDropped)
+            }
+            Write::SetRetention { name, retention } => {
+                self.existing(name)?.retention = *retention;
+                Ok(Written::RetentionSet)
+            }
+            Write::Batch { db, ops } => self.apply_batch(db, ops).map(Written::Batch),
+            Write::TrimChanges => {
+                let mut names = Vec::new();
+                for entry in self.tables.catalog.iter(&self.wtxn)? {
+                    names.push(entry?.0.to_string());
+                }
+                let mut trimmed = 0;
+                for name in names {
+                    if self.record(&name)?.is_some() {
+                        trimmed += self.trim(&name)?;
+                    }
+                }
+                Ok(Written::Trimmed(trimmed))
+            }
+        }
+    }
+
+    fn take_database_id(&mut self) -> Result<u32, Failure> {
+        let id = match self.next_database_id {
+            Some(id) => id,
+            None => {
+                let bytes = self
+                    .tables
+                    .meta
+                    .get(&self.wtxn, meta_key::NEXT_DATABASE_ID)?
+                    .ok_or_else(|| StoreError::Corrupt {
+                        table: crate::format::table::META,
+                        reason: "next_database_id missing".to_string(),
+                    })?;
+                u32::from_be_bytes(bytes.try_into().map_err(|_| StoreError::Corrupt {
+                    table: crate::format::table::META,
+                    reason: "next_database_id is not 4 bytes".to_string(),
+                })?)
+            }
+        };
+        if id > MAX_DATABASE_ID {
+            return Err(Failure::Request(StoreError::InvalidArgument {
+                reason: "every database id has been used".to_string(),
+            }));
+        }
+        self.next_database_id = Some(id + 1);
+        Ok(id)
+    }
+
+    /// Checks every condition of the batch first (against the state the earlier
+    /// operations of the batch leave), then applies it.
+    fn apply_batch(&mut self, db: &str, ops: &[Op]) -> Result<Vec<u64>, Failure> {
+        let record = self.existing(db)?.clone();
+        // Current (rev, stored length) of each key the batch touched so far; rev 0 = absent.
+        let mut overlay: HashMap<&str, (u64, usize)> = HashMap::new();
+        let mut previous = Vec::with_capacity(ops.len());
+        for (i, op) in ops.iter().enumerate() {
+            let key = op.key();
+            let (current, stored_len) = match overlay.get(key) {
+                Some(state) => *state,
+                None => match self.tables.docs.get(&self.wtxn, &doc_key(record.id, key))? {
+                    Some(stored) => (split_doc_value(stored)?.0, stored.len()),
+                    None => (0, 0),
+                },
+            };
+            let expected = match op {
+                Op::Put { rev, .. } | Op::Delete { rev, .. } => *rev,
+            };
+            if let Some(expected) = expected.filter(|e| *e != current) {
+                return Err(Failure::Request(StoreError::RevConflict {
+                    key: key.to_string(),
+                    expected,
+                    current,
+                }));
+            }
+            if matches!(op, Op::Delete { .. }) && current == 0 {
+                return Err(Failure::Request(StoreError::NotFound {
+                    db: db.to_string(),
+                    key: key.to_string(),
+                }));
+            }
+            previous.push((current, stored_len));
+            let seq = record.last_seq + i as u64 + 1;
+            let new_state = match op {
+                Op::Put { value, .. } => (seq, 8 + value.len()),
+                Op::Delete { .. } => (0, 0),
+            };
+            overlay.insert(key, new_state);
+        }
+
+        let mut record = record;
+        let mut revs = Vec::with_capacity(ops.len());
+        for (op, (current, stored_len)) in ops.iter().zip(previous) {
+            let seq = record.last_seq + 1;
+            let key = op.key();
+            let stored_key = doc_key(record.id, key);
+            if current != 0 {
+                record.doc_count -= 1;
+                record.doc_bytes -= (stored_key.len() + stored_len) as u64;
+            }
+            let change = match op {
+                Op::Put { value, .. } => {
+                    let stored = doc_value(seq, value);
+                    self.tables.docs.put(&mut self.wtxn, &stored_key, &stored)?;
+                    record.doc_count += 1;
+                    record.doc_bytes += (stored_key.len() + stored.len()) as u64;
+                    change_record(ChangeOp::Put, self.now_ms, key, Some(value))
+                }
+                Op::Delete { .. } => {
+                    self.tables.docs.delete(&mut self.wtxn, &stored_key)?;
+                    change_record(ChangeOp::Delete, self.now_ms, key, None)
+                }
+            };
+            let log_key = change_key(record.id, seq);
+            self.tables.changes.put(&mut self.wtxn, &log_key, &change)?;
+            record.log_bytes += (log_key.len() + change.len()) as u64;
+            record.last_seq = seq;
+            revs.push(seq);
+        }
+        *self.existing(db)? = record;
+        Ok(revs)
+    }
+
+    /// Removes what retention no longer keeps from the log of database `name`.
+    fn trim(&mut self, name: &str) -> Result<u64, Failure> {
+        let record = self.existing(name)?.clone();
+        let Retention {
+            max_changes,
+            max_age_secs,
+        } = record.retention;
+        if max_changes.is_none() && max_age_secs.is_none() {
+            return Ok(0);
+        }
+        let keep_from_count = max_changes
+            .map(|max| record.last_seq.saturating_sub(max))
+            .unwrap_or(0);
+        let age_cutoff_ms = max_age_secs.map(|secs| self.now_ms.saturating_sub(secs * 1000));
+        let low = change_key(record.id, record.trimmed_through + 1);
+        let (_, high) = database_bounds(record.id);
+        let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
+        let mut trim_through = record.trimmed_through;
+        let mut freed = 0u64;
+        let mut removed = 0u64;
+        for entry in self.tables.changes.range(&self.wtxn, &bounds)? {
+            let (key, value) = entry?;
+            let seq = crate::format::change_key_seq(key)?;
+            let too_many = seq <= keep_from_count;
+            let too_old = age_cutoff_ms
+                .is_some_and(|cutoff| decode_change_record(value).is_ok_and(|r| r.time_ms < cutoff));
+            if !too_many && !too_old {
+                break;
+            }
+            trim_through = seq;
+            freed += (key.len() + value.len()) as u64;
+            removed += 1;
+        }
+        if removed == 0 {
+            return Ok(0);
+        }
+        let end = change_key(record.id, trim_through);
+        let range = (Bound::Included(&low[..]), Bound::Included(&end[..]));
+        self.tables.changes.delete_range(&mut self.wtxn, &range)?;
+        let record = self.existing(name)?;
+        record.trimmed_through = trim_through;
+        record.log_bytes -= freed;
+        Ok(removed)
+    }
+
+    /// Applies retention to the databases this group wrote, writes back the catalog
+    /// records, and commits with fsync.
+    fn finish(mut self) -> Result<()> {
+        let touched: Vec<String> = self
+            .catalog
+            .iter()
+            .filter(|(_, e)| e.dirty && e.record.is_some())
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in touched {
+            match self.trim(&name) {
+                Ok(_) => {}
+                Err(Failure::Request(e) | Failure::Group(e)) => return Err(e),
+            }
+        }
+        for (name, entry) in &self.catalog {
+            if !entry.dirty {
+                continue;
+            }
+            match &entry.record {
+                Some(record) => self.tables.catalog.put(&mut self.wtxn, name, &record.encode())?,
+                None => {
+                    self.tables.catalog.delete(&mut self.wtxn, name)?;
+                }
+            }
+        }
+        if let Some(next) = self.next_database_id {
+            self.tables
+                .meta
+                .put(&mut self.wtxn, meta_key::NEXT_DATABASE_ID, &next.to_be_bytes())?;
+        }
+        self.wtxn.commit()?;
+        Ok(())
+    }
+}
+
+/// Checks a write's input before it is queued, so that bad input never reaches the
+/// writer thread.
+fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
+    match write {
+        Write::CreateDatabase { name, .. }
+        | Write::DropDatabase { name }
+        | Write::SetRetention { name, .. } => validate_database_name(name),
+        Write::Batch { db, ops } => {
+            validate_database_name(db)?;
+            if ops.is_empty() || ops.len() > MAX_BATCH_OPS {
+                return Err(StoreError::InvalidArgument {
+                    reason: format!(
+                        "a batch holds 1 to {MAX_BATCH_OPS} operations, not {}",
+                        ops.len()
+                    ),
+                });
+            }
+            for op in ops {
+                validate_key(op.key())?;
+                if let Op::Put { value, .. } = op {
+                    validate_value(value, max_value_bytes)?;
+                }
+            }
+            Ok(())
+        }
+        Write::TrimChanges => Ok(()),
+    }
+}
+
+impl Store {
+    /// Queues a write; `reply` is called once with its outcome, after the commit that
+    /// holds it (or at once, on this thread, when the input is invalid).
+    pub fn submit(&self, write: Write, reply: Reply) {
+        if let Err(error) = validate_write(&write, self.shared.options.max_value_bytes) {
+            reply(Err(error));
+            return;
+        }
+        let sender = self
+            .shared
+            .sender
+            .lock()
+            .expect("the writer sender lock is never poisoned")
+            .clone();
+        let Some(sender) = sender else {
+            reply(Err(StoreError::Closed));
+            return;
+        };
+        if let Err(mpsc::SendError(WriterMessage::Write(_, reply))) =
+            sender.send(WriterMessage::Write(write, reply))
+        {
+            reply(Err(StoreError::Closed));
+        }
+    }
+
+    /// Submits a write and blocks until it is committed (or refused).
+    pub fn write(&self, write: Write) -> Result<Written> {
+        let (sender, receiver) = mpsc::sync_channel(1);
+        self.submit(
+            write,
+            Box::new(move |outcome| {
+                let _ = sender.send(outcome);
+            }),
+        );
+        receiver.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// Creates a database that keeps its whole change log.
+    pub fn create_database(&self, name: &str) -> Result<()> {
+        self.create_database_with(name, Retention::default())
+    }
+
+    /// Creates a database with a change-log retention.
+    pub fn create_database_with(&self, name: &str, retention: Retention) -> Result<()> {
+        self.write(Write::CreateDatabase {
+            name: name.to_string(),
+            retention,
+        })
+        .map(|_| ())
+    }
+
+    /// Drops a database with its documents and its change log.
+    pub fn drop_database(&self, name: &str) -> Result<()> {
+        self.write(Write::DropDatabase {
+            name: name.to_string(),
+        })
+        .map(|_| ())
+    }
+
+    /// Changes a database's change-log retention (applied at its next write or trim).
+    pub fn set_retention(&self, name: &str, retention: Retention) -> Result<()> {
+        self.write(Write::SetRetention {
+            name: name.to_string(),
+            retention,
+        })
+        .map(|_| ())
+    }
+
+    /// Stores a document and returns its new rev.
+    pub fn put(&self, db: &str, key: &str, value: &[u8], rev: Option<u64>) -> Result<u64> {
+        self.batch(
+            db,
+            vec![Op::Put {
+                key: key.to_string(),
+                value: value.to_vec(),
+                rev,
+            }],
+        )
+        .map(|revs| revs[0])
+    }
+
+    /// Deletes a document and returns the seq of its tombstone.
+    pub fn delete(&self, db: &str, key: &str, rev: Option<u64>) -> Result<u64> {
+        self.batch(
+            db,
+            vec![Op::Delete {
+                key: key.to_string(),
+                rev,
+            }],
+        )
+        .map(|revs| revs[0])
+    }
+
+    /// Applies operations all or nothing; returns each one's new rev.
+    pub fn batch(&self, db: &str, ops: Vec<Op>) -> Result<Vec<u64>> {
+        match self.write(Write::Batch {
+            db: db.to_string(),
+            ops,
+        })? {
+            Written::Batch(revs) => Ok(revs),
+            other => unreachable!("a batch answered {other:?}"),
+        }
+    }
+
+    /// Applies age-based retention to every database; returns the entries removed.
+    pub fn trim_changes(&self) -> Result<u64> {
+        match self.write(Write::TrimChanges)? {
+            Written::Trimmed(n) => Ok(n),
+            other => unreachable!("a trim answered {other:?}"),
+        }
+    }
+}
