@@ -148,7 +148,11 @@ impl From<heed::Error> for StoreError {
             heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::StorageFull {
                 reason: "the LMDB map is full: raise map_size".to_string(),
             },
-            heed::Error::Io(io) if io.raw_os_error().is_some_and(|e| NO_SPACE_ERRNOS.contains(&e)) => {
+            heed::Error::Io(io)
+                if io
+                    .raw_os_error()
+                    .is_some_and(|e| NO_SPACE_ERRNOS.contains(&e)) =>
+            {
                 StoreError::StorageFull {
                     reason: format!("the file system is full ({io}): free some space"),
                 }

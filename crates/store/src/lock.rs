@@ -89,7 +89,10 @@ mod tests {
             other => panic!("expected DirectoryInUse, got {other:?}"),
         }
         let message = DirLock::acquire(dir.path()).unwrap_err().to_string();
-        assert!(message.contains(&format!("pid {}", std::process::id())), "{message}");
+        assert!(
+            message.contains(&format!("pid {}", std::process::id())),
+            "{message}"
+        );
         drop(held);
         let again = DirLock::acquire(dir.path()).unwrap();
         assert_eq!(again.path(), dir.path().join(LOCK_FILE));

@@ -238,7 +238,10 @@ fn open_env(dir: &Path, options: &StoreOptions) -> Result<Env<WithoutTls>> {
     std::fs::create_dir_all(&path)
         .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
     let mut env_options = EnvOpenOptions::new().read_txn_without_tls();
-    env_options.map_size(options.map_size).max_dbs(16).max_readers(1024);
+    env_options
+        .map_size(options.map_size)
+        .max_dbs(16)
+        .max_readers(1024);
     // SAFETY: the environment is opened once per process (heed refuses a second open of
     // the same path) and its files are not truncated or rewritten behind LMDB's back.
     unsafe { env_options.open(&path) }.map_err(|e| match e {
@@ -285,8 +288,9 @@ impl Store {
         }
         let env = open_env(dir, &options)?;
         let mut service_id = [0u8; 16];
-        getrandom::fill(&mut service_id)
-            .map_err(|e| StoreError::io("drawing a service id", std::io::Error::other(e.to_string())))?;
+        getrandom::fill(&mut service_id).map_err(|e| {
+            StoreError::io("drawing a service id", std::io::Error::other(e.to_string()))
+        })?;
         let created_ms = now_ms();
         let wtxn = env.write_txn()?;
         let tables = env
@@ -295,11 +299,17 @@ impl Store {
                 let catalog = opener.create_database(wtxn, Some(table::CATALOG))?;
                 let docs = opener.create_database(wtxn, Some(table::DOCS))?;
                 let changes = opener.create_database(wtxn, Some(table::CHANGES))?;
-                meta.put(wtxn, meta_key::FORMAT_VERSION, &FORMAT_VERSION.to_be_bytes())?;
+                meta.put(
+                    wtxn,
+                    meta_key::FORMAT_VERSION,
+                    &FORMAT_VERSION.to_be_bytes(),
+                )?;
                 meta.put(wtxn, meta_key::SERVICE_ID, &service_id)?;
                 meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
                 meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
-                Ok(CommitOrAbort::<_, ()>::Commit((meta, catalog, docs, changes)))
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    meta, catalog, docs, changes,
+                )))
             })?
             .unwrap_commit();
         let (meta, catalog, docs, changes) = tables;
@@ -333,61 +343,59 @@ impl Store {
         }
         let env = open_env(dir, &options)?;
         let rtxn = env.read_txn()?;
-        let opened = env
-            .open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
-                let Some(meta) = opener.open_database::<Str, Bytes>(rtxn, Some(table::META))?
-                else {
+        let opened = env.open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
+            let Some(meta) = opener.open_database::<Str, Bytes>(rtxn, Some(table::META))? else {
+                return Ok(CommitOrAbort::Abort(StoreError::NoStore {
+                    dir: dir.to_path_buf(),
+                }));
+            };
+            let version = match meta.get(rtxn, meta_key::FORMAT_VERSION)? {
+                Some(bytes) => read_u32(bytes, "format_version")?,
+                None => {
                     return Ok(CommitOrAbort::Abort(StoreError::NoStore {
                         dir: dir.to_path_buf(),
-                    }));
-                };
-                let version = match meta.get(rtxn, meta_key::FORMAT_VERSION)? {
-                    Some(bytes) => read_u32(bytes, "format_version")?,
-                    None => {
-                        return Ok(CommitOrAbort::Abort(StoreError::NoStore {
-                            dir: dir.to_path_buf(),
-                        }))
-                    }
-                };
-                if version != FORMAT_VERSION {
-                    return Ok(CommitOrAbort::Abort(StoreError::FormatMismatch {
-                        dir: dir.to_path_buf(),
-                        found: version,
-                        expected: FORMAT_VERSION,
-                    }));
+                    }))
                 }
-                let missing = |name: &'static str| StoreError::Corrupt {
-                    table: name,
-                    reason: "table missing".to_string(),
-                };
-                let catalog = opener
-                    .open_database(rtxn, Some(table::CATALOG))?
-                    .ok_or_else(|| missing(table::CATALOG))?;
-                let docs = opener
-                    .open_database(rtxn, Some(table::DOCS))?
-                    .ok_or_else(|| missing(table::DOCS))?;
-                let changes = opener
-                    .open_database(rtxn, Some(table::CHANGES))?
-                    .ok_or_else(|| missing(table::CHANGES))?;
-                let service_id = meta
-                    .get(rtxn, meta_key::SERVICE_ID)?
-                    .map(hex)
-                    .ok_or_else(|| missing("meta.service_id"))?;
-                let created_ms = meta
-                    .get(rtxn, meta_key::CREATED_MS)?
-                    .map(|b| read_u64(b, "created_ms"))
-                    .transpose()?
-                    .ok_or_else(|| missing("meta.created_ms"))?;
-                let store_meta = StoreMeta {
-                    format_version: version,
-                    service_id,
-                    created_ms,
-                };
-                Ok(CommitOrAbort::Commit((
-                    (meta, catalog, docs, changes),
-                    OwnedMeta(store_meta),
-                )))
-            })?;
+            };
+            if version != FORMAT_VERSION {
+                return Ok(CommitOrAbort::Abort(StoreError::FormatMismatch {
+                    dir: dir.to_path_buf(),
+                    found: version,
+                    expected: FORMAT_VERSION,
+                }));
+            }
+            let missing = |name: &'static str| StoreError::Corrupt {
+                table: name,
+                reason: "table missing".to_string(),
+            };
+            let catalog = opener
+                .open_database(rtxn, Some(table::CATALOG))?
+                .ok_or_else(|| missing(table::CATALOG))?;
+            let docs = opener
+                .open_database(rtxn, Some(table::DOCS))?
+                .ok_or_else(|| missing(table::DOCS))?;
+            let changes = opener
+                .open_database(rtxn, Some(table::CHANGES))?
+                .ok_or_else(|| missing(table::CHANGES))?;
+            let service_id = meta
+                .get(rtxn, meta_key::SERVICE_ID)?
+                .map(hex)
+                .ok_or_else(|| missing("meta.service_id"))?;
+            let created_ms = meta
+                .get(rtxn, meta_key::CREATED_MS)?
+                .map(|b| read_u64(b, "created_ms"))
+                .transpose()?
+                .ok_or_else(|| missing("meta.created_ms"))?;
+            let store_meta = StoreMeta {
+                format_version: version,
+                service_id,
+                created_ms,
+            };
+            Ok(CommitOrAbort::Commit((
+                (meta, catalog, docs, changes),
+                OwnedMeta(store_meta),
+            )))
+        })?;
         let ((meta, catalog, docs, changes), OwnedMeta(store_meta)) = match opened {
             CommitOrAbort::Commit(opened) => opened,
             CommitOrAbort::Abort(error) => {
@@ -450,7 +458,10 @@ impl Store {
     }
 
     pub(crate) fn env(&self) -> &Env<WithoutTls> {
-        self.shared.env.as_ref().expect("the env lives until Shared drops")
+        self.shared
+            .env
+            .as_ref()
+            .expect("the env lives until Shared drops")
     }
 
     /// Opens a read transaction: a consistent view of everything at this instant. Keep
@@ -514,7 +525,10 @@ impl Snapshot {
         let mut out = Vec::new();
         for entry in self.tables.catalog.iter(&self.txn)? {
             let (name, bytes) = entry?;
-            out.push(DatabaseInfo::from_record(name, &CatalogRecord::decode(bytes)?));
+            out.push(DatabaseInfo::from_record(
+                name,
+                &CatalogRecord::decode(bytes)?,
+            ));
         }
         Ok(out)
     }
@@ -648,7 +662,12 @@ impl DatabaseView<'_> {
         let low = change_key(self.record.id, since + 1);
         let (_, high) = database_bounds(self.record.id);
         let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
-        for entry in self.snapshot.tables.changes.range(&self.snapshot.txn, &bounds)? {
+        for entry in self
+            .snapshot
+            .tables
+            .changes
+            .range(&self.snapshot.txn, &bounds)?
+        {
             let (key, record) = entry?;
             let record_ref = decode_change_record(record)?;
             out.push(Change {
@@ -766,10 +785,7 @@ fn scan_bounds(db_id: u32, scan: &Scan) -> Result<(Bound<Vec<u8>>, Bound<Vec<u8>
     };
     if empty {
         let (db_low, _) = database_bounds(db_id);
-        return Ok((
-            Bound::Excluded(db_low.clone()),
-            Bound::Excluded(db_low),
-        ));
+        return Ok((Bound::Excluded(db_low.clone()), Bound::Excluded(db_low)));
     }
     Ok((low, high))
 }

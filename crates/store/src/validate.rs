@@ -148,7 +148,9 @@ fn skip_msgpack_value(bytes: &[u8]) -> std::result::Result<usize, String> {
                 ));
             }
             if pending.len() > MAX_VALUE_DEPTH {
-                return Err(format!("msgpack value nested deeper than {MAX_VALUE_DEPTH}"));
+                return Err(format!(
+                    "msgpack value nested deeper than {MAX_VALUE_DEPTH}"
+                ));
             }
             pending.push(children);
         }
@@ -173,9 +175,22 @@ mod tests {
         for good in ["a", "users", "a1_b-c", &"x".repeat(64)] {
             assert!(validate_database_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "1abc", "_a", "-a", "Abc", "a b", "a.b", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            "1abc",
+            "_a",
+            "-a",
+            "Abc",
+            "a b",
+            "a.b",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(
-                matches!(validate_database_name(bad), Err(StoreError::InvalidName { .. })),
+                matches!(
+                    validate_database_name(bad),
+                    Err(StoreError::InvalidName { .. })
+                ),
                 "{bad:?} must be refused"
             );
         }
@@ -185,7 +200,10 @@ mod tests {
     fn keys_are_one_to_four_hundred_utf8_bytes() {
         assert!(validate_key("k").is_ok());
         assert!(validate_key(&"é".repeat(200)).is_ok());
-        assert!(matches!(validate_key(""), Err(StoreError::InvalidKey { .. })));
+        assert!(matches!(
+            validate_key(""),
+            Err(StoreError::InvalidKey { .. })
+        ));
         assert!(matches!(
             validate_key(&"k".repeat(401)),
             Err(StoreError::InvalidKey { .. })
@@ -200,15 +218,15 @@ mod tests {
     #[test]
     fn well_formed_values_pass() {
         let samples: &[&[u8]] = &[
-            &[0xc0],                               // nil
-            &[0x2a],                               // 42
-            &[0xa3, b'a', b'b', b'c'],             // "abc"
-            &[0x92, 0x01, 0x91, 0xc3],             // [1, [true]]
+            &[0xc0],                                           // nil
+            &[0x2a],                                           // 42
+            &[0xa3, b'a', b'b', b'c'],                         // "abc"
+            &[0x92, 0x01, 0x91, 0xc3],                         // [1, [true]]
             &[0x81, 0xa1, b'k', 0xcb, 0, 0, 0, 0, 0, 0, 0, 0], // {"k": 0.0}
-            &[0xc4, 0x02, 0xde, 0xad],             // bin 2
-            &[0xd6, 0xff, 0, 0, 0, 1],             // timestamp ext
-            &[0xdc, 0x00, 0x02, 0xc2, 0xc3],       // array16 [false, true]
-            &[0x90],                               // []
+            &[0xc4, 0x02, 0xde, 0xad],                         // bin 2
+            &[0xd6, 0xff, 0, 0, 0, 1],                         // timestamp ext
+            &[0xdc, 0x00, 0x02, 0xc2, 0xc3],                   // array16 [false, true]
+            &[0x90],                                           // []
         ];
         for sample in samples {
             assert!(validate_value(sample, 1024).is_ok(), "{sample:02x?}");
@@ -218,17 +236,20 @@ mod tests {
     #[test]
     fn malformed_values_are_refused() {
         let samples: &[&[u8]] = &[
-            &[],                       // nothing
-            &[0xc1],                   // reserved
-            &[0xa3, b'a'],             // short string
-            &[0x92, 0x01],             // array missing an item
-            &[0x01, 0x02],             // two values
+            &[],                             // nothing
+            &[0xc1],                         // reserved
+            &[0xa3, b'a'],                   // short string
+            &[0x92, 0x01],                   // array missing an item
+            &[0x01, 0x02],                   // two values
             &[0xdd, 0xff, 0xff, 0xff, 0xff], // huge array count
-            &[0xc6, 0xff, 0xff, 0xff], // truncated length
+            &[0xc6, 0xff, 0xff, 0xff],       // truncated length
         ];
         for sample in samples {
             assert!(
-                matches!(validate_value(sample, 1024), Err(StoreError::InvalidValue { .. })),
+                matches!(
+                    validate_value(sample, 1024),
+                    Err(StoreError::InvalidValue { .. })
+                ),
                 "{sample:02x?} must be refused"
             );
         }
@@ -252,7 +273,10 @@ mod tests {
         let value = vec![0xc0; 11];
         assert!(matches!(
             validate_value(&value, 10),
-            Err(StoreError::ValueTooLarge { size: 11, limit: 10 })
+            Err(StoreError::ValueTooLarge {
+                size: 11,
+                limit: 10
+            })
         ));
     }
 }

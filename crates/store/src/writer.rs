@@ -17,8 +17,8 @@ use heed::{Env, RwTxn, WithoutTls};
 
 use crate::error::{Result, StoreError};
 use crate::format::{
-    change_key, change_record, database_bounds, decode_change_record, doc_key, doc_value,
-    meta_key, split_doc_value, CatalogRecord, ChangeOp, Retention, MAX_DATABASE_ID,
+    change_key, change_record, database_bounds, decode_change_record, doc_key, doc_value, meta_key,
+    split_doc_value, CatalogRecord, ChangeOp, Retention, MAX_DATABASE_ID,
 };
 use crate::store::{now_ms, read_catalog, Store, StoreOptions, Tables};
 use crate::validate::{validate_database_name, validate_key, validate_value};
@@ -51,11 +51,22 @@ impl Op {
 /// A write request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
-    CreateDatabase { name: String, retention: Retention },
-    DropDatabase { name: String },
-    SetRetention { name: String, retention: Retention },
+    CreateDatabase {
+        name: String,
+        retention: Retention,
+    },
+    DropDatabase {
+        name: String,
+    },
+    SetRetention {
+        name: String,
+        retention: Retention,
+    },
     /// Operations on one database, applied all or nothing, in order.
-    Batch { db: String, ops: Vec<Op> },
+    Batch {
+        db: String,
+        ops: Vec<Op>,
+    },
     /// Applies age-based retention to every database now.
     TrimChanges,
 }
@@ -93,7 +104,12 @@ pub(crate) fn spawn(
     (sender, thread)
 }
 
-fn run(env: Env<WithoutTls>, tables: Tables, options: StoreOptions, receiver: Receiver<WriterMessage>) {
+fn run(
+    env: Env<WithoutTls>,
+    tables: Tables,
+    options: StoreOptions,
+    receiver: Receiver<WriterMessage>,
+) {
     let mut group: Vec<(Write, Reply)> = Vec::new();
     while let Ok(WriterMessage::Write(write, reply)) = receiver.recv() {
         group.push((write, reply));
@@ -400,8 +416,9 @@ impl GroupTxn<'_> {
             let (key, value) = entry?;
             let seq = crate::format::change_key_seq(key)?;
             let too_many = seq <= keep_from_count;
-            let too_old = age_cutoff_ms
-                .is_some_and(|cutoff| decode_change_record(value).is_ok_and(|r| r.time_ms < cutoff));
+            let too_old = age_cutoff_ms.is_some_and(|cutoff| {
+                decode_change_record(value).is_ok_and(|r| r.time_ms < cutoff)
+            });
             if !too_many && !too_old {
                 break;
             }
@@ -441,16 +458,21 @@ impl GroupTxn<'_> {
                 continue;
             }
             match &entry.record {
-                Some(record) => self.tables.catalog.put(&mut self.wtxn, name, &record.encode())?,
+                Some(record) => self
+                    .tables
+                    .catalog
+                    .put(&mut self.wtxn, name, &record.encode())?,
                 None => {
                     self.tables.catalog.delete(&mut self.wtxn, name)?;
                 }
             }
         }
         if let Some(next) = self.next_database_id {
-            self.tables
-                .meta
-                .put(&mut self.wtxn, meta_key::NEXT_DATABASE_ID, &next.to_be_bytes())?;
+            self.tables.meta.put(
+                &mut self.wtxn,
+                meta_key::NEXT_DATABASE_ID,
+                &next.to_be_bytes(),
+            )?;
         }
         self.wtxn.commit()?;
         Ok(())
