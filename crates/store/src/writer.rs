@@ -137,10 +137,43 @@ fn run(
     }
 }
 
+/// Below this much free space, an I/O error while writing is taken for a full disk.
+const LOW_FREE_SPACE_BYTES: u64 = 64 << 20;
+
 /// Applies `writes` in one transaction and commits it. The outer error fails the whole
 /// group (nothing was committed); inner errors belong to single writes that changed
 /// nothing.
 fn commit_group(
+    env: &Env<WithoutTls>,
+    tables: Tables,
+    writes: &[&Write],
+) -> Result<Vec<Result<Written>>> {
+    try_commit_group(env, tables, writes).map_err(|error| explain_io_failure(error, env))
+}
+
+/// LMDB reports a short write (what a full file system gives) as EIO: when the file
+/// system of the environment has almost no room left, say so.
+fn explain_io_failure(error: StoreError, env: &Env<WithoutTls>) -> StoreError {
+    let StoreError::Io { source, .. } = &error else {
+        return error;
+    };
+    if source.raw_os_error() != Some(5 /* EIO */) {
+        return error;
+    }
+    match rustix::fs::statvfs(env.path()) {
+        Ok(stats) if stats.f_bavail.saturating_mul(stats.f_frsize) < LOW_FREE_SPACE_BYTES => {
+            StoreError::StorageFull {
+                reason: format!(
+                    "the file system is full ({} bytes free, the write failed with {source}): free some space",
+                    stats.f_bavail.saturating_mul(stats.f_frsize)
+                ),
+            }
+        }
+        _ => error,
+    }
+}
+
+fn try_commit_group(
     env: &Env<WithoutTls>,
     tables: Tables,
     writes: &[&Write],
