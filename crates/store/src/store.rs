@@ -183,14 +183,14 @@ pub(crate) struct Shared {
     pub options: StoreOptions,
     pub meta: StoreMeta,
     pub dir: PathBuf,
-    pub sender: Mutex<Option<Sender<WriterMessage>>>,
+    pub sender: Option<Sender<WriterMessage>>,
     pub writer_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Drop for Shared {
     fn drop(&mut self) {
         // Closing the queue lets the writer finish what it has, then stop.
-        self.sender.get_mut().map(Option::take).ok();
+        self.sender.take();
         if let Some(thread) = self.writer_thread.get_mut().ok().and_then(Option::take) {
             let _ = thread.join();
         }
@@ -436,7 +436,7 @@ impl Store {
                 options,
                 meta,
                 dir: dir.to_path_buf(),
-                sender: Mutex::new(Some(sender)),
+                sender: Some(sender),
                 writer_thread: Mutex::new(Some(thread)),
             }),
         }
@@ -736,7 +736,10 @@ fn min_high(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
 }
 
 /// Bounds in the `docs` key space for a scan of database `db_id`.
-fn scan_bounds(db_id: u32, scan: &Scan) -> Result<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+/// Lower and upper bound of a key range in the `docs` table.
+type KeyBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+fn scan_bounds(db_id: u32, scan: &Scan) -> Result<KeyBounds> {
     let (db_low, db_high) = database_bounds(db_id);
     let mut low = Bound::Included(db_low);
     let mut high = Bound::Excluded(db_high);

@@ -355,20 +355,26 @@ impl GroupTxn<'_> {
     /// operations of the batch leave), then applies it.
     fn apply_batch(&mut self, db: &str, ops: &[Op]) -> Result<Vec<u64>, Failure> {
         let record = self.existing(db)?.clone();
-        // Current (rev, stored length) of each key the batch touched so far; rev 0 = absent.
-        let mut overlay: HashMap<&str, (u64, usize)> = HashMap::new();
-        let mut previous = Vec::with_capacity(ops.len());
+        // Rev of each key after the batch's operations so far; 0 = absent.
+        let mut overlay: HashMap<&str, u64> = HashMap::new();
         for (i, op) in ops.iter().enumerate() {
             let key = op.key();
-            let (current, stored_len) = match overlay.get(key) {
-                Some(state) => *state,
-                None => match self.tables.docs.get(&self.wtxn, &doc_key(record.id, key))? {
-                    Some(stored) => (split_doc_value(stored)?.0, stored.len()),
-                    None => (0, 0),
-                },
-            };
             let expected = match op {
                 Op::Put { rev, .. } | Op::Delete { rev, .. } => *rev,
+            };
+            let seq = record.last_seq + i as u64 + 1;
+            if let (Op::Put { .. }, None) = (op, expected) {
+                // An unconditional put needs no look-up now: the apply pass learns what
+                // it replaces from the same B-tree descent that writes it.
+                overlay.insert(key, seq);
+                continue;
+            }
+            let current = match overlay.get(key) {
+                Some(rev) => *rev,
+                None => match self.tables.docs.get(&self.wtxn, &doc_key(record.id, key))? {
+                    Some(stored) => split_doc_value(stored)?.0,
+                    None => 0,
+                },
             };
             if let Some(expected) = expected.filter(|e| *e != current) {
                 return Err(Failure::Request(StoreError::RevConflict {
@@ -383,35 +389,49 @@ impl GroupTxn<'_> {
                     key: key.to_string(),
                 }));
             }
-            previous.push((current, stored_len));
-            let seq = record.last_seq + i as u64 + 1;
-            let new_state = match op {
-                Op::Put { value, .. } => (seq, 8 + value.len()),
-                Op::Delete { .. } => (0, 0),
+            let new_rev = match op {
+                Op::Put { .. } => seq,
+                Op::Delete { .. } => 0,
             };
-            overlay.insert(key, new_state);
+            overlay.insert(key, new_rev);
         }
 
         let mut record = record;
         let mut revs = Vec::with_capacity(ops.len());
-        for (op, (current, stored_len)) in ops.iter().zip(previous) {
+        for op in ops {
             let seq = record.last_seq + 1;
             let key = op.key();
             let stored_key = doc_key(record.id, key);
-            if current != 0 {
-                record.doc_count -= 1;
-                record.doc_bytes -= (stored_key.len() + stored_len) as u64;
-            }
             let change = match op {
                 Op::Put { value, .. } => {
                     let stored = doc_value(seq, value);
-                    self.tables.docs.put(&mut self.wtxn, &stored_key, &stored)?;
-                    record.doc_count += 1;
+                    let replaced = self
+                        .tables
+                        .docs
+                        .get_or_put(&mut self.wtxn, &stored_key, &stored)?
+                        .map(<[u8]>::len);
+                    if let Some(old_len) = replaced {
+                        self.tables.docs.put(&mut self.wtxn, &stored_key, &stored)?;
+                        record.doc_bytes -= (stored_key.len() + old_len) as u64;
+                    } else {
+                        record.doc_count += 1;
+                    }
                     record.doc_bytes += (stored_key.len() + stored.len()) as u64;
                     change_record(ChangeOp::Put, self.now_ms, key, Some(value))
                 }
                 Op::Delete { .. } => {
+                    let old_len = self
+                        .tables
+                        .docs
+                        .get(&self.wtxn, &stored_key)?
+                        .map(<[u8]>::len)
+                        .ok_or_else(|| StoreError::Corrupt {
+                            table: crate::format::table::DOCS,
+                            reason: format!("{key:?} vanished between check and delete"),
+                        })?;
                     self.tables.docs.delete(&mut self.wtxn, &stored_key)?;
+                    record.doc_count -= 1;
+                    record.doc_bytes -= (stored_key.len() + old_len) as u64;
                     change_record(ChangeOp::Delete, self.now_ms, key, None)
                 }
             };
@@ -549,13 +569,7 @@ impl Store {
             reply(Err(error));
             return;
         }
-        let sender = self
-            .shared
-            .sender
-            .lock()
-            .expect("the writer sender lock is never poisoned")
-            .clone();
-        let Some(sender) = sender else {
+        let Some(sender) = &self.shared.sender else {
             reply(Err(StoreError::Closed));
             return;
         };

@@ -170,6 +170,12 @@ fn check_store_matches_model(store: &Store, model: &Model) {
         let info = store.database_info(name).unwrap();
         assert_eq!(info.doc_count, db.docs.len() as u64);
         assert_eq!(info.last_seq, db.last_seq);
+        let doc_bytes: usize = db
+            .docs
+            .iter()
+            .map(|(k, (_, v))| 4 + k.len() + 8 + v.len())
+            .sum();
+        assert_eq!(info.doc_bytes, doc_bytes as u64, "doc_bytes of {name}");
     }
 }
 
