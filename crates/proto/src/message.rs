@@ -1,0 +1,263 @@
+//! Messages: the body of every frame is one msgpack map with a type tag `t` and the call
+//! id `id` that ties answers to their call. Many calls may be in flight on a connection;
+//! answers come in any order, and a streaming call answers item … item, end.
+
+use rmpv::Value;
+
+use crate::code::{ErrorCode, WireError};
+
+/// One message of the protocol.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// Client to service: call `method` with `args` (a map, or nil for none).
+    Call {
+        id: u64,
+        method: String,
+        args: Value,
+    },
+    /// Service to client: the call succeeded with `value`.
+    Result { id: u64, value: Value },
+    /// Service to client: the call failed (also ends a stream).
+    Error { id: u64, error: WireError },
+    /// Service to client: one item of a streaming call.
+    Item { id: u64, value: Value },
+    /// Service to client: a stream is over; `value` says why and where it stopped.
+    End { id: u64, value: Value },
+    /// Client to service: stop the call `id` (a stream ends with `End`).
+    Cancel { id: u64 },
+}
+
+/// A body that is not a well-formed message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed message: {0}")]
+pub struct MessageError(pub String);
+
+fn malformed(reason: impl Into<String>) -> MessageError {
+    MessageError(reason.into())
+}
+
+/// Deepest nesting accepted in a message (arguments and values included).
+const MAX_MESSAGE_DEPTH: usize = 600;
+
+impl Message {
+    /// The call id the message belongs to.
+    pub fn id(&self) -> u64 {
+        match self {
+            Message::Call { id, .. }
+            | Message::Result { id, .. }
+            | Message::Error { id, .. }
+            | Message::Item { id, .. }
+            | Message::End { id, .. }
+            | Message::Cancel { id } => *id,
+        }
+    }
+
+    fn tag(&self) -> &'static str {
+        match self {
+            Message::Call { .. } => "call",
+            Message::Result { .. } => "result",
+            Message::Error { .. } => "error",
+            Message::Item { .. } => "item",
+            Message::End { .. } => "end",
+            Message::Cancel { .. } => "cancel",
+        }
+    }
+
+    /// Encodes the message as one msgpack map.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut fields = vec![
+            (Value::from("t"), Value::from(self.tag())),
+            (Value::from("id"), Value::from(self.id())),
+        ];
+        match self {
+            Message::Call { method, args, .. } => {
+                fields.push((Value::from("m"), Value::from(method.as_str())));
+                fields.push((Value::from("a"), args.clone()));
+            }
+            Message::Result { value, .. }
+            | Message::Item { value, .. }
+            | Message::End { value, .. } => {
+                fields.push((Value::from("v"), value.clone()));
+            }
+            Message::Error { error, .. } => {
+                let mut body = vec![
+                    (Value::from("code"), Value::from(error.code.as_str())),
+                    (Value::from("status"), Value::from(error.code.status())),
+                    (Value::from("message"), Value::from(error.message.as_str())),
+                ];
+                if let Some(details) = &error.details {
+                    body.push((Value::from("details"), details.clone()));
+                }
+                fields.push((Value::from("e"), Value::Map(body)));
+            }
+            Message::Cancel { .. } => {}
+        }
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, &Value::Map(fields))
+            .expect("writing to a Vec cannot fail");
+        out
+    }
+
+    /// Decodes one message; the body must hold exactly one msgpack map.
+    pub fn decode(body: &[u8]) -> Result<Message, MessageError> {
+        let mut reader = body;
+        let value = rmpv::decode::read_value_with_max_depth(&mut reader, MAX_MESSAGE_DEPTH)
+            .map_err(|e| malformed(format!("not msgpack ({e})")))?;
+        if !reader.is_empty() {
+            return Err(malformed(format!(
+                "{} bytes after the message",
+                reader.len()
+            )));
+        }
+        let Value::Map(fields) = value else {
+            return Err(malformed("a message is a msgpack map"));
+        };
+        let mut fields = Fields(fields);
+        let tag = fields.take_str("t")?;
+        let id = fields.take_u64("id")?;
+        let message = match tag.as_str() {
+            "call" => Message::Call {
+                id,
+                method: fields.take_str("m")?,
+                args: fields.take("a").unwrap_or(Value::Nil),
+            },
+            "result" => Message::Result {
+                id,
+                value: fields.take("v").unwrap_or(Value::Nil),
+            },
+            "item" => Message::Item {
+                id,
+                value: fields.take("v").unwrap_or(Value::Nil),
+            },
+            "end" => Message::End {
+                id,
+                value: fields.take("v").unwrap_or(Value::Nil),
+            },
+            "cancel" => Message::Cancel { id },
+            "error" => {
+                let body = fields
+                    .take("e")
+                    .ok_or_else(|| malformed("error without `e`"))?;
+                let Value::Map(body) = body else {
+                    return Err(malformed("`e` is a map"));
+                };
+                let mut body = Fields(body);
+                let code_text = body.take_str("code")?;
+                let code = ErrorCode::parse(&code_text).unwrap_or(ErrorCode::Internal);
+                let mut message = body.take_str("message")?;
+                if code.as_str() != code_text {
+                    message = format!("{code_text}: {message}");
+                }
+                Message::Error {
+                    id,
+                    error: WireError {
+                        code,
+                        message,
+                        details: body.take("details"),
+                    },
+                }
+            }
+            other => return Err(malformed(format!("unknown message type {other:?}"))),
+        };
+        Ok(message)
+    }
+}
+
+/// The fields of a msgpack map, taken out by name.
+struct Fields(Vec<(Value, Value)>);
+
+impl Fields {
+    fn take(&mut self, name: &str) -> Option<Value> {
+        let at = self.0.iter().position(|(k, _)| k.as_str() == Some(name))?;
+        Some(self.0.swap_remove(at).1)
+    }
+
+    fn take_str(&mut self, name: &str) -> Result<String, MessageError> {
+        match self.take(name) {
+            Some(Value::String(s)) => s
+                .into_str()
+                .ok_or_else(|| malformed(format!("`{name}` is not UTF-8"))),
+            Some(_) => Err(malformed(format!("`{name}` is not a string"))),
+            None => Err(malformed(format!("`{name}` is missing"))),
+        }
+    }
+
+    fn take_u64(&mut self, name: &str) -> Result<u64, MessageError> {
+        self.take(name)
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| malformed(format!("`{name}` is missing or not an unsigned integer")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn samples() -> Vec<Message> {
+        vec![
+            Message::Call {
+                id: 1,
+                method: "get".into(),
+                args: Value::Map(vec![(Value::from("db"), Value::from("users"))]),
+            },
+            Message::Result {
+                id: 2,
+                value: Value::from(42),
+            },
+            Message::Error {
+                id: 3,
+                error: WireError::new(ErrorCode::RevConflict, "expected rev 3, current rev is 4")
+                    .with_details(Value::Map(vec![(Value::from("current"), Value::from(4))])),
+            },
+            Message::Item {
+                id: u64::MAX,
+                value: Value::Array(vec![Value::Nil]),
+            },
+            Message::End {
+                id: 5,
+                value: Value::Nil,
+            },
+            Message::Cancel { id: 6 },
+        ]
+    }
+
+    #[test]
+    fn every_message_type_round_trips() {
+        for message in samples() {
+            assert_eq!(Message::decode(&message.encode()).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn malformed_bodies_are_errors() {
+        let not_a_map = {
+            let mut out = Vec::new();
+            rmpv::encode::write_value(&mut out, &Value::from(1)).unwrap();
+            out
+        };
+        let mut trailing = Message::Cancel { id: 1 }.encode();
+        trailing.push(0xc0);
+        let unknown_type = {
+            let mut out = Vec::new();
+            let map = Value::Map(vec![
+                (Value::from("t"), Value::from("shout")),
+                (Value::from("id"), Value::from(1)),
+            ]);
+            rmpv::encode::write_value(&mut out, &map).unwrap();
+            out
+        };
+        let mut deep = vec![0x91u8; 10_000];
+        deep.push(0xc0);
+        for body in [vec![], vec![0xc1], not_a_map, trailing, unknown_type, deep] {
+            assert!(Message::decode(&body).is_err(), "{body:02x?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = Message::decode(&body);
+        }
+    }
+}
