@@ -277,147 +277,175 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Closes an environment that will not be used, and waits until LMDB has let it go.
+fn close_env(env: Env<WithoutTls>) {
+    env.prepare_for_closing().wait();
+}
+
+/// Writes the tables and the meta of a new store in one commit. A crash before that
+/// commit leaves an environment without a `meta` table, which `create` and
+/// `open_or_create` take for an empty one and initialise again.
+fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
+    let mut service_id = [0u8; 16];
+    getrandom::fill(&mut service_id).map_err(|e| {
+        StoreError::io("drawing a service id", std::io::Error::other(e.to_string()))
+    })?;
+    let created_ms = now_ms();
+    let wtxn = env.write_txn()?;
+    let (meta, catalog, docs, changes) = env
+        .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
+            let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
+            let catalog = opener.create_database(wtxn, Some(table::CATALOG))?;
+            let docs = opener.create_database(wtxn, Some(table::DOCS))?;
+            let changes = opener.create_database(wtxn, Some(table::CHANGES))?;
+            meta.put(
+                wtxn,
+                meta_key::FORMAT_VERSION,
+                &FORMAT_VERSION.to_be_bytes(),
+            )?;
+            meta.put(wtxn, meta_key::SERVICE_ID, &service_id)?;
+            meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
+            meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
+            Ok(CommitOrAbort::<_, ()>::Commit((
+                meta, catalog, docs, changes,
+            )))
+        })?
+        .unwrap_commit();
+    let tables = Tables {
+        meta,
+        catalog,
+        docs,
+        changes,
+    };
+    let meta = StoreMeta {
+        format_version: FORMAT_VERSION,
+        service_id: hex(&service_id),
+        created_ms,
+    };
+    Ok((tables, meta))
+}
+
+/// Opens the tables of an existing store. `Ok(None)` when the environment holds no
+/// store (no `meta` table, or no format version in it: creation never committed).
+fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>> {
+    let rtxn = env.read_txn()?;
+    let opened = env.open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
+        let Some(meta) = opener.open_database::<Str, Bytes>(rtxn, Some(table::META))? else {
+            return Ok(CommitOrAbort::Abort(()));
+        };
+        let Some(version) = meta.get(rtxn, meta_key::FORMAT_VERSION)? else {
+            return Ok(CommitOrAbort::Abort(()));
+        };
+        let version = read_u32(version, "format_version")?;
+        if version != FORMAT_VERSION {
+            return Err(StoreError::FormatMismatch {
+                dir: dir.to_path_buf(),
+                found: version,
+                expected: FORMAT_VERSION,
+            });
+        }
+        let missing = |name: &'static str| StoreError::Corrupt {
+            table: name,
+            reason: "missing".to_string(),
+        };
+        let catalog = opener
+            .open_database(rtxn, Some(table::CATALOG))?
+            .ok_or_else(|| missing(table::CATALOG))?;
+        let docs = opener
+            .open_database(rtxn, Some(table::DOCS))?
+            .ok_or_else(|| missing(table::DOCS))?;
+        let changes = opener
+            .open_database(rtxn, Some(table::CHANGES))?
+            .ok_or_else(|| missing(table::CHANGES))?;
+        let service_id = meta
+            .get(rtxn, meta_key::SERVICE_ID)?
+            .map(hex)
+            .ok_or_else(|| missing("meta.service_id"))?;
+        let created_ms = meta
+            .get(rtxn, meta_key::CREATED_MS)?
+            .map(|b| read_u64(b, "created_ms"))
+            .transpose()?
+            .ok_or_else(|| missing("meta.created_ms"))?;
+        let store_meta = StoreMeta {
+            format_version: version,
+            service_id,
+            created_ms,
+        };
+        Ok(CommitOrAbort::Commit((
+            (meta, catalog, docs, changes),
+            OwnedMeta(store_meta),
+        )))
+    })?;
+    Ok(match opened {
+        CommitOrAbort::Commit(((meta, catalog, docs, changes), OwnedMeta(store_meta))) => {
+            let tables = Tables {
+                meta,
+                catalog,
+                docs,
+                changes,
+            };
+            Some((tables, store_meta))
+        }
+        CommitOrAbort::Abort(()) => None,
+    })
+}
+
+/// What `Store::open_with` may do with the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpenMode {
+    MustExist,
+    MustBeNew,
+    Either,
+}
+
 impl Store {
     /// Creates a new store in the working directory `dir` (created if missing). Fails
     /// with `StoreExists` if `dir` already holds one.
     pub fn create(dir: &Path, options: StoreOptions) -> Result<Store> {
-        if environment_exists(dir) {
-            return Err(StoreError::StoreExists {
-                dir: dir.to_path_buf(),
-            });
-        }
-        let env = open_env(dir, &options)?;
-        let mut service_id = [0u8; 16];
-        getrandom::fill(&mut service_id).map_err(|e| {
-            StoreError::io("drawing a service id", std::io::Error::other(e.to_string()))
-        })?;
-        let created_ms = now_ms();
-        let wtxn = env.write_txn()?;
-        let tables = env
-            .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
-                let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
-                let catalog = opener.create_database(wtxn, Some(table::CATALOG))?;
-                let docs = opener.create_database(wtxn, Some(table::DOCS))?;
-                let changes = opener.create_database(wtxn, Some(table::CHANGES))?;
-                meta.put(
-                    wtxn,
-                    meta_key::FORMAT_VERSION,
-                    &FORMAT_VERSION.to_be_bytes(),
-                )?;
-                meta.put(wtxn, meta_key::SERVICE_ID, &service_id)?;
-                meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
-                meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
-                Ok(CommitOrAbort::<_, ()>::Commit((
-                    meta, catalog, docs, changes,
-                )))
-            })?
-            .unwrap_commit();
-        let (meta, catalog, docs, changes) = tables;
-        let tables = Tables {
-            meta,
-            catalog,
-            docs,
-            changes,
-        };
-        tracing::info!(dir = %dir.display(), "created a new store");
-        Ok(Store::start(
-            env,
-            tables,
-            options,
-            StoreMeta {
-                format_version: FORMAT_VERSION,
-                service_id: hex(&service_id),
-                created_ms,
-            },
-            dir,
-        ))
+        Store::open_with(dir, options, OpenMode::MustBeNew)
     }
 
     /// Opens the store of the working directory `dir`. Fails with `NoStore` when there is
     /// none and with `FormatMismatch` when it was written by another format version.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
-        if !environment_exists(dir) {
+        Store::open_with(dir, options, OpenMode::MustExist)
+    }
+
+    /// Opens the store of `dir`, creating it first when there is none.
+    pub fn open_or_create(dir: &Path, options: StoreOptions) -> Result<Store> {
+        Store::open_with(dir, options, OpenMode::Either)
+    }
+
+    fn open_with(dir: &Path, options: StoreOptions, mode: OpenMode) -> Result<Store> {
+        if mode == OpenMode::MustExist && !environment_exists(dir) {
             return Err(StoreError::NoStore {
                 dir: dir.to_path_buf(),
             });
         }
         let env = open_env(dir, &options)?;
-        let rtxn = env.read_txn()?;
-        let opened = env.open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
-            let Some(meta) = opener.open_database::<Str, Bytes>(rtxn, Some(table::META))? else {
-                return Ok(CommitOrAbort::Abort(StoreError::NoStore {
-                    dir: dir.to_path_buf(),
-                }));
-            };
-            let version = match meta.get(rtxn, meta_key::FORMAT_VERSION)? {
-                Some(bytes) => read_u32(bytes, "format_version")?,
-                None => {
-                    return Ok(CommitOrAbort::Abort(StoreError::NoStore {
-                        dir: dir.to_path_buf(),
-                    }))
+        let outcome = match (load(&env, dir), mode) {
+            (Ok(Some(_)), OpenMode::MustBeNew) => Err(StoreError::StoreExists {
+                dir: dir.to_path_buf(),
+            }),
+            (Ok(Some(loaded)), _) => Ok(loaded),
+            (Ok(None), OpenMode::MustExist) => Err(StoreError::NoStore {
+                dir: dir.to_path_buf(),
+            }),
+            (Ok(None), _) => {
+                let created = initialise(&env);
+                if created.is_ok() {
+                    tracing::info!(dir = %dir.display(), "created a new store");
                 }
-            };
-            if version != FORMAT_VERSION {
-                return Ok(CommitOrAbort::Abort(StoreError::FormatMismatch {
-                    dir: dir.to_path_buf(),
-                    found: version,
-                    expected: FORMAT_VERSION,
-                }));
+                created
             }
-            let missing = |name: &'static str| StoreError::Corrupt {
-                table: name,
-                reason: "table missing".to_string(),
-            };
-            let catalog = opener
-                .open_database(rtxn, Some(table::CATALOG))?
-                .ok_or_else(|| missing(table::CATALOG))?;
-            let docs = opener
-                .open_database(rtxn, Some(table::DOCS))?
-                .ok_or_else(|| missing(table::DOCS))?;
-            let changes = opener
-                .open_database(rtxn, Some(table::CHANGES))?
-                .ok_or_else(|| missing(table::CHANGES))?;
-            let service_id = meta
-                .get(rtxn, meta_key::SERVICE_ID)?
-                .map(hex)
-                .ok_or_else(|| missing("meta.service_id"))?;
-            let created_ms = meta
-                .get(rtxn, meta_key::CREATED_MS)?
-                .map(|b| read_u64(b, "created_ms"))
-                .transpose()?
-                .ok_or_else(|| missing("meta.created_ms"))?;
-            let store_meta = StoreMeta {
-                format_version: version,
-                service_id,
-                created_ms,
-            };
-            Ok(CommitOrAbort::Commit((
-                (meta, catalog, docs, changes),
-                OwnedMeta(store_meta),
-            )))
-        })?;
-        let ((meta, catalog, docs, changes), OwnedMeta(store_meta)) = match opened {
-            CommitOrAbort::Commit(opened) => opened,
-            CommitOrAbort::Abort(error) => {
-                env.prepare_for_closing().wait();
-                return Err(error);
+            (Err(error), _) => Err(error),
+        };
+        match outcome {
+            Ok((tables, meta)) => Ok(Store::start(env, tables, options, meta, dir)),
+            Err(error) => {
+                close_env(env);
+                Err(error)
             }
-        };
-        let tables = Tables {
-            meta,
-            catalog,
-            docs,
-            changes,
-        };
-        Ok(Store::start(env, tables, options, store_meta, dir))
-    }
-
-    /// Opens the store of `dir`, creating it first when there is none.
-    pub fn open_or_create(dir: &Path, options: StoreOptions) -> Result<Store> {
-        if environment_exists(dir) {
-            Store::open(dir, options)
-        } else {
-            Store::create(dir, options)
         }
     }
 

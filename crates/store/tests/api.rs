@@ -603,3 +603,78 @@ fn a_full_map_is_an_error_not_a_crash_and_loses_nothing() {
         acknowledged.len() as u64
     );
 }
+
+/// Opens the raw LMDB environment of a working directory, as another program would.
+fn raw_env(dir: &Path) -> heed::Env<heed::WithoutTls> {
+    let path = dir.join(cairn_store::STORE_DIR);
+    std::fs::create_dir_all(&path).unwrap();
+    let mut options = heed::EnvOpenOptions::new().read_txn_without_tls();
+    options.max_dbs(16).map_size(1 << 30);
+    unsafe { options.open(&path) }.unwrap()
+}
+
+#[test]
+fn a_creation_cut_short_before_its_commit_is_created_again() {
+    let dir = tempfile::tempdir().unwrap();
+    // What a crash during the first start leaves: an environment with nothing committed.
+    raw_env(dir.path()).prepare_for_closing().wait();
+    assert!(dir.path().join("store/data.mdb").exists());
+    assert!(matches!(
+        Store::open(dir.path(), StoreOptions::default()),
+        Err(StoreError::NoStore { .. })
+    ));
+    let store = Store::open_or_create(dir.path(), StoreOptions::default()).unwrap();
+    store.create_database("db").unwrap();
+    drop(store);
+    let store = Store::open_or_create(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(
+        store.list_databases().unwrap().len(),
+        1,
+        "opened, not created again"
+    );
+
+    let other = tempfile::tempdir().unwrap();
+    raw_env(other.path()).prepare_for_closing().wait();
+    assert!(Store::create(other.path(), StoreOptions::default()).is_ok());
+}
+
+#[test]
+fn another_format_version_is_refused_with_what_to_do() {
+    for (found, advice) in [(0u32, "cairn-migrate --src"), (2, "upgrade cairn")] {
+        let dir = tempfile::tempdir().unwrap();
+        drop(new_store(dir.path()));
+        let env = raw_env(dir.path());
+        let wtxn = env.write_txn().unwrap();
+        let meta: heed::Database<heed::types::Str, heed::types::Bytes> = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                opener
+                    .create_database(wtxn, Some("meta"))
+                    .map(heed::CommitOrAbort::<_, ()>::Commit)
+            })
+            .unwrap()
+            .unwrap_commit();
+        let mut wtxn = env.write_txn().unwrap();
+        meta.put(&mut wtxn, "format_version", &found.to_be_bytes())
+            .unwrap();
+        wtxn.commit().unwrap();
+        env.prepare_for_closing().wait();
+
+        let err = Store::open(dir.path(), StoreOptions::default()).unwrap_err();
+        match &err {
+            StoreError::FormatMismatch {
+                found: f, expected, ..
+            } => {
+                assert_eq!((*f, *expected), (found, cairn_store::FORMAT_VERSION))
+            }
+            other => panic!("expected FormatMismatch, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains(&format!("format {found}")), "{message}");
+        assert!(message.contains(advice), "{message}");
+        // Refused without a change: the version is still the one found.
+        assert!(matches!(
+            Store::open_or_create(dir.path(), StoreOptions::default()),
+            Err(StoreError::FormatMismatch { .. })
+        ));
+    }
+}
