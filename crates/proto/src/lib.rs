@@ -7,6 +7,7 @@
 pub mod code;
 pub mod frame;
 pub mod message;
+pub mod methods;
 
 pub use code::{ErrorCode, WireError};
 pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME, MAX_UNAUTHENTICATED_FRAME};
