@@ -50,6 +50,14 @@ pub enum StoreError {
     #[error("database {name:?} does not exist")]
     DatabaseMissing { name: String },
 
+    /// `user add` of a user that exists.
+    #[error("user {name:?} already exists")]
+    UserExists { name: String },
+
+    /// A call names a user that does not exist.
+    #[error("user {name:?} does not exist")]
+    UserMissing { name: String },
+
     /// The LMDB map or the file system is full; nothing of the failed write was kept.
     #[error("storage full: {reason}")]
     StorageFull { reason: String },

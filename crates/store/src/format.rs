@@ -17,6 +17,10 @@ pub mod table {
     pub const DOCS: &str = "docs";
     /// The change logs of every database, keyed by database id and sequence number.
     pub const CHANGES: &str = "changes";
+    /// The service's users, keyed by name.
+    pub const USERS: &str = "users";
+    /// Login sessions, keyed by the SHA-256 of their token.
+    pub const SESSIONS: &str = "sessions";
 }
 
 /// Keys of the `meta` table.
@@ -119,6 +123,171 @@ impl CatalogRecord {
                 max_changes: optional(field(6)),
                 max_age_secs: optional(field(7)),
             },
+        })
+    }
+}
+
+/// What a user may do with one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Access {
+    Read = 1,
+    /// Write includes read.
+    Write = 2,
+}
+
+/// A user (value of the `users` table, keyed by the user's name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub admin: bool,
+    /// A locked user cannot authenticate by any means.
+    pub locked: bool,
+    pub created_ms: u64,
+    /// The argon2id hash in PHC string form; `None`: certificate-only user.
+    pub password_hash: Option<String>,
+    /// Grants per database name.
+    pub grants: std::collections::BTreeMap<String, Access>,
+}
+
+const USER_RECORD_VERSION: u8 = 1;
+
+impl UserRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let hash = self.password_hash.as_deref().unwrap_or_default();
+        let mut out = Vec::with_capacity(16 + hash.len() + 32 * self.grants.len());
+        out.push(USER_RECORD_VERSION);
+        out.push(u8::from(self.admin) | (u8::from(self.locked) << 1));
+        out.extend_from_slice(&self.created_ms.to_be_bytes());
+        out.extend_from_slice(&(hash.len() as u16).to_be_bytes());
+        out.extend_from_slice(hash.as_bytes());
+        out.extend_from_slice(&(self.grants.len() as u16).to_be_bytes());
+        for (db, access) in &self.grants {
+            out.push(db.len() as u8);
+            out.extend_from_slice(db.as_bytes());
+            out.push(*access as u8);
+        }
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<UserRecord> {
+        let corrupt = |reason: &str| StoreError::Corrupt {
+            table: table::USERS,
+            reason: reason.to_string(),
+        };
+        let mut reader = ByteReader::new(bytes, table::USERS);
+        if reader.u8()? != USER_RECORD_VERSION {
+            return Err(corrupt("unknown user record version"));
+        }
+        let flags = reader.u8()?;
+        let created_ms = reader.u64()?;
+        let hash_len = usize::from(reader.u16()?);
+        let hash = reader.text(hash_len)?;
+        let grant_count = reader.u16()?;
+        let mut grants = std::collections::BTreeMap::new();
+        for _ in 0..grant_count {
+            let name_len = usize::from(reader.u8()?);
+            let db = reader.text(name_len)?;
+            let access = match reader.u8()? {
+                1 => Access::Read,
+                2 => Access::Write,
+                _ => return Err(corrupt("unknown access level")),
+            };
+            grants.insert(db, access);
+        }
+        Ok(UserRecord {
+            admin: flags & 1 != 0,
+            locked: flags & 2 != 0,
+            created_ms,
+            password_hash: (!hash.is_empty()).then_some(hash),
+            grants,
+        })
+    }
+}
+
+/// A login session (value of the `sessions` table, keyed by the token's SHA-256).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub user: String,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+}
+
+const SESSION_RECORD_VERSION: u8 = 1;
+
+impl SessionRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(18 + self.user.len());
+        out.push(SESSION_RECORD_VERSION);
+        out.extend_from_slice(&self.created_ms.to_be_bytes());
+        out.extend_from_slice(&self.expires_ms.to_be_bytes());
+        out.push(self.user.len() as u8);
+        out.extend_from_slice(self.user.as_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SessionRecord> {
+        let mut reader = ByteReader::new(bytes, table::SESSIONS);
+        if reader.u8()? != SESSION_RECORD_VERSION {
+            return Err(StoreError::Corrupt {
+                table: table::SESSIONS,
+                reason: "unknown session record version".to_string(),
+            });
+        }
+        let created_ms = reader.u64()?;
+        let expires_ms = reader.u64()?;
+        let user_len = usize::from(reader.u8()?);
+        let user = reader.text(user_len)?;
+        Ok(SessionRecord {
+            user,
+            created_ms,
+            expires_ms,
+        })
+    }
+}
+
+/// Reads big-endian fields off a record, reporting a short or bad record as corrupt.
+struct ByteReader<'a> {
+    bytes: &'a [u8],
+    table: &'static str,
+}
+
+impl<'a> ByteReader<'a> {
+    fn new(bytes: &'a [u8], table: &'static str) -> ByteReader<'a> {
+        ByteReader { bytes, table }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.bytes.len() < n {
+            return Err(StoreError::Corrupt {
+                table: self.table,
+                reason: "record shorter than its fields".to_string(),
+            });
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16> {
+        Ok(u16::from_be_bytes(
+            self.take(2)?.try_into().expect("2 bytes"),
+        ))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    fn text(&mut self, n: usize) -> Result<String> {
+        let table = self.table;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| StoreError::Corrupt {
+            table,
+            reason: "text field is not UTF-8".to_string(),
         })
     }
 }
@@ -282,6 +451,39 @@ mod tests {
         let delete = change_record(ChangeOp::Delete, 5, "k", None);
         assert_eq!(decode_change_record(&delete).unwrap().value, None);
         assert!(decode_change_record(&delete[..5]).is_err());
+    }
+
+    #[test]
+    fn user_and_session_records_round_trip() {
+        let user = UserRecord {
+            admin: false,
+            locked: true,
+            created_ms: 17,
+            password_hash: Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_string()),
+            grants: [
+                ("db1".to_string(), Access::Read),
+                ("db2".to_string(), Access::Write),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        assert_eq!(UserRecord::decode(&user.encode()).unwrap(), user);
+        let bare = UserRecord {
+            password_hash: None,
+            grants: Default::default(),
+            ..user.clone()
+        };
+        assert_eq!(UserRecord::decode(&bare.encode()).unwrap(), bare);
+        let encoded = user.encode();
+        assert!(UserRecord::decode(&encoded[..encoded.len() - 1]).is_err());
+
+        let session = SessionRecord {
+            user: "alice".to_string(),
+            created_ms: 1,
+            expires_ms: 2,
+        };
+        assert_eq!(SessionRecord::decode(&session.encode()).unwrap(), session);
+        assert!(SessionRecord::decode(&session.encode()[..5]).is_err());
     }
 
     #[test]

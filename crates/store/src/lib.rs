@@ -12,7 +12,7 @@ mod validate;
 mod writer;
 
 pub use error::{Result, StoreError};
-pub use format::{ChangeOp, Retention, FORMAT_VERSION};
+pub use format::{Access, ChangeOp, Retention, SessionRecord, UserRecord, FORMAT_VERSION};
 pub use lock::{DirLock, LOCK_FILE};
 pub use store::{
     Change, DatabaseInfo, DatabaseView, Document, Scan, ScanPage, ScanRange, Snapshot, Store,
@@ -22,4 +22,4 @@ pub use store::{
 pub use validate::{
     validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,
 };
-pub use writer::{Op, Reply, Write, Written, MAX_BATCH_OPS};
+pub use writer::{CommitHook, DatabaseCommit, Op, Reply, Write, Written, MAX_BATCH_OPS};

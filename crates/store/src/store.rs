@@ -16,7 +16,8 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, WithoutTls};
 use crate::error::{Result, StoreError};
 use crate::format::{
     self, change_key, database_bounds, decode_change_record, doc_key, doc_key_name, meta_key,
-    split_doc_value, table, CatalogRecord, ChangeOp, Retention, FORMAT_VERSION,
+    split_doc_value, table, CatalogRecord, ChangeOp, Retention, SessionRecord, UserRecord,
+    FORMAT_VERSION,
 };
 use crate::writer::{self, WriterMessage};
 
@@ -63,6 +64,8 @@ pub(crate) struct Tables {
     pub catalog: Database<'static, Str, Bytes>,
     pub docs: Database<'static, Bytes, Bytes>,
     pub changes: Database<'static, Bytes, Bytes>,
+    pub users: Database<'static, Str, Bytes>,
+    pub sessions: Database<'static, Bytes, Bytes>,
 }
 
 /// A document as read: its key, its rev (seq of its last change) and its msgpack value.
@@ -185,6 +188,7 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub sender: Option<Sender<WriterMessage>>,
     pub writer_thread: Mutex<Option<JoinHandle<()>>>,
+    pub commit_hook: writer::HookSlot,
 }
 
 impl Drop for Shared {
@@ -292,12 +296,14 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
     })?;
     let created_ms = now_ms();
     let wtxn = env.write_txn()?;
-    let (meta, catalog, docs, changes) = env
+    let (meta, catalog, docs, changes, users, sessions) = env
         .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
             let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
             let catalog = opener.create_database(wtxn, Some(table::CATALOG))?;
             let docs = opener.create_database(wtxn, Some(table::DOCS))?;
             let changes = opener.create_database(wtxn, Some(table::CHANGES))?;
+            let users = opener.create_database(wtxn, Some(table::USERS))?;
+            let sessions = opener.create_database(wtxn, Some(table::SESSIONS))?;
             meta.put(
                 wtxn,
                 meta_key::FORMAT_VERSION,
@@ -307,7 +313,7 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
             meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
             meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
             Ok(CommitOrAbort::<_, ()>::Commit((
-                meta, catalog, docs, changes,
+                meta, catalog, docs, changes, users, sessions,
             )))
         })?
         .unwrap_commit();
@@ -316,6 +322,8 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
         catalog,
         docs,
         changes,
+        users,
+        sessions,
     };
     let meta = StoreMeta {
         format_version: FORMAT_VERSION,
@@ -357,6 +365,12 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
         let changes = opener
             .open_database(rtxn, Some(table::CHANGES))?
             .ok_or_else(|| missing(table::CHANGES))?;
+        let users = opener
+            .open_database(rtxn, Some(table::USERS))?
+            .ok_or_else(|| missing(table::USERS))?;
+        let sessions = opener
+            .open_database(rtxn, Some(table::SESSIONS))?
+            .ok_or_else(|| missing(table::SESSIONS))?;
         let service_id = meta
             .get(rtxn, meta_key::SERVICE_ID)?
             .map(hex)
@@ -372,17 +386,22 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
             created_ms,
         };
         Ok(CommitOrAbort::Commit((
-            (meta, catalog, docs, changes),
+            (meta, catalog, docs, changes, users, sessions),
             OwnedMeta(store_meta),
         )))
     })?;
     Ok(match opened {
-        CommitOrAbort::Commit(((meta, catalog, docs, changes), OwnedMeta(store_meta))) => {
+        CommitOrAbort::Commit((
+            (meta, catalog, docs, changes, users, sessions),
+            OwnedMeta(store_meta),
+        )) => {
             let tables = Tables {
                 meta,
                 catalog,
                 docs,
                 changes,
+                users,
+                sessions,
             };
             Some((tables, store_meta))
         }
@@ -456,7 +475,9 @@ impl Store {
         meta: StoreMeta,
         dir: &Path,
     ) -> Store {
-        let (sender, thread) = writer::spawn(env.clone(), tables, options.clone());
+        let commit_hook = writer::HookSlot::default();
+        let (sender, thread) =
+            writer::spawn(env.clone(), tables, options.clone(), commit_hook.clone());
         Store {
             shared: Arc::new(Shared {
                 env: Some(env),
@@ -466,6 +487,7 @@ impl Store {
                 dir: dir.to_path_buf(),
                 sender: Some(sender),
                 writer_thread: Mutex::new(Some(thread)),
+                commit_hook,
             }),
         }
     }
@@ -559,6 +581,34 @@ impl Snapshot {
             ));
         }
         Ok(out)
+    }
+
+    /// One user, or `None`.
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        self.tables
+            .users
+            .get(&self.txn, name)?
+            .map(UserRecord::decode)
+            .transpose()
+    }
+
+    /// Every user, in name order.
+    pub fn users(&self) -> Result<Vec<(String, UserRecord)>> {
+        let mut out = Vec::new();
+        for entry in self.tables.users.iter(&self.txn)? {
+            let (name, bytes) = entry?;
+            out.push((name.to_string(), UserRecord::decode(bytes)?));
+        }
+        Ok(out)
+    }
+
+    /// The session whose token hashes to `token_hash`, expired or not.
+    pub fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        self.tables
+            .sessions
+            .get(&self.txn, token_hash)?
+            .map(SessionRecord::decode)
+            .transpose()
     }
 
     /// A view of one database; `DatabaseMissing` if it does not exist.

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
 use heed::{Env, RwTxn, WithoutTls};
@@ -18,7 +19,8 @@ use heed::{Env, RwTxn, WithoutTls};
 use crate::error::{Result, StoreError};
 use crate::format::{
     change_key, change_record, database_bounds, decode_change_record, doc_key, doc_value, meta_key,
-    split_doc_value, CatalogRecord, ChangeOp, Retention, MAX_DATABASE_ID,
+    split_doc_value, CatalogRecord, ChangeOp, Retention, SessionRecord, UserRecord,
+    MAX_DATABASE_ID,
 };
 use crate::store::{now_ms, read_catalog, Store, StoreOptions, Tables};
 use crate::validate::{validate_database_name, validate_key, validate_value};
@@ -69,6 +71,29 @@ pub enum Write {
     },
     /// Applies age-based retention to every database now.
     TrimChanges,
+    /// Creates (`create`) or replaces a user.
+    SaveUser {
+        name: String,
+        record: UserRecord,
+        create: bool,
+    },
+    /// Removes a user and every session of it.
+    DeleteUser {
+        name: String,
+    },
+    /// Stores a session under the SHA-256 of its token.
+    SaveSession {
+        token_hash: [u8; 32],
+        record: SessionRecord,
+    },
+    /// Removes a session (logout).
+    DeleteSession {
+        token_hash: [u8; 32],
+    },
+    /// Removes every session expired at `now_ms`.
+    PurgeSessions {
+        now_ms: u64,
+    },
 }
 
 /// What a successful write reports.
@@ -82,7 +107,26 @@ pub enum Written {
     Batch(Vec<u64>),
     /// How many change-log entries retention removed.
     Trimmed(u64),
+    UserSaved,
+    UserDeleted,
+    SessionSaved,
+    /// Whether the session existed.
+    SessionDeleted(bool),
+    /// How many expired sessions were removed.
+    SessionsPurged(u64),
 }
+
+/// What one commit changed in a database, told to the commit hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseCommit {
+    pub name: String,
+    /// The database's last seq after the commit; `None` when the commit dropped it.
+    pub last_seq: Option<u64>,
+}
+
+/// Called on the writer thread after every commit that changed databases, with what
+/// changed. It must be quick and must not write to the store.
+pub type CommitHook = Arc<dyn Fn(&[DatabaseCommit]) + Send + Sync>;
 
 /// The callback that receives a write's outcome, called once, after the commit.
 pub type Reply = Box<dyn FnOnce(Result<Written>) + Send + 'static>;
@@ -91,15 +135,19 @@ pub(crate) enum WriterMessage {
     Write(Write, Reply),
 }
 
+/// The commit hook slot, shared by the store (which sets it) and the writer thread.
+pub(crate) type HookSlot = Arc<RwLock<Option<CommitHook>>>;
+
 pub(crate) fn spawn(
     env: Env<WithoutTls>,
     tables: Tables,
     options: StoreOptions,
+    hook: HookSlot,
 ) -> (Sender<WriterMessage>, JoinHandle<()>) {
     let (sender, receiver) = mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("cairn-writer".to_string())
-        .spawn(move || run(env, tables, options, receiver))
+        .spawn(move || run(env, tables, options, receiver, hook))
         .expect("spawning the writer thread");
     (sender, thread)
 }
@@ -109,6 +157,7 @@ fn run(
     tables: Tables,
     options: StoreOptions,
     receiver: Receiver<WriterMessage>,
+    hook: HookSlot,
 ) {
     let mut group: Vec<(Write, Reply)> = Vec::new();
     while let Ok(WriterMessage::Write(write, reply)) = receiver.recv() {
@@ -120,17 +169,26 @@ fn run(
             }
         }
         let writes: Vec<&Write> = group.iter().map(|(w, _)| w).collect();
-        let outcomes = match commit_group(&env, tables, &writes) {
+        let mut commits = Vec::new();
+        let outcomes = match commit_group(&env, tables, &writes, &mut commits) {
             Ok(outcomes) => outcomes,
             Err(error) if writes.len() > 1 => {
                 tracing::warn!(%error, requests = writes.len(), "group commit failed, retrying its writes one by one");
                 writes
                     .iter()
-                    .map(|w| commit_group(&env, tables, &[w]).and_then(|mut o| o.remove(0)))
+                    .map(|w| {
+                        commit_group(&env, tables, &[w], &mut commits).and_then(|mut o| o.remove(0))
+                    })
                     .collect()
             }
             Err(error) => vec![Err(error)],
         };
+        if !commits.is_empty() {
+            let hook = hook.read().map(|h| h.clone()).unwrap_or(None);
+            if let Some(hook) = hook {
+                hook(&commits);
+            }
+        }
         for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
             reply(outcome);
         }
@@ -147,8 +205,9 @@ fn commit_group(
     env: &Env<WithoutTls>,
     tables: Tables,
     writes: &[&Write],
+    commits: &mut Vec<DatabaseCommit>,
 ) -> Result<Vec<Result<Written>>> {
-    try_commit_group(env, tables, writes).map_err(|error| explain_io_failure(error, env))
+    try_commit_group(env, tables, writes, commits).map_err(|error| explain_io_failure(error, env))
 }
 
 /// LMDB reports a short write (what a full file system gives) as EIO: when the file
@@ -177,6 +236,7 @@ fn try_commit_group(
     env: &Env<WithoutTls>,
     tables: Tables,
     writes: &[&Write],
+    commits: &mut Vec<DatabaseCommit>,
 ) -> Result<Vec<Result<Written>>> {
     let mut txn = GroupTxn {
         wtxn: env.write_txn()?,
@@ -193,7 +253,7 @@ fn try_commit_group(
             Err(Failure::Group(error)) => return Err(error),
         }
     }
-    txn.finish()?;
+    commits.extend(txn.finish()?);
     Ok(outcomes)
 }
 
@@ -238,7 +298,8 @@ struct GroupTxn<'e> {
 }
 
 impl GroupTxn<'_> {
-    fn record(&mut self, name: &str) -> Result<Option<&mut CatalogRecord>, Failure> {
+    /// The cached catalog entry of `name`, read from the transaction on first use.
+    fn cached(&mut self, name: &str) -> Result<&mut CachedEntry, Failure> {
         if !self.catalog.contains_key(name) {
             let record = read_catalog(&self.wtxn, self.tables, name)?;
             self.catalog.insert(
@@ -249,16 +310,33 @@ impl GroupTxn<'_> {
                 },
             );
         }
-        let entry = self.catalog.get_mut(name).expect("inserted above");
-        Ok(entry.record.as_mut().inspect(|_| entry.dirty = true))
+        Ok(self.catalog.get_mut(name).expect("inserted above"))
     }
 
-    fn existing(&mut self, name: &str) -> Result<&mut CatalogRecord, Failure> {
-        self.record(name)?.ok_or_else(|| {
-            Failure::Request(StoreError::DatabaseMissing {
-                name: name.to_string(),
-            })
+    fn record(&mut self, name: &str) -> Result<Option<&CatalogRecord>, Failure> {
+        Ok(self.cached(name)?.record.as_ref())
+    }
+
+    fn missing(name: &str) -> Failure {
+        Failure::Request(StoreError::DatabaseMissing {
+            name: name.to_string(),
         })
+    }
+
+    fn existing(&mut self, name: &str) -> Result<&CatalogRecord, Failure> {
+        self.record(name)?.ok_or_else(|| Self::missing(name))
+    }
+
+    /// The record of `name` for changing; it is written back before the commit.
+    fn existing_mut(&mut self, name: &str) -> Result<&mut CatalogRecord, Failure> {
+        let entry = self.cached(name)?;
+        match entry.record.as_mut() {
+            Some(record) => {
+                entry.dirty = true;
+                Ok(record)
+            }
+            None => Err(Self::missing(name)),
+        }
     }
 
     fn apply(&mut self, write: &Write) -> Result<Written, Failure> {
@@ -304,10 +382,52 @@ impl GroupTxn<'_> {
                 Ok(Written::DatabaseDropped)
             }
             Write::SetRetention { name, retention } => {
-                self.existing(name)?.retention = *retention;
+                self.existing_mut(name)?.retention = *retention;
                 Ok(Written::RetentionSet)
             }
             Write::Batch { db, ops } => self.apply_batch(db, ops).map(Written::Batch),
+            Write::SaveUser {
+                name,
+                record,
+                create,
+            } => {
+                let exists = self.tables.users.get(&self.wtxn, name)?.is_some();
+                if *create && exists {
+                    return Err(Failure::Request(StoreError::UserExists {
+                        name: name.clone(),
+                    }));
+                }
+                if !*create && !exists {
+                    return Err(Failure::Request(StoreError::UserMissing {
+                        name: name.clone(),
+                    }));
+                }
+                self.tables
+                    .users
+                    .put(&mut self.wtxn, name, &record.encode())?;
+                Ok(Written::UserSaved)
+            }
+            Write::DeleteUser { name } => {
+                if !self.tables.users.delete(&mut self.wtxn, name)? {
+                    return Err(Failure::Request(StoreError::UserMissing {
+                        name: name.clone(),
+                    }));
+                }
+                self.delete_sessions_where(|session| session.user == *name)?;
+                Ok(Written::UserDeleted)
+            }
+            Write::SaveSession { token_hash, record } => {
+                self.tables
+                    .sessions
+                    .put(&mut self.wtxn, token_hash, &record.encode())?;
+                Ok(Written::SessionSaved)
+            }
+            Write::DeleteSession { token_hash } => Ok(Written::SessionDeleted(
+                self.tables.sessions.delete(&mut self.wtxn, token_hash)?,
+            )),
+            Write::PurgeSessions { now_ms } => Ok(Written::SessionsPurged(
+                self.delete_sessions_where(|session| session.expires_ms <= *now_ms)?,
+            )),
             Write::TrimChanges => {
                 let mut names = Vec::new();
                 for entry in self.tables.catalog.iter(&self.wtxn)? {
@@ -322,6 +442,24 @@ impl GroupTxn<'_> {
                 Ok(Written::Trimmed(trimmed))
             }
         }
+    }
+
+    /// Deletes the sessions that match; returns how many.
+    fn delete_sessions_where(
+        &mut self,
+        matches: impl Fn(&SessionRecord) -> bool,
+    ) -> Result<u64, Failure> {
+        let mut doomed = Vec::new();
+        for entry in self.tables.sessions.iter(&self.wtxn)? {
+            let (token_hash, bytes) = entry?;
+            if matches(&SessionRecord::decode(bytes)?) {
+                doomed.push(token_hash.to_vec());
+            }
+        }
+        for token_hash in &doomed {
+            self.tables.sessions.delete(&mut self.wtxn, token_hash)?;
+        }
+        Ok(doomed.len() as u64)
     }
 
     fn take_database_id(&mut self) -> Result<u32, Failure> {
@@ -441,7 +579,7 @@ impl GroupTxn<'_> {
             record.last_seq = seq;
             revs.push(seq);
         }
-        *self.existing(db)? = record;
+        *self.existing_mut(db)? = record;
         Ok(revs)
     }
 
@@ -485,15 +623,15 @@ impl GroupTxn<'_> {
         let end = change_key(record.id, trim_through);
         let range = (Bound::Included(&low[..]), Bound::Included(&end[..]));
         self.tables.changes.delete_range(&mut self.wtxn, &range)?;
-        let record = self.existing(name)?;
+        let record = self.existing_mut(name)?;
         record.trimmed_through = trim_through;
         record.log_bytes -= freed;
         Ok(removed)
     }
 
     /// Applies retention to the databases this group wrote, writes back the catalog
-    /// records, and commits with fsync.
-    fn finish(mut self) -> Result<()> {
+    /// records, and commits with fsync. Returns what changed in which database.
+    fn finish(mut self) -> Result<Vec<DatabaseCommit>> {
         let touched: Vec<String> = self
             .catalog
             .iter()
@@ -528,7 +666,15 @@ impl GroupTxn<'_> {
             )?;
         }
         self.wtxn.commit()?;
-        Ok(())
+        Ok(self
+            .catalog
+            .into_iter()
+            .filter(|(_, entry)| entry.dirty)
+            .map(|(name, entry)| DatabaseCommit {
+                name,
+                last_seq: entry.record.map(|r| r.last_seq),
+            })
+            .collect())
     }
 }
 
@@ -557,7 +703,16 @@ fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
             }
             Ok(())
         }
-        Write::TrimChanges => Ok(()),
+        Write::SaveUser { name, record, .. } => {
+            validate_database_name(name)?;
+            for db in record.grants.keys() {
+                validate_database_name(db)?;
+            }
+            Ok(())
+        }
+        Write::DeleteUser { name } => validate_database_name(name),
+        Write::SaveSession { record, .. } => validate_database_name(&record.user),
+        Write::TrimChanges | Write::DeleteSession { .. } | Write::PurgeSessions { .. } => Ok(()),
     }
 }
 
@@ -657,6 +812,16 @@ impl Store {
             Written::Batch(revs) => Ok(revs),
             other => unreachable!("a batch answered {other:?}"),
         }
+    }
+
+    /// Sets the hook called after every commit that changed databases (replacing any
+    /// earlier one). Change feeds use it to wake up.
+    pub fn set_commit_hook(&self, hook: CommitHook) {
+        *self
+            .shared
+            .commit_hook
+            .write()
+            .expect("the commit hook lock is never poisoned") = Some(hook);
     }
 
     /// Applies age-based retention to every database; returns the entries removed.

@@ -678,3 +678,157 @@ fn another_format_version_is_refused_with_what_to_do() {
         ));
     }
 }
+
+fn user(admin: bool) -> cairn_store::UserRecord {
+    cairn_store::UserRecord {
+        admin,
+        locked: false,
+        created_ms: 1,
+        password_hash: Some("$argon2id$v=19$placeholder".to_string()),
+        grants: Default::default(),
+    }
+}
+
+#[test]
+fn users_and_sessions_are_stored_and_removed_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let save = |name: &str, record, create| {
+        store.write(Write::SaveUser {
+            name: name.to_string(),
+            record,
+            create,
+        })
+    };
+    save("alice", user(false), true).unwrap();
+    assert!(matches!(
+        save("alice", user(true), true),
+        Err(StoreError::UserExists { .. })
+    ));
+    assert!(matches!(
+        save("bob", user(true), false),
+        Err(StoreError::UserMissing { .. })
+    ));
+    assert!(matches!(
+        save("Bad Name", user(true), true),
+        Err(StoreError::InvalidName { .. })
+    ));
+    let mut granted = user(false);
+    granted
+        .grants
+        .insert("db".to_string(), cairn_store::Access::Write);
+    save("alice", granted.clone(), false).unwrap();
+    assert_eq!(
+        store.snapshot().unwrap().user("alice").unwrap(),
+        Some(granted)
+    );
+
+    let session = |user: &str, expires_ms| cairn_store::SessionRecord {
+        user: user.to_string(),
+        created_ms: 1,
+        expires_ms,
+    };
+    save("carol", user(false), true).unwrap();
+    store
+        .write(Write::SaveSession {
+            token_hash: [1; 32],
+            record: session("alice", 100),
+        })
+        .unwrap();
+    store
+        .write(Write::SaveSession {
+            token_hash: [2; 32],
+            record: session("alice", u64::MAX),
+        })
+        .unwrap();
+    store
+        .write(Write::SaveSession {
+            token_hash: [3; 32],
+            record: session("carol", u64::MAX),
+        })
+        .unwrap();
+    assert_eq!(
+        store.write(Write::PurgeSessions { now_ms: 100 }).unwrap(),
+        Written::SessionsPurged(1)
+    );
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!(
+        snapshot.session(&[1; 32]).unwrap(),
+        None,
+        "expired and purged"
+    );
+    assert_eq!(
+        snapshot.session(&[2; 32]).unwrap(),
+        Some(session("alice", u64::MAX))
+    );
+    drop(snapshot);
+
+    store
+        .write(Write::DeleteUser {
+            name: "alice".to_string(),
+        })
+        .unwrap();
+    let snapshot = store.snapshot().unwrap();
+    assert_eq!(snapshot.user("alice").unwrap(), None);
+    assert_eq!(
+        snapshot.session(&[2; 32]).unwrap(),
+        None,
+        "sessions go with their user"
+    );
+    assert!(
+        snapshot.session(&[3; 32]).unwrap().is_some(),
+        "other users keep theirs"
+    );
+    let names: Vec<String> = snapshot
+        .users()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["carol"]);
+    assert_eq!(
+        store
+            .write(Write::DeleteSession {
+                token_hash: [3; 32]
+            })
+            .unwrap(),
+        Written::SessionDeleted(true)
+    );
+    assert_eq!(
+        store
+            .write(Write::DeleteSession {
+                token_hash: [3; 32]
+            })
+            .unwrap(),
+        Written::SessionDeleted(false)
+    );
+    assert!(matches!(
+        store.write(Write::DeleteUser {
+            name: "alice".to_string()
+        }),
+        Err(StoreError::UserMissing { .. })
+    ));
+}
+
+#[test]
+fn the_commit_hook_hears_every_changed_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let heard = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = heard.clone();
+    store.set_commit_hook(std::sync::Arc::new(
+        move |commits: &[cairn_store::DatabaseCommit]| {
+            sink.lock().unwrap().extend(commits.iter().cloned());
+        },
+    ));
+    store.create_database("db").unwrap();
+    store.put("db", "k", &int(1), None).unwrap();
+    store.put("db", "k", &int(2), Some(99)).unwrap_err();
+    store.drop_database("db").unwrap();
+    let heard = heard.lock().unwrap().clone();
+    let summary: Vec<(&str, Option<u64>)> = heard
+        .iter()
+        .map(|c| (c.name.as_str(), c.last_seq))
+        .collect();
+    assert_eq!(summary, [("db", Some(0)), ("db", Some(1)), ("db", None)]);
+}
