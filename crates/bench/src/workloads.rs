@@ -1,0 +1,204 @@
+//! The `store` comparison: each workload run through raw heed and through cairn-store, in
+//! fresh temporary directories on the same disk, one row per comparison. Both sides use
+//! the same keys, values and get order, and a read pass must return the same count and
+//! checksum on both sides, or the run fails.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{ensure, Context, Result};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tempfile::TempDir;
+
+use crate::cairn;
+use crate::data::Dataset;
+use crate::measure::Reads;
+use crate::raw::RawHeed;
+use crate::report::Row;
+
+/// Smallest acceptable cairn/raw ratio of the put, get and scan rows.
+const SINGLE_THREAD_TARGET: f64 = 0.8;
+
+/// Smallest acceptable speed-up of group commit over one raw put per commit.
+const GROUP_COMMIT_TARGET: f64 = 10.0;
+
+/// Seed of the key set, so that every run uses the same keys.
+const SEED: u64 = 0xCA1_0BE4C4;
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Keys loaded, then read back.
+    pub keys: usize,
+    /// Puts per commit of the load (and of the batched group-commit baseline).
+    pub per_commit: usize,
+    /// Threads putting single keys through cairn-store in the group-commit workload.
+    pub threads: usize,
+    /// How long each group-commit measurement lasts.
+    pub group_commit_for: Duration,
+}
+
+impl Sizes {
+    pub fn full() -> Sizes {
+        Sizes {
+            keys: 1_000_000,
+            per_commit: 1000,
+            threads: 64,
+            group_commit_for: Duration::from_secs(10),
+        }
+    }
+
+    pub fn quick() -> Sizes {
+        Sizes {
+            keys: 20_000,
+            group_commit_for: Duration::from_secs(1),
+            ..Sizes::full()
+        }
+    }
+}
+
+/// Runs every workload and returns the rows in report order. `base` is the directory in
+/// which the temporary environments are made.
+pub fn run_store_comparison(sizes: Sizes, base: &Path) -> Result<Vec<Row>> {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let data = Dataset::generate(sizes.keys, &mut rng);
+    let order = data.shuffled_indices(&mut rng);
+    let mut rows = load_and_read(sizes, base, &data, &order)?;
+    rows.extend(group_commit(sizes, base, &data)?);
+    Ok(rows)
+}
+
+fn fresh_dir(base: &Path, side: &str) -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("cairn-bench-{side}-"))
+        .tempdir_in(base)
+        .with_context(|| format!("creating a temporary directory in {}", base.display()))
+}
+
+fn progress(workload: &str) {
+    eprintln!("running: {workload}");
+}
+
+/// Workloads 1 to 3: load the keys, get them back in random order, scan them in order.
+/// An untimed full read first maps every page into the process on both sides, so that
+/// the first timed read pass does not pay the page faults for the later ones.
+fn load_and_read(sizes: Sizes, base: &Path, data: &Dataset, order: &[usize]) -> Result<Vec<Row>> {
+    let raw_dir = fresh_dir(base, "heed")?;
+    let cairn_dir = fresh_dir(base, "store")?;
+    let raw = RawHeed::create(raw_dir.path())?;
+    let store = cairn::create(cairn_dir.path())?;
+    let mut rows = Vec::new();
+
+    let name = format!("random put, {} puts/commit", sizes.per_commit);
+    progress(&format!("{name} ({} keys)", sizes.keys));
+    let baseline = raw.put_all(data, sizes.per_commit)?;
+    let measured = cairn::put_all(&store, data, sizes.per_commit)?;
+    rows.push(single_thread_row(
+        &name,
+        "puts/s",
+        baseline.per_second(),
+        measured.per_second(),
+    ));
+
+    progress("warm-up: one untimed full read of both sides");
+    raw.scan_all()?;
+    cairn::scan_all(&store)?;
+
+    let expected = (sizes.keys as u64, data.expected_checksum());
+    let name = "random get (one read txn)";
+    progress(name);
+    let baseline = raw.get_in_one_txn(data, order)?;
+    let measured = cairn::get_in_one_snapshot(&store, data, order)?;
+    rows.push(read_row(name, "gets/s", expected, baseline, measured)?);
+
+    let name = "random get (txn per get)";
+    progress(name);
+    let baseline = raw.get_with_txn_per_get(data, order)?;
+    let measured = cairn::get_with_txn_per_get(&store, data, order)?;
+    rows.push(read_row(name, "gets/s", expected, baseline, measured)?);
+
+    let name = "ordered full scan";
+    progress(name);
+    let baseline = raw.scan_all()?;
+    let measured = cairn::scan_all(&store)?;
+    rows.push(read_row(name, "keys/s", expected, baseline, measured)?);
+    Ok(rows)
+}
+
+fn single_thread_row(name: &str, unit: &'static str, baseline: f64, cairn: f64) -> Row {
+    Row::new(name, unit, baseline, cairn, Some(SINGLE_THREAD_TARGET))
+}
+
+/// A read row, after checking that both sides read `expected` (count, checksum).
+fn read_row(
+    name: &str,
+    unit: &'static str,
+    expected: (u64, u64),
+    baseline: Reads,
+    measured: Reads,
+) -> Result<Row> {
+    for (side, reads) in [("raw heed", baseline), ("cairn-store", measured)] {
+        let read = (reads.run.ops, reads.checksum);
+        ensure!(
+            read == expected,
+            "{name}: {side} read (count, checksum) {read:?}, expected {expected:?}"
+        );
+    }
+    Ok(single_thread_row(
+        name,
+        unit,
+        baseline.run.per_second(),
+        measured.run.per_second(),
+    ))
+}
+
+/// Workload 4: many threads putting single random keys through cairn-store, against one
+/// thread of raw heed committing after every put and after every `per_commit` puts.
+/// Only the values of `data` are used.
+fn group_commit(sizes: Sizes, base: &Path, data: &Dataset) -> Result<Vec<Row>> {
+    let seconds = sizes.group_commit_for.as_secs_f64();
+
+    progress(&format!("raw heed, 1 put/commit for {seconds} s"));
+    let one_per_commit = {
+        let dir = fresh_dir(base, "heed")?;
+        RawHeed::create(dir.path())?.put_random_for(sizes.group_commit_for, 1, data)?
+    };
+
+    let per_commit = sizes.per_commit;
+    progress(&format!(
+        "raw heed, {per_commit} puts/commit for {seconds} s"
+    ));
+    let batched = {
+        let dir = fresh_dir(base, "heed")?;
+        RawHeed::create(dir.path())?.put_random_for(sizes.group_commit_for, per_commit, data)?
+    };
+
+    progress(&format!(
+        "cairn-store group commit, {} threads of single puts for {seconds} s",
+        sizes.threads
+    ));
+    let grouped = {
+        let dir = fresh_dir(base, "store")?;
+        let store = cairn::create(dir.path())?;
+        cairn::put_concurrently_for(&store, sizes.threads, sizes.group_commit_for, data)?
+    };
+
+    let cairn = grouped.per_second();
+    Ok(vec![
+        Row::new(
+            "group commit vs 1 put/commit",
+            "puts/s",
+            one_per_commit.per_second(),
+            cairn,
+            Some(GROUP_COMMIT_TARGET),
+        ),
+        Row::new(
+            &format!("group commit vs {per_commit} puts/commit"),
+            "puts/s",
+            batched.per_second(),
+            cairn,
+            None,
+        ),
+    ])
+}

@@ -1,0 +1,193 @@
+//! Authentication and authorisation: argon2id password hashes (computed on blocking
+//! threads, never on the async ones), session tokens (256 random bits, stored only as
+//! their SHA-256), who a connection is, and what it may do.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use cairn_proto::{ErrorCode, WireError};
+use cairn_store::{Access, Store, UserRecord};
+use sha2::{Digest, Sha256};
+
+/// The administrator every service has.
+pub const ROOT_USER: &str = "root";
+
+/// How a connection proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Password,
+    Token,
+    Certificate,
+    Socket,
+}
+
+impl Via {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::Password => "password",
+            Via::Token => "token",
+            Via::Certificate => "certificate",
+            Via::Socket => "socket",
+        }
+    }
+}
+
+/// The user a connection is authenticated as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub via: Via,
+    /// The session token's hash when the connection logged in or used a token.
+    pub token_hash: Option<[u8; 32]>,
+}
+
+/// What a call needs of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need<'a> {
+    Anyone,
+    User,
+    Read(&'a str),
+    Write(&'a str),
+    Admin,
+    /// The named user itself, or an admin.
+    SelfOrAdmin(&'a str),
+}
+
+fn internal(reason: impl std::fmt::Display) -> WireError {
+    WireError::new(ErrorCode::Internal, format!("{reason}"))
+}
+
+/// Hashes a password with argon2id on a blocking thread.
+pub async fn hash_password(password: String) -> Result<String, WireError> {
+    tokio::task::spawn_blocking(move || hash_password_now(&password))
+        .await
+        .map_err(internal)?
+}
+
+fn hash_password_now(password: &str) -> Result<String, WireError> {
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut salt).map_err(internal)?;
+    let salt = SaltString::encode_b64(&salt).map_err(internal)?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(internal)
+}
+
+/// Checks a password against a stored hash on a blocking thread. A user without a hash
+/// (or an unknown user, `None`) is checked against a fixed hash, so that the time taken
+/// does not tell which users exist.
+pub async fn verify_password(hash: Option<String>, password: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let decoy = decoy_hash();
+        let (hash, real) = match &hash {
+            Some(hash) => (hash.as_str(), true),
+            None => (decoy, false),
+        };
+        let Ok(parsed) = PasswordHash::new(hash) else {
+            return false;
+        };
+        let matches = Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok();
+        real && matches
+    })
+    .await
+    .unwrap_or(false)
+}
+
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| hash_password_now("decoy password").unwrap_or_default())
+}
+
+/// A new session token and the hash it is stored under.
+pub fn new_token() -> Result<(String, [u8; 32]), WireError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(internal)?;
+    let token = format!("cairn_{}", hex::encode(bytes));
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+/// The SHA-256 a token is stored under.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// Checks that `identity` may do what a call needs; returns the caller's user record
+/// when there is one. Reads the record afresh, so that a revoked grant, a locked or a
+/// deleted user takes effect at the next call.
+pub fn authorize(
+    store: &Store,
+    identity: Option<&Identity>,
+    need: Need<'_>,
+) -> Result<Option<UserRecord>, WireError> {
+    if need == Need::Anyone {
+        return Ok(None);
+    }
+    let Some(identity) = identity else {
+        return Err(WireError::new(
+            ErrorCode::Unauthenticated,
+            "log in first (login, auth, or a client certificate)",
+        ));
+    };
+    let snapshot = store.snapshot().map_err(|e| internal(&e))?;
+    let record = match snapshot.user(&identity.user).map_err(|e| internal(&e))? {
+        Some(record) if !record.locked => record,
+        _ => {
+            return Err(WireError::new(
+                ErrorCode::Unauthenticated,
+                format!("user {:?} no longer exists or is locked", identity.user),
+            ))
+        }
+    };
+    let allowed = record.admin
+        || match need {
+            Need::Anyone | Need::User => true,
+            Need::Read(db) => record.grants.contains_key(db),
+            Need::Write(db) => record.grants.get(db) == Some(&Access::Write),
+            Need::Admin => false,
+            Need::SelfOrAdmin(name) => name == identity.user,
+        };
+    if !allowed {
+        let what = match need {
+            Need::Read(db) => format!("read access to database {db:?}"),
+            Need::Write(db) => format!("write access to database {db:?}"),
+            _ => "an admin".to_string(),
+        };
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            format!(
+                "user {:?} needs {what}: ask an admin for a grant",
+                identity.user
+            ),
+        ));
+    }
+    Ok(Some(record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn passwords_verify_only_with_the_right_hash() {
+        let hash = hash_password("s3cret".into()).await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password(Some(hash.clone()), "s3cret".into()).await);
+        assert!(!verify_password(Some(hash), "wrong".into()).await);
+        assert!(!verify_password(None, "decoy password".into()).await);
+        assert!(!verify_password(Some("not a hash".into()), "x".into()).await);
+    }
+
+    #[test]
+    fn tokens_are_random_and_hashed() {
+        let (a, hash_a) = new_token().unwrap();
+        let (b, _) = new_token().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), "cairn_".len() + 64);
+        assert_eq!(token_hash(&a), hash_a);
+    }
+}

@@ -1,0 +1,353 @@
+//! Settings of a service: defaults, then `DIR/cairn.toml`, then `CAIRN_*` environment
+//! variables, then command-line flags, each overriding the one before. Unknown settings
+//! (in the file or as `CAIRN_*` variables) are errors, so that a typo never goes unseen.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::ServerError;
+use crate::listen::ListenUrl;
+
+/// Name of the settings file inside a working directory.
+pub const SETTINGS_FILE: &str = "cairn.toml";
+
+/// The default TLS listener.
+pub const DEFAULT_LISTEN: &str = "ssl://127.0.0.1:27460";
+
+/// Every setting of a running service.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Listeners besides the unix socket `DIR/sock`, which is always served.
+    pub listen: Vec<ListenUrl>,
+    pub max_connections: usize,
+    pub max_calls_per_connection: usize,
+    /// Largest frame body after authentication.
+    pub max_frame_bytes: usize,
+    pub max_value_bytes: usize,
+    pub session_ttl: Duration,
+    pub map_size: usize,
+    /// How long calls in flight may take to finish at shutdown.
+    pub shutdown_grace: Duration,
+    /// How long an unauthenticated connection may stay idle.
+    pub unauthenticated_idle: Duration,
+    /// Password to give `root` at start (`--auth-passwd`, `CAIRN_AUTH_PASSWD`).
+    pub root_password: Option<String>,
+    /// Extra certificate directory searched after `DIR/certs` (`CAIRN_CERT_DIR`).
+    pub cert_dir: Option<PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: vec![DEFAULT_LISTEN
+                .parse()
+                .expect("the default listen URL parses")],
+            max_connections: 1024,
+            max_calls_per_connection: 128,
+            max_frame_bytes: cairn_proto::DEFAULT_MAX_FRAME,
+            max_value_bytes: cairn_store::DEFAULT_MAX_VALUE_BYTES,
+            session_ttl: Duration::from_secs(24 * 3600),
+            map_size: cairn_store::DEFAULT_MAP_SIZE,
+            shutdown_grace: Duration::from_secs(10),
+            unauthenticated_idle: Duration::from_secs(10),
+            root_password: None,
+            cert_dir: None,
+        }
+    }
+}
+
+/// The shape of `cairn.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsFile {
+    listen: Option<Vec<String>>,
+    #[serde(default)]
+    limits: LimitsSection,
+    #[serde(default)]
+    auth: AuthSection,
+    #[serde(default)]
+    store: StoreSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsSection {
+    max_connections: Option<usize>,
+    max_calls_per_connection: Option<usize>,
+    max_frame_bytes: Option<usize>,
+    max_value_bytes: Option<usize>,
+    shutdown_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuthSection {
+    session_ttl_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    map_size: Option<usize>,
+}
+
+/// The `CAIRN_*` variables the service reads.
+pub const ENVIRONMENT_VARIABLES: &[&str] = &[
+    "CAIRN_LISTEN",
+    "CAIRN_MAX_CONNECTIONS",
+    "CAIRN_MAX_CALLS_PER_CONNECTION",
+    "CAIRN_MAX_FRAME_BYTES",
+    "CAIRN_MAX_VALUE_BYTES",
+    "CAIRN_SHUTDOWN_GRACE_SECS",
+    "CAIRN_SESSION_TTL_SECS",
+    "CAIRN_MAP_SIZE",
+    "CAIRN_AUTH_PASSWD",
+    "CAIRN_CERT_DIR",
+    "CAIRN_LOG_FORMAT",
+];
+
+/// Command-line overrides.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub listen: Vec<String>,
+    pub auth_passwd: Option<String>,
+}
+
+impl Settings {
+    /// Settings for the working directory `dir`: defaults, the file, the environment
+    /// (`env`: the `CAIRN_*` variables), then the flags.
+    pub fn load(
+        dir: &Path,
+        env: &BTreeMap<String, String>,
+        flags: &Flags,
+    ) -> Result<Settings, ServerError> {
+        let mut settings = Settings::default();
+        let path = dir.join(SETTINGS_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => settings.apply_file(&path, &text)?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(ServerError::io(format!("reading {}", path.display()), e)),
+        }
+        settings.apply_env(env)?;
+        if !flags.listen.is_empty() {
+            settings.listen = parse_listen(&flags.listen)?;
+        }
+        if let Some(password) = &flags.auth_passwd {
+            settings.root_password = Some(password.clone());
+        }
+        settings.check()?;
+        Ok(settings)
+    }
+
+    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ServerError> {
+        let file: SettingsFile = toml::from_str(text).map_err(|e| ServerError::Settings {
+            source_name: path.display().to_string(),
+            reason: e.message().to_string(),
+        })?;
+        if let Some(listen) = file.listen {
+            self.listen = parse_listen(&listen)?;
+        }
+        let limits = file.limits;
+        set(&mut self.max_connections, limits.max_connections);
+        set(
+            &mut self.max_calls_per_connection,
+            limits.max_calls_per_connection,
+        );
+        set(&mut self.max_frame_bytes, limits.max_frame_bytes);
+        set(&mut self.max_value_bytes, limits.max_value_bytes);
+        set(
+            &mut self.shutdown_grace,
+            limits.shutdown_grace_secs.map(Duration::from_secs),
+        );
+        set(
+            &mut self.session_ttl,
+            file.auth.session_ttl_secs.map(Duration::from_secs),
+        );
+        set(&mut self.map_size, file.store.map_size);
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ServerError> {
+        for (name, value) in env {
+            let number = || -> Result<u64, ServerError> {
+                value.trim().parse().map_err(|_| ServerError::Settings {
+                    source_name: name.clone(),
+                    reason: format!("{value:?} is not a whole number"),
+                })
+            };
+            match name.as_str() {
+                "CAIRN_LISTEN" => {
+                    let urls: Vec<String> =
+                        value.split(',').map(|u| u.trim().to_string()).collect();
+                    self.listen = parse_listen(&urls)?;
+                }
+                "CAIRN_MAX_CONNECTIONS" => self.max_connections = number()? as usize,
+                "CAIRN_MAX_CALLS_PER_CONNECTION" => {
+                    self.max_calls_per_connection = number()? as usize
+                }
+                "CAIRN_MAX_FRAME_BYTES" => self.max_frame_bytes = number()? as usize,
+                "CAIRN_MAX_VALUE_BYTES" => self.max_value_bytes = number()? as usize,
+                "CAIRN_SHUTDOWN_GRACE_SECS" => self.shutdown_grace = Duration::from_secs(number()?),
+                "CAIRN_SESSION_TTL_SECS" => self.session_ttl = Duration::from_secs(number()?),
+                "CAIRN_MAP_SIZE" => self.map_size = number()? as usize,
+                "CAIRN_AUTH_PASSWD" => self.root_password = Some(value.clone()),
+                "CAIRN_CERT_DIR" => self.cert_dir = Some(PathBuf::from(value)),
+                "CAIRN_LOG_FORMAT" => {}
+                other => {
+                    return Err(ServerError::Settings {
+                        source_name: other.to_string(),
+                        reason: format!(
+                            "unknown variable; the service reads {}",
+                            ENVIRONMENT_VARIABLES.join(", ")
+                        ),
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), ServerError> {
+        let fail = |reason: &str| {
+            Err(ServerError::Settings {
+                source_name: "settings".to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if self.max_connections == 0 {
+            return fail("max_connections must be at least 1");
+        }
+        if self.max_calls_per_connection == 0 {
+            return fail("max_calls_per_connection must be at least 1");
+        }
+        if self.max_frame_bytes < cairn_proto::MAX_UNAUTHENTICATED_FRAME {
+            return fail("max_frame_bytes must be at least 65536");
+        }
+        if self.max_value_bytes + (64 << 10) > self.max_frame_bytes {
+            return fail("max_value_bytes must leave 64 KiB of room under max_frame_bytes");
+        }
+        if self.session_ttl.is_zero() {
+            return fail("session_ttl_secs must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+fn set<T>(target: &mut T, value: Option<T>) {
+    if let Some(value) = value {
+        *target = value;
+    }
+}
+
+fn parse_listen(urls: &[String]) -> Result<Vec<ListenUrl>, ServerError> {
+    urls.iter()
+        .map(|url| url.parse::<ListenUrl>())
+        .collect::<Result<_, _>>()
+}
+
+/// The `CAIRN_*` variables of this process.
+pub fn cairn_environment() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(name, _)| name.starts_with("CAIRN_"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file_beat_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let defaults = Settings::load(dir.path(), &env(&[]), &Flags::default()).unwrap();
+        assert_eq!(defaults.max_connections, 1024);
+        assert_eq!(defaults.listen[0].to_string(), DEFAULT_LISTEN);
+
+        std::fs::write(
+            dir.path().join(SETTINGS_FILE),
+            "listen = [\"ssl://127.0.0.1:1111\"]\n[limits]\nmax_connections = 7\nmax_calls_per_connection = 3\n",
+        )
+        .unwrap();
+        let from_file = Settings::load(dir.path(), &env(&[]), &Flags::default()).unwrap();
+        assert_eq!(
+            (
+                from_file.max_connections,
+                from_file.max_calls_per_connection
+            ),
+            (7, 3)
+        );
+        assert_eq!(from_file.listen[0].to_string(), "ssl://127.0.0.1:1111");
+
+        let variables = env(&[
+            ("CAIRN_MAX_CONNECTIONS", "9"),
+            ("CAIRN_LISTEN", "unix:///tmp/x.sock"),
+        ]);
+        let from_env = Settings::load(dir.path(), &variables, &Flags::default()).unwrap();
+        assert_eq!(
+            (from_env.max_connections, from_env.max_calls_per_connection),
+            (9, 3)
+        );
+        assert_eq!(from_env.listen[0].to_string(), "unix:///tmp/x.sock");
+
+        let flags = Flags {
+            listen: vec!["ssl://127.0.0.1:0".into()],
+            auth_passwd: Some("secret".into()),
+        };
+        let from_flags = Settings::load(dir.path(), &variables, &flags).unwrap();
+        assert_eq!(from_flags.listen[0].to_string(), "ssl://127.0.0.1:0");
+        assert_eq!(from_flags.root_password.as_deref(), Some("secret"));
+    }
+
+    #[test]
+    fn unknown_or_bad_settings_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let unknown_var = Settings::load(
+            dir.path(),
+            &env(&[("CAIRN_MAX_CONECTIONS", "9")]),
+            &Flags::default(),
+        );
+        assert!(unknown_var
+            .unwrap_err()
+            .to_string()
+            .contains("CAIRN_MAX_CONECTIONS"));
+        let not_a_number = Settings::load(
+            dir.path(),
+            &env(&[("CAIRN_MAX_CONNECTIONS", "many")]),
+            &Flags::default(),
+        );
+        assert!(not_a_number
+            .unwrap_err()
+            .to_string()
+            .contains("whole number"));
+
+        std::fs::write(
+            dir.path().join(SETTINGS_FILE),
+            "[limits]\nmax_conections = 7\n",
+        )
+        .unwrap();
+        let message = Settings::load(dir.path(), &env(&[]), &Flags::default())
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("max_conections"), "{message}");
+
+        std::fs::write(
+            dir.path().join(SETTINGS_FILE),
+            "[limits]\nmax_connections = 0\n",
+        )
+        .unwrap();
+        assert!(Settings::load(dir.path(), &env(&[]), &Flags::default()).is_err());
+
+        std::fs::write(dir.path().join(SETTINGS_FILE), "listen = [\"http://x\"]\n").unwrap();
+        assert!(Settings::load(dir.path(), &env(&[]), &Flags::default()).is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! One connection, over TLS or a unix socket: frames in, calls dispatched concurrently
+//! (at most `max_calls_per_connection` at once), answers out through one writer task
+//! that batches frames before each flush. Before authentication a frame may be at most
+//! 64 KiB and the connection is closed after 10 s of silence; a frame over the limit or
+//! a body that is not a message closes the connection with an error, and only it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cairn_proto::{
+    ErrorCode, FrameCodec, FrameError, Message, WireError, MAX_UNAUTHENTICATED_FRAME,
+};
+use futures_util::StreamExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::Identity;
+use crate::handlers::{self, Call, ConnectionChange, Outbox, Shared};
+
+/// Answers waiting for the writer before callers are slowed down.
+const OUTBOX_DEPTH: usize = 1024;
+/// The writer flushes at least this often while answers keep coming.
+const FLUSH_BYTES: usize = 64 << 10;
+
+/// Serves one connection until the peer leaves, breaks the protocol, stays silent while
+/// unauthenticated, or the service shuts down.
+pub async fn serve<S>(shared: Arc<Shared>, stream: S, identity: Option<Identity>, peer: String)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
+    let (outbox, outgoing) = mpsc::channel(OUTBOX_DEPTH);
+    let writer_task = tokio::spawn(write_frames(writer, outgoing));
+    let mut connection = Connection {
+        shared: shared.clone(),
+        identity,
+        outbox,
+        calls: TaskTracker::new(),
+        in_flight: Arc::new(Semaphore::new(shared.settings.max_calls_per_connection)),
+        cancels: Arc::default(),
+        peer,
+    };
+    connection.read_calls(reader).await;
+    connection.calls.close();
+    if tokio::time::timeout(shared.settings.shutdown_grace, connection.calls.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(peer = %connection.peer, "calls still running after the grace period; closing");
+    }
+    drop(connection);
+    let _ = writer_task.await;
+}
+
+struct Connection {
+    shared: Arc<Shared>,
+    identity: Option<Identity>,
+    outbox: Outbox,
+    calls: TaskTracker,
+    in_flight: Arc<Semaphore>,
+    cancels: Arc<Mutex<HashMap<u64, CancellationToken>>>,
+    peer: String,
+}
+
+impl Connection {
+    async fn send(&self, message: Message) {
+        let _ = self.outbox.send(message.encode()).await;
+    }
+
+    async fn send_error(&self, id: u64, code: ErrorCode, message: impl Into<String>) {
+        self.send(Message::Error {
+            id,
+            error: WireError::new(code, message),
+        })
+        .await;
+    }
+
+    fn frame_limit(&self) -> usize {
+        if self.identity.is_some() {
+            self.shared.settings.max_frame_bytes
+        } else {
+            MAX_UNAUTHENTICATED_FRAME
+        }
+    }
+
+    async fn read_calls<R: AsyncRead + Unpin>(&mut self, reader: R) {
+        let mut frames = FramedRead::new(reader, FrameCodec::new(self.frame_limit()));
+        let idle = self.shared.settings.unauthenticated_idle;
+        loop {
+            let next = tokio::select! {
+                next = frames.next() => next,
+                _ = tokio::time::sleep(idle), if self.identity.is_none() => {
+                    tracing::debug!(peer = %self.peer, "closing an idle unauthenticated connection");
+                    self.send_error(0, ErrorCode::Unauthenticated, "closed after 10 s without authentication").await;
+                    return;
+                }
+                _ = self.shared.shutdown.cancelled() => return,
+            };
+            let body = match next {
+                None => return,
+                Some(Ok(body)) => body,
+                Some(Err(FrameError::TooLarge { len, limit })) => {
+                    tracing::info!(peer = %self.peer, len, limit, "frame over the limit; closing");
+                    self.send_error(
+                        0,
+                        ErrorCode::FrameTooLarge,
+                        format!("a frame of {len} bytes is over this connection's limit of {limit} bytes"),
+                    )
+                    .await;
+                    return;
+                }
+                Some(Err(FrameError::Io(error))) => {
+                    tracing::debug!(peer = %self.peer, %error, "connection read failed");
+                    return;
+                }
+            };
+            match Message::decode(&body) {
+                Ok(Message::Call { id, method, args }) => {
+                    self.call(id, method, args).await;
+                    frames.decoder_mut().set_max_frame(self.frame_limit());
+                }
+                Ok(Message::Cancel { id }) => {
+                    let token = self.cancels.lock().expect("cancels lock").get(&id).cloned();
+                    if let Some(token) = token {
+                        token.cancel();
+                    }
+                }
+                Ok(other) => {
+                    let id = other.id();
+                    self.send_error(
+                        id,
+                        ErrorCode::BadRequest,
+                        "a client sends only call and cancel messages",
+                    )
+                    .await;
+                }
+                Err(error) => {
+                    tracing::info!(peer = %self.peer, %error, "malformed message; closing");
+                    self.send_error(0, ErrorCode::BadRequest, error.to_string())
+                        .await;
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn call(&mut self, id: u64, method: String, args: rmpv::Value) {
+        if handlers::is_session_method(&method) {
+            // Calls that change who the connection is run in order, one at a time.
+            let answer =
+                handlers::session_call(&self.shared, self.identity.as_ref(), &method, args).await;
+            let message = match answer {
+                Ok((value, change)) => {
+                    match change {
+                        ConnectionChange::Authenticated(identity) => {
+                            tracing::info!(peer = %self.peer, user = %identity.user, via = identity.via.as_str(), "authenticated");
+                            self.identity = Some(identity);
+                        }
+                        ConnectionChange::LoggedOut => self.identity = None,
+                        ConnectionChange::None => {}
+                    }
+                    Message::Result { id, value }
+                }
+                Err(error) => Message::Error { id, error },
+            };
+            self.send(message).await;
+            return;
+        }
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let limit = self.shared.settings.max_calls_per_connection;
+            self.send_error(
+                id,
+                ErrorCode::TooManyCalls,
+                format!("at most {limit} calls may be in flight on a connection"),
+            )
+            .await;
+            return;
+        };
+        let cancel = CancellationToken::new();
+        let duplicate = {
+            let mut cancels = self.cancels.lock().expect("cancels lock");
+            let duplicate = cancels.contains_key(&id);
+            if !duplicate {
+                cancels.insert(id, cancel.clone());
+            }
+            duplicate
+        };
+        if duplicate {
+            self.send_error(
+                id,
+                ErrorCode::BadRequest,
+                format!("call id {id} is already in flight"),
+            )
+            .await;
+            return;
+        }
+        let call = Call {
+            shared: self.shared.clone(),
+            identity: self.identity.clone(),
+            id,
+            method,
+            args,
+            outbox: self.outbox.clone(),
+            cancel,
+        };
+        let cancels = self.cancels.clone();
+        self.calls.spawn(async move {
+            call.run().await;
+            cancels.lock().expect("cancels lock").remove(&id);
+            drop(permit);
+        });
+    }
+}
+
+/// Writes answers as frames, gathering those already waiting into one flush.
+async fn write_frames<W: AsyncWrite + Unpin>(mut writer: W, mut outgoing: mpsc::Receiver<Vec<u8>>) {
+    let mut buffer = Vec::with_capacity(FLUSH_BYTES);
+    while let Some(body) = outgoing.recv().await {
+        push_frame(&mut buffer, &body);
+        while buffer.len() < FLUSH_BYTES {
+            match outgoing.try_recv() {
+                Ok(body) => push_frame(&mut buffer, &body),
+                Err(_) => break,
+            }
+        }
+        if writer.write_all(&buffer).await.is_err() || writer.flush().await.is_err() {
+            return;
+        }
+        buffer.clear();
+    }
+    let _ = writer.shutdown().await;
+}
+
+fn push_frame(buffer: &mut Vec<u8>, body: &[u8]) {
+    buffer.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    buffer.extend_from_slice(body);
+}

@@ -1,0 +1,103 @@
+//! The service's error type (starting and running a service), and how storage errors
+//! become wire errors with stable codes.
+
+use cairn_proto::{ErrorCode, WireError};
+use cairn_store::StoreError;
+use rmpv::Value;
+
+/// Why a service could not start or stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{source_name}: {reason}")]
+    Settings { source_name: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Certs(#[from] cairn_certs::CertError),
+    #[error("cannot listen on {url}: {source}")]
+    Bind {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ServerError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> ServerError {
+        ServerError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// The wire form of a storage error.
+pub fn store_error_to_wire(error: &StoreError) -> WireError {
+    let message = error.to_string();
+    let code = match error {
+        StoreError::NotFound { .. } | StoreError::UserMissing { .. } => ErrorCode::NotFound,
+        StoreError::RevConflict { current, .. } => {
+            return WireError::new(ErrorCode::RevConflict, message).with_details(Value::Map(vec![
+                (Value::from("current"), Value::from(*current)),
+            ]))
+        }
+        StoreError::ChangesCompacted { oldest, .. } => {
+            return WireError::new(ErrorCode::ChangesCompacted, message).with_details(Value::Map(
+                vec![(Value::from("oldest"), Value::from(*oldest))],
+            ))
+        }
+        StoreError::InvalidKey { .. } => ErrorCode::InvalidKey,
+        StoreError::InvalidName { .. } => ErrorCode::InvalidName,
+        StoreError::InvalidValue { .. } => ErrorCode::InvalidValue,
+        StoreError::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,
+        StoreError::InvalidArgument { .. } => ErrorCode::BadRequest,
+        StoreError::DatabaseExists { .. } => ErrorCode::DatabaseExists,
+        StoreError::DatabaseMissing { .. } => ErrorCode::DatabaseMissing,
+        StoreError::UserExists { .. } => ErrorCode::Conflict,
+        StoreError::StorageFull { .. } => ErrorCode::StorageFull,
+        StoreError::Closed => ErrorCode::Unavailable,
+        StoreError::FormatMismatch { .. }
+        | StoreError::DirectoryInUse { .. }
+        | StoreError::NoStore { .. }
+        | StoreError::StoreExists { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::Io { .. }
+        | StoreError::Lmdb(_) => {
+            tracing::error!(%error, "storage failure");
+            ErrorCode::Internal
+        }
+    };
+    WireError::new(code, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_keep_their_meaning_on_the_wire() {
+        let conflict = store_error_to_wire(&StoreError::RevConflict {
+            key: "k".into(),
+            expected: 1,
+            current: 2,
+        });
+        assert_eq!(conflict.code, ErrorCode::RevConflict);
+        assert_eq!(conflict.code.status(), 409);
+        assert!(conflict.details.unwrap().to_string().contains('2'));
+        let full = store_error_to_wire(&StoreError::StorageFull {
+            reason: "disk".into(),
+        });
+        assert_eq!(full.code.status(), 507);
+        let missing = store_error_to_wire(&StoreError::DatabaseMissing { name: "x".into() });
+        assert_eq!(
+            (missing.code, missing.code.status()),
+            (ErrorCode::DatabaseMissing, 404)
+        );
+    }
+}

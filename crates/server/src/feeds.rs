@@ -1,0 +1,54 @@
+//! Wake-ups for change feeds: the store's commit hook publishes each database's last
+//! seq on a `watch` channel; longpoll and continuous feeds wait on it instead of polling.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use cairn_store::{DatabaseCommit, Store};
+use tokio::sync::watch;
+
+/// The newest state of one database: its last seq, or `None` once it was dropped.
+pub type DatabaseState = Option<u64>;
+
+/// One watch channel per database that anyone waited on or wrote to.
+#[derive(Clone, Default)]
+pub struct Feeds {
+    channels: Arc<Mutex<HashMap<String, watch::Sender<DatabaseState>>>>,
+}
+
+impl Feeds {
+    /// Feeds fed by `store`'s commits.
+    pub fn attach(store: &Store) -> Feeds {
+        let feeds = Feeds::default();
+        let publisher = feeds.clone();
+        store.set_commit_hook(Arc::new(move |commits: &[DatabaseCommit]| {
+            publisher.publish(commits)
+        }));
+        feeds
+    }
+
+    fn publish(&self, commits: &[DatabaseCommit]) {
+        let mut channels = self.channels.lock().expect("feeds lock");
+        for commit in commits {
+            match channels.get(&commit.name) {
+                Some(sender) => {
+                    sender.send_replace(commit.last_seq);
+                }
+                None => {
+                    channels.insert(commit.name.clone(), watch::Sender::new(commit.last_seq));
+                }
+            }
+        }
+        // Forget channels nobody listens to, so that dropped or idle databases cost nothing.
+        channels.retain(|_, sender| sender.receiver_count() > 0 || sender.borrow().is_some());
+    }
+
+    /// A receiver that sees every later commit of `db`; `current` seeds a new channel.
+    pub fn subscribe(&self, db: &str, current: DatabaseState) -> watch::Receiver<DatabaseState> {
+        let mut channels = self.channels.lock().expect("feeds lock");
+        channels
+            .entry(db.to_string())
+            .or_insert_with(|| watch::Sender::new(current))
+            .subscribe()
+    }
+}

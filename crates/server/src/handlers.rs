@@ -1,0 +1,805 @@
+//! The methods: each call is checked against the caller's rights, then served from the
+//! store. Reads that can be long run on blocking threads; every write goes through the
+//! store's group-commit writer and is answered after its fsync'd commit.
+
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_proto::methods::{self, from_value, name, to_value};
+use cairn_proto::{ErrorCode, Message, WireError};
+use cairn_store::{
+    Access, ChangeOp, Op, Retention, Scan, ScanRange, Store, StoreError, UserRecord, Write, Written,
+};
+use rmpv::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, authorize, Identity, Need, Via, ROOT_USER};
+use crate::error::store_error_to_wire;
+use crate::feeds::Feeds;
+use crate::Settings;
+
+/// Default and largest page of `scan`.
+const DEFAULT_SCAN_LIMIT: u32 = 100;
+/// Default page of `changes`.
+const DEFAULT_CHANGES_LIMIT: u32 = 1000;
+const DEFAULT_LONGPOLL_MS: u64 = 30_000;
+const MAX_LONGPOLL_MS: u64 = 300_000;
+const DEFAULT_HEARTBEAT_MS: u64 = 10_000;
+const MIN_HEARTBEAT_MS: u64 = 100;
+
+/// What every call of a service shares.
+pub struct Shared {
+    pub store: Store,
+    pub feeds: Feeds,
+    pub settings: Settings,
+    /// Cancelled when the service starts to shut down.
+    pub shutdown: CancellationToken,
+}
+
+/// Where a call sends its answers: encoded message bodies for the connection's writer.
+pub type Outbox = mpsc::Sender<Vec<u8>>;
+
+fn bad_request(message: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::BadRequest, message)
+}
+
+fn internal(reason: impl std::fmt::Display) -> WireError {
+    WireError::new(ErrorCode::Internal, reason.to_string())
+}
+
+fn store_error(error: StoreError) -> WireError {
+    store_error_to_wire(&error)
+}
+
+/// Submits a write and waits for its commit without blocking an async thread.
+pub async fn write(store: &Store, write: Write) -> Result<Written, WireError> {
+    let (sender, receiver) = oneshot::channel();
+    store.submit(
+        write,
+        Box::new(move |outcome| {
+            let _ = sender.send(outcome);
+        }),
+    );
+    receiver
+        .await
+        .map_err(|_| WireError::new(ErrorCode::Unavailable, "the store is closing"))?
+        .map_err(store_error)
+}
+
+/// Runs a read on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, WireError> {
+    tokio::task::spawn_blocking(read)
+        .await
+        .map_err(internal)?
+        .map_err(store_error)
+}
+
+/// A document key off the wire: a msgpack string of 1 to 400 bytes of UTF-8.
+fn key_text(key: &Value) -> Result<String, WireError> {
+    let Value::String(text) = key else {
+        return Err(WireError::new(
+            ErrorCode::InvalidKey,
+            "a key is a msgpack string",
+        ));
+    };
+    cairn_store::validate_key_bytes(text.as_bytes())
+        .map(str::to_string)
+        .map_err(store_error)
+}
+
+fn encode_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, value).expect("writing to a Vec cannot fail");
+    out
+}
+
+fn decode_value(bytes: &[u8]) -> Result<Value, WireError> {
+    rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| internal(format!("stored value: {e}")))
+}
+
+fn retention(args: methods::RetentionArgs) -> Retention {
+    Retention {
+        max_changes: args.max_changes.filter(|n| *n > 0),
+        max_age_secs: args.max_age_secs.filter(|n| *n > 0),
+    }
+}
+
+fn db_info(info: cairn_store::DatabaseInfo) -> methods::DbInfo {
+    methods::DbInfo {
+        name: info.name,
+        created_ms: info.created_ms,
+        doc_count: info.doc_count,
+        last_seq: info.last_seq,
+        oldest_seq: info.oldest_seq,
+        doc_bytes: info.doc_bytes,
+        log_bytes: info.log_bytes,
+        retention: methods::RetentionArgs {
+            max_changes: info.retention.max_changes,
+            max_age_secs: info.retention.max_age_secs,
+        },
+    }
+}
+
+fn change_entry(change: cairn_store::Change) -> Result<methods::ChangeEntry, WireError> {
+    Ok(methods::ChangeEntry {
+        seq: change.seq,
+        op: match change.op {
+            ChangeOp::Put => "put",
+            ChangeOp::Delete => "del",
+        }
+        .to_string(),
+        key: change.key,
+        value: change.value.as_deref().map(decode_value).transpose()?,
+        time_ms: change.time_ms,
+    })
+}
+
+/// The `status` result (the full status model arrives with maintenance modes).
+pub fn status(shared: &Shared) -> methods::StatusResult {
+    methods::StatusResult {
+        status: "READ_WRITE".to_string(),
+        current_message: String::new(),
+        pending_maintenance_message: String::new(),
+        service_id: shared.store.meta().service_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    }
+}
+
+/// What a call changes about its connection.
+pub enum ConnectionChange {
+    None,
+    Authenticated(Identity),
+    LoggedOut,
+}
+
+/// `login`, `auth`, `logout`, `whoami`: the calls that read or change who the connection
+/// is. The connection runs them one at a time, in order.
+pub async fn session_call(
+    shared: &Shared,
+    identity: Option<&Identity>,
+    method: &str,
+    args: Value,
+) -> Result<(Value, ConnectionChange), WireError> {
+    match method {
+        name::LOGIN => {
+            let args: methods::LoginArgs = from_value(args)?;
+            let record = shared
+                .store
+                .snapshot()
+                .and_then(|s| s.user(&args.user))
+                .map_err(store_error)?;
+            let usable = record.filter(|r| !r.locked);
+            let hash = usable.as_ref().and_then(|r| r.password_hash.clone());
+            if !auth::verify_password(hash, args.password).await {
+                tracing::info!(user = %args.user, "login refused");
+                return Err(WireError::new(
+                    ErrorCode::BadCredentials,
+                    "unknown user or wrong password",
+                ));
+            }
+            let (token, token_hash) = auth::new_token()?;
+            let now = now_ms();
+            let expires_ms = now + shared.settings.session_ttl.as_millis() as u64;
+            write(
+                &shared.store,
+                Write::SaveSession {
+                    token_hash,
+                    record: cairn_store::SessionRecord {
+                        user: args.user.clone(),
+                        created_ms: now,
+                        expires_ms,
+                    },
+                },
+            )
+            .await?;
+            let identity = Identity {
+                user: args.user.clone(),
+                via: Via::Password,
+                token_hash: Some(token_hash),
+            };
+            let result = methods::LoginResult {
+                user: args.user,
+                token,
+                expires_ms,
+            };
+            Ok((to_value(&result), ConnectionChange::Authenticated(identity)))
+        }
+        name::AUTH => {
+            let args: methods::AuthArgs = from_value(args)?;
+            let token_hash = auth::token_hash(&args.token);
+            let snapshot = shared.store.snapshot().map_err(store_error)?;
+            let session = snapshot.session(&token_hash).map_err(store_error)?;
+            let refused = || {
+                WireError::new(
+                    ErrorCode::BadCredentials,
+                    "unknown, expired or revoked token: log in again",
+                )
+            };
+            let session = session
+                .filter(|s| s.expires_ms > now_ms())
+                .ok_or_else(refused)?;
+            let record = snapshot
+                .user(&session.user)
+                .map_err(store_error)?
+                .filter(|r| !r.locked)
+                .ok_or_else(refused)?;
+            let identity = Identity {
+                user: session.user.clone(),
+                via: Via::Token,
+                token_hash: Some(token_hash),
+            };
+            let result = methods::WhoAmI {
+                user: session.user,
+                admin: record.admin,
+                via: Via::Token.as_str().to_string(),
+            };
+            Ok((to_value(&result), ConnectionChange::Authenticated(identity)))
+        }
+        name::LOGOUT => {
+            authorize(&shared.store, identity, Need::User)?;
+            let args: methods::LogoutArgs = from_value(args)?;
+            let token_hash = match (&args.token, identity.and_then(|i| i.token_hash)) {
+                (Some(token), _) => auth::token_hash(token),
+                (None, Some(hash)) => hash,
+                (None, None) => {
+                    return Err(bad_request(
+                        "this connection has no token: pass the token to revoke",
+                    ))
+                }
+            };
+            write(&shared.store, Write::DeleteSession { token_hash }).await?;
+            let ends_this_session = identity.and_then(|i| i.token_hash) == Some(token_hash);
+            let change = if ends_this_session {
+                ConnectionChange::LoggedOut
+            } else {
+                ConnectionChange::None
+            };
+            Ok((Value::Nil, change))
+        }
+        name::WHOAMI => {
+            let record = authorize(&shared.store, identity, Need::User)?.expect("a user");
+            let identity = identity.expect("authorized");
+            let result = methods::WhoAmI {
+                user: identity.user.clone(),
+                admin: record.admin,
+                via: identity.via.as_str().to_string(),
+            };
+            Ok((to_value(&result), ConnectionChange::None))
+        }
+        other => Err(WireError::new(
+            ErrorCode::UnknownMethod,
+            format!("{other:?} is not a session method"),
+        )),
+    }
+}
+
+/// True for the methods `session_call` serves.
+pub fn is_session_method(method: &str) -> bool {
+    matches!(
+        method,
+        name::LOGIN | name::AUTH | name::LOGOUT | name::WHOAMI
+    )
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A call of any other method, with what it needs to answer and to stream.
+pub struct Call {
+    pub shared: Arc<Shared>,
+    pub identity: Option<Identity>,
+    pub id: u64,
+    pub method: String,
+    pub args: Value,
+    pub outbox: Outbox,
+    pub cancel: CancellationToken,
+}
+
+impl Call {
+    async fn send(&self, message: Message) -> bool {
+        self.outbox.send(message.encode()).await.is_ok()
+    }
+
+    /// Serves the call and sends its answer (or its stream).
+    pub async fn run(self) {
+        let id = self.id;
+        let answer = self.serve().await;
+        let message = match answer {
+            Ok(Some(value)) => Message::Result { id, value },
+            Ok(None) => return,
+            Err(error) => Message::Error { id, error },
+        };
+        self.send(message).await;
+    }
+
+    fn need(&self, need: Need<'_>) -> Result<Option<UserRecord>, WireError> {
+        authorize(&self.shared.store, self.identity.as_ref(), need)
+    }
+
+    /// `Ok(None)`: the call streamed its answer itself.
+    async fn serve(&self) -> Result<Option<Value>, WireError> {
+        let args = self.args.clone();
+        let store = &self.shared.store;
+        let value = match self.method.as_str() {
+            name::STATUS => to_value(&status(&self.shared)),
+            name::DB_CREATE => {
+                self.need(Need::Admin)?;
+                let args: methods::DbCreateArgs = from_value(args)?;
+                write(
+                    store,
+                    Write::CreateDatabase {
+                        name: args.name.clone(),
+                        retention: retention(args.retention),
+                    },
+                )
+                .await?;
+                tracing::warn!(db = %args.name, by = %self.user(), "database created");
+                to_value(&db_info(
+                    store.database_info(&args.name).map_err(store_error)?,
+                ))
+            }
+            name::DB_DROP => {
+                self.need(Need::Admin)?;
+                let args: methods::DbNameArgs = from_value(args)?;
+                write(
+                    store,
+                    Write::DropDatabase {
+                        name: args.name.clone(),
+                    },
+                )
+                .await?;
+                tracing::warn!(db = %args.name, by = %self.user(), "database dropped");
+                Value::Nil
+            }
+            name::DB_LIST => {
+                let record = self.need(Need::User)?.expect("a user");
+                let all = store.list_databases().map_err(store_error)?;
+                let visible = all
+                    .into_iter()
+                    .filter(|db| record.admin || record.grants.contains_key(&db.name))
+                    .map(db_info)
+                    .collect::<Vec<_>>();
+                to_value(&visible)
+            }
+            name::DB_INFO => {
+                let args: methods::DbNameArgs = from_value(args)?;
+                self.need(Need::Read(&args.name))?;
+                to_value(&db_info(
+                    store.database_info(&args.name).map_err(store_error)?,
+                ))
+            }
+            name::GET => {
+                let args: methods::GetArgs = from_value(args)?;
+                self.need(Need::Read(&args.db))?;
+                let key = key_text(&args.key)?;
+                let doc = store
+                    .get(&args.db, &key)
+                    .map_err(store_error)?
+                    .ok_or_else(|| {
+                        WireError::new(
+                            ErrorCode::NotFound,
+                            format!("document {key:?} not found in database {:?}", args.db),
+                        )
+                    })?;
+                to_value(&methods::Doc {
+                    key: doc.key,
+                    rev: doc.rev,
+                    value: decode_value(&doc.value)?,
+                })
+            }
+            name::PUT => {
+                let args: methods::PutArgs = from_value(args)?;
+                self.need(Need::Write(&args.db))?;
+                let op = Op::Put {
+                    key: key_text(&args.key)?,
+                    value: encode_value(&args.value),
+                    rev: args.rev,
+                };
+                let rev = self.batch(args.db, vec![op]).await?[0];
+                to_value(&methods::RevResult { rev })
+            }
+            name::DELETE => {
+                let args: methods::DeleteArgs = from_value(args)?;
+                self.need(Need::Write(&args.db))?;
+                let op = Op::Delete {
+                    key: key_text(&args.key)?,
+                    rev: args.rev,
+                };
+                let rev = self.batch(args.db, vec![op]).await?[0];
+                to_value(&methods::RevResult { rev })
+            }
+            name::BATCH => {
+                let args: methods::BatchArgs = from_value(args)?;
+                self.need(Need::Write(&args.db))?;
+                let ops = args
+                    .ops
+                    .iter()
+                    .map(batch_op)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let revs = self.batch(args.db, ops).await?;
+                to_value(&methods::BatchResult { revs })
+            }
+            name::SCAN => {
+                let args: methods::ScanArgs = from_value(args)?;
+                self.need(Need::Read(&args.db))?;
+                let scan = scan_request(&args)?;
+                let db = args.db.clone();
+                let store = store.clone();
+                let page = blocking(move || store.scan(&db, &scan)).await?;
+                let docs = page
+                    .docs
+                    .into_iter()
+                    .map(|doc| {
+                        Ok(methods::Doc {
+                            key: doc.key,
+                            rev: doc.rev,
+                            value: decode_value(&doc.value)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                to_value(&methods::ScanResult {
+                    docs,
+                    more: page.more,
+                })
+            }
+            name::CHANGES => {
+                let args: methods::ChangesArgs = from_value(args)?;
+                self.need(Need::Read(&args.db))?;
+                return self.changes(args).await;
+            }
+            name::USER_ADD => {
+                self.need(Need::Admin)?;
+                let args: methods::UserAddArgs = from_value(args)?;
+                let password_hash = match args.password {
+                    Some(password) => Some(check_and_hash(password).await?),
+                    None => None,
+                };
+                let record = UserRecord {
+                    admin: args.admin,
+                    locked: false,
+                    created_ms: now_ms(),
+                    password_hash,
+                    grants: Default::default(),
+                };
+                write(
+                    store,
+                    Write::SaveUser {
+                        name: args.name.clone(),
+                        record,
+                        create: true,
+                    },
+                )
+                .await?;
+                tracing::warn!(user = %args.name, admin = args.admin, by = %self.user(), "user added");
+                Value::Nil
+            }
+            name::USER_PASSWD => {
+                let args: methods::UserPasswdArgs = from_value(args)?;
+                self.need(Need::SelfOrAdmin(&args.name))?;
+                let hash = check_and_hash(args.password).await?;
+                self.update_user(&args.name, |record| record.password_hash = Some(hash))
+                    .await?;
+                Value::Nil
+            }
+            name::USER_GRANT => {
+                self.need(Need::Admin)?;
+                let args: methods::UserGrantArgs = from_value(args)?;
+                let access = match args.access.as_str() {
+                    "read" => Access::Read,
+                    "write" => Access::Write,
+                    other => {
+                        return Err(bad_request(format!(
+                            "access is read or write, not {other:?}"
+                        )))
+                    }
+                };
+                cairn_store::validate_database_name(&args.db).map_err(store_error)?;
+                self.update_user(&args.name, |record| {
+                    record.grants.insert(args.db.clone(), access);
+                })
+                .await?;
+                tracing::warn!(user = %args.name, db = %args.db, access = %args.access, by = %self.user(), "grant given");
+                Value::Nil
+            }
+            name::USER_REVOKE => {
+                self.need(Need::Admin)?;
+                let args: methods::UserRevokeArgs = from_value(args)?;
+                self.update_user(&args.name, |record| {
+                    record.grants.remove(&args.db);
+                })
+                .await?;
+                tracing::warn!(user = %args.name, db = %args.db, by = %self.user(), "grant revoked");
+                Value::Nil
+            }
+            name::USER_LIST => {
+                self.need(Need::Admin)?;
+                let users = store
+                    .snapshot()
+                    .and_then(|s| s.users())
+                    .map_err(store_error)?;
+                let list: Vec<methods::UserInfo> = users
+                    .into_iter()
+                    .map(|(name, record)| methods::UserInfo {
+                        name,
+                        admin: record.admin,
+                        has_password: record.password_hash.is_some(),
+                        grants: record
+                            .grants
+                            .into_iter()
+                            .map(|(db, access)| {
+                                let access = match access {
+                                    Access::Read => "read",
+                                    Access::Write => "write",
+                                };
+                                (db, access.to_string())
+                            })
+                            .collect(),
+                        created_ms: record.created_ms,
+                    })
+                    .collect();
+                to_value(&list)
+            }
+            name::USER_DELETE => {
+                self.need(Need::Admin)?;
+                let args: methods::UserNameArgs = from_value(args)?;
+                if args.name == ROOT_USER {
+                    return Err(WireError::new(
+                        ErrorCode::Conflict,
+                        "root cannot be deleted",
+                    ));
+                }
+                write(
+                    store,
+                    Write::DeleteUser {
+                        name: args.name.clone(),
+                    },
+                )
+                .await?;
+                tracing::warn!(user = %args.name, by = %self.user(), "user deleted");
+                Value::Nil
+            }
+            other => {
+                return Err(WireError::new(
+                    ErrorCode::UnknownMethod,
+                    format!("no method {other:?}; see PROTOCOL.md"),
+                ))
+            }
+        };
+        Ok(Some(value))
+    }
+
+    fn user(&self) -> &str {
+        self.identity.as_ref().map_or("-", |i| i.user.as_str())
+    }
+
+    async fn batch(&self, db: String, ops: Vec<Op>) -> Result<Vec<u64>, WireError> {
+        match write(&self.shared.store, Write::Batch { db, ops }).await? {
+            Written::Batch(revs) => Ok(revs),
+            other => Err(internal(format!("a batch answered {other:?}"))),
+        }
+    }
+
+    /// Reads a user, changes it and saves it.
+    async fn update_user(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut UserRecord),
+    ) -> Result<(), WireError> {
+        let store = &self.shared.store;
+        let mut record = store
+            .snapshot()
+            .and_then(|s| s.user(name))
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                store_error(StoreError::UserMissing {
+                    name: name.to_string(),
+                })
+            })?;
+        change(&mut record);
+        write(
+            store,
+            Write::SaveUser {
+                name: name.to_string(),
+                record,
+                create: false,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn changes(&self, args: methods::ChangesArgs) -> Result<Option<Value>, WireError> {
+        let limit = args.limit.unwrap_or(DEFAULT_CHANGES_LIMIT) as usize;
+        match args.feed.as_deref().unwrap_or("normal") {
+            "normal" => {
+                let (changes, last_seq) = self.read_changes(&args.db, args.since, limit).await?;
+                Ok(Some(to_value(&methods::ChangesResult {
+                    changes,
+                    last_seq,
+                })))
+            }
+            "longpoll" => {
+                let wait = Duration::from_millis(
+                    args.timeout_ms
+                        .unwrap_or(DEFAULT_LONGPOLL_MS)
+                        .min(MAX_LONGPOLL_MS),
+                );
+                let mut watch = self.shared.feeds.subscribe(&args.db, None);
+                let deadline = tokio::time::Instant::now() + wait;
+                loop {
+                    let (changes, last_seq) =
+                        self.read_changes(&args.db, args.since, limit).await?;
+                    if !changes.is_empty() {
+                        return Ok(Some(to_value(&methods::ChangesResult {
+                            changes,
+                            last_seq,
+                        })));
+                    }
+                    tokio::select! {
+                        changed = watch.changed() => {
+                            if changed.is_err() || watch.borrow().is_none() {
+                                continue;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(deadline) => {
+                            return Ok(Some(to_value(&methods::ChangesResult { changes, last_seq })));
+                        }
+                        _ = self.cancel.cancelled() => {
+                            return Ok(Some(to_value(&methods::ChangesResult { changes, last_seq })));
+                        }
+                        _ = self.shared.shutdown.cancelled() => {
+                            return Ok(Some(to_value(&methods::ChangesResult { changes, last_seq })));
+                        }
+                    }
+                }
+            }
+            "continuous" => {
+                self.continuous(args, limit).await?;
+                Ok(None)
+            }
+            other => Err(bad_request(format!(
+                "feed is normal, longpoll or continuous, not {other:?}"
+            ))),
+        }
+    }
+
+    /// Changes after `since` and the seq to resume from.
+    async fn read_changes(
+        &self,
+        db: &str,
+        since: u64,
+        limit: usize,
+    ) -> Result<(Vec<methods::ChangeEntry>, u64), WireError> {
+        let store = self.shared.store.clone();
+        let db = db.to_string();
+        let changes = blocking(move || store.changes(&db, since, limit)).await?;
+        let last_seq = changes.last().map_or(since, |c| c.seq);
+        let entries = changes
+            .into_iter()
+            .map(change_entry)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((entries, last_seq))
+    }
+
+    /// A continuous feed: items as changes commit, heartbeats in between, until the
+    /// client cancels, the database goes away or the service shuts down.
+    async fn continuous(&self, args: methods::ChangesArgs, limit: usize) -> Result<(), WireError> {
+        let heartbeat = Duration::from_millis(
+            args.heartbeat_ms
+                .unwrap_or(DEFAULT_HEARTBEAT_MS)
+                .max(MIN_HEARTBEAT_MS),
+        );
+        let mut watch = self.shared.feeds.subscribe(&args.db, None);
+        let mut since = args.since;
+        let reason = loop {
+            let (changes, last_seq) = self.read_changes(&args.db, since, limit).await?;
+            since = last_seq;
+            let caught_up = changes.len() < limit;
+            for change in changes {
+                let item = to_value(&methods::FeedItem::Change(change));
+                if !self
+                    .send(Message::Item {
+                        id: self.id,
+                        value: item,
+                    })
+                    .await
+                {
+                    return Ok(());
+                }
+            }
+            if !caught_up {
+                continue;
+            }
+            tokio::select! {
+                changed = watch.changed() => {
+                    if changed.is_err() {
+                        break "the service is shutting down";
+                    }
+                    if watch.borrow().is_none() {
+                        break "the database was dropped";
+                    }
+                }
+                _ = tokio::time::sleep(heartbeat) => {
+                    let item = to_value(&methods::FeedItem::Heartbeat { last_seq: since });
+                    if !self.send(Message::Item { id: self.id, value: item }).await {
+                        return Ok(());
+                    }
+                }
+                _ = self.cancel.cancelled() => break "canceled",
+                _ = self.shared.shutdown.cancelled() => break "the service is shutting down",
+            }
+        };
+        let end = methods::FeedEnd {
+            reason: reason.to_string(),
+            last_seq: since,
+        };
+        self.send(Message::End {
+            id: self.id,
+            value: to_value(&end),
+        })
+        .await;
+        Ok(())
+    }
+}
+
+async fn check_and_hash(password: String) -> Result<String, WireError> {
+    if password.is_empty() || password.len() > 1024 {
+        return Err(bad_request("a password has 1 to 1024 bytes"));
+    }
+    auth::hash_password(password).await
+}
+
+fn batch_op(op: &methods::BatchOp) -> Result<Op, WireError> {
+    let key = key_text(&op.key)?;
+    match op.op.as_str() {
+        "put" => {
+            let value = op
+                .value
+                .as_ref()
+                .ok_or_else(|| bad_request(format!("the put of {key:?} has no value")))?;
+            Ok(Op::Put {
+                key,
+                value: encode_value(value),
+                rev: op.rev,
+            })
+        }
+        "del" => Ok(Op::Delete { key, rev: op.rev }),
+        other => Err(bad_request(format!("op is put or del, not {other:?}"))),
+    }
+}
+
+fn scan_request(args: &methods::ScanArgs) -> Result<Scan, WireError> {
+    let range = match (&args.prefix, &args.start, &args.end) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(bad_request("give a prefix or start/end bounds, not both"))
+        }
+        (Some(prefix), None, None) => ScanRange::Prefix(prefix.clone()),
+        (None, None, None) => ScanRange::All,
+        (None, start, end) => ScanRange::Keys {
+            start: match start {
+                Some(k) if args.start_exclusive => Bound::Excluded(k.clone()),
+                Some(k) => Bound::Included(k.clone()),
+                None => Bound::Unbounded,
+            },
+            end: match end {
+                Some(k) if args.end_inclusive => Bound::Included(k.clone()),
+                Some(k) => Bound::Excluded(k.clone()),
+                None => Bound::Unbounded,
+            },
+        },
+    };
+    Ok(Scan {
+        range,
+        limit: args.limit.unwrap_or(DEFAULT_SCAN_LIMIT) as usize,
+        reverse: args.reverse,
+        after: args.after.clone(),
+    })
+}

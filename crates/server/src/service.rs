@@ -1,0 +1,477 @@
+//! Starting, serving and stopping a service. `Service::start` prepares the working
+//! directory (lock, sub-directories, store, root user, certificates, sockets) and binds
+//! every listener; `Service::run` accepts connections until shutdown is asked for, then
+//! stops accepting, lets calls in flight finish (bounded by the grace period), and
+//! closes the store once every write is committed.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_certs::{CertDir, ClientAuth};
+use cairn_store::{DirLock, Store, StoreOptions, UserRecord, Write};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{self, Identity, Via, ROOT_USER};
+use crate::error::ServerError;
+use crate::feeds::Feeds;
+use crate::handlers::{self, Shared};
+use crate::listen::ListenUrl;
+use crate::Settings;
+
+/// The unix socket every service serves, inside its working directory.
+pub const SOCKET_FILE: &str = "sock";
+/// Sub-directories of a working directory.
+pub const CERTS_DIR: &str = "certs";
+pub const BACKUPS_DIR: &str = "backups";
+pub const TMP_DIR: &str = "tmp";
+
+/// The longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Listener {
+    Tls {
+        listener: TcpListener,
+        acceptor: TlsAcceptor,
+        url: String,
+    },
+    Unix {
+        listener: UnixListener,
+        url: String,
+        /// Connections on the service's own socket are root.
+        as_root: bool,
+    },
+}
+
+impl Listener {
+    fn url(&self) -> &str {
+        match self {
+            Listener::Tls { url, .. } | Listener::Unix { url, .. } => url,
+        }
+    }
+}
+
+/// A started service, listening but not yet serving.
+pub struct Service {
+    shared: Arc<Shared>,
+    listeners: Vec<Listener>,
+    dir: PathBuf,
+    _lock: DirLock,
+}
+
+fn create_private_dir(path: &Path) -> Result<(), ServerError> {
+    if !path.exists() {
+        std::fs::create_dir_all(path)
+            .map_err(|e| ServerError::io(format!("creating {}", path.display()), e))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| ServerError::io(format!("securing {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+fn empty_dir(path: &Path) -> Result<(), ServerError> {
+    let context = || format!("emptying {}", path.display());
+    for entry in std::fs::read_dir(path).map_err(|e| ServerError::io(context(), e))? {
+        let entry = entry.map_err(|e| ServerError::io(context(), e))?;
+        let removed = if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            std::fs::remove_dir_all(entry.path())
+        } else {
+            std::fs::remove_file(entry.path())
+        };
+        removed.map_err(|e| ServerError::io(context(), e))?;
+    }
+    Ok(())
+}
+
+/// Makes sure `root` exists and, when a password is given, that it is root's.
+async fn ensure_root(store: &Store, password: Option<&str>) -> Result<(), ServerError> {
+    let existing = store.snapshot()?.user(ROOT_USER)?;
+    let password_hash = match (&existing, password) {
+        (_, None) => None,
+        (Some(record), Some(password))
+            if auth::verify_password(record.password_hash.clone(), password.to_string()).await =>
+        {
+            None
+        }
+        (_, Some(password)) => Some(hash_for_start(password).await?),
+    };
+    let (record, create) = match existing {
+        Some(record) if password_hash.is_none() && record.admin => return Ok(()),
+        Some(mut record) => {
+            record.admin = true;
+            record.locked = false;
+            if password_hash.is_some() {
+                record.password_hash = password_hash;
+            }
+            (record, false)
+        }
+        None => (
+            UserRecord {
+                admin: true,
+                locked: false,
+                created_ms: handlers::now_ms(),
+                password_hash,
+                grants: Default::default(),
+            },
+            true,
+        ),
+    };
+    let had_password = record.password_hash.is_some();
+    handlers::write(
+        store,
+        Write::SaveUser {
+            name: ROOT_USER.to_string(),
+            record,
+            create,
+        },
+    )
+    .await
+    .map_err(|e| ServerError::Settings {
+        source_name: "root user".to_string(),
+        reason: e.message,
+    })?;
+    tracing::warn!(password = had_password, "root user saved");
+    Ok(())
+}
+
+async fn hash_for_start(password: &str) -> Result<String, ServerError> {
+    auth::hash_password(password.to_string())
+        .await
+        .map_err(|e| ServerError::Settings {
+            source_name: "--auth-passwd".to_string(),
+            reason: e.message,
+        })
+}
+
+impl Service {
+    /// Prepares `dir` (creating everything on a first start) and binds the listeners.
+    pub async fn start(dir: &Path, settings: Settings) -> Result<Service, ServerError> {
+        create_private_dir(dir)?;
+        let lock = DirLock::acquire(dir)?;
+        for sub in [CERTS_DIR, BACKUPS_DIR, TMP_DIR] {
+            create_private_dir(&dir.join(sub))?;
+        }
+        empty_dir(&dir.join(TMP_DIR))?;
+
+        let options = StoreOptions {
+            map_size: settings.map_size,
+            max_value_bytes: settings.max_value_bytes,
+            ..StoreOptions::default()
+        };
+        let store_dir = dir.to_path_buf();
+        let store = tokio::task::spawn_blocking(move || Store::open_or_create(&store_dir, options))
+            .await
+            .map_err(|e| ServerError::io("opening the store", std::io::Error::other(e)))??;
+        ensure_root(&store, settings.root_password.as_deref()).await?;
+        handlers::write(
+            &store,
+            Write::PurgeSessions {
+                now_ms: handlers::now_ms(),
+            },
+        )
+        .await
+        .map_err(|e| ServerError::io("purging sessions", std::io::Error::other(e.message)))?;
+
+        let cert_dirs = certificate_dirs(dir, &settings)?;
+        let ca_name = format!("cairn-{}", &store.meta().service_id[..8]);
+        let host_names: Vec<String> = cairn_certs::machine_hostname().into_iter().collect();
+        let written =
+            cairn_certs::ensure_embedded_default(&cert_dirs[0], &ca_name, &host_names, ROOT_USER)?;
+        for path in written {
+            tracing::info!(path = %path.display(), "certificate file created");
+        }
+
+        let mut listeners = Vec::new();
+        let socket = dir.join(SOCKET_FILE);
+        listeners.push(bind_unix(&socket, true)?);
+        for url in &settings.listen {
+            listeners.push(match url {
+                ListenUrl::Unix { path } => bind_unix(path, false)?,
+                ListenUrl::Tls {
+                    address,
+                    host_names,
+                    required_ca,
+                } => bind_tls(address, host_names, required_ca, &cert_dirs).await?,
+            });
+        }
+        let feeds = Feeds::attach(&store);
+        Ok(Service {
+            shared: Arc::new(Shared {
+                store,
+                feeds,
+                settings,
+                shutdown: CancellationToken::new(),
+            }),
+            listeners,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// The URLs the service listens on, with the real ports.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.listeners.iter().map(|l| l.url().to_string()).collect()
+    }
+
+    /// The working directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Cancel it to shut the service down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then stops cleanly.
+    pub async fn run(self) -> Result<(), ServerError> {
+        let connections = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(self.shared.settings.max_connections));
+        let accepting = TaskTracker::new();
+        for listener in self.listeners {
+            accepting.spawn(accept_loop(
+                listener,
+                self.shared.clone(),
+                connections.clone(),
+                slots.clone(),
+            ));
+        }
+        accepting.close();
+        accepting.wait().await;
+        tracing::warn!("shutting down: no new connections; waiting for calls in flight");
+        connections.close();
+        let grace = self.shared.settings.shutdown_grace + Duration::from_secs(2);
+        if tokio::time::timeout(grace, connections.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("connections still open after the grace period");
+        }
+        let _ = std::fs::remove_file(self.dir.join(SOCKET_FILE));
+        // The last handle of the store: closing it waits for the writer's last commit.
+        let Shared { store, .. } = Arc::into_inner(self.shared).ok_or_else(|| {
+            ServerError::io(
+                "closing the store",
+                std::io::Error::other("calls still hold the store"),
+            )
+        })?;
+        tokio::task::spawn_blocking(move || drop(store))
+            .await
+            .map_err(|e| ServerError::io("closing the store", std::io::Error::other(e)))?;
+        tracing::warn!("stopped");
+        Ok(())
+    }
+}
+
+fn certificate_dirs(dir: &Path, settings: &Settings) -> Result<Vec<CertDir>, ServerError> {
+    let mut dirs = vec![CertDir::new(dir.join(CERTS_DIR))];
+    let extra = match &settings.cert_dir {
+        Some(path) => Some(path.clone()),
+        None => CertDir::default_path().ok(),
+    };
+    if let Some(path) = extra.filter(|p| p.is_dir()) {
+        dirs.push(CertDir::new(path));
+    }
+    Ok(dirs)
+}
+
+fn bind_unix(path: &Path, as_root: bool) -> Result<Listener, ServerError> {
+    let url = format!("unix://{}", path.display());
+    // A socket file left by a service that died; the directory lock says none runs now.
+    if as_root && path.exists() {
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+        url: url.clone(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ServerError::io(format!("securing {}", path.display()), e))?;
+    Ok(Listener::Unix {
+        listener,
+        url,
+        as_root,
+    })
+}
+
+async fn bind_tls(
+    address: &str,
+    host_names: &[String],
+    required_ca: &Option<String>,
+    cert_dirs: &[CertDir],
+) -> Result<Listener, ServerError> {
+    let names = if host_names.is_empty() {
+        vec![cairn_certs::EMBEDDED_HOST.to_string()]
+    } else {
+        host_names.to_vec()
+    };
+    let client_auth = match required_ca {
+        Some(ca) => ClientAuth::Required { ca: ca.clone() },
+        None => ClientAuth::Optional,
+    };
+    let config = cairn_certs::server_config(cert_dirs, &names, client_auth)?;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            url: format!("ssl://{address}"),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServerError::io("reading the bound address", e))?;
+    let url = ListenUrl::Tls {
+        address: local.to_string(),
+        host_names: host_names.to_vec(),
+        required_ca: required_ca.clone(),
+    }
+    .to_string();
+    Ok(Listener::Tls {
+        listener,
+        acceptor: TlsAcceptor::from(Arc::new(config)),
+        url,
+    })
+}
+
+async fn accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    connections: TaskTracker,
+    slots: Arc<Semaphore>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            _ = shared.shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, listener = listener.url(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let slot = slots.clone().try_acquire_owned().ok();
+        let shared = shared.clone();
+        let tls = match &listener {
+            Listener::Tls { acceptor, .. } => Some(acceptor.clone()),
+            Listener::Unix { .. } => None,
+        };
+        let as_root = matches!(listener, Listener::Unix { as_root: true, .. });
+        connections.spawn(async move {
+            let max = shared.settings.max_connections;
+            match (stream, tls) {
+                (Accepted::Tcp(tcp), Some(acceptor)) => {
+                    let Ok(Ok(tls_stream)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                    else {
+                        tracing::info!(%peer, "TLS handshake failed");
+                        return;
+                    };
+                    if slot.is_none() {
+                        refuse_full(tls_stream, max).await;
+                        return;
+                    }
+                    let identity = certificate_identity(&shared, tls_stream.get_ref().1, &peer);
+                    match identity {
+                        Ok(identity) => {
+                            crate::connection::serve(shared, tls_stream, identity, peer).await
+                        }
+                        Err(error) => refuse(tls_stream, error).await,
+                    }
+                }
+                (Accepted::Unix(unix), _) => {
+                    if slot.is_none() {
+                        refuse_full(unix, max).await;
+                        return;
+                    }
+                    let identity = as_root.then(|| Identity {
+                        user: ROOT_USER.to_string(),
+                        via: Via::Socket,
+                        token_hash: None,
+                    });
+                    crate::connection::serve(shared, unix, identity, peer).await
+                }
+                (Accepted::Tcp(_), None) => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Accepted, String)> {
+    match listener {
+        Listener::Tls { listener, .. } => {
+            let (stream, peer) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Accepted::Tcp(stream), peer.to_string()))
+        }
+        Listener::Unix { listener, url, .. } => {
+            let (stream, _) = listener.accept().await?;
+            Ok((Accepted::Unix(stream), url.clone()))
+        }
+    }
+}
+
+/// The user a verified client certificate names, if the connection presented one.
+fn certificate_identity(
+    shared: &Shared,
+    session: &rustls::ServerConnection,
+    peer: &str,
+) -> Result<Option<Identity>, cairn_proto::WireError> {
+    let Some(chain) = session.peer_certificates() else {
+        return Ok(None);
+    };
+    let refused = |why: String| {
+        tracing::info!(%peer, reason = %why, "client certificate refused");
+        cairn_proto::WireError::new(cairn_proto::ErrorCode::BadCredentials, why)
+    };
+    let user = cairn_certs::peer_user(chain)
+        .ok_or_else(|| refused("the client certificate has no CN naming a user".to_string()))?;
+    let record = shared
+        .store
+        .snapshot()
+        .and_then(|s| s.user(&user))
+        .map_err(|e| refused(e.to_string()))?;
+    match record {
+        Some(record) if !record.locked => Ok(Some(Identity {
+            user,
+            via: Via::Certificate,
+            token_hash: None,
+        })),
+        _ => Err(refused(format!(
+            "the client certificate names {user:?}, who is no user here or is locked"
+        ))),
+    }
+}
+
+async fn refuse<S: tokio::io::AsyncWrite + Unpin>(mut stream: S, error: cairn_proto::WireError) {
+    use tokio::io::AsyncWriteExt;
+    let body = cairn_proto::Message::Error { id: 0, error }.encode();
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let _ = stream.write_all(&frame).await;
+    let _ = stream.shutdown().await;
+}
+
+async fn refuse_full<S: tokio::io::AsyncWrite + Unpin>(stream: S, max: usize) {
+    tracing::warn!(max, "connection refused: the connection limit is reached");
+    refuse(
+        stream,
+        cairn_proto::WireError::new(
+            cairn_proto::ErrorCode::TooManyConnections,
+            format!("the service serves at most {max} connections: try again later"),
+        ),
+    )
+    .await;
+}

@@ -1,0 +1,160 @@
+//! Real service processes for end-to-end tests: finds the workspace's binaries (building
+//! one with cargo when this test run did not), starts `cairn-service` on a directory,
+//! waits until it listens, and stops it with a signal, bounded in time throughout.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// The longest a service may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest a service may take to stop after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The path of the workspace binary `name` (of package `package`), built if missing.
+pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test binary> -> target/<profile>/<name>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("locating the target directory")?;
+    let path = profile_dir.join(name);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", package, "--bin", name]);
+        if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
+            build.arg("--release");
+        }
+        let status = build.status().context("running cargo build")?;
+        if !status.success() || !path.exists() {
+            bail!("cannot build {name}: run cargo build -p {package} --bin {name}");
+        }
+    }
+    Ok(path)
+}
+
+/// A `cairn-service` child process.
+pub struct ServiceProcess {
+    child: Child,
+    pub dir: PathBuf,
+    /// `host:port` of its TLS listener.
+    pub tls_address: String,
+    /// What it printed on stderr so far is collected here when it stops.
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl ServiceProcess {
+    /// Starts a service on `dir` with a TLS listener on a free port and `extra` flags.
+    pub fn start(dir: &Path, extra: &[&str]) -> Result<ServiceProcess> {
+        let mut command = Command::new(binary("cairn-server", "cairn-service")?);
+        command
+            .arg(dir)
+            .args(["--listen", "ssl://127.0.0.1:0"])
+            .args(extra)
+            .env_remove("CAIRN_AUTH_PASSWD")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().context("spawning cairn-service")?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (line_sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if line_sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (stderr_sender, stderr_lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if stderr_sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut tls_address = None;
+        while Instant::now() < deadline {
+            match lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    if let Some(url) = line.strip_prefix("listening on ssl://") {
+                        tls_address = Some(url.split('/').next().unwrap_or(url).to_string());
+                    }
+                    if line.starts_with("connect:") {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(status) = child.try_wait()? {
+                        let errors: Vec<String> = stderr_lines.try_iter().collect();
+                        bail!(
+                            "cairn-service exited with {status} before listening: {}",
+                            errors.join("\n")
+                        );
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        let Some(tls_address) = tls_address else {
+            let _ = child.kill();
+            let _ = child.wait();
+            let errors: Vec<String> = stderr_lines.try_iter().collect();
+            bail!(
+                "cairn-service did not report a TLS listener: {}",
+                errors.join("\n")
+            );
+        };
+        Ok(ServiceProcess {
+            child,
+            dir: dir.to_path_buf(),
+            tls_address,
+            stderr_lines,
+        })
+    }
+
+    /// The service's unix socket.
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("sock")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the status and stderr.
+    pub fn stop(mut self) -> Result<(ExitStatus, String)> {
+        // SAFETY: kill(2) on the pid of our own live child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                let stderr = self.stderr_lines.try_iter().collect::<Vec<_>>().join("\n");
+                return Ok((status, stderr));
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                return Err(anyhow!("cairn-service did not stop within 30 s of SIGTERM"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! End-to-end tests of `cairn-service` as a process: first and later starts, the
+//! directory lock, protocol abuse (oversized frames, garbage) that must cost only the
+//! offending connection, many connections at once, and a graceful SIGTERM that loses no
+//! acknowledged write. They speak the protocol by hand (see `cairn_tests::raw`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cairn_proto::{ErrorCode, Message};
+use cairn_tests::process::ServiceProcess;
+use cairn_tests::raw::{field, map, RawConnection};
+use rmpv::Value;
+
+fn put_args(db: &str, key: &str, value: Value) -> Value {
+    map(&[("db", db.into()), ("key", key.into()), ("value", value)])
+}
+
+fn get_value(connection: &mut RawConnection, db: &str, key: &str) -> Option<Value> {
+    let args = map(&[("db", db.into()), ("key", key.into())]);
+    connection
+        .call("get", args)
+        .ok()
+        .and_then(|doc| field(&doc, "value").cloned())
+}
+
+#[test]
+fn first_start_creates_later_starts_reuse_and_a_second_service_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    let service = ServiceProcess::start(&dir, &["--auth-passwd", "pw"]).unwrap();
+    for path in [
+        "store/data.mdb",
+        "certs/cas",
+        "certs/hosts/localhost.crt",
+        "certs/users/root.crt",
+        "backups",
+        "tmp",
+        "sock",
+    ] {
+        assert!(dir.join(path).exists(), "{path} is created on first start");
+    }
+    let mut root = RawConnection::unix(&service.socket()).unwrap();
+    root.call("db.create", map(&[("name", "kept".into())]))
+        .unwrap();
+    root.call("put", put_args("kept", "k", "v1".into()))
+        .unwrap();
+
+    let second = ServiceProcess::start(&dir, &[]);
+    let message = format!(
+        "{:#}",
+        second
+            .err()
+            .expect("a second service on the same directory fails")
+    );
+    assert!(
+        message.contains(&format!("in use by pid {}", service.pid())),
+        "{message}"
+    );
+
+    let (status, _) = service.stop().unwrap();
+    assert!(status.success(), "SIGTERM exits 0, got {status}");
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let mut root = RawConnection::unix(&service.socket()).unwrap();
+    assert_eq!(get_value(&mut root, "kept", "k"), Some("v1".into()));
+    // The password given at the first start still works without the flag.
+    let mut tls = RawConnection::tls(&service.tls_address, &dir.join("certs")).unwrap();
+    tls.call(
+        "login",
+        map(&[("user", "root".into()), ("password", "pw".into())]),
+    )
+    .unwrap();
+    service.stop().unwrap();
+}
+
+#[test]
+fn an_oversized_first_frame_or_garbage_closes_only_that_connection() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
+    let certs = scratch.path().join("certs");
+    let mut bystander = RawConnection::unix(&service.socket()).unwrap();
+    bystander
+        .call("db.create", map(&[("name", "db".into())]))
+        .unwrap();
+
+    // 64 KiB + 1 before authentication: refused from the header alone.
+    let mut big = RawConnection::tls(&service.tls_address, &certs).unwrap();
+    big.send_bytes(&((64u32 << 10) + 1).to_be_bytes()).unwrap();
+    match big.receive().unwrap() {
+        Some(Message::Error { error, .. }) => assert_eq!(error.code, ErrorCode::FrameTooLarge),
+        other => panic!("expected frame_too_large, got {other:?}"),
+    }
+    assert!(big.is_closed());
+
+    for garbage in [
+        &b"\x00\x00\x00\x03\xc1\xc1\xc1"[..],
+        b"\x00\x00\x00\x02\x92\x01",
+        b"GET / HTTP/1.1\r\n\r\n",
+    ] {
+        let mut bad = RawConnection::tls(&service.tls_address, &certs).unwrap();
+        bad.send_bytes(garbage).unwrap();
+        let answer = bad.receive();
+        if let Ok(Some(Message::Error { error, .. })) = &answer {
+            assert!(
+                matches!(error.code, ErrorCode::BadRequest | ErrorCode::FrameTooLarge),
+                "{error}"
+            );
+        }
+        assert!(
+            bad.is_closed(),
+            "garbage {garbage:02x?} closes the connection"
+        );
+    }
+    // Random bytes on the unix socket too.
+    let mut noise = RawConnection::unix(&service.socket()).unwrap();
+    noise
+        .send_bytes(&[0x00, 0x00, 0x00, 0x05, 0xde, 0xad, 0xbe, 0xef, 0x00])
+        .unwrap();
+    match noise.receive().unwrap() {
+        Some(Message::Error { error, .. }) => assert_eq!(error.code, ErrorCode::BadRequest),
+        other => panic!("expected bad_request, got {other:?}"),
+    }
+    assert!(noise.is_closed());
+
+    // The service and the other connection did not notice.
+    bystander
+        .call("put", put_args("db", "k", 1.into()))
+        .unwrap();
+    assert_eq!(get_value(&mut bystander, "db", "k"), Some(1.into()));
+    let (status, _) = service.stop().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn unauthenticated_connections_may_read_status_only() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(scratch.path(), &["--auth-passwd", "pw"]).unwrap();
+    let mut anonymous =
+        RawConnection::tls(&service.tls_address, &scratch.path().join("certs")).unwrap();
+    let status = anonymous.call("status", Value::Nil).unwrap();
+    assert_eq!(
+        field(&status, "status").and_then(Value::as_str),
+        Some("READ_WRITE")
+    );
+    let refused = anonymous
+        .call("db.list", Value::Nil)
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("unauthenticated"), "{refused}");
+    let wrong = anonymous.call(
+        "login",
+        map(&[("user", "root".into()), ("password", "nope".into())]),
+    );
+    assert!(wrong.unwrap_err().to_string().contains("bad_credentials"));
+    anonymous
+        .call(
+            "login",
+            map(&[("user", "root".into()), ("password", "pw".into())]),
+        )
+        .unwrap();
+    anonymous.call("db.list", Value::Nil).unwrap();
+    service.stop().unwrap();
+}
+
+#[test]
+fn two_hundred_connections_at_once() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
+    let mut setup = RawConnection::unix(&service.socket()).unwrap();
+    setup
+        .call("db.create", map(&[("name", "many".into())]))
+        .unwrap();
+    let mut connections: Vec<RawConnection> = (0..200)
+        .map(|_| RawConnection::unix(&service.socket()).unwrap())
+        .collect();
+    let handles: Vec<_> = connections
+        .drain(..)
+        .enumerate()
+        .map(|(i, mut connection)| {
+            std::thread::spawn(move || {
+                let key = format!("k{i}");
+                connection
+                    .call("put", put_args("many", &key, (i as u64).into()))
+                    .unwrap();
+                get_value(&mut connection, "many", &key)
+            })
+        })
+        .collect();
+    for (i, handle) in handles.into_iter().enumerate() {
+        assert_eq!(handle.join().unwrap(), Some((i as u64).into()));
+    }
+    let info = setup
+        .call("db.info", map(&[("name", "many".into())]))
+        .unwrap();
+    assert_eq!(field(&info, "doc_count").and_then(Value::as_u64), Some(200));
+    service.stop().unwrap();
+}
+
+#[test]
+fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
+    let mut setup = RawConnection::unix(&service.socket()).unwrap();
+    setup
+        .call("db.create", map(&[("name", "w".into())]))
+        .unwrap();
+    let acknowledged = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let socket = service.socket();
+            let acknowledged = acknowledged.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let Ok(mut connection) = RawConnection::unix(&socket) else {
+                    return;
+                };
+                for n in 0..100_000u64 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let key = format!("t{t}-{n}");
+                    match connection.call("put", put_args("w", &key, n.into())) {
+                        Ok(_) => acknowledged.lock().unwrap().push((key, n)),
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Let the writers get going, then stop the service under them.
+    for _ in 0..200 {
+        if acknowledged.lock().unwrap().len() >= 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (status, _) = service.stop().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().unwrap();
+    }
+    assert!(status.success(), "graceful stop exits 0, got {status}");
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    assert!(
+        acknowledged.len() >= 200,
+        "only {} writes acknowledged",
+        acknowledged.len()
+    );
+
+    let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
+    let mut check = RawConnection::unix(&service.socket()).unwrap();
+    for (key, n) in &acknowledged {
+        assert_eq!(
+            get_value(&mut check, "w", key),
+            Some((*n).into()),
+            "{key} was acknowledged"
+        );
+    }
+    service.stop().unwrap();
+}
