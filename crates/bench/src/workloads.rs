@@ -118,10 +118,16 @@ fn load_and_read(sizes: Sizes, base: &Path, data: &Dataset, order: &[usize]) -> 
     let measured = cairn::get_with_txn_per_get(&store, data, order)?;
     rows.push(read_row(name, "gets/s", expected, baseline, measured)?);
 
-    let name = "ordered full scan";
+    let name = "ordered full scan (borrowed)";
     progress(name);
     let baseline = raw.scan_all()?;
     let measured = cairn::scan_all(&store)?;
+    rows.push(read_row(name, "keys/s", expected, baseline, measured)?);
+
+    let name = "ordered full scan (owned pages)";
+    progress(name);
+    let baseline = raw.scan_all()?;
+    let measured = cairn::scan_all_in_pages(&store)?;
     rows.push(read_row(name, "keys/s", expected, baseline, measured)?);
     Ok(rows)
 }

@@ -15,8 +15,8 @@ pub use error::{Result, StoreError};
 pub use format::{Access, ChangeOp, Retention, SessionRecord, UserRecord, FORMAT_VERSION};
 pub use lock::{DirLock, LOCK_FILE};
 pub use store::{
-    Change, DatabaseInfo, DatabaseView, Document, Scan, ScanPage, ScanRange, Snapshot, Store,
-    StoreMeta, StoreOptions, DEFAULT_MAP_SIZE, DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT,
+    Change, DatabaseInfo, DatabaseView, DocRef, Document, Scan, ScanPage, ScanRange, Snapshot,
+    Store, StoreMeta, StoreOptions, DEFAULT_MAP_SIZE, DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT,
     MAX_SCAN_LIMIT, STORE_DIR,
 };
 pub use validate::{

@@ -68,6 +68,17 @@ pub(crate) struct Tables {
     pub sessions: Database<'static, Bytes, Bytes>,
 }
 
+/// A document borrowed from a snapshot (see `DatabaseView::visit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocRef<'a> {
+    pub key: &'a str,
+    pub rev: u64,
+    pub value: &'a [u8],
+}
+
+/// A scan page reserves room for at most this many documents up front.
+const MAX_PREALLOCATED_DOCS: usize = 16_384;
+
 /// A document as read: its key, its rev (seq of its last change) and its msgpack value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
@@ -671,6 +682,46 @@ impl DatabaseView<'_> {
             .transpose()
     }
 
+    /// Calls `visit` with each document of `range` in key order (or reverse key order),
+    /// after the key `after` if given, borrowing keys and values from the snapshot
+    /// without copying them, until `visit` returns false.
+    pub fn visit(
+        &self,
+        range: &ScanRange,
+        reverse: bool,
+        after: Option<&str>,
+        mut visit: impl FnMut(DocRef<'_>) -> bool,
+    ) -> Result<()> {
+        let (low, high) = scan_bounds(self.record.id, range, reverse, after)?;
+        let bounds = (as_slice_bound(&low), as_slice_bound(&high));
+        let docs_table = self.snapshot.tables.docs;
+        let txn = &self.snapshot.txn;
+        let mut offer = |key: &[u8], value: &[u8]| -> Result<bool> {
+            let (rev, value) = split_doc_value(value)?;
+            Ok(visit(DocRef {
+                key: doc_key_name(key)?,
+                rev,
+                value,
+            }))
+        };
+        if reverse {
+            for entry in docs_table.rev_range(txn, &bounds)? {
+                let (key, value) = entry?;
+                if !offer(key, value)? {
+                    break;
+                }
+            }
+        } else {
+            for entry in docs_table.range(txn, &bounds)? {
+                let (key, value) = entry?;
+                if !offer(key, value)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// One page of documents in key order (or reverse key order).
     pub fn scan(&self, scan: &Scan) -> Result<ScanPage> {
         if scan.limit == 0 || scan.limit > MAX_SCAN_LIMIT {
@@ -681,40 +732,20 @@ impl DatabaseView<'_> {
                 ),
             });
         }
-        let (low, high) = scan_bounds(self.record.id, scan)?;
-        let bounds = (as_slice_bound(&low), as_slice_bound(&high));
-        let docs_table = self.snapshot.tables.docs;
-        let txn = &self.snapshot.txn;
-        let mut docs = Vec::with_capacity(scan.limit.min(1024));
+        let mut docs = Vec::with_capacity(scan.limit.min(MAX_PREALLOCATED_DOCS));
         let mut more = false;
-        let mut push = |key: &[u8], value: &[u8]| -> Result<bool> {
+        self.visit(&scan.range, scan.reverse, scan.after.as_deref(), |doc| {
             if docs.len() == scan.limit {
                 more = true;
-                return Ok(false);
+                return false;
             }
-            let (rev, value) = split_doc_value(value)?;
             docs.push(Document {
-                key: doc_key_name(key)?.to_string(),
-                rev,
-                value: value.to_vec(),
+                key: doc.key.to_string(),
+                rev: doc.rev,
+                value: doc.value.to_vec(),
             });
-            Ok(true)
-        };
-        if scan.reverse {
-            for entry in docs_table.rev_range(txn, &bounds)? {
-                let (key, value) = entry?;
-                if !push(key, value)? {
-                    break;
-                }
-            }
-        } else {
-            for entry in docs_table.range(txn, &bounds)? {
-                let (key, value) = entry?;
-                if !push(key, value)? {
-                    break;
-                }
-            }
-        }
+            true
+        })?;
         Ok(ScanPage { docs, more })
     }
 
@@ -817,7 +848,12 @@ fn min_high(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
 /// Lower and upper bound of a key range in the `docs` table.
 type KeyBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 
-fn scan_bounds(db_id: u32, scan: &Scan) -> Result<KeyBounds> {
+fn scan_bounds(
+    db_id: u32,
+    range: &ScanRange,
+    reverse: bool,
+    after: Option<&str>,
+) -> Result<KeyBounds> {
     let (db_low, db_high) = database_bounds(db_id);
     let mut low = Bound::Included(db_low);
     let mut high = Bound::Excluded(db_high);
@@ -828,7 +864,7 @@ fn scan_bounds(db_id: u32, scan: &Scan) -> Result<KeyBounds> {
             Bound::Unbounded => Bound::Unbounded,
         })
     };
-    match &scan.range {
+    match range {
         ScanRange::All => {}
         ScanRange::Prefix(prefix) => {
             if prefix.len() > crate::validate::MAX_KEY_BYTES {
@@ -847,10 +883,10 @@ fn scan_bounds(db_id: u32, scan: &Scan) -> Result<KeyBounds> {
             high = min_high(high, encode(end)?);
         }
     }
-    if let Some(after) = &scan.after {
+    if let Some(after) = after {
         crate::validate::validate_key(after)?;
         let cursor = Bound::Excluded(doc_key(db_id, after));
-        if scan.reverse {
+        if reverse {
             high = min_high(high, cursor);
         } else {
             low = max_low(low, cursor);

@@ -159,6 +159,19 @@ fn run(
     receiver: Receiver<WriterMessage>,
     hook: HookSlot,
 ) {
+    // Waking dozens of callers takes a while; a second thread does it, so that the
+    // writer can begin the next transaction at once.
+    let (answers, answer_queue) = mpsc::channel::<Vec<(Reply, Result<Written>)>>();
+    let notifier = std::thread::Builder::new()
+        .name("cairn-notifier".to_string())
+        .spawn(move || {
+            for answered in answer_queue {
+                for (reply, outcome) in answered {
+                    reply(outcome);
+                }
+            }
+        })
+        .expect("spawning the notifier thread");
     let mut group: Vec<(Write, Reply)> = Vec::new();
     while let Ok(WriterMessage::Write(write, reply)) = receiver.recv() {
         group.push((write, reply));
@@ -189,10 +202,19 @@ fn run(
                 hook(&commits);
             }
         }
-        for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
-            reply(outcome);
+        let answered: Vec<(Reply, Result<Written>)> = group
+            .drain(..)
+            .map(|(_, reply)| reply)
+            .zip(outcomes)
+            .collect();
+        if let Err(mpsc::SendError(answered)) = answers.send(answered) {
+            for (reply, outcome) in answered {
+                reply(outcome);
+            }
         }
     }
+    drop(answers);
+    let _ = notifier.join();
 }
 
 /// Below this much free space, an I/O error while writing is taken for a full disk.
