@@ -1,0 +1,401 @@
+//! [`Client`]: a handle on one connection to a service. It is cheap to clone, and every
+//! clone may call at once from any task: calls are pipelined on the one connection and
+//! their answers matched by id. [`Client::connect`] opens the connection and
+//! authenticates it (a URL password logs in; a token authenticates with `auth`; a client
+//! certificate or the service's own unix socket needs neither). Besides the raw
+//! [`Client::call`] and [`Client::stream`], there is one typed method per method of the
+//! protocol, taking and returning the types of `cairn_proto::methods`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_proto::methods::{self, name};
+use cairn_proto::methods::{
+    AuthArgs, BatchArgs, BatchOp, BatchResult, ChangesArgs, ChangesResult, DbCreateArgs, DbInfo,
+    DbNameArgs, DeleteArgs, Doc, GetArgs, LoginArgs, LoginResult, LogoutArgs, PutArgs,
+    RetentionArgs, RevResult, ScanArgs, ScanResult, StatusResult, UserAddArgs, UserGrantArgs,
+    UserInfo, UserNameArgs, UserPasswdArgs, UserRevokeArgs, WhoAmI,
+};
+use rmpv::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::connection::Connection;
+use crate::error::ClientError;
+use crate::stream::{CallStream, FeedStream};
+use crate::transport;
+use crate::url::ClientUrl;
+
+/// How to connect, besides the URL.
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// Certificate directories, searched in order for CAs (`cas/`) and user certificates
+    /// (`users/`). Empty: the default directory (`$CAIRN_CERT_DIR`, else
+    /// `~/.cairn/certs`). A CLI given `--dir DIR` passes `DIR/certs`.
+    pub cert_dirs: Vec<PathBuf>,
+    /// The user certificate to present (`users/NAME.crt`). `None`: the URL's
+    /// `certname=`, else the URL's user's certificate when a directory holds one.
+    pub client_cert: Option<String>,
+    /// A session token (from `login`) to authenticate with, using `auth`.
+    pub token: Option<String>,
+    /// The largest frame the client sends or accepts (default: the service's default).
+    pub max_frame: usize,
+    /// Calls in flight at once (the service's default limit); more wait for a slot.
+    pub max_calls_in_flight: usize,
+    /// How long reaching the service (TCP and TLS handshake) may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            cert_dirs: Vec::new(),
+            client_cert: None,
+            token: None,
+            max_frame: cairn_proto::DEFAULT_MAX_FRAME,
+            max_calls_in_flight: 128,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// Options that use the certificate directory of the working directory `dir`
+    /// (`DIR/certs`), as the CLI does when given `--dir DIR`.
+    pub fn for_working_dir(dir: &Path) -> ConnectOptions {
+        ConnectOptions {
+            cert_dirs: vec![dir.join("certs")],
+            ..ConnectOptions::default()
+        }
+    }
+}
+
+/// Shows everything but the token.
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("cert_dirs", &self.cert_dirs)
+            .field("client_cert", &self.client_cert)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .field("max_frame", &self.max_frame)
+            .field("max_calls_in_flight", &self.max_calls_in_flight)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// A connection to a service; clones share it.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    connection: Connection,
+    url: String,
+    login: Option<LoginResult>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("url", &self.inner.url)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// Decodes the answer to `method` into `T`.
+pub(crate) fn decode<T: DeserializeOwned>(method: &str, value: Value) -> Result<T, ClientError> {
+    rmpv::ext::from_value(value).map_err(|e| {
+        ClientError::Protocol(format!(
+            "the answer to `{method}` does not parse ({e}): is the service of another version?"
+        ))
+    })
+}
+
+impl Client {
+    /// Connects to `url` and authenticates: with the URL's user and password (`login`),
+    /// else with `options.token` (`auth`), else by the client certificate presented or
+    /// the unix socket, if at all.
+    pub async fn connect(url: &ClientUrl, options: &ConnectOptions) -> Result<Client, ClientError> {
+        let connection = transport::open(url, options).await?;
+        let credentials = match url {
+            ClientUrl::Tls(tls) => tls.user.as_deref().zip(tls.password.as_deref()),
+            ClientUrl::Unix { .. } => None,
+        };
+        let mut login = None;
+        if let Some((user, password)) = credentials {
+            let args = LoginArgs {
+                user: user.to_string(),
+                password: password.to_string(),
+            };
+            let value = connection
+                .call(name::LOGIN, methods::to_value(&args))
+                .await?;
+            login = Some(decode(name::LOGIN, value)?);
+        } else if let Some(token) = &options.token {
+            let args = AuthArgs {
+                token: token.clone(),
+            };
+            connection
+                .call(name::AUTH, methods::to_value(&args))
+                .await?;
+        }
+        Ok(Client {
+            inner: Arc::new(Inner {
+                connection,
+                url: url.redacted(),
+                login,
+            }),
+        })
+    }
+
+    /// The URL connected to, without its password.
+    pub fn url(&self) -> &str {
+        &self.inner.url
+    }
+
+    /// What the login made by [`Client::connect`] returned (its session token), if it
+    /// logged in.
+    pub fn login_result(&self) -> Option<&LoginResult> {
+        self.inner.login.as_ref()
+    }
+
+    /// True once the connection has ended; every call then fails.
+    pub fn is_closed(&self) -> bool {
+        self.inner.connection.is_closed()
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.inner.connection
+    }
+
+    /// Calls `method` with `args` (a map, or nil) and waits for its result.
+    pub async fn call(&self, method: &str, args: Value) -> Result<Value, ClientError> {
+        self.inner.connection.call(method, args).await
+    }
+
+    /// Calls `method` as a stream of items ended by an end value.
+    pub async fn stream(&self, method: &str, args: Value) -> Result<CallStream, ClientError> {
+        let (id, events) = self.inner.connection.stream(method, args).await?;
+        Ok(CallStream::new(self.clone(), id, method, events))
+    }
+
+    async fn typed<A: Serialize, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R, ClientError> {
+        let value = self.call(method, methods::to_value(args)).await?;
+        decode(method, value)
+    }
+
+    /// A call whose result carries nothing.
+    async fn unit<A: Serialize>(&self, method: &str, args: &A) -> Result<(), ClientError> {
+        self.call(method, methods::to_value(args)).await.map(drop)
+    }
+
+    /// `status`: the service's availability; needs no authentication.
+    pub async fn status(&self) -> Result<StatusResult, ClientError> {
+        decode(name::STATUS, self.call(name::STATUS, Value::Nil).await?)
+    }
+
+    /// `login`: authenticates the connection as `user`; the result's token can
+    /// authenticate other connections ([`ConnectOptions::token`]).
+    pub async fn login(&self, user: &str, password: &str) -> Result<LoginResult, ClientError> {
+        let args = LoginArgs {
+            user: user.to_string(),
+            password: password.to_string(),
+        };
+        self.typed(name::LOGIN, &args).await
+    }
+
+    /// `auth`: authenticates the connection with a session token.
+    pub async fn auth(&self, token: &str) -> Result<WhoAmI, ClientError> {
+        let args = AuthArgs {
+            token: token.to_string(),
+        };
+        self.typed(name::AUTH, &args).await
+    }
+
+    /// `logout`: revokes `token`, or (with `None`) the token this connection
+    /// authenticated with, which also ends its authentication.
+    pub async fn logout(&self, token: Option<&str>) -> Result<(), ClientError> {
+        let args = LogoutArgs {
+            token: token.map(str::to_string),
+        };
+        self.unit(name::LOGOUT, &args).await
+    }
+
+    /// `whoami`: the user of the connection and how it authenticated.
+    pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        decode(name::WHOAMI, self.call(name::WHOAMI, Value::Nil).await?)
+    }
+
+    /// `db.create`: a new database with a change-log retention.
+    pub async fn db_create(
+        &self,
+        db: &str,
+        retention: RetentionArgs,
+    ) -> Result<DbInfo, ClientError> {
+        let args = DbCreateArgs {
+            name: db.to_string(),
+            retention,
+        };
+        self.typed(name::DB_CREATE, &args).await
+    }
+
+    /// `db.drop`: removes a database, its documents and its change log.
+    pub async fn db_drop(&self, db: &str) -> Result<(), ClientError> {
+        let args = DbNameArgs {
+            name: db.to_string(),
+        };
+        self.unit(name::DB_DROP, &args).await
+    }
+
+    /// `db.list`: the databases the user may read, in name order.
+    pub async fn db_list(&self) -> Result<Vec<DbInfo>, ClientError> {
+        decode(name::DB_LIST, self.call(name::DB_LIST, Value::Nil).await?)
+    }
+
+    /// `db.info`: a database's counters.
+    pub async fn db_info(&self, db: &str) -> Result<DbInfo, ClientError> {
+        let args = DbNameArgs {
+            name: db.to_string(),
+        };
+        self.typed(name::DB_INFO, &args).await
+    }
+
+    /// `get`: a document (error `not_found` when there is none).
+    pub async fn get(&self, db: &str, key: &str) -> Result<Doc, ClientError> {
+        let args = GetArgs {
+            db: db.to_string(),
+            key: Value::from(key),
+        };
+        self.typed(name::GET, &args).await
+    }
+
+    /// `put`: writes a document, only if its rev is `rev` when one is given (0: only if
+    /// it does not exist); answers once the write is durable.
+    pub async fn put(
+        &self,
+        db: &str,
+        key: &str,
+        value: Value,
+        rev: Option<u64>,
+    ) -> Result<RevResult, ClientError> {
+        let args = PutArgs {
+            db: db.to_string(),
+            key: Value::from(key),
+            value,
+            rev,
+        };
+        self.typed(name::PUT, &args).await
+    }
+
+    /// `delete`: removes a document, only if its rev is `rev` when one is given.
+    pub async fn delete(
+        &self,
+        db: &str,
+        key: &str,
+        rev: Option<u64>,
+    ) -> Result<RevResult, ClientError> {
+        let args = DeleteArgs {
+            db: db.to_string(),
+            key: Value::from(key),
+            rev,
+        };
+        self.typed(name::DELETE, &args).await
+    }
+
+    /// `scan`: one page of documents in key order.
+    pub async fn scan(&self, args: &ScanArgs) -> Result<ScanResult, ClientError> {
+        self.typed(name::SCAN, args).await
+    }
+
+    /// `batch`: operations on one database, applied all or nothing.
+    pub async fn batch(&self, db: &str, ops: Vec<BatchOp>) -> Result<BatchResult, ClientError> {
+        let args = BatchArgs {
+            db: db.to_string(),
+            ops,
+        };
+        self.typed(name::BATCH, &args).await
+    }
+
+    /// `changes` with a `normal` (default) or `longpoll` feed: one page of changes.
+    pub async fn changes(&self, args: &ChangesArgs) -> Result<ChangesResult, ClientError> {
+        self.typed(name::CHANGES, args).await
+    }
+
+    /// `changes` with a `continuous` feed (whatever `args.feed` says): changes as they
+    /// commit, until canceled or ended by the service.
+    pub async fn changes_feed(&self, args: &ChangesArgs) -> Result<FeedStream, ClientError> {
+        let args = ChangesArgs {
+            feed: Some("continuous".to_string()),
+            ..args.clone()
+        };
+        let stream = self.stream(name::CHANGES, methods::to_value(&args)).await?;
+        Ok(FeedStream::new(stream))
+    }
+
+    /// `user.add`: a new user; one without a password can only use a client certificate.
+    pub async fn user_add(
+        &self,
+        user: &str,
+        password: Option<&str>,
+        admin: bool,
+    ) -> Result<(), ClientError> {
+        let args = UserAddArgs {
+            name: user.to_string(),
+            password: password.map(str::to_string),
+            admin,
+        };
+        self.unit(name::USER_ADD, &args).await
+    }
+
+    /// `user.passwd`: sets a user's password.
+    pub async fn user_passwd(&self, user: &str, password: &str) -> Result<(), ClientError> {
+        let args = UserPasswdArgs {
+            name: user.to_string(),
+            password: password.to_string(),
+        };
+        self.unit(name::USER_PASSWD, &args).await
+    }
+
+    /// `user.grant`: gives a user `read` or `write` (which includes read) on a database.
+    pub async fn user_grant(&self, user: &str, db: &str, access: &str) -> Result<(), ClientError> {
+        let args = UserGrantArgs {
+            name: user.to_string(),
+            db: db.to_string(),
+            access: access.to_string(),
+        };
+        self.unit(name::USER_GRANT, &args).await
+    }
+
+    /// `user.revoke`: removes a user's grant on a database.
+    pub async fn user_revoke(&self, user: &str, db: &str) -> Result<(), ClientError> {
+        let args = UserRevokeArgs {
+            name: user.to_string(),
+            db: db.to_string(),
+        };
+        self.unit(name::USER_REVOKE, &args).await
+    }
+
+    /// `user.list`: every user with its grants.
+    pub async fn user_list(&self) -> Result<Vec<UserInfo>, ClientError> {
+        decode(
+            name::USER_LIST,
+            self.call(name::USER_LIST, Value::Nil).await?,
+        )
+    }
+
+    /// `user.delete`: removes a user and revokes its tokens.
+    pub async fn user_delete(&self, user: &str) -> Result<(), ClientError> {
+        let args = UserNameArgs {
+            name: user.to_string(),
+        };
+        self.unit(name::USER_DELETE, &args).await
+    }
+}
