@@ -94,7 +94,12 @@ impl Connection {
                 next = frames.next() => next,
                 _ = tokio::time::sleep(idle), if self.identity.is_none() => {
                     tracing::debug!(peer = %self.peer, "closing an idle unauthenticated connection");
-                    self.send_error(0, ErrorCode::Unauthenticated, "closed after 10 s without authentication").await;
+                    self.send_error(
+                        0,
+                        ErrorCode::Unauthenticated,
+                        format!("closed after {} s without authentication", idle.as_secs()),
+                    )
+                    .await;
                     return;
                 }
                 _ = self.shared.shutdown.cancelled() => return,
@@ -207,10 +212,16 @@ impl Connection {
             cancel,
         };
         let cancels = self.cancels.clone();
+        let outbox = self.outbox.clone();
         self.calls.spawn(async move {
-            call.run().await;
+            let last = call.answer().await;
             cancels.lock().expect("cancels lock").remove(&id);
+            // Free the slot before the answer leaves, so that a client that starts its
+            // next call on seeing the answer never finds the slot still taken.
             drop(permit);
+            if let Some(message) = last {
+                let _ = outbox.send(message.encode()).await;
+            }
         });
     }
 }

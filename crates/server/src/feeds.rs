@@ -39,7 +39,8 @@ impl Feeds {
                 }
             }
         }
-        // Forget channels nobody listens to, so that dropped or idle databases cost nothing.
+        // Forget the channels of dropped databases once nobody listens; a live database
+        // keeps its one channel.
         channels.retain(|_, sender| sender.receiver_count() > 0 || sender.borrow().is_some());
     }
 

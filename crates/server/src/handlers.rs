@@ -308,16 +308,16 @@ impl Call {
         self.outbox.send(message.encode()).await.is_ok()
     }
 
-    /// Serves the call and sends its answer (or its stream).
-    pub async fn run(self) {
+    /// Serves the call. Streams send their items and end themselves; otherwise the
+    /// final message is returned for the connection to send once the call's slot is
+    /// free again.
+    pub async fn answer(self) -> Option<Message> {
         let id = self.id;
-        let answer = self.serve().await;
-        let message = match answer {
-            Ok(Some(value)) => Message::Result { id, value },
-            Ok(None) => return,
-            Err(error) => Message::Error { id, error },
-        };
-        self.send(message).await;
+        match self.serve().await {
+            Ok(Some(value)) => Some(Message::Result { id, value }),
+            Ok(None) => None,
+            Err(error) => Some(Message::Error { id, error }),
+        }
     }
 
     fn need(&self, need: Need<'_>) -> Result<Option<UserRecord>, WireError> {
