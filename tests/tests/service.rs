@@ -259,3 +259,116 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
     }
     service.stop().unwrap();
 }
+
+/// Writes `DIR/cairn.toml` before the first start.
+fn settings_file(dir: &std::path::Path, text: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("cairn.toml"), text).unwrap();
+}
+
+fn error_code(answer: Option<Message>) -> ErrorCode {
+    match answer {
+        Some(Message::Error { error, .. }) => error.code,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn each_limit_answers_with_its_own_code() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    settings_file(
+        &dir,
+        "[limits]\nmax_connections = 3\nmax_calls_per_connection = 1\nmax_frame_bytes = 131072\nmax_value_bytes = 65536\n",
+    );
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let mut first = RawConnection::unix(&service.socket()).unwrap();
+    first
+        .call("db.create", map(&[("name", "db".into())]))
+        .unwrap();
+
+    // A value over max_value_bytes: value_too_large (413), nothing stored.
+    let big = Value::Binary(vec![7u8; 70_000]);
+    let refused = first
+        .call("put", put_args("db", "big", big))
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("value_too_large (413)"), "{refused}");
+
+    // Two calls at once with one slot: the second gets too_many_calls; the first (a
+    // longpoll that waits) is still answered.
+    let longpoll = map(&[
+        ("db", "db".into()),
+        ("feed", "longpoll".into()),
+        ("timeout_ms", 300.into()),
+    ]);
+    first
+        .send(&Message::Call {
+            id: 100,
+            method: "changes".into(),
+            args: longpoll,
+        })
+        .unwrap();
+    first
+        .send(&Message::Call {
+            id: 101,
+            method: "status".into(),
+            args: Value::Nil,
+        })
+        .unwrap();
+    let mut answers = vec![
+        first.receive().unwrap().unwrap(),
+        first.receive().unwrap().unwrap(),
+    ];
+    answers.sort_by_key(Message::id);
+    assert!(
+        matches!(&answers[0], Message::Result { id: 100, .. }),
+        "{:?}",
+        answers[0]
+    );
+    match &answers[1] {
+        Message::Error { id: 101, error } => assert_eq!(error.code, ErrorCode::TooManyCalls),
+        other => panic!("expected too_many_calls, got {other:?}"),
+    }
+
+    // A frame over max_frame_bytes after authentication: frame_too_large, closed.
+    let mut oversized = RawConnection::unix(&service.socket()).unwrap();
+    oversized.send_bytes(&(131_073u32).to_be_bytes()).unwrap();
+    assert_eq!(
+        error_code(oversized.receive().unwrap()),
+        ErrorCode::FrameTooLarge
+    );
+    assert!(oversized.is_closed());
+
+    // Three connections are the most: the fourth is told so and closed.
+    let _second = RawConnection::unix(&service.socket()).unwrap();
+    let mut third = RawConnection::unix(&service.socket()).unwrap();
+    third.call("status", Value::Nil).unwrap();
+    let mut fourth = RawConnection::unix(&service.socket()).unwrap();
+    assert_eq!(
+        error_code(fourth.receive().unwrap()),
+        ErrorCode::TooManyConnections
+    );
+    assert!(fourth.is_closed());
+    first.call("status", Value::Nil).unwrap();
+    service.stop().unwrap();
+}
+
+#[test]
+fn an_idle_unauthenticated_connection_is_closed() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
+    let mut idle = RawConnection::tls(&service.tls_address, &scratch.path().join("certs")).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        error_code(idle.receive().unwrap()),
+        ErrorCode::Unauthenticated
+    );
+    assert!(idle.is_closed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "closed after {:?}",
+        started.elapsed()
+    );
+    service.stop().unwrap();
+}
