@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -15,8 +15,11 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// The longest a service may take to stop after SIGTERM.
 const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The path of the workspace binary `name` (of package `package`), built if missing.
+/// The path of the workspace binary `name` (of package `package`), built by cargo once
+/// per test process so that a test never runs a stale binary (cargo does nothing when it
+/// is up to date).
 pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test binary> -> target/<profile>/<name>
     let profile_dir = exe
@@ -24,10 +27,13 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
         .and_then(Path::parent)
         .context("locating the target directory")?;
     let path = profile_dir.join(name);
-    if !path.exists() {
+    let mut built = BUILT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let mut build = Command::new(cargo);
-        build.args(["build", "-p", package, "--bin", name]);
+        build.args(["build", "--quiet", "-p", package, "--bin", name]);
         if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
             build.arg("--release");
         }
@@ -35,6 +41,7 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
         if !status.success() || !path.exists() {
             bail!("cannot build {name}: run cargo build -p {package} --bin {name}");
         }
+        built.push(name.to_string());
     }
     Ok(path)
 }
@@ -52,12 +59,23 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts a service on `dir` with a TLS listener on a free port and `extra` flags.
     pub fn start(dir: &Path, extra: &[&str]) -> Result<ServiceProcess> {
+        ServiceProcess::start_with_env(dir, extra, &[])
+    }
+
+    /// As [`ServiceProcess::start`], with the environment variables `env` (such as
+    /// `CAIRN_SESSION_TTL_SECS`) set for the service.
+    pub fn start_with_env(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<ServiceProcess> {
         let mut command = Command::new(binary("cairn-server", "cairn-service")?);
         command
             .arg(dir)
             .args(["--listen", "ssl://127.0.0.1:0"])
             .args(extra)
             .env_remove("CAIRN_AUTH_PASSWD")
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

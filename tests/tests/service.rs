@@ -316,7 +316,7 @@ fn each_limit_answers_with_its_own_code() {
             args: Value::Nil,
         })
         .unwrap();
-    let mut answers = vec![
+    let mut answers = [
         first.receive().unwrap().unwrap(),
         first.receive().unwrap().unwrap(),
     ];

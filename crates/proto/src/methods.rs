@@ -307,6 +307,7 @@ pub enum FeedItem {
 /// The `end` of a continuous feed: why it ended and the last seq sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedEnd {
+    /// A stable snake_case reason: `canceled`, `database_dropped` or `shutting_down`.
     pub reason: String,
     pub last_seq: u64,
 }

@@ -721,10 +721,10 @@ impl Call {
             tokio::select! {
                 changed = watch.changed() => {
                     if changed.is_err() {
-                        break "the service is shutting down";
+                        break "shutting_down";
                     }
                     if watch.borrow().is_none() {
-                        break "the database was dropped";
+                        break "database_dropped";
                     }
                 }
                 _ = tokio::time::sleep(heartbeat) => {
@@ -734,7 +734,7 @@ impl Call {
                     }
                 }
                 _ = self.cancel.cancelled() => break "canceled",
-                _ = self.shared.shutdown.cancelled() => break "the service is shutting down",
+                _ = self.shared.shutdown.cancelled() => break "shutting_down",
             }
         };
         let end = methods::FeedEnd {

@@ -1,0 +1,407 @@
+//! The command line of `cairn` (clap derive): global options that say where the service
+//! is, how to authenticate and how to print, then one subcommand per operation. Also the
+//! [`UsageError`] that input checks outside clap raise, so that they exit 2 like clap's.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use cairn_client::ClientUrl;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXAMPLES: &str = "\
+Examples:
+  cairn --dir ./data status
+  cairn --dir ./data db create notes --max-changes 100000
+  cairn --dir ./data put notes n1 '{\"title\": \"hello\", \"tags\": [\"a\", \"b\"]}'
+  cairn --dir ./data -o json get notes n1
+  cairn --dir ./data put notes n1 '{\"title\": \"v2\"}' --rev 3    # only if n1 is at rev 3
+  cairn --dir ./data scan notes --prefix n --limit 10
+  printf '%s\\n' '{\"op\":\"put\",\"key\":\"a\",\"value\":1}' '{\"op\":\"del\",\"key\":\"b\"}' \\
+      | cairn --dir ./data batch notes
+  cairn --dir ./data changes notes --feed continuous -o json
+  cairn --dir ./data user add alice --password-stdin < alice.pw
+  cairn --dir ./data user grant alice notes write
+  TOKEN=$(cairn --url ssl://alice@db1:27460/ login --password-stdin < alice.pw)
+  cairn --url ssl://alice@db1:27460/ --token \"$TOKEN\" db list
+  cairn --url 'ssl://alice:pw@127.0.0.1:27460/?hostname=localhost' --certdir ./data/certs db list
+  cairn --url 'ssl://root@127.0.0.1:27460/?hostname=localhost' --certdir ./data/certs whoami
+  cairn --url unix:///var/lib/cairn/sock whoami
+
+Where the service is: --dir DIR talks to the unix socket DIR/sock of a local service, as
+root, and trusts DIR/certs; --url ssl://[USER[:PASSWORD]@]HOST[:PORT]/[?hostname=NAME]
+reaches it over TLS, trusting the CAs of --certdir (default: $CAIRN_CERT_DIR, else
+~/.cairn/certs) and presenting the client certificate users/USER.crt when it has one.
+A URL password logs in; --token authenticates with a token from `cairn login`.
+Passwords are never flags: put them in the URL or give them on stdin (--password-stdin).
+
+Values: JSON on the command line or stdin becomes msgpack: objects become maps with string
+keys (in their order), integers stay integers (u64 or i64), other numbers become f64.
+Values print back as JSON: msgpack binary as a base64 string (standard, padded), map keys
+that are not strings as their JSON text, ext values as {\"ext\": TYPE, \"data\": BASE64},
+NaN and infinities as null.
+
+Output: text for people by default; -o json prints one JSON object per command (streams:
+one object per line, each line flushed).
+
+Exit status: 0 on success; 1 when the service answers with an error (its code, status and
+message go to stderr, e.g. `cairn: error: rev_conflict (409): ...`) or cannot be reached;
+2 for usage errors (bad arguments, bad JSON input).";
+
+/// The command-line client of a Cairn service.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
+pub struct Global {
+    /// A local service's working directory: connect to its unix socket DIR/sock as root.
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "url")]
+    pub dir: Option<PathBuf>,
+    /// The service's URL: ssl://[USER[:PASSWORD]@]HOST[:PORT]/[?hostname=NAME] or
+    /// unix://PATH.
+    #[arg(long, global = true, value_name = "URL")]
+    pub url: Option<ClientUrl>,
+    /// Certificate directory with the CAs to trust and user certificates (default: DIR/certs
+    /// with --dir, else $CAIRN_CERT_DIR or ~/.cairn/certs).
+    #[arg(long, global = true, value_name = "D")]
+    pub certdir: Option<PathBuf>,
+    /// Authenticate with this session token (from `cairn login`).
+    #[arg(long, global = true, value_name = "T")]
+    pub token: Option<String>,
+    /// Output format: text for people, or JSON (one object per command; streams: one per
+    /// line).
+    #[arg(short = 'o', long = "output", global = true, value_enum, value_name = "FORMAT", default_value_t = Format::Text)]
+    pub output: Format,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the service's status (READ_WRITE, READ_ONLY or DOWN) and its messages.
+    Status,
+    /// Show who this connection is authenticated as, and how.
+    Whoami,
+    /// Log in with a password and print a session token (for --token).
+    #[command(after_help = "\
+The password comes from the URL (ssl://USER:PASSWORD@HOST/) or, with --password-stdin,
+from the first line of stdin. Text output is the token alone, e.g.
+  TOKEN=$(cairn --url ssl://alice@db1/ login --password-stdin < alice.pw)")]
+    Login {
+        /// The user to log in as (default: the URL's user).
+        #[arg(long)]
+        user: Option<String>,
+        /// Read the password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Revoke a session token: TOKEN, else the one given with --token.
+    Logout {
+        /// The token to revoke.
+        token: Option<String>,
+    },
+    /// Create, drop, list or inspect databases.
+    #[command(subcommand)]
+    Db(DbCommand),
+    /// Write a document's value (JSON), optionally only if it is at a rev.
+    #[command(after_help = "\
+Examples:
+  cairn --dir ./data put notes n1 '{\"title\": \"hello\"}'
+  cairn --dir ./data put notes n1 '\"a string\"' --rev 0     # only if n1 does not exist
+  cairn --dir ./data put notes big - < value.json           # the value from stdin")]
+    Put {
+        /// The database.
+        db: String,
+        /// The document's key.
+        key: String,
+        /// The value as JSON, or `-` to read it from stdin.
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+        /// Write only if the document's rev is N (0: only if it does not exist).
+        #[arg(long, value_name = "N")]
+        rev: Option<u64>,
+    },
+    /// Print a document: its rev and its value as JSON.
+    Get {
+        /// The database.
+        db: String,
+        /// The document's key.
+        key: String,
+    },
+    /// Delete a document, optionally only if it is at a rev.
+    Del {
+        /// The database.
+        db: String,
+        /// The document's key.
+        key: String,
+        /// Delete only if the document's rev is N.
+        #[arg(long, value_name = "N")]
+        rev: Option<u64>,
+    },
+    /// List documents in key order: by prefix or between bounds, one page.
+    #[command(after_help = "\
+When the range goes on after the page, a hint on stderr says how to resume (--after KEY);
+-o json prints {\"docs\": [...], \"more\": BOOL}.")]
+    Scan(ScanOptions),
+    /// Apply operations from stdin (JSON lines) all or nothing.
+    #[command(after_help = "\
+Each non-blank line of stdin is one operation:
+  {\"op\": \"put\", \"key\": \"k1\", \"value\": {\"any\": \"JSON\"}, \"rev\": 3}
+  {\"op\": \"del\", \"key\": \"k2\"}
+\"rev\" is optional and makes the operation conditional (put with rev 0: only if absent).
+If any operation fails, none is applied. Bad JSON is a usage error (exit 2).")]
+    Batch {
+        /// The database.
+        db: String,
+    },
+    /// Read a database's change log: a page, a long poll, or a continuous feed.
+    #[command(after_help = "\
+Examples:
+  cairn --dir ./data changes notes --since 10
+  cairn --dir ./data changes notes --since 10 --feed longpoll --timeout 60
+  cairn --dir ./data -o json changes notes --feed continuous
+
+With --feed continuous, -o json prints one object per line: {\"type\": \"change\", ...},
+{\"type\": \"heartbeat\", \"last_seq\": N}, and at the end {\"type\": \"end\", \"reason\": ...};
+text output prints changes only, then the end. The feed ends (exit status 0) when
+--timeout passes or the service ends it (database dropped, shutdown): the end says why.")]
+    Changes(ChangesOptions),
+    /// Manage users, their passwords and their grants.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create a database, with a change-log retention if given.
+    Create {
+        /// The new database's name.
+        name: String,
+        /// Keep at most N changes in the change log.
+        #[arg(long, value_name = "N")]
+        max_changes: Option<u64>,
+        /// Keep changes for at most S seconds.
+        #[arg(long, value_name = "S")]
+        max_age_secs: Option<u64>,
+    },
+    /// Drop a database with its documents and change log.
+    Drop {
+        /// The database to drop.
+        name: String,
+    },
+    /// List the databases (for a non-admin: those it has a grant on).
+    List,
+    /// Show a database's counters and retention.
+    Info {
+        /// The database.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ScanOptions {
+    /// The database.
+    pub db: String,
+    /// Only keys that start with P.
+    #[arg(long, value_name = "P", conflicts_with_all = ["start", "end"])]
+    pub prefix: Option<String>,
+    /// Keys from K on (inclusive unless --start-exclusive).
+    #[arg(long, value_name = "K")]
+    pub start: Option<String>,
+    /// Leave out the --start key itself.
+    #[arg(long, requires = "start")]
+    pub start_exclusive: bool,
+    /// Keys before K (exclusive unless --end-inclusive).
+    #[arg(long, value_name = "K")]
+    pub end: Option<String>,
+    /// Include the --end key itself.
+    #[arg(long, requires = "end")]
+    pub end_inclusive: bool,
+    /// At most N documents (the service's default: 100).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Descending key order.
+    #[arg(long)]
+    pub reverse: bool,
+    /// Resume after the key K (the last key of the previous page).
+    #[arg(long, value_name = "K")]
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ChangesOptions {
+    /// The database.
+    pub db: String,
+    /// Only changes with a seq greater than N.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub since: u64,
+    /// At most N changes (normal and longpoll feeds; the service's default: 1000).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// normal: what is there now; longpoll: wait for a change; continuous: follow changes.
+    #[arg(long, value_enum, default_value_t = Feed::Normal)]
+    pub feed: Feed,
+    /// longpoll: wait at most S seconds (service default 30); continuous: stop after S
+    /// seconds.
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub timeout: Option<Duration>,
+    /// continuous: send a heartbeat after S seconds without a change (service default 10).
+    #[arg(long, value_name = "S", value_parser = parse_seconds)]
+    pub heartbeat: Option<Duration>,
+}
+
+/// The kinds of change feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Feed {
+    Normal,
+    Longpoll,
+    Continuous,
+}
+
+impl Feed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feed::Normal => "normal",
+            Feed::Longpoll => "longpoll",
+            Feed::Continuous => "continuous",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user; without --password-stdin it can only use a client certificate.
+    Add {
+        /// The new user's name.
+        name: String,
+        /// Make the user an admin.
+        #[arg(long)]
+        admin: bool,
+        /// Read the user's password from the first line of stdin.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (read from the first line of stdin).
+    Passwd {
+        /// The user.
+        name: String,
+        /// Read the new password from the first line of stdin (required).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Give a user read or write (which includes read) access to a database.
+    Grant {
+        /// The user.
+        name: String,
+        /// The database.
+        db: String,
+        /// read, or write (which includes read).
+        #[arg(value_enum)]
+        access: Access,
+    },
+    /// Remove a user's grant on a database.
+    Revoke {
+        /// The user.
+        name: String,
+        /// The database.
+        db: String,
+    },
+    /// List users with their grants.
+    List,
+    /// Delete a user and revoke its tokens.
+    Del {
+        /// The user.
+        name: String,
+    },
+}
+
+/// The access a grant gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        }
+    }
+}
+
+/// Seconds, possibly fractional, as a duration.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds, e.g. 30 or 0.5"))
+}
+
+/// Bad input found after clap's parsing (bad JSON, a missing password): exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> UsageError {
+        UsageError(message.into())
+    }
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        let cli = Cli::try_parse_from(["cairn", "db", "list", "--dir", "d", "-o", "json"]).unwrap();
+        assert_eq!(cli.global.output, Format::Json);
+        assert_eq!(cli.global.dir, Some(PathBuf::from("d")));
+        let err = Cli::try_parse_from(["cairn", "--dir", "d", "--url", "unix:///s", "status"]);
+        assert!(err.is_err(), "--dir and --url conflict");
+        let err = Cli::try_parse_from(["cairn", "--url", "http://x", "status"]).unwrap_err();
+        assert!(err.to_string().contains("use ssl://"), "{err}");
+    }
+
+    #[test]
+    fn values_may_start_with_a_hyphen() {
+        let cli = Cli::try_parse_from(["cairn", "put", "d", "k", "-5"]).unwrap();
+        assert!(matches!(cli.command, Command::Put { value, .. } if value == "-5"));
+    }
+
+    #[test]
+    fn seconds_may_be_fractional() {
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("soon").is_err());
+    }
+}

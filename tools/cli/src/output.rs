@@ -1,0 +1,478 @@
+//! How results are printed. [`Output`] writes either JSON (`-o json`: one compact object
+//! per command, or one per line for streams, each line flushed) or text for people, made
+//! by the functions here: aligned tables, UTC times, byte sizes, documents with their
+//! value as pretty JSON. Results that hold msgpack values go through the JSON shapes
+//! here ([`DocJson`], [`ChangeJson`] and the pages and feed lines made of them), which
+//! write values with [`crate::json::AsJson`].
+
+use std::io::{self, Write};
+
+use cairn_client::methods::{
+    ChangeEntry, ChangesResult, DbInfo, Doc, FeedEnd, RetentionArgs, ScanResult, StatusResult,
+    UserInfo,
+};
+use serde::Serialize;
+
+use crate::args::Format;
+use crate::json::{self, AsJson};
+
+/// Where results go: stdout, in the chosen format.
+pub struct Output {
+    format: Format,
+}
+
+impl Output {
+    pub fn new(format: Format) -> Output {
+        Output { format }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == Format::Json
+    }
+
+    /// Prints `json` as one line with `-o json`, else the text `text` makes.
+    pub fn emit<T: Serialize>(&self, json: &T, text: impl FnOnce() -> String) -> io::Result<()> {
+        match self.format {
+            Format::Json => self.json_line(json),
+            Format::Text => self.text(&text()),
+        }
+    }
+
+    /// Prints `value` as one line of compact JSON, whatever the format.
+    pub fn json_line<T: Serialize>(&self, value: &T) -> io::Result<()> {
+        let line = serde_json::to_string(value).map_err(io::Error::other)?;
+        self.text(&line)
+    }
+
+    /// Prints `text`, ending it with a newline if it has none, and flushes.
+    pub fn text(&self, text: &str) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        stdout.write_all(text.as_bytes())?;
+        if !text.ends_with('\n') {
+            stdout.write_all(b"\n")?;
+        }
+        stdout.flush()
+    }
+}
+
+/// The JSON result of commands whose call returns nothing.
+#[derive(Serialize)]
+pub struct Done {
+    pub ok: bool,
+}
+
+/// A document as JSON: `{key, rev, value}`.
+#[derive(Serialize)]
+pub struct DocJson<'a> {
+    key: &'a str,
+    rev: u64,
+    value: AsJson<'a>,
+}
+
+impl<'a> DocJson<'a> {
+    pub fn new(doc: &'a Doc) -> DocJson<'a> {
+        DocJson {
+            key: &doc.key,
+            rev: doc.rev,
+            value: AsJson(&doc.value),
+        }
+    }
+}
+
+/// A change as JSON: `{seq, op, key, value?, time_ms}`, with `"type": "change"` first
+/// when it is an item of a continuous feed.
+#[derive(Serialize)]
+pub struct ChangeJson<'a> {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'static str>,
+    seq: u64,
+    op: &'a str,
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<AsJson<'a>>,
+    time_ms: u64,
+}
+
+impl<'a> ChangeJson<'a> {
+    /// A change of a `normal` or `longpoll` page.
+    pub fn new(change: &'a ChangeEntry) -> ChangeJson<'a> {
+        ChangeJson {
+            kind: None,
+            seq: change.seq,
+            op: &change.op,
+            key: &change.key,
+            value: change.value.as_ref().map(AsJson),
+            time_ms: change.time_ms,
+        }
+    }
+
+    /// A change item of a continuous feed.
+    pub fn item(change: &'a ChangeEntry) -> ChangeJson<'a> {
+        ChangeJson {
+            kind: Some("change"),
+            ..ChangeJson::new(change)
+        }
+    }
+}
+
+/// `scan`'s page as JSON: `{docs, more}`.
+#[derive(Serialize)]
+pub struct ScanJson<'a> {
+    docs: Vec<DocJson<'a>>,
+    more: bool,
+}
+
+impl<'a> ScanJson<'a> {
+    pub fn new(page: &'a ScanResult) -> ScanJson<'a> {
+        ScanJson {
+            docs: page.docs.iter().map(DocJson::new).collect(),
+            more: page.more,
+        }
+    }
+}
+
+/// A `normal` or `longpoll` page of changes as JSON: `{changes, last_seq}`.
+#[derive(Serialize)]
+pub struct ChangesJson<'a> {
+    changes: Vec<ChangeJson<'a>>,
+    last_seq: u64,
+}
+
+impl<'a> ChangesJson<'a> {
+    pub fn new(page: &'a ChangesResult) -> ChangesJson<'a> {
+        ChangesJson {
+            changes: page.changes.iter().map(ChangeJson::new).collect(),
+            last_seq: page.last_seq,
+        }
+    }
+}
+
+/// The lines of a continuous feed besides changes: `{"type": "heartbeat", last_seq}`
+/// and, last, `{"type": "end", reason, last_seq}`.
+#[derive(Serialize)]
+pub struct FeedMark<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    last_seq: u64,
+}
+
+impl<'a> FeedMark<'a> {
+    pub fn heartbeat(last_seq: u64) -> FeedMark<'a> {
+        FeedMark {
+            kind: "heartbeat",
+            reason: None,
+            last_seq,
+        }
+    }
+
+    pub fn end(end: &'a FeedEnd) -> FeedMark<'a> {
+        FeedMark {
+            kind: "end",
+            reason: Some(&end.reason),
+            last_seq: end.last_seq,
+        }
+    }
+}
+
+/// A change as one line of text: seq, op, key and (for a put) the value as compact JSON.
+pub fn change_line(change: &ChangeEntry) -> String {
+    let mut line = format!("{:>6}  {:<3}  {}", change.seq, change.op, change.key);
+    if let Some(value) = &change.value {
+        line.push_str("  ");
+        line.push_str(&json::to_string(value));
+    }
+    line
+}
+
+/// A document for people: its key and rev, then its value as pretty JSON.
+pub fn doc_text(doc: &Doc) -> String {
+    format!(
+        "{}  (rev {})\n{}",
+        doc.key,
+        doc.rev,
+        json::to_string_pretty(&doc.value)
+    )
+}
+
+/// Documents as a table of key, rev and compact JSON value.
+pub fn docs_table(docs: &[Doc]) -> String {
+    let rows = docs
+        .iter()
+        .map(|doc| {
+            vec![
+                doc.key.clone(),
+                doc.rev.to_string(),
+                json::to_string(&doc.value),
+            ]
+        })
+        .collect();
+    table(&["KEY", "REV", "VALUE"], rows)
+}
+
+pub fn status_text(status: &StatusResult) -> String {
+    let or_none = |text: &str| {
+        if text.is_empty() {
+            "(none)".to_string()
+        } else {
+            text.to_string()
+        }
+    };
+    fields(&[
+        ("status", status.status.clone()),
+        ("message", or_none(&status.current_message)),
+        (
+            "pending maintenance",
+            or_none(&status.pending_maintenance_message),
+        ),
+        ("service id", status.service_id.clone()),
+        ("version", status.version.clone()),
+    ])
+}
+
+pub fn db_info_text(info: &DbInfo) -> String {
+    fields(&[
+        ("name", info.name.clone()),
+        ("created", utc(info.created_ms)),
+        ("documents", info.doc_count.to_string()),
+        ("last seq", info.last_seq.to_string()),
+        ("oldest seq", info.oldest_seq.to_string()),
+        ("document bytes", bytes(info.doc_bytes)),
+        ("change-log bytes", bytes(info.log_bytes)),
+        ("retention", retention(&info.retention)),
+    ])
+}
+
+pub fn db_table(infos: &[DbInfo]) -> String {
+    if infos.is_empty() {
+        return "no databases".to_string();
+    }
+    let rows = infos
+        .iter()
+        .map(|info| {
+            vec![
+                info.name.clone(),
+                info.doc_count.to_string(),
+                info.last_seq.to_string(),
+                bytes(info.doc_bytes),
+                bytes(info.log_bytes),
+                retention(&info.retention),
+                utc(info.created_ms),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME",
+            "DOCS",
+            "LAST_SEQ",
+            "DATA",
+            "LOG",
+            "RETENTION",
+            "CREATED",
+        ],
+        rows,
+    )
+}
+
+pub fn user_table(users: &[UserInfo]) -> String {
+    let yes_no = |flag: bool| if flag { "yes" } else { "no" }.to_string();
+    let rows = users
+        .iter()
+        .map(|user| {
+            let grants: Vec<String> = user
+                .grants
+                .iter()
+                .map(|(db, access)| format!("{db}:{access}"))
+                .collect();
+            vec![
+                user.name.clone(),
+                yes_no(user.admin),
+                yes_no(user.has_password),
+                if grants.is_empty() {
+                    "-".to_string()
+                } else {
+                    grants.join(",")
+                },
+                utc(user.created_ms),
+            ]
+        })
+        .collect();
+    table(&["NAME", "ADMIN", "PASSWORD", "GRANTS", "CREATED"], rows)
+}
+
+fn retention(retention: &RetentionArgs) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = retention.max_changes {
+        parts.push(format!("{n} changes"));
+    }
+    if let Some(secs) = retention.max_age_secs {
+        parts.push(format!("{secs} s"));
+    }
+    if parts.is_empty() {
+        "all".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// `label: value` lines with the values aligned.
+fn fields(pairs: &[(&str, String)]) -> String {
+    let width = pairs
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    pairs
+        .iter()
+        .map(|(label, value)| format!("{:<width$} {value}\n", format!("{label}:")))
+        .collect()
+}
+
+/// Rows under a header, columns padded to their widest cell.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let header = header.iter().map(|h| h.to_string()).collect();
+    std::iter::once(header)
+        .chain(rows)
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect();
+            format!("{}\n", cells.join("  ").trim_end())
+        })
+        .collect()
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time, to the second.
+fn utc(ms: u64) -> String {
+    let nanos = i128::from(ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{ms} ms"),
+    }
+}
+
+/// A byte count for people: bytes, or KiB, MiB, GiB, TiB with one decimal.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut size = n as f64 / 1024.0;
+    let mut unit = 0;
+    while size >= 1024.0 && unit + 1 < UNITS.len() {
+        size /= 1024.0;
+        unit += 1;
+    }
+    format!("{size:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_utc() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(1_795_000_000_123), "2026-11-18T11:06:40Z");
+    }
+
+    #[test]
+    fn sizes_are_readable() {
+        assert_eq!(bytes(0), "0 B");
+        assert_eq!(bytes(1023), "1023 B");
+        assert_eq!(bytes(1536), "1.5 KiB");
+        assert_eq!(bytes(5 * 1024 * 1024), "5.0 MiB");
+        assert_eq!(bytes(u64::MAX), "16777216.0 TiB");
+    }
+
+    #[test]
+    fn tables_align_their_columns() {
+        let text = table(
+            &["NAME", "N"],
+            vec![
+                vec!["long-name".into(), "1".into()],
+                vec!["x".into(), "22".into()],
+            ],
+        );
+        assert_eq!(text, "NAME       N\nlong-name  1\nx          22\n");
+    }
+
+    #[test]
+    fn documents_and_changes_print_as_json() {
+        let doc = Doc {
+            key: "k".into(),
+            rev: 3,
+            value: json::parse(r#"{"b":[1],"a":"x"}"#).unwrap(),
+        };
+        assert_eq!(
+            serde_json::to_string(&DocJson::new(&doc)).unwrap(),
+            r#"{"key":"k","rev":3,"value":{"b":[1],"a":"x"}}"#
+        );
+        assert_eq!(
+            doc_text(&doc),
+            "k  (rev 3)\n{\n  \"b\": [\n    1\n  ],\n  \"a\": \"x\"\n}"
+        );
+        let put = ChangeEntry {
+            seq: 4,
+            op: "put".into(),
+            key: "k".into(),
+            value: Some(rmpv::Value::Binary(vec![1])),
+            time_ms: 9,
+        };
+        assert_eq!(
+            serde_json::to_string(&ChangeJson::item(&put)).unwrap(),
+            r#"{"type":"change","seq":4,"op":"put","key":"k","value":"AQ==","time_ms":9}"#
+        );
+        let del = ChangeEntry {
+            op: "del".into(),
+            value: None,
+            ..put
+        };
+        assert_eq!(
+            serde_json::to_string(&ChangeJson::new(&del)).unwrap(),
+            r#"{"seq":4,"op":"del","key":"k","time_ms":9}"#
+        );
+        assert_eq!(change_line(&del), "     4  del  k");
+        let end = FeedEnd {
+            reason: "canceled".into(),
+            last_seq: 4,
+        };
+        assert_eq!(
+            serde_json::to_string(&FeedMark::end(&end)).unwrap(),
+            r#"{"type":"end","reason":"canceled","last_seq":4}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&FeedMark::heartbeat(7)).unwrap(),
+            r#"{"type":"heartbeat","last_seq":7}"#
+        );
+    }
+
+    #[test]
+    fn retention_says_what_is_kept() {
+        assert_eq!(retention(&RetentionArgs::default()), "all");
+        let both = RetentionArgs {
+            max_changes: Some(10),
+            max_age_secs: Some(60),
+        };
+        assert_eq!(retention(&both), "10 changes, 60 s");
+    }
+}
