@@ -1,8 +1,9 @@
 //! The certificate directory: `cas/`, `hosts/` and `users/` hold `NAME.crt` and `NAME.key`
-//! pairs, `crls/` revocation lists. Directories are created mode 0700, keys are written
-//! 0600 and certificates 0644. Every file is written atomically (a temporary file in the
-//! same directory, fsync, linked into place, fsync of the directory) and never replaces an
-//! existing one.
+//! pairs (and `NAME.csr` requests, `users/NAME.p12` bundles), `crls/CA.crl` revocation
+//! lists. Directories are created mode 0700, keys and bundles are written 0600,
+//! certificates, requests and lists 0644. Every file is written atomically (a temporary
+//! file in the same directory, fsync, linked into place, fsync of the directory) and never
+//! replaces an existing one; only a CA's revocation list is replaced, by a rename.
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
 use std::io::{ErrorKind, Write};
@@ -16,8 +17,10 @@ pub const CERT_DIR_ENV: &str = "CAIRN_CERT_DIR";
 
 const SUBDIRS: [&str; 4] = ["cas", "hosts", "users", "crls"];
 const DIR_MODE: u32 = 0o700;
-const KEY_MODE: u32 = 0o600;
-const CERT_MODE: u32 = 0o644;
+/// Mode of private files: keys and PKCS#12 bundles.
+pub(crate) const KEY_MODE: u32 = 0o600;
+/// Mode of public files: certificates, CSRs, CRLs.
+pub(crate) const CERT_MODE: u32 = 0o644;
 const MAX_NAME_LEN: usize = 200;
 
 /// What a certificate is for, which decides its subdirectory.
@@ -131,6 +134,32 @@ impl CertDir {
         Ok(self.root.join(kind.subdir()).join(format!("{name}.key")))
     }
 
+    /// Path of the certificate signing request `kind/NAME.csr`.
+    pub fn csr_path(&self, kind: Kind, name: &str) -> Result<PathBuf> {
+        validate_name(name)?;
+        Ok(self.root.join(kind.subdir()).join(format!("{name}.csr")))
+    }
+
+    /// Path of the PKCS#12 bundle `users/NAME.p12`.
+    pub fn p12_path(&self, name: &str) -> Result<PathBuf> {
+        validate_name(name)?;
+        Ok(self
+            .root
+            .join(Kind::User.subdir())
+            .join(format!("{name}.p12")))
+    }
+
+    /// Path of the revocation list `crls/CA.crl` of the CA `ca_name`.
+    pub fn crl_path(&self, ca_name: &str) -> Result<PathBuf> {
+        validate_name(ca_name)?;
+        Ok(self.crls_dir().join(format!("{ca_name}.crl")))
+    }
+
+    /// The directory of revocation lists, `crls/`.
+    pub(crate) fn crls_dir(&self) -> PathBuf {
+        self.root.join("crls")
+    }
+
     /// The names of the certificates of `kind` (the `NAME` of each `NAME.crt`), sorted.
     /// A missing subdirectory has none.
     pub fn names(&self, kind: Kind) -> Result<Vec<String>> {
@@ -191,6 +220,35 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     if path.symlink_metadata().is_ok() {
         return Err(CertError::FileExists(path.to_path_buf()));
     }
+    let (dir, tmp) = write_tmp(path, bytes, mode)?;
+    let linked = fs::hard_link(&tmp, path);
+    let removed = fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+            return Err(CertError::FileExists(path.to_path_buf()))
+        }
+        Err(e) => return Err(CertError::io(path, e)),
+    }
+    removed.map_err(|e| CertError::io(&tmp, e))?;
+    sync_dir(dir)
+}
+
+/// Writes `bytes` to `path` atomically with `mode`, replacing what is there: a temporary
+/// file in the same directory, fsynced, renamed over `path`, then the directory fsynced.
+pub(crate) fn replace(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let (dir, tmp) = write_tmp(path, bytes, mode)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        // Best effort: the rename's error is the one worth telling.
+        let _ = fs::remove_file(&tmp);
+        return Err(CertError::io(path, e));
+    }
+    sync_dir(dir)
+}
+
+/// Writes `bytes` with `mode` to a new temporary file next to `path`, fsynced; returns
+/// the directory and the temporary file (removed again if writing failed).
+fn write_tmp<'a>(path: &'a Path, bytes: &[u8], mode: u32) -> Result<(&'a Path, PathBuf)> {
     let (Some(dir), Some(file_name)) = (path.parent(), path.file_name()) else {
         return Err(CertError::BadFile {
             path: path.to_path_buf(),
@@ -211,18 +269,17 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let written = file
         .set_permissions(Permissions::from_mode(mode))
         .and_then(|()| file.write_all(bytes))
-        .and_then(|()| file.sync_all())
-        .and_then(|()| fs::hard_link(&tmp, path));
+        .and_then(|()| file.sync_all());
     drop(file);
-    let removed = fs::remove_file(&tmp);
-    match written {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-            return Err(CertError::FileExists(path.to_path_buf()))
-        }
-        Err(e) => return Err(CertError::io(path, e)),
+    if let Err(e) = written {
+        // Best effort: the write's error is the one worth telling.
+        let _ = fs::remove_file(&tmp);
+        return Err(CertError::io(path, e));
     }
-    removed.map_err(|e| CertError::io(&tmp, e))?;
+    Ok((dir, tmp))
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| CertError::io(dir, e))

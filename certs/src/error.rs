@@ -7,7 +7,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// A file that would be written is already there: nothing is ever overwritten.
-    #[error("{} already exists: certificates and keys are never overwritten; remove it first to replace it", .0.display())]
+    #[error("file exists: {} (certificates and keys are never overwritten: remove it first to replace it)", .0.display())]
     FileExists(PathBuf),
 
     /// A certificate or key that is needed is in none of the places looked at.
@@ -37,6 +37,38 @@ pub enum CertError {
     /// A certificate pin that does not parse.
     #[error("invalid certificate pin {0:?}: write sha256: followed by 64 hex digits")]
     BadPin(String),
+
+    /// A key type that is not one of [`crate::KeyType::ALL`].
+    #[error("unknown key type {0:?}: use ecdsa-p256, ed25519 or rsa-4096")]
+    BadKeyType(String),
+
+    /// Making a new private key failed.
+    #[error("key generation failed: {0}")]
+    KeyGeneration(String),
+
+    /// A PKCS#12 bundle asked for with no password: it would not be encrypted.
+    #[error("empty password: a PKCS#12 bundle is always encrypted, give a password")]
+    EmptyPassword,
+
+    /// Writing a PKCS#12 bundle failed.
+    #[error("PKCS#12 bundle: {0}")]
+    P12(String),
+
+    /// A certificate that the named CA did not sign.
+    #[error("{} was not signed by the CA {ca} ({}): revoke it with the CA that signed it", .cert.display(), .ca_cert.display())]
+    NotIssuedBy {
+        cert: PathBuf,
+        ca: String,
+        ca_cert: PathBuf,
+    },
+
+    /// A certificate that is already in its CA's revocation list.
+    #[error("{} (serial {serial}) is already revoked in {}: nothing changed", .cert.display(), .crl.display())]
+    AlreadyRevoked {
+        cert: PathBuf,
+        serial: String,
+        crl: PathBuf,
+    },
 
     /// A validity of zero days.
     #[error("invalid validity of {0} days: give at least 1 day")]

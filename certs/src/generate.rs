@@ -1,18 +1,19 @@
 //! Certificate generation with rcgen: a self-signed CA, and host (serverAuth) and user
-//! (clientAuth) certificates signed by a CA of the same directory. Keys are ECDSA P-256,
-//! serial numbers random (126 bits), validity starts an hour back to absorb clock skew.
+//! (clientAuth) certificates signed by a CA of the same directory. Keys are ECDSA P-256
+//! unless a [`KeyType`] says otherwise, serial numbers random (126 bits), validity starts
+//! an hour back to absorb clock skew.
 
 use std::path::PathBuf;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SerialNumber, PKCS_ECDSA_P256_SHA256,
+    KeyUsagePurpose, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
 use crate::dir::{CertDir, Kind};
 use crate::error::{CertError, Result};
-use crate::load::read_pair;
+use crate::keytype::KeyType;
 use crate::san::San;
 
 /// The files a generator wrote.
@@ -28,10 +29,15 @@ impl CertDir {
     /// Creates the self-signed CA `cas/NAME.{crt,key}`: CN=NAME, basic constraints CA
     /// (critical), key usages keyCertSign and cRLSign, valid for `days`.
     pub fn gen_ca(&self, name: &str, days: u32) -> Result<CertPaths> {
+        self.gen_ca_with(name, days, KeyType::default())
+    }
+
+    /// [`CertDir::gen_ca`] with a key of `key_type`.
+    pub fn gen_ca_with(&self, name: &str, days: u32, key_type: KeyType) -> Result<CertPaths> {
         let mut params = base_params(name, days)?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        self.write_generated(Kind::Ca, name, params, None)
+        self.write_generated(Kind::Ca, name, params, None, key_type)
     }
 
     /// Creates the host certificate `hosts/NAME.{crt,key}` signed by the CA `ca_name` of
@@ -44,79 +50,102 @@ impl CertDir {
         extra_sans: &[San],
         days: u32,
     ) -> Result<CertPaths> {
-        let mut sans = vec![San::for_host(name)?];
-        for san in extra_sans {
-            if !sans.contains(san) {
-                sans.push(san.clone());
-            }
-        }
-        let mut params = leaf_params(name, days, ExtendedKeyUsagePurpose::ServerAuth)?;
-        params.subject_alt_names = sans.iter().map(San::to_rcgen).collect::<Result<_>>()?;
-        self.write_generated(Kind::Host, name, params, Some(ca_name))
+        self.gen_host_with(name, ca_name, extra_sans, days, KeyType::default())
+    }
+
+    /// [`CertDir::gen_host`] with a key of `key_type`.
+    pub fn gen_host_with(
+        &self,
+        name: &str,
+        ca_name: &str,
+        extra_sans: &[San],
+        days: u32,
+        key_type: KeyType,
+    ) -> Result<CertPaths> {
+        let params = host_params(name, extra_sans, days)?;
+        self.write_generated(Kind::Host, name, params, Some(ca_name), key_type)
     }
 
     /// Creates the user certificate `users/NAME.{crt,key}` signed by the CA `ca_name` of
     /// this directory: CN=NAME (the user name a service sees), extended key usage
     /// clientAuth.
     pub fn gen_user(&self, name: &str, ca_name: &str, days: u32) -> Result<CertPaths> {
-        let params = leaf_params(name, days, ExtendedKeyUsagePurpose::ClientAuth)?;
-        self.write_generated(Kind::User, name, params, Some(ca_name))
+        self.gen_user_with(name, ca_name, days, KeyType::default())
     }
 
-    /// Signs `params` (self-signed when `ca_name` is `None`) with a new key and writes
-    /// the key then the certificate. Nothing is written if either file exists.
+    /// [`CertDir::gen_user`] with a key of `key_type`.
+    pub fn gen_user_with(
+        &self,
+        name: &str,
+        ca_name: &str,
+        days: u32,
+        key_type: KeyType,
+    ) -> Result<CertPaths> {
+        let params = user_params(name, days)?;
+        self.write_generated(Kind::User, name, params, Some(ca_name), key_type)
+    }
+
+    /// Signs `params` (self-signed when `ca_name` is `None`) with a new key of `key_type`
+    /// and writes the key then the certificate. Nothing is written if either file exists.
     fn write_generated(
         &self,
         kind: Kind,
         name: &str,
         params: CertificateParams,
         ca_name: Option<&str>,
+        key_type: KeyType,
     ) -> Result<CertPaths> {
         let paths = CertPaths {
             cert: self.cert_path(kind, name)?,
             key: self.key_path(kind, name)?,
         };
-        for path in [&paths.key, &paths.cert] {
-            if path.symlink_metadata().is_ok() {
-                return Err(CertError::FileExists(path.clone()));
-            }
-        }
-        let issuer = ca_name.map(|ca| self.load_issuer(ca)).transpose()?;
+        refuse_existing(&[&paths.key, &paths.cert])?;
+        let ca = ca_name.map(|ca| self.load_ca(ca)).transpose()?;
         self.create()?;
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let cert = match &issuer {
-            Some(issuer) => params.signed_by(&key, issuer)?,
+        let key = key_type.generate()?;
+        let cert = match &ca {
+            Some(ca) => params.signed_by(&key, &ca.issuer)?,
             None => params.self_signed(&key)?,
         };
         self.write_key(kind, name, &key.serialize_pem())?;
         self.write_cert(kind, name, &cert.pem())?;
         Ok(paths)
     }
+}
 
-    /// The CA `cas/NAME.{crt,key}` as an rcgen issuer, after checking the key is the
-    /// certificate's.
-    fn load_issuer(&self, ca_name: &str) -> Result<Issuer<'static, KeyPair>> {
-        let (certs, key_der) = read_pair(std::slice::from_ref(self), Kind::Ca, ca_name)?;
-        let cert_path = self.cert_path(Kind::Ca, ca_name)?;
-        let key_path = self.key_path(Kind::Ca, ca_name)?;
-        let key = KeyPair::try_from(&key_der).map_err(|e| CertError::BadFile {
-            path: key_path.clone(),
-            reason: format!("not a usable private key: {e}"),
-        })?;
-        let bad_cert = |e: &dyn std::fmt::Display| CertError::BadFile {
-            path: cert_path.clone(),
-            reason: format!("not a usable CA certificate: {e}"),
-        };
-        let (_, parsed) =
-            x509_parser::parse_x509_certificate(&certs[0]).map_err(|e| bad_cert(&e))?;
-        if parsed.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
-            return Err(CertError::KeyMismatch {
-                cert: cert_path,
-                key: key_path,
-            });
-        }
-        Issuer::from_ca_cert_der(&certs[0], key).map_err(|e| bad_cert(&e))
+/// Fails with `FileExists` on the first of `paths` that is there.
+pub(crate) fn refuse_existing(paths: &[&PathBuf]) -> Result<()> {
+    match paths.iter().find(|p| p.symlink_metadata().is_ok()) {
+        Some(path) => Err(CertError::FileExists(path.to_path_buf())),
+        None => Ok(()),
     }
+}
+
+/// The subject alternative names of the host `name`: `name` itself (an IP address if it
+/// parses as one, else a DNS name), then each of `extra` not already there.
+pub(crate) fn host_sans(name: &str, extra: &[San]) -> Result<Vec<San>> {
+    let mut sans = vec![San::for_host(name)?];
+    for san in extra {
+        if !sans.contains(san) {
+            sans.push(san.clone());
+        }
+    }
+    Ok(sans)
+}
+
+/// Parameters of the host certificate `name`: serverAuth, the names of [`host_sans`].
+pub(crate) fn host_params(name: &str, extra_sans: &[San], days: u32) -> Result<CertificateParams> {
+    let mut params = leaf_params(name, days, ExtendedKeyUsagePurpose::ServerAuth)?;
+    params.subject_alt_names = host_sans(name, extra_sans)?
+        .iter()
+        .map(San::to_rcgen)
+        .collect::<Result<_>>()?;
+    Ok(params)
+}
+
+/// Parameters of the user certificate `name`: clientAuth, no alternative names.
+pub(crate) fn user_params(name: &str, days: u32) -> Result<CertificateParams> {
+    leaf_params(name, days, ExtendedKeyUsagePurpose::ClientAuth)
 }
 
 /// Parameters common to every certificate: CN, validity, random serial.

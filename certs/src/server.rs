@@ -1,6 +1,6 @@
 //! The service's rustls configuration: host certificates picked by SNI from the
-//! certificate directories, optional or required client certificates, TLS 1.3, ALPN
-//! `cairn/1`.
+//! certificate directories, optional or required client certificates checked against the
+//! revocation lists of `crls/`, TLS 1.3, ALPN `cairn/1`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 
+use crate::crl::all_crls;
 use crate::dir::{CertDir, Kind};
 use crate::error::{CertError, Result};
 use crate::load::{all_cas, one_ca, provider, read_pair};
@@ -32,6 +33,12 @@ pub enum ClientAuth {
 /// the SNI a client sends, matched against the host names and the DNS names in the
 /// certificates; without SNI (a client that connects by IP address) or with an unknown
 /// name, the first host name's certificate is served.
+///
+/// Client certificates are checked against every revocation list in `crls/` of `dirs`
+/// (read now: build the configuration again when [`crate::crl_fingerprint`] changes): a
+/// client certificate listed by its CA's CRL is refused. Only the client's own
+/// certificate is checked, and a CA without a list revokes nothing. A list that does not
+/// parse is an error, not a list ignored.
 pub fn server_config(
     dirs: &[CertDir],
     host_names: &[String],
@@ -43,7 +50,10 @@ pub fn server_config(
         ClientAuth::Optional => all_cas(dirs)?,
         ClientAuth::Required { ca } => one_ca(dirs, ca)?,
     };
-    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .with_crls(all_crls(dirs)?)
+        .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status();
     let verifier = match client_auth {
         ClientAuth::Optional => verifier.allow_unauthenticated().build()?,
         ClientAuth::Required { .. } => verifier.build()?,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use cairn_certs::{
     cert_sha256, client_config, ensure_embedded_default, peer_user, server_config, CertDir,
-    CertError, ClientAuth, Kind, Trust, ALPN,
+    CertError, ClientAuth, KeyType, Kind, Trust, ALPN,
 };
 use rustls::{ClientConfig, ServerConfig};
 use rustls_pki_types::pem::PemObject;
@@ -312,4 +312,59 @@ fn missing_certificates_are_named_with_what_to_do() {
     assert!(matches!(err, CertError::NoCas { .. }), "{err:?}");
     let err = client_config(only(&s.a), Trust::Cas, Some("bob")).unwrap_err();
     assert!(err.to_string().contains("users/bob.crt"), "{err}");
+}
+
+#[tokio::test]
+async fn revoked_client_certificate_is_refused_and_others_of_its_ca_accepted() {
+    let s = setup();
+    s.a.revoke("acme", Kind::User, "alice").unwrap();
+    let both = [s.a.clone(), s.b.clone()];
+    for client_auth in [
+        ClientAuth::Optional,
+        ClientAuth::Required { ca: "acme".into() },
+    ] {
+        let config = || server_config(&both, &hosts(&["localhost"]), client_auth.clone()).unwrap();
+
+        let client = client_config(&both, Trust::Cas, Some("alice")).unwrap();
+        let outcome = exchange(config(), client, "localhost").await;
+        assert_refused(&outcome, "Revoked", "CertificateRevoked");
+
+        // root is from the same CA and not revoked.
+        let client = client_config(&both, Trust::Cas, Some("root")).unwrap();
+        let (server, client) = exchange(config(), client, "localhost").await;
+        assert_eq!(server.unwrap().user.as_deref(), Some("root"));
+        client.unwrap();
+    }
+
+    // A CA without a list revokes nothing: b's mallory still gets in.
+    let server = server_config(&both, &hosts(&["localhost"]), ClientAuth::Optional).unwrap();
+    let client = client_config(&both, Trust::Cas, Some("mallory")).unwrap();
+    let (server, _) = exchange(server, client, "localhost").await;
+    assert_eq!(server.unwrap().user.as_deref(), Some("mallory"));
+}
+
+#[test]
+fn a_damaged_revocation_list_stops_the_configuration() {
+    let s = setup();
+    std::fs::write(s.a.root().join("crls/broken.crl"), "not a CRL").unwrap();
+    let err = server_config(only(&s.a), &hosts(&["localhost"]), ClientAuth::Optional).unwrap_err();
+    assert!(matches!(err, CertError::BadFile { .. }), "{err:?}");
+    assert!(err.to_string().contains("crls/broken.crl"), "{err}");
+}
+
+#[tokio::test]
+async fn ed25519_certificates_work_in_handshakes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = CertDir::new(tmp.path());
+    dir.gen_ca_with("ed", 30, KeyType::Ed25519).unwrap();
+    dir.gen_host_with("localhost", "ed", &[], 30, KeyType::Ed25519)
+        .unwrap();
+    dir.gen_user_with("alice", "ed", 30, KeyType::Ed25519)
+        .unwrap();
+    let dirs = [dir.clone()];
+    let server = server_config(&dirs, &hosts(&["localhost"]), ClientAuth::Optional).unwrap();
+    let client = client_config(&dirs, Trust::Cas, Some("alice")).unwrap();
+    let (server, client) = exchange(server, client, "localhost").await;
+    assert_eq!(server.unwrap().user.as_deref(), Some("alice"));
+    assert_eq!(client.unwrap().server_cn.as_deref(), Some("localhost"));
 }

@@ -57,7 +57,8 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
-    /// Starts a service on `dir` with a TLS listener on a free port and `extra` flags.
+    /// Starts a service on `dir` with `extra` flags and a TLS listener on a free port
+    /// (unless `extra` has a `--listen` of its own, whose first TLS URL is then used).
     pub fn start(dir: &Path, extra: &[&str]) -> Result<ServiceProcess> {
         ServiceProcess::start_with_env(dir, extra, &[])
     }
@@ -70,9 +71,11 @@ impl ServiceProcess {
         env: &[(&str, &str)],
     ) -> Result<ServiceProcess> {
         let mut command = Command::new(binary("cairn-server", "cairn-service")?);
+        command.arg(dir);
+        if !extra.contains(&"--listen") {
+            command.args(["--listen", "ssl://127.0.0.1:0"]);
+        }
         command
-            .arg(dir)
-            .args(["--listen", "ssl://127.0.0.1:0"])
             .args(extra)
             .env_remove("CAIRN_AUTH_PASSWD")
             .envs(env.iter().copied())

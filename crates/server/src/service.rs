@@ -34,10 +34,63 @@ pub const TMP_DIR: &str = "tmp";
 /// The longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The TLS configuration of one listener, built again when the revocation lists in
+/// the certificate directories change, so that a revocation takes effect at the next
+/// handshake without a restart.
+struct TlsSource {
+    dirs: Vec<CertDir>,
+    host_names: Vec<String>,
+    client_auth: ClientAuth,
+    current: std::sync::Mutex<(cairn_certs::CrlFingerprint, TlsAcceptor)>,
+}
+
+impl TlsSource {
+    fn new(
+        dirs: &[CertDir],
+        host_names: Vec<String>,
+        client_auth: ClientAuth,
+    ) -> Result<TlsSource, ServerError> {
+        let fingerprint = cairn_certs::crl_fingerprint(dirs)?;
+        let config = cairn_certs::server_config(dirs, &host_names, client_auth.clone())?;
+        Ok(TlsSource {
+            dirs: dirs.to_vec(),
+            host_names,
+            client_auth,
+            current: std::sync::Mutex::new((fingerprint, TlsAcceptor::from(Arc::new(config)))),
+        })
+    }
+
+    /// The acceptor to use now: rebuilt first if a revocation list changed. A list that
+    /// fails to load keeps the previous configuration in force, with an error logged.
+    fn acceptor(&self) -> TlsAcceptor {
+        let mut current = self.current.lock().expect("tls source lock");
+        match cairn_certs::crl_fingerprint(&self.dirs) {
+            Ok(fingerprint) if fingerprint != current.0 => {
+                match cairn_certs::server_config(
+                    &self.dirs,
+                    &self.host_names,
+                    self.client_auth.clone(),
+                ) {
+                    Ok(config) => {
+                        tracing::warn!("revocation lists changed: TLS configuration reloaded");
+                        *current = (fingerprint, TlsAcceptor::from(Arc::new(config)));
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "revocation lists changed but do not load; keeping the previous ones")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "cannot read the revocation lists"),
+        }
+        current.1.clone()
+    }
+}
+
 enum Listener {
     Tls {
         listener: TcpListener,
-        acceptor: TlsAcceptor,
+        tls: Arc<TlsSource>,
         url: String,
     },
     Unix {
@@ -314,7 +367,7 @@ async fn bind_tls(
         Some(ca) => ClientAuth::Required { ca: ca.clone() },
         None => ClientAuth::Optional,
     };
-    let config = cairn_certs::server_config(cert_dirs, &names, client_auth)?;
+    let tls = Arc::new(TlsSource::new(cert_dirs, names, client_auth)?);
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| ServerError::Bind {
@@ -330,11 +383,7 @@ async fn bind_tls(
         required_ca: required_ca.clone(),
     }
     .to_string();
-    Ok(Listener::Tls {
-        listener,
-        acceptor: TlsAcceptor::from(Arc::new(config)),
-        url,
-    })
+    Ok(Listener::Tls { listener, tls, url })
 }
 
 async fn accept_loop(
@@ -359,7 +408,7 @@ async fn accept_loop(
         let slot = slots.clone().try_acquire_owned().ok();
         let shared = shared.clone();
         let tls = match &listener {
-            Listener::Tls { acceptor, .. } => Some(acceptor.clone()),
+            Listener::Tls { tls, .. } => Some(tls.acceptor()),
             Listener::Unix { .. } => None,
         };
         let as_root = matches!(listener, Listener::Unix { as_root: true, .. });
