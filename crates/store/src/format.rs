@@ -21,6 +21,8 @@ pub mod table {
     pub const USERS: &str = "users";
     /// Login sessions, keyed by the SHA-256 of their token.
     pub const SESSIONS: &str = "sessions";
+    /// Background jobs, keyed by id (u64 BE).
+    pub const JOBS: &str = "jobs";
 }
 
 /// Keys of the `meta` table.
@@ -33,6 +35,8 @@ pub mod meta_key {
     pub const CREATED_MS: &str = "created_ms";
     /// u32 big-endian: the id the next created database gets.
     pub const NEXT_DATABASE_ID: &str = "next_database_id";
+    /// u64 big-endian: the id the next created job gets (1 when absent).
+    pub const NEXT_JOB_ID: &str = "next_job_id";
 }
 
 /// Size of the database id that prefixes keys of `docs` and `changes`.

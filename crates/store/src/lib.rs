@@ -6,6 +6,7 @@
 
 mod error;
 pub mod format;
+mod jobs;
 mod lock;
 mod store;
 mod validate;
@@ -13,6 +14,7 @@ mod writer;
 
 pub use error::{Result, StoreError};
 pub use format::{Access, ChangeOp, Retention, SessionRecord, UserRecord, FORMAT_VERSION};
+pub use jobs::{JobKind, JobRecord, JobStatus};
 pub use lock::{DirLock, LOCK_FILE};
 pub use store::{
     Change, DatabaseInfo, DatabaseView, DocRef, Document, Scan, ScanPage, ScanRange, Snapshot,

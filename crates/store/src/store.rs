@@ -19,6 +19,7 @@ use crate::format::{
     split_doc_value, table, CatalogRecord, ChangeOp, Retention, SessionRecord, UserRecord,
     FORMAT_VERSION,
 };
+use crate::jobs::JobRecord;
 use crate::writer::{self, WriterMessage};
 
 /// Sub-directory of a working directory that holds the LMDB environment.
@@ -66,6 +67,7 @@ pub(crate) struct Tables {
     pub changes: Database<'static, Bytes, Bytes>,
     pub users: Database<'static, Str, Bytes>,
     pub sessions: Database<'static, Bytes, Bytes>,
+    pub jobs: Database<'static, Bytes, Bytes>,
 }
 
 /// A document borrowed from a snapshot (see `DatabaseView::visit`).
@@ -307,7 +309,7 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
     })?;
     let created_ms = now_ms();
     let wtxn = env.write_txn()?;
-    let (meta, catalog, docs, changes, users, sessions) = env
+    let (meta, catalog, docs, changes, users, sessions, jobs) = env
         .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
             let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
             let catalog = opener.create_database(wtxn, Some(table::CATALOG))?;
@@ -315,6 +317,7 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
             let changes = opener.create_database(wtxn, Some(table::CHANGES))?;
             let users = opener.create_database(wtxn, Some(table::USERS))?;
             let sessions = opener.create_database(wtxn, Some(table::SESSIONS))?;
+            let jobs = opener.create_database(wtxn, Some(table::JOBS))?;
             meta.put(
                 wtxn,
                 meta_key::FORMAT_VERSION,
@@ -324,7 +327,7 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
             meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
             meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
             Ok(CommitOrAbort::<_, ()>::Commit((
-                meta, catalog, docs, changes, users, sessions,
+                meta, catalog, docs, changes, users, sessions, jobs,
             )))
         })?
         .unwrap_commit();
@@ -335,6 +338,7 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
         changes,
         users,
         sessions,
+        jobs,
     };
     let meta = StoreMeta {
         format_version: FORMAT_VERSION,
@@ -382,6 +386,9 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
         let sessions = opener
             .open_database(rtxn, Some(table::SESSIONS))?
             .ok_or_else(|| missing(table::SESSIONS))?;
+        let jobs = opener
+            .open_database(rtxn, Some(table::JOBS))?
+            .ok_or_else(|| missing(table::JOBS))?;
         let service_id = meta
             .get(rtxn, meta_key::SERVICE_ID)?
             .map(hex)
@@ -397,13 +404,13 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
             created_ms,
         };
         Ok(CommitOrAbort::Commit((
-            (meta, catalog, docs, changes, users, sessions),
+            (meta, catalog, docs, changes, users, sessions, jobs),
             OwnedMeta(store_meta),
         )))
     })?;
     Ok(match opened {
         CommitOrAbort::Commit((
-            (meta, catalog, docs, changes, users, sessions),
+            (meta, catalog, docs, changes, users, sessions, jobs),
             OwnedMeta(store_meta),
         )) => {
             let tables = Tables {
@@ -413,6 +420,7 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
                 changes,
                 users,
                 sessions,
+                jobs,
             };
             Some((tables, store_meta))
         }
@@ -620,6 +628,24 @@ impl Snapshot {
             .get(&self.txn, token_hash)?
             .map(SessionRecord::decode)
             .transpose()
+    }
+
+    /// One job, or `None`.
+    pub fn job(&self, id: u64) -> Result<Option<JobRecord>> {
+        self.tables
+            .jobs
+            .get(&self.txn, &id.to_be_bytes())?
+            .map(JobRecord::decode)
+            .transpose()
+    }
+
+    /// Every job, newest first.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::new();
+        for entry in self.tables.jobs.rev_iter(&self.txn)? {
+            out.push(JobRecord::decode(entry?.1)?);
+        }
+        Ok(out)
     }
 
     /// A view of one database; `DatabaseMissing` if it does not exist.

@@ -22,6 +22,7 @@ use crate::format::{
     split_doc_value, CatalogRecord, ChangeOp, Retention, SessionRecord, UserRecord,
     MAX_DATABASE_ID,
 };
+use crate::jobs::{JobRecord, JobStatus};
 use crate::store::{now_ms, read_catalog, Store, StoreOptions, Tables};
 use crate::validate::{validate_database_name, validate_key, validate_value};
 
@@ -94,6 +95,19 @@ pub enum Write {
     PurgeSessions {
         now_ms: u64,
     },
+    /// Stores a new job under the next job id (its `id` field is ignored).
+    CreateJob {
+        record: JobRecord,
+    },
+    /// Replaces the record of an existing job.
+    SaveJob {
+        record: JobRecord,
+    },
+    /// Marks every job that is not final as failed ("interrupted"): what was running
+    /// when the service stopped did not finish.
+    FailInterruptedJobs {
+        now_ms: u64,
+    },
 }
 
 /// What a successful write reports.
@@ -114,6 +128,11 @@ pub enum Written {
     SessionDeleted(bool),
     /// How many expired sessions were removed.
     SessionsPurged(u64),
+    /// The id of the new job.
+    JobCreated(u64),
+    JobSaved,
+    /// How many jobs were marked failed.
+    JobsFailed(u64),
 }
 
 /// What one commit changed in a database, told to the commit hook.
@@ -450,6 +469,63 @@ impl GroupTxn<'_> {
             Write::PurgeSessions { now_ms } => Ok(Written::SessionsPurged(
                 self.delete_sessions_where(|session| session.expires_ms <= *now_ms)?,
             )),
+            Write::CreateJob { record } => {
+                let id = match self.tables.meta.get(&self.wtxn, meta_key::NEXT_JOB_ID)? {
+                    Some(bytes) => {
+                        u64::from_be_bytes(bytes.try_into().map_err(|_| StoreError::Corrupt {
+                            table: crate::format::table::META,
+                            reason: "next_job_id is not 8 bytes".to_string(),
+                        })?)
+                    }
+                    None => 1,
+                };
+                let record = JobRecord {
+                    id,
+                    ..record.clone()
+                };
+                self.tables
+                    .jobs
+                    .put(&mut self.wtxn, &id.to_be_bytes(), &record.encode())?;
+                self.tables.meta.put(
+                    &mut self.wtxn,
+                    meta_key::NEXT_JOB_ID,
+                    &(id + 1).to_be_bytes(),
+                )?;
+                Ok(Written::JobCreated(id))
+            }
+            Write::SaveJob { record } => {
+                let key = record.id.to_be_bytes();
+                if self.tables.jobs.get(&self.wtxn, &key)?.is_none() {
+                    return Err(Failure::Request(StoreError::NotFound {
+                        db: crate::format::table::JOBS.to_string(),
+                        key: record.id.to_string(),
+                    }));
+                }
+                self.tables
+                    .jobs
+                    .put(&mut self.wtxn, &key, &record.encode())?;
+                Ok(Written::JobSaved)
+            }
+            Write::FailInterruptedJobs { now_ms } => {
+                let mut interrupted = Vec::new();
+                for entry in self.tables.jobs.iter(&self.wtxn)? {
+                    let record = JobRecord::decode(entry?.1)?;
+                    if !record.status.is_final() {
+                        interrupted.push(record);
+                    }
+                }
+                for mut record in interrupted.iter().cloned() {
+                    record.error_message =
+                        Some("interrupted: the service stopped while the job ran".to_string());
+                    record.finish(JobStatus::Failed, *now_ms);
+                    self.tables.jobs.put(
+                        &mut self.wtxn,
+                        &record.id.to_be_bytes(),
+                        &record.encode(),
+                    )?;
+                }
+                Ok(Written::JobsFailed(interrupted.len() as u64))
+            }
             Write::TrimChanges => {
                 let mut names = Vec::new();
                 for entry in self.tables.catalog.iter(&self.wtxn)? {
@@ -734,7 +810,12 @@ fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
         }
         Write::DeleteUser { name } => validate_database_name(name),
         Write::SaveSession { record, .. } => validate_database_name(&record.user),
-        Write::TrimChanges | Write::DeleteSession { .. } | Write::PurgeSessions { .. } => Ok(()),
+        Write::TrimChanges
+        | Write::DeleteSession { .. }
+        | Write::PurgeSessions { .. }
+        | Write::CreateJob { .. }
+        | Write::SaveJob { .. }
+        | Write::FailInterruptedJobs { .. } => Ok(()),
     }
 }
 

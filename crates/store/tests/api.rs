@@ -832,3 +832,66 @@ fn the_commit_hook_hears_every_changed_database() {
         .collect();
     assert_eq!(summary, [("db", Some(0)), ("db", Some(1)), ("db", None)]);
 }
+
+#[test]
+fn jobs_are_numbered_kept_and_failed_when_interrupted() {
+    use cairn_store::{JobKind, JobRecord, JobStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let create = |kind| match store
+        .write(Write::CreateJob {
+            record: JobRecord::queued(kind, "root", 10),
+        })
+        .unwrap()
+    {
+        Written::JobCreated(id) => id,
+        other => panic!("{other:?}"),
+    };
+    let first = create(JobKind::Backup);
+    let second = create(JobKind::Restore);
+    assert_eq!((first, second), (1, 2));
+    let mut done = store.snapshot().unwrap().job(first).unwrap().unwrap();
+    assert_eq!((done.id, done.status), (1, JobStatus::Queued));
+    done.finish(JobStatus::Completed, 20);
+    store
+        .write(Write::SaveJob {
+            record: done.clone(),
+        })
+        .unwrap();
+    let mut ghost = done.clone();
+    ghost.id = 99;
+    assert!(matches!(
+        store.write(Write::SaveJob { record: ghost }),
+        Err(StoreError::NotFound { .. })
+    ));
+    drop(store);
+
+    // After a restart, what had not finished is failed as interrupted; the rest stays.
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(
+        store
+            .write(Write::FailInterruptedJobs { now_ms: 30 })
+            .unwrap(),
+        Written::JobsFailed(1)
+    );
+    let jobs = store.snapshot().unwrap().jobs().unwrap();
+    let summary: Vec<(u64, JobStatus)> = jobs.iter().map(|j| (j.id, j.status)).collect();
+    assert_eq!(summary, [(2, JobStatus::Failed), (1, JobStatus::Completed)]);
+    assert!(jobs[0]
+        .error_message
+        .as_deref()
+        .unwrap()
+        .contains("interrupted"));
+    assert_eq!(jobs[0].total_time_ms, Some(20));
+    assert_eq!(jobs[1], done);
+    let third = match store
+        .write(Write::CreateJob {
+            record: JobRecord::queued(JobKind::Resync, "root", 40),
+        })
+        .unwrap()
+    {
+        Written::JobCreated(id) => id,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(third, 3, "ids are never reused");
+}
