@@ -4,6 +4,7 @@
 //! the tools of the end-to-end tests: real service processes ([`process`]) and a raw
 //! protocol client ([`raw`]).
 
+pub mod cli;
 pub mod crash;
 pub mod process;
 pub mod raw;

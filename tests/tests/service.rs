@@ -312,7 +312,7 @@ fn each_limit_answers_with_its_own_code() {
     first
         .send(&Message::Call {
             id: 101,
-            method: "status".into(),
+            method: "db.list".into(),
             args: Value::Nil,
         })
         .unwrap();

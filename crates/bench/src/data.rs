@@ -14,7 +14,7 @@ pub const KEY_BYTES: usize = 16;
 pub const VALUE_BYTES: usize = 100;
 
 /// How many distinct values the keys share (key `i` gets value `i % VALUE_POOL`).
-const VALUE_POOL: usize = 256;
+pub const VALUE_POOL: usize = 256;
 
 /// msgpack `bin 8` marker: one length byte follows, then that many raw bytes.
 const MSGPACK_BIN8: u8 = 0xc4;

@@ -1,13 +1,21 @@
 //! `cairn-bench`: side-by-side benchmarks of Cairn against raw heed. `cairn-bench store`
 //! runs the same workloads (batched random puts, random gets, an ordered scan, and group
-//! commit under many writers) through raw heed and through cairn-store in one process,
-//! then prints each pair of throughputs, their ratio and target, and the peak RSS.
+//! commit under many writers) through raw heed and through cairn-store in one process.
+//! `cairn-bench service` starts a real `cairn-service` and measures it over TLS on
+//! loopback (durable puts and gets from many callers, pipelined gets, get latency beside
+//! a bare TLS echo, memory after a load, time to ready) beside raw heed in-process. Both
+//! print each pair of figures, their ratio and target, then how they were measured.
 
 mod cairn;
 mod data;
+mod echo;
 mod measure;
+mod process;
+mod procfs;
 mod raw;
+mod remote;
 mod report;
+mod service;
 mod workloads;
 
 use std::path::PathBuf;
@@ -15,9 +23,11 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::report::{Row, Sides};
+use crate::service::ServiceSizes;
 use crate::workloads::Sizes;
 
-const EXAMPLES: &str = "\
+const STORE_EXAMPLES: &str = "\
 Examples:
   # The full comparison (1,000,000 keys, 10 s per group-commit run):
   cargo run --release -p cairn-bench -- store
@@ -27,6 +37,41 @@ Examples:
 
   # Rows as JSON, temporary stores on another disk:
   cargo run --release -p cairn-bench -- store --json --dir /mnt/nvme/tmp";
+
+const SERVICE_EXAMPLES: &str = "\
+Examples:
+  # Build the service first: the bench runs target/release/cairn-service as it is.
+  cargo build --release -p cairn-server -p cairn-bench
+
+  # The full comparison (1,000,000 docs, 10 s per workload):
+  ./target/release/cairn-bench service
+
+  # A quick smoke check (20,000 docs, 1 s per workload):
+  ./target/release/cairn-bench service --quick
+
+  # Rows as JSON, the service's directory on another disk:
+  cargo run --release -p cairn-bench -- service --json --dir /mnt/nvme/tmp";
+
+const EXAMPLES: &str = "\
+Examples:
+  # cairn-store against raw heed, in one process:
+  cargo run --release -p cairn-bench -- store
+
+  # A real cairn-service over TLS against raw heed, quickly:
+  cargo run --release -p cairn-bench -- service --quick
+
+  # Rows as JSON:
+  cargo run --release -p cairn-bench -- service --json";
+
+const STORE_SIDES: Sides = Sides {
+    baseline: "raw heed",
+    measured: "cairn-store",
+};
+
+const SERVICE_SIDES: Sides = Sides {
+    baseline: "baseline",
+    measured: "cairn-service",
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,8 +93,21 @@ enum Command {
     /// both, in fresh temporary directories, and prints each pair of throughputs with
     /// their ratio and target, then the peak RSS. Every commit fsyncs, so the disk under
     /// --dir is part of what is measured.
-    #[command(after_help = EXAMPLES)]
+    #[command(after_help = STORE_EXAMPLES)]
     Store(StoreArgs),
+
+    /// Measures a real cairn-service over TLS on loopback, beside raw heed.
+    ///
+    /// Starts the cairn-service binary beside this one (building it with cargo if it is
+    /// missing) on a fresh temporary directory, loads it with documents in batches of
+    /// 1000, and measures its anonymous memory after idling, durable puts and gets from
+    /// 64 callers on 4 connections, gets with 128 in flight on one connection, get
+    /// latency one call at a time beside a bare TLS echo of the same frame sizes, and
+    /// its time to ready when restarted on the loaded directory. Raw heed runs the same
+    /// keys and values in this process for the baselines. The bench's client and the
+    /// service share the machine's cores.
+    #[command(after_help = SERVICE_EXAMPLES)]
+    Service(ServiceArgs),
 }
 
 #[derive(Debug, Args)]
@@ -69,9 +127,29 @@ struct StoreArgs {
     dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct ServiceArgs {
+    /// Smaller sizes for a smoke check: 20,000 docs and 1 s per workload.
+    #[arg(long)]
+    quick: bool,
+
+    /// Prints the rows as a JSON array of {name, baseline, cairn, unit, ratio} objects
+    /// (baseline and ratio are null for rows without a baseline; the notes on how they
+    /// were measured then go to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Directory in which the service's working directory and raw heed's environment
+    /// are created [default: the system temporary directory]. Use a directory on the
+    /// disk you want to measure.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Store(args) => run_store(&args),
+        Command::Service(args) => run_service(&args),
     }
 }
 
@@ -83,14 +161,35 @@ fn run_store(args: &StoreArgs) -> Result<()> {
     };
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let rows = workloads::run_store_comparison(sizes, &base)?;
-    let peak_rss = format!("peak RSS (VmHWM): {} KiB", report::peak_rss_kib()?);
-    if args.json {
-        println!("{}", report::render_json(&rows)?);
-        eprintln!("{peak_rss}");
+    let peak_rss = format!("peak RSS (VmHWM): {} KiB", procfs::peak_rss_kib()?);
+    print_report(&rows, STORE_SIDES, &[peak_rss], args.json)
+}
+
+fn run_service(args: &ServiceArgs) -> Result<()> {
+    let sizes = if args.quick {
+        ServiceSizes::quick()
     } else {
-        println!("{}", report::render_table(&rows));
-        println!("{}", report::render_targets(&rows));
-        println!("{peak_rss}");
+        ServiceSizes::full()
+    };
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report = service::run_service_comparison(sizes, &base)?;
+    print_report(&report.rows, SERVICE_SIDES, &report.notes, args.json)
+}
+
+/// Prints the table, the targets and the notes, or the rows as JSON and the notes on
+/// stderr.
+fn print_report(rows: &[Row], sides: Sides, notes: &[String], json: bool) -> Result<()> {
+    if json {
+        println!("{}", report::render_json(rows)?);
+        for note in notes {
+            eprintln!("{note}");
+        }
+    } else {
+        println!("{}", report::render_table(rows, sides));
+        println!("{}", report::render_targets(rows, sides));
+        for note in notes {
+            println!("{note}");
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! Timing: how many operations a piece of work did and how long it took, for work of a
-//! known size and for work repeated until a deadline.
+//! known size and for work repeated until a deadline; and percentiles of latencies.
 
 use std::time::{Duration, Instant};
 
@@ -60,4 +60,55 @@ pub fn repeat_for(duration: Duration, mut step: impl FnMut() -> Result<u64>) -> 
         ops,
         elapsed: start.elapsed(),
     })
+}
+
+/// The `percent`-th percentile (1 to 100) of `sorted` (ascending) by nearest rank: the
+/// smallest sample that at least `percent`% of the samples do not exceed; `None` when
+/// there are no samples.
+pub fn percentile(sorted: &[Duration], percent: u64) -> Option<Duration> {
+    let rank = (percent * sorted.len() as u64).div_ceil(100);
+    sorted.get(rank.max(1) as usize - 1).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn micros(values: impl IntoIterator<Item = u64>) -> Vec<Duration> {
+        values.into_iter().map(Duration::from_micros).collect()
+    }
+
+    #[test]
+    fn percentiles_by_nearest_rank() {
+        let samples = micros(1..=100);
+        assert_eq!(percentile(&samples, 50), Some(Duration::from_micros(50)));
+        assert_eq!(percentile(&samples, 99), Some(Duration::from_micros(99)));
+        assert_eq!(percentile(&samples, 100), Some(Duration::from_micros(100)));
+        assert_eq!(percentile(&samples, 1), Some(Duration::from_micros(1)));
+    }
+
+    #[test]
+    fn percentiles_of_few_samples_round_up() {
+        let samples = micros([10, 20, 30, 40]);
+        assert_eq!(percentile(&samples, 50), Some(Duration::from_micros(20)));
+        assert_eq!(percentile(&samples, 51), Some(Duration::from_micros(30)));
+        assert_eq!(percentile(&samples, 99), Some(Duration::from_micros(40)));
+        let one = micros([7]);
+        assert_eq!(percentile(&one, 1), Some(Duration::from_micros(7)));
+        assert_eq!(percentile(&one, 99), Some(Duration::from_micros(7)));
+    }
+
+    #[test]
+    fn no_percentile_without_samples() {
+        assert_eq!(percentile(&[], 50), None);
+    }
+
+    #[test]
+    fn rate_is_ops_over_seconds() {
+        let run = Run {
+            ops: 500,
+            elapsed: Duration::from_millis(250),
+        };
+        assert_eq!(run.per_second(), 2000.0);
+    }
 }

@@ -1,24 +1,47 @@
-//! The results: one row per workload (raw heed baseline, cairn-store, unit, ratio), shown
-//! as an aligned text table with each row's target, or as a JSON array; and the
-//! process's peak resident memory from `/proc/self/status`.
+//! The results: one row per workload (a baseline's figure, Cairn's, the unit, their
+//! ratio), shown as an aligned text table followed by each row's target, or as a JSON
+//! array. A target bounds either the ratio (throughputs from below, latencies from above)
+//! or Cairn's own figure, for rows with a fixed goal or without a baseline.
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-/// One compared workload. Every unit is a throughput, so a higher ratio is better.
+/// What a row must reach to meet its goal.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// `cairn / baseline` at least this: throughputs, where higher is better.
+    RatioAtLeast(f64),
+    /// `cairn / baseline` at most this: latencies, where lower is better.
+    RatioAtMost(f64),
+    /// Cairn's own figure at least this, in the row's unit.
+    AtLeast(f64),
+    /// Cairn's own figure at most this, in the row's unit.
+    AtMost(f64),
+}
+
+impl Target {
+    /// The comparison and the bound, as printed.
+    fn bound(self) -> (&'static str, f64) {
+        match self {
+            Target::RatioAtLeast(bound) | Target::AtLeast(bound) => (">=", bound),
+            Target::RatioAtMost(bound) | Target::AtMost(bound) => ("<=", bound),
+        }
+    }
+}
+
+/// One compared workload.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub name: String,
-    /// Raw heed's throughput.
-    pub baseline: f64,
-    /// cairn-store's throughput.
+    /// The baseline's figure (raw heed, or a bare TLS echo), when the workload has one.
+    pub baseline: Option<f64>,
+    /// Cairn's figure.
     pub cairn: f64,
     pub unit: &'static str,
-    /// `cairn / baseline`.
-    pub ratio: f64,
-    /// Smallest acceptable ratio, when the workload has one.
+    /// `cairn / baseline`, when there is a baseline.
+    pub ratio: Option<f64>,
     #[serde(skip)]
-    pub target: Option<f64>,
+    pub target: Option<Target>,
 }
 
 impl Row {
@@ -27,34 +50,64 @@ impl Row {
         unit: &'static str,
         baseline: f64,
         cairn: f64,
-        target: Option<f64>,
+        target: Option<Target>,
     ) -> Row {
         Row {
             name: name.to_string(),
-            baseline,
+            baseline: Some(baseline),
             cairn,
             unit,
-            ratio: cairn / baseline,
+            ratio: Some(cairn / baseline),
             target,
         }
     }
 
-    /// Whether the ratio reaches the target (`None` without a target).
+    /// A row with no baseline to compare with: its target, if any, bounds `cairn`.
+    pub fn without_baseline(
+        name: &str,
+        unit: &'static str,
+        cairn: f64,
+        target: Option<Target>,
+    ) -> Row {
+        Row {
+            name: name.to_string(),
+            baseline: None,
+            cairn,
+            unit,
+            ratio: None,
+            target,
+        }
+    }
+
+    /// Whether the row meets its target (`None` without a target, or with a target on
+    /// the ratio but no baseline).
     pub fn meets_target(&self) -> Option<bool> {
-        self.target.map(|target| self.ratio >= target)
+        match self.target? {
+            Target::RatioAtLeast(bound) => Some(self.ratio? >= bound),
+            Target::RatioAtMost(bound) => Some(self.ratio? <= bound),
+            Target::AtLeast(bound) => Some(self.cairn >= bound),
+            Target::AtMost(bound) => Some(self.cairn <= bound),
+        }
     }
 }
 
-const HEADERS: [&str; 5] = ["workload", "raw heed", "cairn-store", "unit", "ratio"];
+/// What the two figures of a row are called in the table's header.
+#[derive(Debug, Clone, Copy)]
+pub struct Sides {
+    pub baseline: &'static str,
+    pub measured: &'static str,
+}
 
-/// The rows as an aligned table: text columns left, numbers right.
-pub fn render_table(rows: &[Row]) -> String {
-    let mut lines = vec![HEADERS.map(str::to_string)];
+/// The rows as an aligned table: text columns left, numbers right; `-` where a row has
+/// no baseline.
+pub fn render_table(rows: &[Row], sides: Sides) -> String {
+    let headers = ["workload", sides.baseline, sides.measured, "unit", "ratio"];
+    let mut lines = vec![headers.map(str::to_string)];
     lines.extend(rows.iter().map(row_cells));
     let widths: [usize; 5] = std::array::from_fn(|column| {
         lines
             .iter()
-            .map(|line| line[column].len())
+            .map(|line| line[column].chars().count())
             .max()
             .unwrap_or(0)
     });
@@ -68,10 +121,11 @@ pub fn render_table(rows: &[Row]) -> String {
 fn row_cells(row: &Row) -> [String; 5] {
     [
         row.name.clone(),
-        format_rate(row.baseline),
+        row.baseline.map_or_else(|| "-".to_string(), format_rate),
         format_rate(row.cairn),
         row.unit.to_string(),
-        format!("{:.2}", row.ratio),
+        row.ratio
+            .map_or_else(|| "-".to_string(), |ratio| format!("{ratio:.2}")),
     ]
 }
 
@@ -92,33 +146,59 @@ fn render_line(cells: &[String; 5], widths: &[usize; 5]) -> String {
     padded.join("  ").trim_end().to_string()
 }
 
-/// One line per row that has a target: the ratio, the target and whether it was met.
-/// The ratio has one more decimal than in the table, so that a miss by a hair (0.797
-/// against 0.80) does not read as "0.80 MISSED".
-pub fn render_targets(rows: &[Row]) -> String {
-    let width = rows.iter().map(|row| row.name.len()).max().unwrap_or(0);
-    let mut out = String::from("targets (ratio = cairn-store / raw heed, higher is better):\n");
+/// One line per row that has a target: the ratio or the figure it bounds, the target and
+/// whether it was met. A ratio has one more decimal than in the table, so that a miss by
+/// a hair (0.797 against 0.80) does not read as "0.80 MISSED".
+pub fn render_targets(rows: &[Row], sides: Sides) -> String {
+    let width = rows
+        .iter()
+        .map(|row| row.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = format!(
+        "targets (ratio = {} / {}):\n",
+        sides.measured, sides.baseline
+    );
     for row in rows {
-        if let (Some(target), Some(met)) = (row.target, row.meets_target()) {
-            let verdict = if met { "met" } else { "MISSED" };
-            out.push_str(&format!(
-                "  {:<width$}  ratio {:>7.3}  target >= {:<5.2}  {verdict}\n",
-                row.name, row.ratio, target
-            ));
-        }
+        let (Some(target), Some(met)) = (row.target, row.meets_target()) else {
+            continue;
+        };
+        let verdict = if met { "met" } else { "MISSED" };
+        let (op, bound) = target.bound();
+        let line = match (target, row.ratio) {
+            (Target::RatioAtLeast(_) | Target::RatioAtMost(_), Some(ratio)) => format!(
+                "  {:<width$}  ratio {ratio:>7.3}  target {op} {bound:<5.2}  {verdict}",
+                row.name
+            ),
+            _ => format!(
+                "  {:<width$}  {} {} {unit}  target {op} {} {unit}  {verdict}",
+                row.name,
+                sides.measured,
+                format_rate(row.cairn),
+                format_rate(bound),
+                unit = row.unit,
+            ),
+        };
+        out.push_str(&line);
+        out.push('\n');
     }
     out
 }
 
-/// The rows as a JSON array of `{name, baseline, cairn, unit, ratio}` objects.
+/// The rows as a JSON array of `{name, baseline, cairn, unit, ratio}` objects (`baseline`
+/// and `ratio` are null for a row without a baseline).
 pub fn render_json(rows: &[Row]) -> Result<String> {
     serde_json::to_string_pretty(rows).context("encoding the rows as JSON")
 }
 
-/// A rate rounded to a whole number, with thousands separators.
+/// A figure rounded to a whole number, with thousands separators, or with one decimal
+/// below 100 (a latency in µs, a time in ms).
 fn format_rate(rate: f64) -> String {
     if !rate.is_finite() {
         return rate.to_string();
+    }
+    if rate.abs() < 100.0 {
+        return format!("{rate:.1}");
     }
     let digits = format!("{rate:.0}");
     let mut grouped = String::new();
@@ -131,40 +211,78 @@ fn format_rate(rate: f64) -> String {
     grouped
 }
 
-/// Peak resident set size of this process in KiB (`VmHWM`).
-pub fn peak_rss_kib() -> Result<u64> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
-    parse_vm_hwm_kib(&status).context("no VmHWM line in /proc/self/status")
-}
-
-fn parse_vm_hwm_kib(status: &str) -> Option<u64> {
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|number| number.trim().parse().ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const STORE: Sides = Sides {
+        baseline: "raw heed",
+        measured: "cairn-store",
+    };
+
+    const SERVICE: Sides = Sides {
+        baseline: "baseline",
+        measured: "cairn-service",
+    };
+
     fn sample_rows() -> Vec<Row> {
         vec![
-            Row::new("random put", "puts/s", 200_000.0, 150_000.0, Some(0.8)),
-            Row::new("group commit", "puts/s", 500.0, 12_345_678.4, Some(10.0)),
+            Row::new(
+                "random put",
+                "puts/s",
+                200_000.0,
+                150_000.0,
+                Some(Target::RatioAtLeast(0.8)),
+            ),
+            Row::new(
+                "group commit",
+                "puts/s",
+                500.0,
+                12_345_678.4,
+                Some(Target::RatioAtLeast(10.0)),
+            ),
             Row::new("no target", "gets/s", 10.0, 20.0, None),
+        ]
+    }
+
+    /// Rows of every other kind of target: a latency ratio, a fixed rate with a
+    /// baseline for context, and figures without a baseline.
+    fn service_rows() -> Vec<Row> {
+        vec![
+            Row::new("p99", "µs", 100.0, 250.0, Some(Target::RatioAtMost(2.0))),
+            Row::new(
+                "pipelined",
+                "gets/s",
+                1_000_000.0,
+                260_000.0,
+                Some(Target::AtLeast(250_000.0)),
+            ),
+            Row::without_baseline("memory", "KiB", 40_000.0, Some(Target::AtMost(30_720.0))),
+            Row::without_baseline("ready", "ms", 12.5, Some(Target::AtMost(300.0))),
         ]
     }
 
     #[test]
     fn ratio_is_cairn_over_baseline() {
         let rows = sample_rows();
-        assert_eq!(rows[0].ratio, 0.75);
+        assert_eq!(rows[0].ratio, Some(0.75));
         assert_eq!(rows[0].meets_target(), Some(false));
         assert_eq!(rows[1].meets_target(), Some(true));
         assert_eq!(rows[2].meets_target(), None);
+    }
+
+    #[test]
+    fn targets_bound_the_ratio_or_the_figure_from_either_side() {
+        let rows = service_rows();
+        assert_eq!(rows[0].ratio, Some(2.5));
+        assert_eq!(rows[0].meets_target(), Some(false));
+        assert_eq!(rows[1].meets_target(), Some(true));
+        assert_eq!(rows[2].ratio, None);
+        assert_eq!(rows[2].meets_target(), Some(false));
+        assert_eq!(rows[3].meets_target(), Some(true));
+        let ratio_without_baseline =
+            Row::without_baseline("x", "us", 1.0, Some(Target::RatioAtMost(2.0)));
+        assert_eq!(ratio_without_baseline.meets_target(), None);
     }
 
     #[test]
@@ -183,40 +301,70 @@ mod tests {
     }
 
     #[test]
+    fn json_has_null_baseline_and_ratio_without_a_baseline() {
+        let json: serde_json::Value =
+            serde_json::from_str(&render_json(&service_rows()).unwrap()).unwrap();
+        let memory = json.as_array().unwrap()[2].as_object().unwrap();
+        assert_eq!(memory.len(), 5);
+        assert_eq!(memory["baseline"], serde_json::Value::Null);
+        assert_eq!(memory["ratio"], serde_json::Value::Null);
+        assert_eq!(memory["cairn"], 40_000.0);
+    }
+
+    #[test]
     fn table_aligns_columns_and_groups_thousands() {
         let expected = "\
 workload      raw heed  cairn-store  unit       ratio
 ------------  --------  -----------  ------  --------
 random put     200,000      150,000  puts/s      0.75
 group commit       500   12,345,678  puts/s  24691.36
-no target           10           20  gets/s      2.00
+no target         10.0         20.0  gets/s      2.00
 ";
-        assert_eq!(render_table(&sample_rows()), expected);
+        assert_eq!(render_table(&sample_rows(), STORE), expected);
+    }
+
+    #[test]
+    fn table_shows_a_dash_without_baseline_and_counts_characters() {
+        let expected = "\
+workload    baseline  cairn-service  unit    ratio
+---------  ---------  -------------  ------  -----
+p99              100            250  µs       2.50
+pipelined  1,000,000        260,000  gets/s   0.26
+memory             -         40,000  KiB         -
+ready              -           12.5  ms          -
+";
+        assert_eq!(render_table(&service_rows(), SERVICE), expected);
     }
 
     #[test]
     fn targets_name_missed_rows_and_skip_rows_without_one() {
         let expected = "\
-targets (ratio = cairn-store / raw heed, higher is better):
+targets (ratio = cairn-store / raw heed):
   random put    ratio   0.750  target >= 0.80   MISSED
   group commit  ratio 24691.357  target >= 10.00  met
 ";
-        assert_eq!(render_targets(&sample_rows()), expected);
+        assert_eq!(render_targets(&sample_rows(), STORE), expected);
     }
 
     #[test]
-    fn rates_get_thousands_separators() {
-        assert_eq!(format_rate(0.4), "0");
+    fn targets_on_figures_show_the_figure_and_its_unit() {
+        let expected = "\
+targets (ratio = cairn-service / baseline):
+  p99        ratio   2.500  target <= 2.00   MISSED
+  pipelined  cairn-service 260,000 gets/s  target >= 250,000 gets/s  met
+  memory     cairn-service 40,000 KiB  target <= 30,720 KiB  MISSED
+  ready      cairn-service 12.5 ms  target <= 300 ms  met
+";
+        assert_eq!(render_targets(&service_rows(), SERVICE), expected);
+    }
+
+    #[test]
+    fn figures_get_thousands_separators_or_a_decimal_below_100() {
+        assert_eq!(format_rate(0.44), "0.4");
+        assert_eq!(format_rate(99.94), "99.9");
+        assert_eq!(format_rate(100.4), "100");
         assert_eq!(format_rate(999.0), "999");
         assert_eq!(format_rate(1000.0), "1,000");
         assert_eq!(format_rate(1_234_567.5), "1,234,568");
-    }
-
-    #[test]
-    fn reads_vm_hwm() {
-        let status =
-            "Name:\tcairn-bench\nVmPeak:\t  9000 kB\nVmHWM:\t   12345 kB\nVmRSS:\t 100 kB\n";
-        assert_eq!(parse_vm_hwm_kib(status), Some(12345));
-        assert_eq!(parse_vm_hwm_kib("Name:\tx\n"), None);
     }
 }

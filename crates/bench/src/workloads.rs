@@ -15,7 +15,7 @@ use crate::cairn;
 use crate::data::Dataset;
 use crate::measure::Reads;
 use crate::raw::RawHeed;
-use crate::report::Row;
+use crate::report::{Row, Target};
 
 /// Smallest acceptable cairn/raw ratio of the put, get and scan rows.
 const SINGLE_THREAD_TARGET: f64 = 0.8;
@@ -69,14 +69,16 @@ pub fn run_store_comparison(sizes: Sizes, base: &Path) -> Result<Vec<Row>> {
     Ok(rows)
 }
 
-fn fresh_dir(base: &Path, side: &str) -> Result<TempDir> {
+/// A new temporary directory in `base`, named after the `side` that uses it.
+pub fn fresh_dir(base: &Path, side: &str) -> Result<TempDir> {
     tempfile::Builder::new()
         .prefix(&format!("cairn-bench-{side}-"))
         .tempdir_in(base)
         .with_context(|| format!("creating a temporary directory in {}", base.display()))
 }
 
-fn progress(workload: &str) {
+/// Tells on stderr which workload runs now.
+pub fn progress(workload: &str) {
     eprintln!("running: {workload}");
 }
 
@@ -133,7 +135,13 @@ fn load_and_read(sizes: Sizes, base: &Path, data: &Dataset, order: &[usize]) -> 
 }
 
 fn single_thread_row(name: &str, unit: &'static str, baseline: f64, cairn: f64) -> Row {
-    Row::new(name, unit, baseline, cairn, Some(SINGLE_THREAD_TARGET))
+    Row::new(
+        name,
+        unit,
+        baseline,
+        cairn,
+        Some(Target::RatioAtLeast(SINGLE_THREAD_TARGET)),
+    )
 }
 
 /// A read row, after checking that both sides read `expected` (count, checksum).
@@ -197,7 +205,7 @@ fn group_commit(sizes: Sizes, base: &Path, data: &Dataset) -> Result<Vec<Row>> {
             "puts/s",
             one_per_commit.per_second(),
             cairn,
-            Some(GROUP_COMMIT_TARGET),
+            Some(Target::RatioAtLeast(GROUP_COMMIT_TARGET)),
         ),
         Row::new(
             &format!("group commit vs {per_commit} puts/commit"),

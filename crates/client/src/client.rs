@@ -398,4 +398,61 @@ impl Client {
         };
         self.unit(name::USER_DELETE, &args).await
     }
+
+    /// `backup.start`: starts a backup job (`name` defaults to the UTC time).
+    pub async fn backup_start(&self, name: Option<&str>) -> Result<methods::Job, ClientError> {
+        let args = methods::BackupStartArgs {
+            name: name.map(str::to_string),
+        };
+        self.typed(name::BACKUP_START, &args).await
+    }
+
+    /// `backup.list`: the complete backups, newest first.
+    pub async fn backup_list(&self) -> Result<Vec<methods::BackupInfo>, ClientError> {
+        decode(
+            name::BACKUP_LIST,
+            self.call(name::BACKUP_LIST, Value::Nil).await?,
+        )
+    }
+
+    /// `backup.delete`.
+    pub async fn backup_delete(&self, backup: &str) -> Result<(), ClientError> {
+        let args = methods::BackupNameArgs {
+            name: backup.to_string(),
+        };
+        self.unit(name::BACKUP_DELETE, &args).await
+    }
+
+    /// `restore.start`: starts a restore job from one of the service's backups.
+    pub async fn restore_start(&self, backup: &str) -> Result<methods::Job, ClientError> {
+        let args = methods::BackupNameArgs {
+            name: backup.to_string(),
+        };
+        self.typed(name::RESTORE_START, &args).await
+    }
+
+    /// `jobs.list`, filtered by type and status when given.
+    pub async fn jobs_list(
+        &self,
+        kind: Option<&str>,
+        status: Option<&str>,
+    ) -> Result<Vec<methods::Job>, ClientError> {
+        let args = methods::JobsListArgs {
+            kind: kind.map(str::to_string),
+            status: status.map(str::to_string),
+        };
+        self.typed(name::JOBS_LIST, &args).await
+    }
+
+    /// `jobs.show`.
+    pub async fn jobs_show(&self, id: u64) -> Result<methods::Job, ClientError> {
+        self.typed(name::JOBS_SHOW, &methods::JobIdArgs { id })
+            .await
+    }
+
+    /// `jobs.cancel`.
+    pub async fn jobs_cancel(&self, id: u64) -> Result<methods::Job, ClientError> {
+        self.typed(name::JOBS_CANCEL, &methods::JobIdArgs { id })
+            .await
+    }
 }

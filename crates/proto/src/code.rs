@@ -55,6 +55,7 @@ error_codes! {
     Conflict = ("conflict", 409, "the object exists already or is in a state that refuses the call"),
     RevConflict = ("rev_conflict", 409, "a conditional write found another rev"),
     ChangesCompacted = ("changes_compacted", 409, "the changes asked for were removed by retention: resynchronise"),
+    ResyncRequired = ("resync_required", 409, "the cursor belongs to data a restore replaced, or is ahead of the log: resynchronise"),
     FrameTooLarge = ("frame_too_large", 413, "a frame is larger than the connection's limit"),
     ValueTooLarge = ("value_too_large", 413, "a value is larger than the configured limit"),
     ReadOnly = ("read_only", 503, "the service is READ_ONLY: writes are refused"),

@@ -11,4 +11,4 @@ pub mod methods;
 
 pub use code::{ErrorCode, WireError};
 pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME, MAX_UNAUTHENTICATED_FRAME};
-pub use message::{Message, MessageError};
+pub use message::{encode_doc_result, Message, MessageError};

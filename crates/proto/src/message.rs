@@ -163,6 +163,31 @@ impl Message {
     }
 }
 
+/// The body of `Message::Result { id, value: {key, rev, value} }` (a document, as `get`
+/// answers), written straight from the stored msgpack of the value: the same bytes as
+/// encoding the message, without decoding the value first.
+pub fn encode_doc_result(id: u64, key: &str, rev: u64, value_msgpack: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48 + key.len() + value_msgpack.len());
+    let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
+        rmp::encode::write_map_len(out, 3)?;
+        rmp::encode::write_str(out, "t")?;
+        rmp::encode::write_str(out, "result")?;
+        rmp::encode::write_str(out, "id")?;
+        rmp::encode::write_uint(out, id)?;
+        rmp::encode::write_str(out, "v")?;
+        rmp::encode::write_map_len(out, 3)?;
+        rmp::encode::write_str(out, "key")?;
+        rmp::encode::write_str(out, key)?;
+        rmp::encode::write_str(out, "rev")?;
+        rmp::encode::write_uint(out, rev)?;
+        rmp::encode::write_str(out, "value")?;
+        Ok(())
+    };
+    write(&mut out).expect("writing to a Vec cannot fail");
+    out.extend_from_slice(value_msgpack);
+    out
+}
+
 /// The fields of a msgpack map, taken out by name.
 struct Fields(Vec<(Value, Value)>);
 
@@ -251,6 +276,35 @@ mod tests {
         deep.push(0xc0);
         for body in [vec![], vec![0xc1], not_a_map, trailing, unknown_type, deep] {
             assert!(Message::decode(&body).is_err(), "{body:02x?}");
+        }
+    }
+
+    #[test]
+    fn a_doc_result_written_directly_equals_the_encoded_message() {
+        for (id, key, rev, value) in [
+            (1u64, "k", 1u64, Value::from(42)),
+            (
+                70_000,
+                "ключ",
+                1 << 40,
+                Value::Map(vec![(Value::from("a"), Value::Nil)]),
+            ),
+            (
+                u64::MAX,
+                &*"x".repeat(300),
+                0,
+                Value::Binary(vec![1; 70_000]),
+            ),
+        ] {
+            let mut raw = Vec::new();
+            rmpv::encode::write_value(&mut raw, &value).unwrap();
+            let doc = Value::Map(vec![
+                (Value::from("key"), Value::from(key)),
+                (Value::from("rev"), Value::from(rev)),
+                (Value::from("value"), value.clone()),
+            ]);
+            let expected = Message::Result { id, value: doc }.encode();
+            assert_eq!(encode_doc_result(id, key, rev, &raw), expected);
         }
     }
 

@@ -34,6 +34,13 @@ pub mod name {
     pub const USER_REVOKE: &str = "user.revoke";
     pub const USER_LIST: &str = "user.list";
     pub const USER_DELETE: &str = "user.delete";
+    pub const BACKUP_START: &str = "backup.start";
+    pub const BACKUP_LIST: &str = "backup.list";
+    pub const BACKUP_DELETE: &str = "backup.delete";
+    pub const RESTORE_START: &str = "restore.start";
+    pub const JOBS_LIST: &str = "jobs.list";
+    pub const JOBS_SHOW: &str = "jobs.show";
+    pub const JOBS_CANCEL: &str = "jobs.cancel";
 
     /// Every method, for tables and tests.
     pub const ALL: &[&str] = &[
@@ -273,6 +280,10 @@ pub struct ChangesArgs {
     /// Continuous: the interval of heartbeat items.
     #[serde(default)]
     pub heartbeat_ms: Option<u64>,
+    /// The epoch the cursor `since` was taken in (from an earlier result); a restore
+    /// draws a new one, and a cursor of another epoch is refused with `resync_required`.
+    #[serde(default)]
+    pub epoch: Option<u64>,
 }
 
 /// One change of a change log.
@@ -293,6 +304,9 @@ pub struct ChangesResult {
     pub changes: Vec<ChangeEntry>,
     /// The seq to pass as `since` next time.
     pub last_seq: u64,
+    /// The epoch to pass with it.
+    #[serde(default)]
+    pub epoch: u64,
 }
 
 /// An item of a `continuous` feed: a change, or a heartbeat carrying the database's
@@ -307,7 +321,8 @@ pub enum FeedItem {
 /// The `end` of a continuous feed: why it ended and the last seq sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedEnd {
-    /// A stable snake_case reason: `canceled`, `database_dropped` or `shutting_down`.
+    /// A stable snake_case reason: `canceled`, `database_dropped`, `shutting_down` or
+    /// `restore`.
     pub reason: String,
     pub last_seq: u64,
 }
@@ -358,6 +373,88 @@ pub struct UserInfo {
     pub has_password: bool,
     pub grants: BTreeMap<String, String>,
     pub created_ms: u64,
+}
+
+/// `backup.start`: `name` defaults to the UTC time (`20261121T030000Z`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BackupStartArgs {
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `backup.delete` and `restore.start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupNameArgs {
+    pub name: String,
+}
+
+/// An entry of `backup.list`: what the backup's manifest says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    pub name: String,
+    pub location: String,
+    pub created_ms: u64,
+    pub service_id: String,
+    pub format_version: u32,
+    pub bytes: u64,
+    pub files: u64,
+    pub databases: u64,
+}
+
+/// `jobs.list`: filters by `type` and `status` (upper case, as in `Job`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct JobsListArgs {
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// `jobs.show` and `jobs.cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobIdArgs {
+    pub id: u64,
+}
+
+/// A job's progress.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct JobProgress {
+    pub current: u64,
+    pub total: u64,
+    pub message: String,
+}
+
+/// Why a job failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobError {
+    pub message: String,
+    /// Machine-readable facts, as JSON text.
+    #[serde(default)]
+    pub details: Option<String>,
+}
+
+/// A background job (backup, restore, resync).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: u64,
+    /// `BACKUP`, `RESTORE` or `RESYNC`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `QUEUED`, `STARTED`, `IN_PROGRESS`, `COMPLETED`, `FAILED` or `CANCELED`.
+    pub status: String,
+    pub progress: JobProgress,
+    #[serde(default)]
+    pub error: Option<JobError>,
+    #[serde(default)]
+    pub location: Option<String>,
+    pub started_by: String,
+    pub started_on_ms: u64,
+    #[serde(default)]
+    pub finished_on_ms: Option<u64>,
+    #[serde(default)]
+    pub total_time_ms: Option<u64>,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
 }
 
 #[cfg(test)]

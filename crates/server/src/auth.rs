@@ -116,6 +116,33 @@ pub fn token_hash(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// An authenticated caller with its user record, as read at `generation` of the store's
+/// users (see `Store::users_generation`): a connection keeps one and reads the record
+/// again only when a user changed.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: Identity,
+    pub record: UserRecord,
+    pub generation: u64,
+}
+
+impl Caller {
+    /// The caller `identity` as the store has it now; `None` if the user no longer
+    /// exists or is locked.
+    pub fn load(store: &Store, identity: &Identity) -> Result<Option<Caller>, WireError> {
+        let generation = store.users_generation();
+        let record = store
+            .snapshot()
+            .and_then(|s| s.user(&identity.user))
+            .map_err(|e| internal(&e))?;
+        Ok(record.filter(|r| !r.locked).map(|record| Caller {
+            identity: identity.clone(),
+            record,
+            generation,
+        }))
+    }
+}
+
 /// Checks that `identity` may do what a call needs; returns the caller's user record
 /// when there is one. Reads the record afresh, so that a revoked grant, a locked or a
 /// deleted user takes effect at the next call.
@@ -128,44 +155,54 @@ pub fn authorize(
         return Ok(None);
     }
     let Some(identity) = identity else {
-        return Err(WireError::new(
-            ErrorCode::Unauthenticated,
-            "log in first (login, auth, or a client certificate)",
-        ));
+        return Err(unauthenticated());
     };
-    let snapshot = store.snapshot().map_err(|e| internal(&e))?;
-    let record = match snapshot.user(&identity.user).map_err(|e| internal(&e))? {
-        Some(record) if !record.locked => record,
-        _ => {
-            return Err(WireError::new(
-                ErrorCode::Unauthenticated,
-                format!("user {:?} no longer exists or is locked", identity.user),
-            ))
-        }
-    };
+    let caller = Caller::load(store, identity)?.ok_or_else(|| gone(identity))?;
+    permit(&caller, need)?;
+    Ok(Some(caller.record))
+}
+
+fn unauthenticated() -> WireError {
+    WireError::new(
+        ErrorCode::Unauthenticated,
+        "log in first (login, auth, or a client certificate)",
+    )
+}
+
+/// The error for an identity whose user was deleted or locked since it authenticated.
+pub fn gone(identity: &Identity) -> WireError {
+    WireError::new(
+        ErrorCode::Unauthenticated,
+        format!("user {:?} no longer exists or is locked", identity.user),
+    )
+}
+
+/// Checks a known caller's rights, without reading the store.
+pub fn permit(caller: &Caller, need: Need<'_>) -> Result<(), WireError> {
+    let record = &caller.record;
     let allowed = record.admin
         || match need {
             Need::Anyone | Need::User => true,
             Need::Read(db) => record.grants.contains_key(db),
             Need::Write(db) => record.grants.get(db) == Some(&Access::Write),
             Need::Admin => false,
-            Need::SelfOrAdmin(name) => name == identity.user,
+            Need::SelfOrAdmin(name) => name == caller.identity.user,
         };
-    if !allowed {
-        let what = match need {
-            Need::Read(db) => format!("read access to database {db:?}"),
-            Need::Write(db) => format!("write access to database {db:?}"),
-            _ => "an admin".to_string(),
-        };
-        return Err(WireError::new(
-            ErrorCode::Forbidden,
-            format!(
-                "user {:?} needs {what}: ask an admin for a grant",
-                identity.user
-            ),
-        ));
+    if allowed {
+        return Ok(());
     }
-    Ok(Some(record))
+    let what = match need {
+        Need::Read(db) => format!("read access to database {db:?}"),
+        Need::Write(db) => format!("write access to database {db:?}"),
+        _ => "an admin".to_string(),
+    };
+    Err(WireError::new(
+        ErrorCode::Forbidden,
+        format!(
+            "user {:?} needs {what}: ask an admin for a grant",
+            caller.identity.user
+        ),
+    ))
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ pub struct Settings {
     pub root_password: Option<String>,
     /// Extra certificate directory searched after `DIR/certs` (`CAIRN_CERT_DIR`).
     pub cert_dir: Option<PathBuf>,
+    /// Where backup jobs write (`[backup] dir`); `None`: `DIR/backups`.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for Settings {
@@ -55,6 +57,7 @@ impl Default for Settings {
             unauthenticated_idle: Duration::from_secs(10),
             root_password: None,
             cert_dir: None,
+            backup_dir: None,
         }
     }
 }
@@ -70,6 +73,14 @@ struct SettingsFile {
     auth: AuthSection,
     #[serde(default)]
     store: StoreSection,
+    #[serde(default)]
+    backup: BackupSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupSection {
+    dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -167,6 +178,9 @@ impl Settings {
             file.auth.session_ttl_secs.map(Duration::from_secs),
         );
         set(&mut self.map_size, file.store.map_size);
+        if let Some(dir) = file.backup.dir {
+            self.backup_dir = Some(dir);
+        }
         Ok(())
     }
 

@@ -17,11 +17,18 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::Identity;
-use crate::handlers::{self, Call, ConnectionChange, Outbox, Shared};
+use crate::auth::{Caller, Identity};
+use crate::handlers::{self, Call, ConnectionChange, Outbox};
+use crate::shared::Shared;
 
 /// Answers waiting for the writer before callers are slowed down.
 const OUTBOX_DEPTH: usize = 1024;
+/// Methods answered in the connection's own task: short reads that never wait.
+const INLINE_METHODS: [&str; 2] = [
+    cairn_proto::methods::name::GET,
+    cairn_proto::methods::name::STATUS,
+];
+
 /// The writer flushes at least this often while answers keep coming.
 const FLUSH_BYTES: usize = 64 << 10;
 
@@ -37,6 +44,7 @@ where
     let mut connection = Connection {
         shared: shared.clone(),
         identity,
+        caller: None,
         outbox,
         calls: TaskTracker::new(),
         in_flight: Arc::new(Semaphore::new(shared.settings.max_calls_per_connection)),
@@ -58,6 +66,8 @@ where
 struct Connection {
     shared: Arc<Shared>,
     identity: Option<Identity>,
+    /// The authenticated user's record, kept while no user changes.
+    caller: Option<Arc<Caller>>,
     outbox: Outbox,
     calls: TaskTracker,
     in_flight: Arc<Semaphore>,
@@ -152,6 +162,44 @@ impl Connection {
         }
     }
 
+    fn new_call(
+        &self,
+        id: u64,
+        method: String,
+        args: rmpv::Value,
+        cancel: CancellationToken,
+    ) -> Call {
+        Call {
+            shared: self.shared.clone(),
+            identity: self.identity.clone(),
+            caller: self.caller.clone(),
+            id,
+            method,
+            args,
+            outbox: self.outbox.clone(),
+            cancel,
+        }
+    }
+
+    /// Reads the caller's user record again when a user changed since it was read.
+    fn refresh_caller(&mut self) {
+        let Some(identity) = &self.identity else {
+            self.caller = None;
+            return;
+        };
+        let Ok(store) = self.shared.store() else {
+            self.caller = None;
+            return;
+        };
+        let fresh = self
+            .caller
+            .as_ref()
+            .is_some_and(|c| c.generation == store.users_generation() && c.identity == *identity);
+        if !fresh {
+            self.caller = Caller::load(&store, identity).ok().flatten().map(Arc::new);
+        }
+    }
+
     async fn call(&mut self, id: u64, method: String, args: rmpv::Value) {
         if handlers::is_session_method(&method) {
             // Calls that change who the connection is run in order, one at a time.
@@ -172,6 +220,15 @@ impl Connection {
                 Err(error) => Message::Error { id, error },
             };
             self.send(message).await;
+            return;
+        }
+        self.refresh_caller();
+        if INLINE_METHODS.contains(&method.as_str()) {
+            // Short reads are answered here, without a task of their own.
+            let call = self.new_call(id, method, args, CancellationToken::new());
+            if let Some(body) = call.answer().await {
+                let _ = self.outbox.send(body).await;
+            }
             return;
         }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
@@ -202,15 +259,7 @@ impl Connection {
             .await;
             return;
         }
-        let call = Call {
-            shared: self.shared.clone(),
-            identity: self.identity.clone(),
-            id,
-            method,
-            args,
-            outbox: self.outbox.clone(),
-            cancel,
-        };
+        let call = self.new_call(id, method, args, cancel);
         let cancels = self.cancels.clone();
         let outbox = self.outbox.clone();
         self.calls.spawn(async move {
@@ -219,8 +268,8 @@ impl Connection {
             // Free the slot before the answer leaves, so that a client that starts its
             // next call on seeing the answer never finds the slot still taken.
             drop(permit);
-            if let Some(message) = last {
-                let _ = outbox.send(message.encode()).await;
+            if let Some(body) = last {
+                let _ = outbox.send(body).await;
             }
         });
     }

@@ -61,7 +61,9 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
         StoreError::DatabaseMissing { .. } => ErrorCode::DatabaseMissing,
         StoreError::UserExists { .. } => ErrorCode::Conflict,
         StoreError::StorageFull { .. } => ErrorCode::StorageFull,
-        StoreError::Closed => ErrorCode::Unavailable,
+        StoreError::Closed | StoreError::ReadOnly { .. } => ErrorCode::Unavailable,
+        StoreError::Canceled => ErrorCode::Conflict,
+        StoreError::BackupInvalid { .. } => ErrorCode::Conflict,
         StoreError::FormatMismatch { .. }
         | StoreError::DirectoryInUse { .. }
         | StoreError::NoStore { .. }

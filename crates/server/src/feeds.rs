@@ -17,14 +17,12 @@ pub struct Feeds {
 }
 
 impl Feeds {
-    /// Feeds fed by `store`'s commits.
-    pub fn attach(store: &Store) -> Feeds {
-        let feeds = Feeds::default();
-        let publisher = feeds.clone();
+    /// Feeds these channels from `store`'s commits (a restored store is attached anew).
+    pub fn attach(&self, store: &Store) {
+        let publisher = self.clone();
         store.set_commit_hook(Arc::new(move |commits: &[DatabaseCommit]| {
             publisher.publish(commits)
         }));
-        feeds
     }
 
     fn publish(&self, commits: &[DatabaseCommit]) {

@@ -15,10 +15,9 @@ use rmpv::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::{self, authorize, Identity, Need, Via, ROOT_USER};
+use crate::auth::{self, authorize, Caller, Identity, Need, Via, ROOT_USER};
 use crate::error::store_error_to_wire;
-use crate::feeds::Feeds;
-use crate::Settings;
+use crate::shared::{Shared, RESTORE_MESSAGE};
 
 /// Default and largest page of `scan`.
 const DEFAULT_SCAN_LIMIT: u32 = 100;
@@ -28,15 +27,6 @@ const DEFAULT_LONGPOLL_MS: u64 = 30_000;
 const MAX_LONGPOLL_MS: u64 = 300_000;
 const DEFAULT_HEARTBEAT_MS: u64 = 10_000;
 const MIN_HEARTBEAT_MS: u64 = 100;
-
-/// What every call of a service shares.
-pub struct Shared {
-    pub store: Store,
-    pub feeds: Feeds,
-    pub settings: Settings,
-    /// Cancelled when the service starts to shut down.
-    pub shutdown: CancellationToken,
-}
 
 /// Where a call sends its answers: encoded message bodies for the connection's writer.
 pub type Outbox = mpsc::Sender<Vec<u8>>;
@@ -138,13 +128,19 @@ fn change_entry(change: cairn_store::Change) -> Result<methods::ChangeEntry, Wir
     })
 }
 
-/// The `status` result (the full status model arrives with maintenance modes).
+/// The `status` result: `DOWN` while a restore runs (the full status model arrives
+/// with maintenance modes).
 pub fn status(shared: &Shared) -> methods::StatusResult {
+    let (status, message) = if shared.is_restoring() {
+        ("DOWN", RESTORE_MESSAGE)
+    } else {
+        ("READ_WRITE", "")
+    };
     methods::StatusResult {
-        status: "READ_WRITE".to_string(),
-        current_message: String::new(),
+        status: status.to_string(),
+        current_message: message.to_string(),
         pending_maintenance_message: String::new(),
-        service_id: shared.store.meta().service_id.clone(),
+        service_id: shared.service_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
@@ -167,8 +163,8 @@ pub async fn session_call(
     match method {
         name::LOGIN => {
             let args: methods::LoginArgs = from_value(args)?;
-            let record = shared
-                .store
+            let store = shared.store()?;
+            let record = store
                 .snapshot()
                 .and_then(|s| s.user(&args.user))
                 .map_err(store_error)?;
@@ -185,7 +181,7 @@ pub async fn session_call(
             let now = now_ms();
             let expires_ms = now + shared.settings.session_ttl.as_millis() as u64;
             write(
-                &shared.store,
+                &store,
                 Write::SaveSession {
                     token_hash,
                     record: cairn_store::SessionRecord {
@@ -211,7 +207,7 @@ pub async fn session_call(
         name::AUTH => {
             let args: methods::AuthArgs = from_value(args)?;
             let token_hash = auth::token_hash(&args.token);
-            let snapshot = shared.store.snapshot().map_err(store_error)?;
+            let snapshot = shared.store()?.snapshot().map_err(store_error)?;
             let session = snapshot.session(&token_hash).map_err(store_error)?;
             let refused = || {
                 WireError::new(
@@ -240,7 +236,8 @@ pub async fn session_call(
             Ok((to_value(&result), ConnectionChange::Authenticated(identity)))
         }
         name::LOGOUT => {
-            authorize(&shared.store, identity, Need::User)?;
+            let store = shared.store()?;
+            authorize(&store, identity, Need::User)?;
             let args: methods::LogoutArgs = from_value(args)?;
             let token_hash = match (&args.token, identity.and_then(|i| i.token_hash)) {
                 (Some(token), _) => auth::token_hash(token),
@@ -251,7 +248,7 @@ pub async fn session_call(
                     ))
                 }
             };
-            write(&shared.store, Write::DeleteSession { token_hash }).await?;
+            write(&store, Write::DeleteSession { token_hash }).await?;
             let ends_this_session = identity.and_then(|i| i.token_hash) == Some(token_hash);
             let change = if ends_this_session {
                 ConnectionChange::LoggedOut
@@ -261,7 +258,7 @@ pub async fn session_call(
             Ok((Value::Nil, change))
         }
         name::WHOAMI => {
-            let record = authorize(&shared.store, identity, Need::User)?.expect("a user");
+            let record = authorize(&shared.store()?, identity, Need::User)?.expect("a user");
             let identity = identity.expect("authorized");
             let result = methods::WhoAmI {
                 user: identity.user.clone(),
@@ -296,6 +293,9 @@ pub(crate) fn now_ms() -> u64 {
 pub struct Call {
     pub shared: Arc<Shared>,
     pub identity: Option<Identity>,
+    /// The connection's cached caller (`None` when unauthenticated, or when the user
+    /// went away since).
+    pub caller: Option<Arc<Caller>>,
     pub id: u64,
     pub method: String,
     pub args: Value,
@@ -311,23 +311,79 @@ impl Call {
     /// Serves the call. Streams send their items and end themselves; otherwise the
     /// final message is returned for the connection to send once the call's slot is
     /// free again.
-    pub async fn answer(self) -> Option<Message> {
+    pub async fn answer(mut self) -> Option<Vec<u8>> {
         let id = self.id;
-        match self.serve().await {
-            Ok(Some(value)) => Some(Message::Result { id, value }),
+        let args = std::mem::replace(&mut self.args, Value::Nil);
+        if self.method == name::GET {
+            let body = self
+                .get(args)
+                .unwrap_or_else(|error| Message::Error { id, error }.encode());
+            return Some(body);
+        }
+        match self.serve(args).await {
+            Ok(Some(value)) => Some(Message::Result { id, value }.encode()),
             Ok(None) => None,
-            Err(error) => Some(Message::Error { id, error }),
+            Err(error) => Some(Message::Error { id, error }.encode()),
         }
     }
 
-    fn need(&self, need: Need<'_>) -> Result<Option<UserRecord>, WireError> {
-        authorize(&self.shared.store, self.identity.as_ref(), need)
+    /// `get`, answered with the stored msgpack of the value as it is (no decoding).
+    fn get(&self, args: Value) -> Result<Vec<u8>, WireError> {
+        self.check_available()?;
+        let args: methods::GetArgs = from_value(args)?;
+        self.need(Need::Read(&args.db))?;
+        let key = key_text(&args.key)?;
+        let doc = self
+            .shared
+            .store()?
+            .get(&args.db, &key)
+            .map_err(store_error)?
+            .ok_or_else(|| {
+                WireError::new(
+                    ErrorCode::NotFound,
+                    format!("document {key:?} not found in database {:?}", args.db),
+                )
+            })?;
+        Ok(cairn_proto::encode_doc_result(
+            self.id, &doc.key, doc.rev, &doc.value,
+        ))
+    }
+
+    pub(crate) fn need(&self, need: Need<'_>) -> Result<Option<&UserRecord>, WireError> {
+        match (&self.caller, &self.identity) {
+            (_, _) if need == Need::Anyone => Ok(None),
+            (Some(caller), _) => {
+                auth::permit(caller, need)?;
+                Ok(Some(&caller.record))
+            }
+            (None, Some(identity)) => Err(auth::gone(identity)),
+            (None, None) => authorize(&self.shared.store()?, None, need).map(|_| None),
+        }
+    }
+
+    /// While a restore runs, only admins get through (and `status`).
+    fn check_available(&self) -> Result<(), WireError> {
+        if !self.shared.is_restoring() || self.method == name::STATUS {
+            return Ok(());
+        }
+        let admin = self.identity.is_some()
+            && self
+                .need(Need::Admin)
+                .is_ok_and(|record| record.is_some_and(|r| r.admin));
+        if admin {
+            Ok(())
+        } else {
+            Err(WireError::new(ErrorCode::Unavailable, RESTORE_MESSAGE))
+        }
     }
 
     /// `Ok(None)`: the call streamed its answer itself.
-    async fn serve(&self) -> Result<Option<Value>, WireError> {
-        let args = self.args.clone();
-        let store = &self.shared.store;
+    async fn serve(&self, args: Value) -> Result<Option<Value>, WireError> {
+        self.check_available()?;
+        if crate::jobs::is_job_method(&self.method) {
+            return crate::jobs::serve(self, args).await.map(Some);
+        }
+        let store = &self.shared.store()?;
         let value = match self.method.as_str() {
             name::STATUS => to_value(&status(&self.shared)),
             name::DB_CREATE => {
@@ -375,25 +431,6 @@ impl Call {
                 to_value(&db_info(
                     store.database_info(&args.name).map_err(store_error)?,
                 ))
-            }
-            name::GET => {
-                let args: methods::GetArgs = from_value(args)?;
-                self.need(Need::Read(&args.db))?;
-                let key = key_text(&args.key)?;
-                let doc = store
-                    .get(&args.db, &key)
-                    .map_err(store_error)?
-                    .ok_or_else(|| {
-                        WireError::new(
-                            ErrorCode::NotFound,
-                            format!("document {key:?} not found in database {:?}", args.db),
-                        )
-                    })?;
-                to_value(&methods::Doc {
-                    key: doc.key,
-                    rev: doc.rev,
-                    value: decode_value(&doc.value)?,
-                })
             }
             name::PUT => {
                 let args: methods::PutArgs = from_value(args)?;
@@ -581,7 +618,7 @@ impl Call {
     }
 
     async fn batch(&self, db: String, ops: Vec<Op>) -> Result<Vec<u64>, WireError> {
-        match write(&self.shared.store, Write::Batch { db, ops }).await? {
+        match write(&self.shared.store()?, Write::Batch { db, ops }).await? {
             Written::Batch(revs) => Ok(revs),
             other => Err(internal(format!("a batch answered {other:?}"))),
         }
@@ -593,7 +630,7 @@ impl Call {
         name: &str,
         change: impl FnOnce(&mut UserRecord),
     ) -> Result<(), WireError> {
-        let store = &self.shared.store;
+        let store = &self.shared.store()?;
         let mut record = store
             .snapshot()
             .and_then(|s| s.user(name))
@@ -620,10 +657,13 @@ impl Call {
         let limit = args.limit.unwrap_or(DEFAULT_CHANGES_LIMIT) as usize;
         match args.feed.as_deref().unwrap_or("normal") {
             "normal" => {
-                let (changes, last_seq) = self.read_changes(&args.db, args.since, limit).await?;
+                let (changes, last_seq, epoch) = self
+                    .read_changes(&args.db, args.since, args.epoch, limit)
+                    .await?;
                 Ok(Some(to_value(&methods::ChangesResult {
                     changes,
                     last_seq,
+                    epoch,
                 })))
             }
             "longpoll" => {
@@ -633,15 +673,19 @@ impl Call {
                         .min(MAX_LONGPOLL_MS),
                 );
                 let mut watch = self.shared.feeds.subscribe(&args.db, None);
+                let feeds_end = self.shared.feeds_end();
                 let deadline = tokio::time::Instant::now() + wait;
                 loop {
-                    let (changes, last_seq) =
-                        self.read_changes(&args.db, args.since, limit).await?;
-                    if !changes.is_empty() {
-                        return Ok(Some(to_value(&methods::ChangesResult {
-                            changes,
-                            last_seq,
-                        })));
+                    let (changes, last_seq, epoch) = self
+                        .read_changes(&args.db, args.since, args.epoch, limit)
+                        .await?;
+                    let result = methods::ChangesResult {
+                        changes,
+                        last_seq,
+                        epoch,
+                    };
+                    if !result.changes.is_empty() {
+                        return Ok(Some(to_value(&result)));
                     }
                     tokio::select! {
                         changed = watch.changed() => {
@@ -649,14 +693,11 @@ impl Call {
                                 continue;
                             }
                         }
-                        _ = tokio::time::sleep_until(deadline) => {
-                            return Ok(Some(to_value(&methods::ChangesResult { changes, last_seq })));
-                        }
-                        _ = self.cancel.cancelled() => {
-                            return Ok(Some(to_value(&methods::ChangesResult { changes, last_seq })));
-                        }
-                        _ = self.shared.shutdown.cancelled() => {
-                            return Ok(Some(to_value(&methods::ChangesResult { changes, last_seq })));
+                        _ = tokio::time::sleep_until(deadline) => return Ok(Some(to_value(&result))),
+                        _ = self.cancel.cancelled() => return Ok(Some(to_value(&result))),
+                        _ = self.shared.shutdown.cancelled() => return Ok(Some(to_value(&result))),
+                        _ = feeds_end.cancelled() => {
+                            return Err(WireError::new(ErrorCode::Unavailable, RESTORE_MESSAGE));
                         }
                     }
                 }
@@ -671,22 +712,50 @@ impl Call {
         }
     }
 
-    /// Changes after `since` and the seq to resume from.
+    /// Changes after `since`, the seq to resume from and the epoch. A cursor of another
+    /// epoch, or ahead of the log, is refused: a feed never silently goes backwards.
     async fn read_changes(
         &self,
         db: &str,
         since: u64,
+        epoch: Option<u64>,
         limit: usize,
-    ) -> Result<(Vec<methods::ChangeEntry>, u64), WireError> {
-        let store = self.shared.store.clone();
+    ) -> Result<(Vec<methods::ChangeEntry>, u64, u64), WireError> {
+        let store = self.shared.store()?;
         let db = db.to_string();
-        let changes = blocking(move || store.changes(&db, since, limit)).await?;
+        let (current_epoch, db_last_seq, changes) = blocking(move || {
+            let snapshot = store.snapshot()?;
+            let current_epoch = snapshot.epoch()?;
+            let view = snapshot.database(&db)?;
+            let db_last_seq = view.info()?.last_seq;
+            let trusted = since <= db_last_seq && epoch.is_none_or(|e| e == current_epoch);
+            let changes = if trusted {
+                view.changes(since, limit)?
+            } else {
+                Vec::new()
+            };
+            Ok((current_epoch, db_last_seq, changes))
+        })
+        .await?;
+        if since > db_last_seq || epoch.is_some_and(|e| e != current_epoch) {
+            return Err(WireError::new(
+                ErrorCode::ResyncRequired,
+                format!(
+                    "cursor {since} (epoch {}) does not belong to this log (last seq {db_last_seq}, epoch {current_epoch}): a restore replaced the data; resynchronise from a full read",
+                    epoch.map_or("-".to_string(), |e| e.to_string())
+                ),
+            )
+            .with_details(Value::Map(vec![
+                (Value::from("epoch"), Value::from(current_epoch)),
+                (Value::from("last_seq"), Value::from(db_last_seq)),
+            ])));
+        }
         let last_seq = changes.last().map_or(since, |c| c.seq);
         let entries = changes
             .into_iter()
             .map(change_entry)
             .collect::<Result<Vec<_>, _>>()?;
-        Ok((entries, last_seq))
+        Ok((entries, last_seq, current_epoch))
     }
 
     /// A continuous feed: items as changes commit, heartbeats in between, until the
@@ -698,10 +767,14 @@ impl Call {
                 .max(MIN_HEARTBEAT_MS),
         );
         let mut watch = self.shared.feeds.subscribe(&args.db, None);
+        let feeds_end = self.shared.feeds_end();
         let mut since = args.since;
+        let mut epoch = args.epoch;
         let reason = loop {
-            let (changes, last_seq) = self.read_changes(&args.db, since, limit).await?;
+            let (changes, last_seq, current_epoch) =
+                self.read_changes(&args.db, since, epoch, limit).await?;
             since = last_seq;
+            epoch = Some(current_epoch);
             let caught_up = changes.len() < limit;
             for change in changes {
                 let item = to_value(&methods::FeedItem::Change(change));
@@ -735,6 +808,7 @@ impl Call {
                 }
                 _ = self.cancel.cancelled() => break "canceled",
                 _ = self.shared.shutdown.cancelled() => break "shutting_down",
+                _ = feeds_end.cancelled() => break "restore",
             }
         };
         let end = methods::FeedEnd {

@@ -9,8 +9,11 @@ mod connection;
 mod error;
 mod feeds;
 mod handlers;
+mod jobs;
 mod listen;
+mod restore;
 mod service;
+mod shared;
 
 pub use config::{
     cairn_environment, Flags, Settings, DEFAULT_LISTEN, ENVIRONMENT_VARIABLES, SETTINGS_FILE,

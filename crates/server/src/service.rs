@@ -19,9 +19,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::auth::{self, Identity, Via, ROOT_USER};
 use crate::error::ServerError;
-use crate::feeds::Feeds;
-use crate::handlers::{self, Shared};
+use crate::handlers;
 use crate::listen::ListenUrl;
+use crate::shared::Shared;
 use crate::Settings;
 
 /// The unix socket every service serves, inside its working directory.
@@ -252,14 +252,24 @@ impl Service {
                 } => bind_tls(address, host_names, required_ca, &cert_dirs).await?,
             });
         }
-        let feeds = Feeds::attach(&store);
+        let interrupted = crate::jobs::fail_interrupted(&store).await.map_err(|e| {
+            ServerError::io("marking interrupted jobs", std::io::Error::other(e.message))
+        })?;
+        if interrupted > 0 {
+            tracing::warn!(
+                jobs = interrupted,
+                "jobs interrupted by the last stop are marked FAILED"
+            );
+        }
+        let backup_dir = match &settings.backup_dir {
+            Some(path) if path.is_relative() => dir.join(path),
+            Some(path) => path.clone(),
+            None => dir.join(BACKUPS_DIR),
+        };
+        create_private_dir(&backup_dir)?;
+        remove_partial_backups(&backup_dir);
         Ok(Service {
-            shared: Arc::new(Shared {
-                store,
-                feeds,
-                settings,
-                shutdown: CancellationToken::new(),
-            }),
+            shared: Arc::new(Shared::new(store, settings, dir.to_path_buf(), backup_dir)),
             listeners,
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -306,18 +316,35 @@ impl Service {
             tracing::warn!("connections still open after the grace period");
         }
         let _ = std::fs::remove_file(self.dir.join(SOCKET_FILE));
-        // The last handle of the store: closing it waits for the writer's last commit.
-        let Shared { store, .. } = Arc::into_inner(self.shared).ok_or_else(|| {
-            ServerError::io(
-                "closing the store",
-                std::io::Error::other("calls still hold the store"),
-            )
-        })?;
+        self.shared
+            .jobs
+            .stop_all(self.shared.settings.shutdown_grace)
+            .await;
+        // Closing the store waits for the writer's last commit.
+        let store = self.shared.take_store();
         tokio::task::spawn_blocking(move || drop(store))
             .await
             .map_err(|e| ServerError::io("closing the store", std::io::Error::other(e)))?;
         tracing::warn!("stopped");
         Ok(())
+    }
+}
+
+/// Removes what backups cut short by a crash left (`NAME.partial`).
+fn remove_partial_backups(backup_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(backup_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "partial") {
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => tracing::warn!(path = %path.display(), "removed an unfinished backup"),
+                Err(error) => {
+                    tracing::error!(path = %path.display(), %error, "cannot remove an unfinished backup")
+                }
+            }
+        }
     }
 }
 
@@ -488,7 +515,8 @@ fn certificate_identity(
     let user = cairn_certs::peer_user(chain)
         .ok_or_else(|| refused("the client certificate has no CN naming a user".to_string()))?;
     let record = shared
-        .store
+        .store()
+        .map_err(|e| refused(e.message))?
         .snapshot()
         .and_then(|s| s.user(&user))
         .map_err(|e| refused(e.to_string()))?;

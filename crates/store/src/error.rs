@@ -94,6 +94,19 @@ pub enum StoreError {
     #[error("the store is closed")]
     Closed,
 
+    /// A write to a store opened with `Store::open_read_only`.
+    #[error("{} is open read-only: this program never writes to it", dir.display())]
+    ReadOnly { dir: PathBuf },
+
+    /// A backup, a verification or a restore was canceled; it left nothing behind.
+    #[error("canceled")]
+    Canceled,
+
+    /// A backup does not verify: a file is missing, changed or extra, or a database's
+    /// documents and change log disagree with each other or with the manifest.
+    #[error("{} does not verify: {}", dir.display(), summarise(problems))]
+    BackupInvalid { dir: PathBuf, problems: Vec<String> },
+
     /// An operating-system error, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -115,6 +128,21 @@ fn holder(pid: Option<u32>) -> String {
         Some(pid) => format!("pid {pid}"),
         None => "another process".to_string(),
     }
+}
+
+/// The first few problems of a backup that does not verify, and how many more.
+fn summarise(problems: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut text = problems
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if problems.len() > SHOWN {
+        text.push_str(&format!("; and {} more", problems.len() - SHOWN));
+    }
+    text
 }
 
 fn format_mismatch_message(found: u32, expected: u32, dir: &std::path::Path) -> String {

@@ -37,6 +37,9 @@ pub mod meta_key {
     pub const NEXT_DATABASE_ID: &str = "next_database_id";
     /// u64 big-endian: the id the next created job gets (1 when absent).
     pub const NEXT_JOB_ID: &str = "next_job_id";
+    /// u64 big-endian: the change-log epoch, drawn at creation and again at each
+    /// restore (0 when absent).
+    pub const EPOCH: &str = "epoch";
 }
 
 /// Size of the database id that prefixes keys of `docs` and `changes`.

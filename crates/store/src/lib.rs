@@ -2,8 +2,16 @@
 //! directory holds every piece of state: named databases of msgpack documents, each with
 //! a change log, and the service's own tables. Reads use short read transactions on any
 //! thread; every write goes through one writer thread that group-commits with fsync.
+//! `backup` makes, verifies and restores consistent copies of a working directory.
 //! Synchronous on purpose: no tokio, no networking. The byte layout is in `FORMAT.md`.
 
+pub mod backup;
+mod backup_check;
+mod backup_env;
+mod backup_fs;
+mod backup_manifest;
+mod backup_restore;
+mod backup_verify;
 mod error;
 pub mod format;
 mod jobs;

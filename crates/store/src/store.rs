@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use heed::types::{Bytes, Str};
-use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn, WithoutTls};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls};
 
 use crate::error::{Result, StoreError};
 use crate::format::{
@@ -250,15 +250,37 @@ fn environment_exists(dir: &Path) -> bool {
     store_path(dir).join("data.mdb").exists()
 }
 
-fn open_env(dir: &Path, options: &StoreOptions) -> Result<Env<WithoutTls>> {
+/// How `open_env` opens an environment: writable, or read-only in one of two ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EnvAccess {
+    /// Read and write; the store directory is created when missing.
+    Writable,
+    /// `MDB_RDONLY`: data.mdb is opened read-only; readers still register in lock.mdb,
+    /// so a service writing to the same environment from another process is safe.
+    Shared,
+    /// `MDB_RDONLY | MDB_NOLOCK`: nothing in the directory is written, not even
+    /// lock.mdb. Only for an environment no other process uses (a backup being checked).
+    Unshared,
+}
+
+fn open_env(dir: &Path, options: &StoreOptions, access: EnvAccess) -> Result<Env<WithoutTls>> {
     let path = store_path(dir);
-    std::fs::create_dir_all(&path)
-        .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?;
     let mut env_options = EnvOpenOptions::new().read_txn_without_tls();
     env_options
         .map_size(options.map_size)
         .max_dbs(16)
         .max_readers(1024);
+    match access {
+        EnvAccess::Writable => std::fs::create_dir_all(&path)
+            .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?,
+        // SAFETY: read-only flags; NO_LOCK only where no other process uses the files.
+        EnvAccess::Shared => unsafe {
+            env_options.flags(EnvFlags::READ_ONLY);
+        },
+        EnvAccess::Unshared => unsafe {
+            env_options.flags(EnvFlags::READ_ONLY | EnvFlags::NO_LOCK);
+        },
+    }
     // SAFETY: the environment is opened once per process (heed refuses a second open of
     // the same path) and its files are not truncated or rewritten behind LMDB's back.
     unsafe { env_options.open(&path) }.map_err(|e| match e {
@@ -288,6 +310,14 @@ fn read_u64(bytes: &[u8], what: &str) -> Result<u64> {
             table: table::META,
             reason: format!("{what} is {} bytes, expected 8", bytes.len()),
         })
+}
+
+/// A random non-zero epoch.
+pub(crate) fn random_epoch() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| StoreError::io("drawing an epoch", std::io::Error::other(e.to_string())))?;
+    Ok(u64::from_be_bytes(bytes).max(1))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -326,6 +356,7 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
             meta.put(wtxn, meta_key::SERVICE_ID, &service_id)?;
             meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
             meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
+            meta.put(wtxn, meta_key::EPOCH, &random_epoch()?.to_be_bytes())?;
             Ok(CommitOrAbort::<_, ()>::Commit((
                 meta, catalog, docs, changes, users, sessions, jobs,
             )))
@@ -460,7 +491,7 @@ impl Store {
                 dir: dir.to_path_buf(),
             });
         }
-        let env = open_env(dir, &options)?;
+        let env = open_env(dir, &options, EnvAccess::Writable)?;
         let outcome = match (load(&env, dir), mode) {
             (Ok(Some(_)), OpenMode::MustBeNew) => Err(StoreError::StoreExists {
                 dir: dir.to_path_buf(),
@@ -479,7 +510,9 @@ impl Store {
             (Err(error), _) => Err(error),
         };
         match outcome {
-            Ok((tables, meta)) => Ok(Store::start(env, tables, options, meta, dir)),
+            Ok((tables, meta)) => {
+                Store::start(env, tables, options, meta, dir, EnvAccess::Writable)
+            }
             Err(error) => {
                 close_env(env);
                 Err(error)
@@ -487,17 +520,82 @@ impl Store {
         }
     }
 
+    /// Opens the store of `dir` for reading only, beside any service that may be
+    /// running on it in another process: data.mdb is opened read-only and nothing in
+    /// the directory is written but LMDB's reader table in `store/lock.mdb` (which is
+    /// how a reader keeps a writer from reusing the pages it reads; reader slots left by
+    /// dead processes are cleared). Every write is refused with `ReadOnly`. Fails with
+    /// `NoStore` when `dir` holds no store.
+    pub fn open_read_only(dir: &Path, options: StoreOptions) -> Result<Store> {
+        let store = Store::open_reader(dir, options, EnvAccess::Shared)?;
+        store.env().clear_stale_readers()?;
+        Ok(store)
+    }
+
+    /// Opens a read-only store that no other process uses, writing nothing at all in
+    /// `dir` (no lock.mdb): for checking a backup.
+    pub(crate) fn open_unshared(dir: &Path) -> Result<Store> {
+        Store::open_reader(dir, StoreOptions::default(), EnvAccess::Unshared)
+    }
+
+    fn open_reader(dir: &Path, options: StoreOptions, access: EnvAccess) -> Result<Store> {
+        if !environment_exists(dir) {
+            return Err(StoreError::NoStore {
+                dir: dir.to_path_buf(),
+            });
+        }
+        let env = open_env(dir, &options, access)?;
+        let loaded = match load(&env, dir) {
+            Ok(Some(loaded)) => loaded,
+            Ok(None) => {
+                close_env(env);
+                return Err(StoreError::NoStore {
+                    dir: dir.to_path_buf(),
+                });
+            }
+            Err(error) => {
+                close_env(env);
+                return Err(error);
+            }
+        };
+        let (tables, meta) = loaded;
+        Store::start(env, tables, options, meta, dir, access)
+    }
+
+    /// Starts the writer thread, or for a read-only store a thread in its place that
+    /// refuses every write with `ReadOnly`.
     fn start(
         env: Env<WithoutTls>,
         tables: Tables,
         options: StoreOptions,
         meta: StoreMeta,
         dir: &Path,
-    ) -> Store {
-        let commit_hook = writer::HookSlot::default();
-        let (sender, thread) =
-            writer::spawn(env.clone(), tables, options.clone(), commit_hook.clone());
-        Store {
+        access: EnvAccess,
+    ) -> Result<Store> {
+        // Users generations start at random, so that a store opened anew (a restore)
+        // never matches a generation cached from the one before.
+        let commit_hook = writer::HookSlot::new(writer::Signals {
+            users_generation: random_epoch().unwrap_or(1).into(),
+            ..writer::Signals::default()
+        });
+        let (sender, thread) = if access == EnvAccess::Writable {
+            writer::spawn(env.clone(), tables, options.clone(), commit_hook.clone())
+        } else {
+            let (sender, receiver) = std::sync::mpsc::channel::<WriterMessage>();
+            let refused_dir = dir.to_path_buf();
+            let thread = std::thread::Builder::new()
+                .name("cairn-read-only".to_string())
+                .spawn(move || {
+                    for WriterMessage::Write(_, reply) in receiver {
+                        reply(Err(StoreError::ReadOnly {
+                            dir: refused_dir.clone(),
+                        }));
+                    }
+                })
+                .map_err(|e| StoreError::io("spawning the read-only writer thread", e))?;
+            (sender, thread)
+        };
+        Ok(Store {
             shared: Arc::new(Shared {
                 env: Some(env),
                 tables,
@@ -508,7 +606,7 @@ impl Store {
                 writer_thread: Mutex::new(Some(thread)),
                 commit_hook,
             }),
-        }
+        })
     }
 
     /// Format version, service id and creation time.
@@ -531,6 +629,12 @@ impl Store {
             .env
             .as_ref()
             .expect("the env lives until Shared drops")
+    }
+
+    /// How many handles (clones, snapshots) of this store are alive, this one included.
+    /// A restore waits for this to drop to one before it closes the environment.
+    pub fn handles(&self) -> usize {
+        Arc::strong_count(&self.shared)
     }
 
     /// Opens a read transaction: a consistent view of everything at this instant. Keep
@@ -582,8 +686,8 @@ impl heed::OnCommit for OwnedMeta {
 
 /// A read transaction over the whole store.
 pub struct Snapshot {
-    txn: RoTxn<'static, WithoutTls>,
-    tables: Tables,
+    pub(crate) txn: RoTxn<'static, WithoutTls>,
+    pub(crate) tables: Tables,
     // Keeps the environment open for as long as the transaction lives.
     _store: Store,
 }
@@ -628,6 +732,17 @@ impl Snapshot {
             .get(&self.txn, token_hash)?
             .map(SessionRecord::decode)
             .transpose()
+    }
+
+    /// The change-log epoch: it changes when a restore replaces the data, so that a
+    /// cursor (a seq) taken before can be told apart from one taken after.
+    pub fn epoch(&self) -> Result<u64> {
+        Ok(self
+            .tables
+            .meta
+            .get(&self.txn, meta_key::EPOCH)?
+            .and_then(|b| b.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
     }
 
     /// One job, or `None`.

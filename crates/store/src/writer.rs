@@ -108,6 +108,13 @@ pub enum Write {
     FailInterruptedJobs {
         now_ms: u64,
     },
+    /// Replaces the whole job history (a restore carries the history over); the next
+    /// job id follows the largest one given.
+    ReplaceJobs {
+        records: Vec<JobRecord>,
+    },
+    /// Draws a new epoch: change-log cursors of the earlier one are refused from now on.
+    NewEpoch,
 }
 
 /// What a successful write reports.
@@ -133,6 +140,9 @@ pub enum Written {
     JobSaved,
     /// How many jobs were marked failed.
     JobsFailed(u64),
+    JobsReplaced,
+    /// The new epoch.
+    Epoch(u64),
 }
 
 /// What one commit changed in a database, told to the commit hook.
@@ -154,8 +164,16 @@ pub(crate) enum WriterMessage {
     Write(Write, Reply),
 }
 
-/// The commit hook slot, shared by the store (which sets it) and the writer thread.
-pub(crate) type HookSlot = Arc<RwLock<Option<CommitHook>>>;
+/// What the writer tells the rest of the process after commits: the commit hook (set
+/// by the store's owner) and a counter of commits that changed users.
+#[derive(Default)]
+pub(crate) struct Signals {
+    pub hook: RwLock<Option<CommitHook>>,
+    pub users_generation: std::sync::atomic::AtomicU64,
+}
+
+/// The signals, shared by the store and the writer thread.
+pub(crate) type HookSlot = Arc<Signals>;
 
 pub(crate) fn spawn(
     env: Env<WithoutTls>,
@@ -216,10 +234,17 @@ fn run(
             Err(error) => vec![Err(error)],
         };
         if !commits.is_empty() {
-            let hook = hook.read().map(|h| h.clone()).unwrap_or(None);
+            let hook = hook.hook.read().map(|h| h.clone()).unwrap_or(None);
             if let Some(hook) = hook {
                 hook(&commits);
             }
+        }
+        let users_changed = outcomes
+            .iter()
+            .any(|o| matches!(o, Ok(Written::UserSaved | Written::UserDeleted)));
+        if users_changed {
+            hook.users_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
         let answered: Vec<(Reply, Result<Written>)> = group
             .drain(..)
@@ -505,6 +530,36 @@ impl GroupTxn<'_> {
                     .jobs
                     .put(&mut self.wtxn, &key, &record.encode())?;
                 Ok(Written::JobSaved)
+            }
+            Write::ReplaceJobs { records } => {
+                self.tables.jobs.clear(&mut self.wtxn)?;
+                for record in records {
+                    self.tables.jobs.put(
+                        &mut self.wtxn,
+                        &record.id.to_be_bytes(),
+                        &record.encode(),
+                    )?;
+                }
+                let next = records.iter().map(|r| r.id).max().unwrap_or(0) + 1;
+                let stored_next = match self.tables.meta.get(&self.wtxn, meta_key::NEXT_JOB_ID)? {
+                    Some(bytes) if bytes.len() == 8 => {
+                        u64::from_be_bytes(bytes.try_into().expect("8 bytes"))
+                    }
+                    _ => 1,
+                };
+                self.tables.meta.put(
+                    &mut self.wtxn,
+                    meta_key::NEXT_JOB_ID,
+                    &next.max(stored_next).to_be_bytes(),
+                )?;
+                Ok(Written::JobsReplaced)
+            }
+            Write::NewEpoch => {
+                let epoch = crate::store::random_epoch()?;
+                self.tables
+                    .meta
+                    .put(&mut self.wtxn, meta_key::EPOCH, &epoch.to_be_bytes())?;
+                Ok(Written::Epoch(epoch))
             }
             Write::FailInterruptedJobs { now_ms } => {
                 let mut interrupted = Vec::new();
@@ -815,7 +870,9 @@ fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
         | Write::PurgeSessions { .. }
         | Write::CreateJob { .. }
         | Write::SaveJob { .. }
-        | Write::FailInterruptedJobs { .. } => Ok(()),
+        | Write::FailInterruptedJobs { .. }
+        | Write::ReplaceJobs { .. }
+        | Write::NewEpoch => Ok(()),
     }
 }
 
@@ -923,8 +980,18 @@ impl Store {
         *self
             .shared
             .commit_hook
+            .hook
             .write()
             .expect("the commit hook lock is never poisoned") = Some(hook);
+    }
+
+    /// A number that changes after every commit that saved or deleted a user (before
+    /// its callers are answered): a cached user record older than it must be read again.
+    pub fn users_generation(&self) -> u64 {
+        self.shared
+            .commit_hook
+            .users_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Applies age-based retention to every database; returns the entries removed.

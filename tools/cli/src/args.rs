@@ -182,6 +182,84 @@ text output prints changes only, then the end. The feed ends (exit status 0) whe
     /// Manage users, their passwords and their grants.
     #[command(subcommand)]
     User(UserCommand),
+    /// Start, list and delete backups (live, compacted, verified copies).
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Restore the service's data from one of its backups.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+    /// List, show, wait for and cancel background jobs (backups, restores).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Start a backup job into the service's backup directory; prints the job.
+    #[command(after_help = "\
+Examples:
+  cairn --dir ./data backup start                    # named after the UTC time
+  cairn --dir ./data backup start --name before-upgrade --wait")]
+    Start {
+        /// The backup's name (default: the UTC time, e.g. 20261121T030000Z).
+        #[arg(long)]
+        name: Option<String>,
+        /// Wait for the job to end, with a progress bar (as `jobs wait`).
+        #[arg(long)]
+        wait: bool,
+    },
+    /// List the complete backups, newest first.
+    List,
+    /// Delete a backup.
+    Delete {
+        /// The backup's name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RestoreCommand {
+    /// Start a restore job from a backup of the service's own backup directory.
+    #[command(after_help = "\
+While the restore runs, non-admin callers are told the service is DOWN (restore in
+progress) and live change feeds end; afterwards readers must resynchronise.")]
+    Start {
+        /// The backup's name (see `backup list`).
+        name: String,
+        /// Wait for the job to end, with a progress bar (as `jobs wait`).
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    List {
+        /// Only jobs of this type: BACKUP, RESTORE or RESYNC.
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only jobs in this status: QUEUED, STARTED, IN_PROGRESS, COMPLETED, FAILED or
+        /// CANCELED.
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Show one job.
+    Show {
+        /// The job's id.
+        id: u64,
+    },
+    /// Wait until a job ends, with a progress bar on a terminal; exits 1 unless it
+    /// COMPLETED.
+    Wait {
+        /// The job's id.
+        id: u64,
+    },
+    /// Ask a running job to stop (a canceled backup leaves nothing behind).
+    Cancel {
+        /// The job's id.
+        id: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +332,10 @@ pub struct ChangesOptions {
     /// normal: what is there now; longpoll: wait for a change; continuous: follow changes.
     #[arg(long, value_enum, default_value_t = Feed::Normal)]
     pub feed: Feed,
+    /// The epoch of --since (from an earlier result): refused with resync_required if a
+    /// restore replaced the data since.
+    #[arg(long, value_name = "E")]
+    pub epoch: Option<u64>,
     /// longpoll: wait at most S seconds (service default 30); continuous: stop after S
     /// seconds.
     #[arg(long, value_name = "S", value_parser = parse_seconds)]

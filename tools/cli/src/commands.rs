@@ -76,6 +76,9 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Changes(options) => changes(&target, &out, options).await?,
         Command::User(command) => user(&target, &out, command).await?,
+        Command::Backup(command) => crate::jobs::backup(&target, &out, command).await?,
+        Command::Restore(command) => crate::jobs::restore(&target, &out, command).await?,
+        Command::Jobs(command) => crate::jobs::jobs(&target, &out, command).await?,
     }
     Ok(())
 }
@@ -196,6 +199,7 @@ async fn changes(target: &Target, out: &Output, options: ChangesOptions) -> Resu
         feed: Some(options.feed.as_str().to_string()),
         timeout_ms: options.timeout.filter(|_| !continuous).map(millis),
         heartbeat_ms: options.heartbeat.map(millis),
+        epoch: options.epoch,
     };
     let client = target.connect().await?;
     if continuous {

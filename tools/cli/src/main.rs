@@ -8,6 +8,7 @@ mod args;
 mod commands;
 mod connect;
 mod input;
+mod jobs;
 mod json;
 mod output;
 

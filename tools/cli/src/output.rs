@@ -136,6 +136,7 @@ impl<'a> ScanJson<'a> {
 pub struct ChangesJson<'a> {
     changes: Vec<ChangeJson<'a>>,
     last_seq: u64,
+    epoch: u64,
 }
 
 impl<'a> ChangesJson<'a> {
@@ -143,6 +144,7 @@ impl<'a> ChangesJson<'a> {
         ChangesJson {
             changes: page.changes.iter().map(ChangeJson::new).collect(),
             last_seq: page.last_seq,
+            epoch: page.epoch,
         }
     }
 }
@@ -332,7 +334,7 @@ fn fields(pairs: &[(&str, String)]) -> String {
 }
 
 /// Rows under a header, columns padded to their widest cell.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
@@ -354,7 +356,7 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
 }
 
 /// Milliseconds since the epoch as an RFC 3339 UTC time, to the second.
-fn utc(ms: u64) -> String {
+pub fn utc(ms: u64) -> String {
     let nanos = i128::from(ms) * 1_000_000;
     match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
         Ok(t) => format!(
@@ -371,7 +373,7 @@ fn utc(ms: u64) -> String {
 }
 
 /// A byte count for people: bytes, or KiB, MiB, GiB, TiB with one decimal.
-fn bytes(n: u64) -> String {
+pub fn bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
         return format!("{n} B");

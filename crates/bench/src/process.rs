@@ -1,0 +1,167 @@
+//! The measured service: a real `cairn-service` child process (the binary beside this
+//! one, built with cargo when missing) on a working directory, with a TLS listener on a
+//! free loopback port and its default settings: no `CAIRN_*` variable nor `RUST_LOG` of
+//! this process reaches it. Its log goes to a file; it is ready once it prints its
+//! `connect:` line, and it is stopped with SIGTERM, bounded in time throughout.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rustix::process::{kill_process, Pid, Signal};
+
+/// The longest the service may take to print its `connect:` line.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest the service may take to exit after SIGTERM.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The package and name of the service's binary.
+const PACKAGE: &str = "cairn-server";
+const BINARY: &str = "cairn-service";
+
+/// The `cairn-service` binary of this build's profile (`target/release/cairn-service`
+/// for a release build of the bench), built with cargo if it is missing. An existing
+/// binary is used as it is: rebuild it after changing the service.
+pub fn service_binary() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the cairn-bench binary")?;
+    let profile_dir = exe.parent().context("locating the target directory")?;
+    let path = profile_dir.join(BINARY);
+    if path.exists() {
+        return Ok(path);
+    }
+    eprintln!("building {BINARY}: {} is missing", path.display());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", PACKAGE, "--bin", BINARY]);
+    if profile_dir.file_name().and_then(|name| name.to_str()) == Some("release") {
+        build.arg("--release");
+    }
+    let status = build.status().context("running cargo build")?;
+    if !status.success() || !path.exists() {
+        bail!("cannot build {BINARY}: run cargo build --release -p {PACKAGE} --bin {BINARY}");
+    }
+    Ok(path)
+}
+
+/// A running `cairn-service`, killed if dropped without [`ServiceProcess::stop`].
+pub struct ServiceProcess {
+    child: Child,
+    /// `127.0.0.1:PORT` of its TLS listener.
+    pub tls_address: String,
+    log: PathBuf,
+}
+
+impl ServiceProcess {
+    /// Starts `binary` on the working directory `dir` (created on a first start) with
+    /// its log appended to `log`, and waits until it is ready.
+    pub fn start(binary: &Path, dir: &Path, log: &Path) -> Result<ServiceProcess> {
+        let log_file = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let mut command = Command::new(binary);
+        command
+            .arg(dir)
+            .args(["--listen", "ssl://127.0.0.1:0"])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CAIRN_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, lines) = mpsc::channel();
+        // Reads until the service exits, so that it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let mut service = ServiceProcess {
+            child,
+            tls_address: String::new(),
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let line = match lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => line,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    bail!(
+                        "{BINARY} was not ready within {START_TIMEOUT:?}{}",
+                        service.log_tail()
+                    )
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let status = service.child.wait()?;
+                    bail!(
+                        "{BINARY} exited with {status} before it was ready{}",
+                        service.log_tail()
+                    )
+                }
+            };
+            if let Some(url) = line.strip_prefix("listening on ssl://") {
+                service.tls_address = url.split('/').next().unwrap_or(url).to_string();
+            }
+            if line.starts_with("connect:") {
+                break;
+            }
+        }
+        if service.tls_address.is_empty() {
+            bail!("{BINARY} reported no TLS listener{}", service.log_tail());
+        }
+        Ok(service)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for a successful exit.
+    pub fn stop(mut self) -> Result<()> {
+        kill_process(Pid::from_child(&self.child), Signal::TERM)
+            .with_context(|| format!("sending SIGTERM to {BINARY}"))?;
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if !status.success() {
+                    bail!("{BINARY} exited with {status}{}", self.log_tail());
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{BINARY} did not exit within {STOP_TIMEOUT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The end of the service's log, to explain a failure.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+        format!(" (log {}):\n{tail}", self.log.display())
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The measured side of the `service` comparison: workloads run with `cairn-client` over
+//! TLS on loopback, authenticated as `root` by the user certificate the service created
+//! in `DIR/certs`, on one database `bench`. Concurrent callers are tokio tasks that each
+//! make one call at a time, as an application's request handlers would; they share a
+//! few connections (a `Client` pipelines the calls of all its clones), and every get
+//! checks the value it read.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use cairn_client::methods::{name, to_value, BatchOp, Doc, GetArgs, RetentionArgs};
+use cairn_client::{Client, ClientUrl, ConnectOptions};
+use cairn_proto::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rmpv::Value;
+
+use crate::data::{Dataset, VALUE_POOL};
+use crate::measure::Run;
+
+/// Name of the database every workload uses.
+const DATABASE: &str = "bench";
+
+/// A call id of the size most calls of a run have (a msgpack uint32), for frame sizes.
+const TYPICAL_CALL_ID: u64 = 1 << 20;
+
+/// The values of a [`Dataset`] as the client sends them: key `i`'s value is
+/// `values.of(i)`.
+pub struct Values(Vec<Value>);
+
+impl Values {
+    pub fn decode(data: &Dataset) -> Result<Values> {
+        (0..VALUE_POOL)
+            .map(|index| {
+                rmpv::decode::read_value(&mut data.value(index)).context("decoding a value")
+            })
+            .collect::<Result<_>>()
+            .map(Values)
+    }
+
+    pub fn of(&self, index: usize) -> &Value {
+        &self.0[index % self.0.len()]
+    }
+}
+
+/// Connects to the service of the working directory `dir` at `address` (`host:port`)
+/// as `root`, with the certificates of `DIR/certs`.
+pub async fn connect(dir: &Path, address: &str) -> Result<Client> {
+    let url: ClientUrl = format!("ssl://root@{address}/?hostname=localhost").parse()?;
+    Client::connect(&url, &ConnectOptions::for_working_dir(dir))
+        .await
+        .with_context(|| format!("connecting to the service at {address}"))
+}
+
+/// `count` connections to the service.
+pub async fn connect_many(dir: &Path, address: &str, count: usize) -> Result<Vec<Client>> {
+    let mut clients = Vec::with_capacity(count);
+    for _ in 0..count {
+        clients.push(connect(dir, address).await?);
+    }
+    Ok(clients)
+}
+
+/// Creates the database the workloads use.
+pub async fn create_database(client: &Client) -> Result<()> {
+    client
+        .db_create(DATABASE, RetentionArgs::default())
+        .await
+        .context("creating the database")?;
+    Ok(())
+}
+
+/// Puts every key of `data`, one `batch` call of `per_batch` puts at a time.
+pub async fn load(
+    client: &Client,
+    data: &Dataset,
+    values: &Values,
+    per_batch: usize,
+) -> Result<Run> {
+    let start = Instant::now();
+    for (chunk_index, chunk) in data.keys.chunks(per_batch).enumerate() {
+        let ops = chunk
+            .iter()
+            .enumerate()
+            .map(|(offset, key)| BatchOp {
+                op: "put".to_string(),
+                key: Value::from(key.as_str()),
+                value: Some(values.of(chunk_index * per_batch + offset).clone()),
+                rev: None,
+            })
+            .collect();
+        client.batch(DATABASE, ops).await?;
+    }
+    Ok(Run {
+        ops: data.keys.len() as u64,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// `callers` tasks, spread over `clients`, each calling `step` with a random number, one
+/// call at a time, until `duration` has passed; counts the calls.
+async fn callers_for<F, Fut>(
+    clients: &[Client],
+    callers: usize,
+    duration: Duration,
+    step: F,
+) -> Result<Run>
+where
+    F: Fn(Client, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..callers)
+        .map(|caller| {
+            let client = clients[caller % clients.len()].clone();
+            let step = step.clone();
+            tokio::spawn(async move {
+                let mut rng = StdRng::seed_from_u64(caller as u64);
+                let mut calls = 0;
+                while Instant::now() < deadline {
+                    step(client.clone(), rng.random()).await?;
+                    calls += 1;
+                }
+                anyhow::Ok(calls)
+            })
+        })
+        .collect();
+    let mut ops = 0;
+    for task in tasks {
+        ops += task.await??;
+    }
+    Ok(Run {
+        ops,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Gets random keys of `data` from `callers` tasks spread over `clients`.
+pub async fn get_for(
+    clients: &[Client],
+    callers: usize,
+    duration: Duration,
+    data: Arc<Dataset>,
+    values: Arc<Values>,
+) -> Result<Run> {
+    callers_for(clients, callers, duration, move |client, random| {
+        let data = data.clone();
+        let values = values.clone();
+        async move {
+            let index = (random % data.keys.len() as u64) as usize;
+            get_checked(&client, &data, &values, index).await
+        }
+    })
+    .await
+}
+
+/// Gets key `index` and checks its value.
+async fn get_checked(client: &Client, data: &Dataset, values: &Values, index: usize) -> Result<()> {
+    let key = &data.keys[index];
+    let doc = client.get(DATABASE, key).await?;
+    ensure!(
+        doc.value == *values.of(index),
+        "the service returned a wrong value for {key:?}"
+    );
+    Ok(())
+}
+
+/// Puts random new 16-byte keys with values of `values` from `callers` tasks spread over
+/// `clients`; each put is answered once durable.
+pub async fn put_for(
+    clients: &[Client],
+    callers: usize,
+    duration: Duration,
+    values: Arc<Values>,
+) -> Result<Run> {
+    callers_for(clients, callers, duration, move |client, random| {
+        let value = values.of(random as usize).clone();
+        async move {
+            client
+                .put(DATABASE, &format!("{random:016x}"), value, None)
+                .await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// The round-trip time of each get of random keys, one call at a time on `client`,
+/// until `duration` has passed.
+pub async fn get_latencies(
+    client: &Client,
+    data: &Dataset,
+    values: &Values,
+    duration: Duration,
+    rng: &mut StdRng,
+) -> Result<Vec<Duration>> {
+    let start = Instant::now();
+    let mut samples = Vec::new();
+    while start.elapsed() < duration {
+        let index = rng.random_range(0..data.keys.len());
+        let call = Instant::now();
+        get_checked(client, data, values, index).await?;
+        samples.push(call.elapsed());
+    }
+    Ok(samples)
+}
+
+/// The body sizes of a get's call and of its answer for `key` and `value`, as the
+/// client and the service encode them.
+pub fn get_body_sizes(key: &str, value: &Value) -> (usize, usize) {
+    let call = Message::Call {
+        id: TYPICAL_CALL_ID,
+        method: name::GET.to_string(),
+        args: to_value(&GetArgs {
+            db: DATABASE.to_string(),
+            key: Value::from(key),
+        }),
+    };
+    let answer = Message::Result {
+        id: TYPICAL_CALL_ID,
+        value: to_value(&Doc {
+            key: key.to_string(),
+            rev: 1,
+            value: value.clone(),
+        }),
+    };
+    (call.encode().len(), answer.encode().len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{KEY_BYTES, VALUE_BYTES};
+
+    #[test]
+    fn values_are_the_datasets_decoded() {
+        let data = Dataset::generate(10, &mut StdRng::seed_from_u64(3));
+        let values = Values::decode(&data).unwrap();
+        for index in [0, 1, 9, VALUE_POOL + 1] {
+            let mut encoded = Vec::new();
+            rmpv::encode::write_value(&mut encoded, values.of(index)).unwrap();
+            assert_eq!(encoded, data.value(index));
+        }
+    }
+
+    #[test]
+    fn get_frames_hold_the_key_and_the_value() {
+        let data = Dataset::generate(1, &mut StdRng::seed_from_u64(4));
+        let values = Values::decode(&data).unwrap();
+        let (call, answer) = get_body_sizes(&data.keys[0], values.of(0));
+        assert!(call > KEY_BYTES && call < KEY_BYTES + 64, "{call}");
+        assert!(
+            answer > KEY_BYTES + VALUE_BYTES && answer < KEY_BYTES + VALUE_BYTES + 64,
+            "{answer}"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! The live restore: stage the backup beside the working directory (verified, fsync'd)
+//! while the service still serves admins, then take the service down for non-admins,
+//! end live change feeds, wait until no call holds the store, close it, swap the
+//! environment directory for the backup's in two renames, reopen, carry the job history
+//! over, draw a new change-log epoch, and come back. Any failure puts the old
+//! environment back in place and reopens it.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cairn_store::{backup, JobRecord, Store, StoreError, Write, STORE_DIR};
+
+use crate::handlers::{now_ms, write};
+use crate::jobs::{restore_drain, store_options, timestamp_name};
+use crate::shared::Shared;
+
+fn failure(reason: impl Into<String>) -> StoreError {
+    StoreError::InvalidArgument {
+        reason: reason.into(),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::io("a restore step", std::io::Error::other(e.to_string())))?
+}
+
+fn fsync_dir(path: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(path)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|e| StoreError::io(format!("syncing {}", path.display()), e))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
+    std::fs::rename(from, to).map_err(|e| {
+        StoreError::io(
+            format!("renaming {} to {}", from.display(), to.display()),
+            e,
+        )
+    })
+}
+
+/// Runs the restore of `backup` for the job `job` (its record is kept up to date by the
+/// caller). Returns where the data came from.
+pub async fn run(
+    shared: &Arc<Shared>,
+    job: &mut JobRecord,
+    backup: PathBuf,
+    cancel: Arc<AtomicBool>,
+) -> Result<Option<String>, StoreError> {
+    let dir = shared.dir.clone();
+    job.progress_message = "verifying and staging the backup".to_string();
+    let (from, to) = (backup.clone(), dir.clone());
+    let staged = blocking(move || backup::stage_restore(&from, &to)).await?;
+    if cancel.load(Ordering::SeqCst) {
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(StoreError::Canceled);
+    }
+
+    tracing::warn!(backup = %backup.display(), "restore: the service is DOWN for non-admins");
+    shared.set_restoring(true);
+    shared.end_feeds();
+    let outcome = swap_in(shared, job, &staged).await;
+    let _ = std::fs::remove_dir_all(&staged);
+    shared.set_restoring(false);
+    tracing::warn!(ok = outcome.is_ok(), "restore: the service is back");
+    outcome.map(|_| Some(backup.display().to_string()))
+}
+
+/// Closes the store, swaps the environment directory, reopens. On failure the old
+/// environment is back and open.
+async fn swap_in(
+    shared: &Arc<Shared>,
+    job: &mut JobRecord,
+    staged: &Path,
+) -> Result<(), StoreError> {
+    let old = shared.store().map_err(|e| failure(e.message))?;
+    let history = old.snapshot()?.jobs()?;
+    drop(old);
+    let Some(old) = shared.take_store() else {
+        return Err(failure("the store is already closed"));
+    };
+    let deadline = Instant::now() + restore_drain();
+    while old.handles() > 1 {
+        if Instant::now() > deadline {
+            shared.put_store(old);
+            return Err(failure(
+                "calls in flight still use the store after 30 s: try again when the service is quieter",
+            ));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    blocking(move || {
+        drop(old);
+        Ok(())
+    })
+    .await?;
+
+    let dir = shared.dir.clone();
+    let live = dir.join(STORE_DIR);
+    let replaced = dir
+        .join(crate::TMP_DIR)
+        .join(format!("store.replaced-{}", timestamp_name(now_ms())));
+    let incoming = staged.join(STORE_DIR);
+    let swap = {
+        let (live, replaced, dir) = (live.clone(), replaced.clone(), dir.clone());
+        blocking(move || {
+            rename(&live, &replaced)?;
+            if let Err(error) = rename(&incoming, &live) {
+                rename(&replaced, &live)?;
+                return Err(error);
+            }
+            fsync_dir(&dir)?;
+            fsync_dir(replaced.parent().unwrap_or(&dir))
+        })
+        .await
+    };
+    let options = store_options(shared);
+    let reopened = match swap {
+        Ok(()) => {
+            let (dir, options) = (dir.clone(), options.clone());
+            blocking(move || Store::open(&dir, options)).await
+        }
+        Err(error) => Err(error),
+    };
+    let store = match reopened {
+        Ok(store) => store,
+        Err(error) => {
+            tracing::error!(%error, "restore failed: putting the old environment back");
+            let back = {
+                let (live, replaced, dir) = (live.clone(), replaced.clone(), dir.clone());
+                blocking(move || {
+                    if replaced.exists() {
+                        let failed = live.with_file_name("store.failed-restore");
+                        if live.exists() {
+                            let _ = std::fs::remove_dir_all(&failed);
+                            rename(&live, &failed)?;
+                            let _ = std::fs::remove_dir_all(&failed);
+                        }
+                        rename(&replaced, &live)?;
+                        fsync_dir(&dir)?;
+                    }
+                    Store::open(&dir, options)
+                })
+                .await
+            };
+            match back {
+                Ok(store) => shared.put_store(store),
+                Err(fatal) => {
+                    tracing::error!(%fatal, "the old environment does not reopen: the service cannot serve until restarted")
+                }
+            }
+            return Err(error);
+        }
+    };
+    // The job history is the service's, not the data's: carry it over, with this job.
+    let mut records = history;
+    records.retain(|r| r.id != job.id);
+    records.push(job.clone());
+    let wire = |e: cairn_proto::WireError| failure(e.message);
+    write(&store, Write::ReplaceJobs { records })
+        .await
+        .map_err(wire)?;
+    write(&store, Write::NewEpoch).await.map_err(wire)?;
+    shared.put_store(store);
+    Ok(())
+}

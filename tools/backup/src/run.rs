@@ -1,0 +1,97 @@
+//! The three operations of `cairn-backup`: a backup of a working directory (opened
+//! read-only, so it works beside a running service and never writes to it), the
+//! verification of a backup, and an offline restore. Store errors get a last word on
+//! what to do next where the store's own message does not say it.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Result};
+use cairn_store::backup::{create_backup, restore_backup_with, verify_backup_with, BackupControl};
+use cairn_store::{Store, StoreError, StoreOptions};
+
+use crate::args::{Action, Output};
+use crate::output;
+use crate::progress::Bar;
+
+/// Does `action`, printing its summary in `output` form.
+pub fn run(action: Action, output: Output, control: BackupControl) -> Result<()> {
+    let bar = Bar::new();
+    let control = bar.attach(control);
+    let outcome = match action {
+        Action::Backup { src, dst } => backup(&src, &dst, output, &control, &bar),
+        Action::Verify { dir } => verify(&dir, output, &control, &bar),
+        Action::Restore {
+            backup,
+            dir,
+            keep_replaced,
+        } => restore(&backup, &dir, keep_replaced, output, &control, &bar),
+    };
+    bar.clear();
+    outcome
+}
+
+fn backup(
+    src: &Path,
+    dst: &Path,
+    output: Output,
+    control: &BackupControl,
+    bar: &Bar,
+) -> Result<()> {
+    let store = Store::open_read_only(src, StoreOptions::default()).map_err(|error| {
+        if let StoreError::NoStore { .. } = error {
+            return anyhow!(
+                "{} holds no cairn store (no store/data.mdb): name the working directory of a service",
+                src.display()
+            );
+        }
+        explain(error).context(format!("opening {} to read it", src.display()))
+    })?;
+    let summary = create_backup(&store, src, dst, control).map_err(explain)?;
+    bar.clear();
+    output::backup(output, &summary);
+    Ok(())
+}
+
+fn verify(dir: &Path, output: Output, control: &BackupControl, bar: &Bar) -> Result<()> {
+    let started = Instant::now();
+    let report = verify_backup_with(dir, control).map_err(explain)?;
+    bar.clear();
+    output::verify(output, &report, started.elapsed());
+    if !report.is_ok() {
+        bail!(
+            "{} does not verify (the problems are listed above): do not restore it; make a new backup",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn restore(
+    backup: &Path,
+    dir: &Path,
+    keep_replaced: bool,
+    output: Output,
+    control: &BackupControl,
+    bar: &Bar,
+) -> Result<()> {
+    let summary = restore_backup_with(backup, dir, keep_replaced, control).map_err(explain)?;
+    bar.clear();
+    output::restore(output, &summary);
+    Ok(())
+}
+
+/// The store's error, with what to do next where its message does not say it.
+fn explain(error: StoreError) -> anyhow::Error {
+    let hint = match &error {
+        StoreError::DirectoryInUse { .. } => {
+            "stop the service on it first (a running service restores through its own restore job)"
+        }
+        StoreError::Canceled => "interrupted; nothing was left behind",
+        StoreError::BackupInvalid { .. } => {
+            "the backup is damaged: check it with cairn-backup --verify and use another one"
+        }
+        _ => return anyhow::Error::new(error),
+    };
+    anyhow!("{error}: {hint}")
+}
