@@ -191,3 +191,178 @@ fn one_backup_at_a_time_cancel_and_interrupted_jobs() {
     );
     service.stop().unwrap();
 }
+
+#[test]
+fn non_admins_see_down_during_a_restore_and_the_service_comes_back() {
+    use cairn_tests::raw::{field, map, RawConnection};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(&scratch.path().join("data"), &[]).unwrap();
+    let cli = Endpoint::unix(&service);
+    cli.run(&["db", "create", "big"]).ok();
+    load(&cli, "big", "doc", 8);
+    cli.run_with_stdin(&["user", "add", "reader", "--password-stdin"], "pw\n")
+        .ok();
+    cli.run(&["user", "grant", "reader", "big", "read"]).ok();
+    cli.run(&["backup", "start", "--name", "b1", "--wait"]).ok();
+
+    let mut reader = RawConnection::tls(&service.tls_address, &service.dir.join("certs")).unwrap();
+    reader
+        .call(
+            "login",
+            map(&[("user", "reader".into()), ("password", "pw".into())]),
+        )
+        .unwrap();
+    let seen = Arc::new(Mutex::new((0usize, 0usize, 0usize))); // (ok, unavailable, status DOWN)
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let get = map(&[("db", "big".into()), ("key", "doc0-000000".into())]);
+            while !stop.load(Ordering::Relaxed) {
+                let answer = reader.call("get", get.clone());
+                let status = reader.call("status", rmpv::Value::Nil).unwrap();
+                let mut seen = seen.lock().unwrap();
+                match answer {
+                    Ok(_) => seen.0 += 1,
+                    Err(e)
+                        if e.to_string()
+                            .contains("unavailable (503): restore in progress") =>
+                    {
+                        seen.1 += 1
+                    }
+                    Err(e) => panic!("unexpected answer during a restore: {e}"),
+                }
+                if field(&status, "status").and_then(|s| s.as_str()) == Some("DOWN") {
+                    seen.2 += 1;
+                }
+                drop(seen);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            // After the restore the same connection is served again.
+            reader.call("get", get).unwrap();
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let restored = cli
+        .run(&["-o", "json", "restore", "start", "b1", "--wait"])
+        .ok()
+        .json();
+    assert_eq!(restored["status"], "COMPLETED");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    poller.join().unwrap();
+    let (ok, unavailable, down) = *seen.lock().unwrap();
+    assert!(ok > 0, "reads worked before and after");
+    assert!(
+        unavailable > 0,
+        "a non-admin read during the restore got 503"
+    );
+    assert!(down > 0, "status said DOWN during the restore");
+    let status = cli.run(&["-o", "json", "status"]).ok().json();
+    assert_eq!(status["status"], "READ_WRITE");
+    service.stop().unwrap();
+}
+
+#[test]
+fn scheduled_backups_keep_the_newest_two() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("cairn.toml"),
+        "[backup]\nschedule = \"*/2 * * * * *\"\nkeep = 2\n",
+    )
+    .unwrap();
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let cli = Endpoint::unix(&service);
+    cli.run(&["db", "create", "notes"]).ok();
+    cli.run(&["put", "notes", "k", "1"]).ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let done = cli
+            .run(&[
+                "-o",
+                "json",
+                "jobs",
+                "list",
+                "--type",
+                "BACKUP",
+                "--status",
+                "COMPLETED",
+            ])
+            .ok()
+            .json();
+        let done = done.as_array().unwrap();
+        if done.len() >= 3 {
+            assert!(done.iter().all(|j| j["started_by"] == "scheduler"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "three scheduled backups within 40 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    // Each completed scheduled job pruned before it completed: two are left.
+    let list = cli.run(&["-o", "json", "backup", "list"]).ok().json();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.len(),
+        2,
+        "keep = 2 leaves two scheduled backups: {names:?}"
+    );
+    assert!(names.iter().all(|n| n.starts_with("scheduled-")));
+    assert!(names[0] > names[1], "the newest first: {names:?}");
+    service.stop().unwrap();
+}
+
+#[test]
+fn a_backup_job_on_a_full_file_system_fails_clearly_and_the_service_serves_on() {
+    let scratch = tempfile::tempdir().unwrap();
+    let small = scratch.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs needs root, as CI has");
+    let dir = scratch.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("cairn.toml"),
+        format!("[backup]\ndir = {:?}\n", small.display().to_string()),
+    )
+    .unwrap();
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let cli = Endpoint::unix(&service);
+    cli.run(&["db", "create", "big"]).ok();
+    load(&cli, "big", "doc", 2);
+
+    let failed = cli.run(&["-o", "json", "backup", "start", "--name", "b1", "--wait"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let job: Value = serde_json::from_str(failed.stdout.trim()).unwrap();
+    assert_eq!(job["status"], "FAILED");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("bytes") && message.contains("available"),
+        "{message}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&small).unwrap().count(),
+        0,
+        "nothing left behind"
+    );
+    cli.run(&["put", "big", "after", "1"]).ok();
+    assert_eq!(cli.value("big", "after"), Value::from(1));
+    service.stop().unwrap();
+    let _ = std::process::Command::new("umount").arg(&small).status();
+}

@@ -39,6 +39,10 @@ pub struct Settings {
     pub cert_dir: Option<PathBuf>,
     /// Where backup jobs write (`[backup] dir`); `None`: `DIR/backups`.
     pub backup_dir: Option<PathBuf>,
+    /// When to start backups by themselves (`[backup] schedule`, cron, UTC).
+    pub backup_schedule: Option<String>,
+    /// How many scheduled backups to keep (`[backup] keep`); `None`: all.
+    pub backup_keep: Option<usize>,
 }
 
 impl Default for Settings {
@@ -58,6 +62,8 @@ impl Default for Settings {
             root_password: None,
             cert_dir: None,
             backup_dir: None,
+            backup_schedule: None,
+            backup_keep: None,
         }
     }
 }
@@ -81,6 +87,8 @@ struct SettingsFile {
 #[serde(deny_unknown_fields)]
 struct BackupSection {
     dir: Option<PathBuf>,
+    schedule: Option<String>,
+    keep: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -181,6 +189,14 @@ impl Settings {
         if let Some(dir) = file.backup.dir {
             self.backup_dir = Some(dir);
         }
+        if let Some(schedule) = file.backup.schedule {
+            crate::schedule::check(&schedule).map_err(|reason| ServerError::Settings {
+                source_name: format!("{} [backup] schedule", path.display()),
+                reason,
+            })?;
+            self.backup_schedule = Some(schedule);
+        }
+        set(&mut self.backup_keep, file.backup.keep.map(Some));
         Ok(())
     }
 
@@ -245,6 +261,9 @@ impl Settings {
         }
         if self.session_ttl.is_zero() {
             return fail("session_ttl_secs must be at least 1");
+        }
+        if self.backup_keep == Some(0) {
+            return fail("[backup] keep must be at least 1 (leave it out to keep every backup)");
         }
         Ok(())
     }

@@ -383,9 +383,12 @@ impl Call {
         if crate::jobs::is_job_method(&self.method) {
             return crate::jobs::serve(self, args).await.map(Some);
         }
+        if self.method == name::STATUS {
+            // Answered even while a restore has the store closed.
+            return Ok(Some(to_value(&status(&self.shared))));
+        }
         let store = &self.shared.store()?;
         let value = match self.method.as_str() {
-            name::STATUS => to_value(&status(&self.shared)),
             name::DB_CREATE => {
                 self.need(Need::Admin)?;
                 let args: methods::DbCreateArgs = from_value(args)?;

@@ -182,37 +182,13 @@ pub async fn serve(call: &Call, args: Value) -> Result<Value, WireError> {
         name::BACKUP_START => {
             let args: methods::BackupStartArgs = from_value(args)?;
             let name = args.name.unwrap_or_else(|| timestamp_name(now_ms()));
-            let record = start_backup(shared, name, user).await?;
+            let record = start_backup(shared, name, user, None).await?;
             to_value(&job_to_wire(&record))
         }
-        name::BACKUP_LIST => {
-            let dir = shared.backup_dir.clone();
-            let list = tokio::task::spawn_blocking(move || list_backups(&dir))
-                .await
-                .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))??;
-            to_value(&list)
-        }
+        name::BACKUP_LIST => to_value(&list_backups_blocking(shared).await?),
         name::BACKUP_DELETE => {
             let args: methods::BackupNameArgs = from_value(args)?;
-            validate_backup_name(&args.name)?;
-            if let Some(job) = shared.jobs.using(&args.name) {
-                return Err(conflict(format!("job {job} uses backup {:?}", args.name)));
-            }
-            let path = shared.backup_dir.join(&args.name);
-            if !path.join(backup::MANIFEST_FILE).exists() {
-                return Err(WireError::new(
-                    ErrorCode::NotFound,
-                    format!(
-                        "no backup {:?} in {}",
-                        args.name,
-                        shared.backup_dir.display()
-                    ),
-                ));
-            }
-            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path))
-                .await
-                .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
-                .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?;
+            delete_backup(shared, &args.name).await?;
             tracing::warn!(backup = %args.name, by = %user, "backup deleted");
             Value::Nil
         }
@@ -300,6 +276,33 @@ fn find_job(shared: &Shared, id: u64) -> Result<JobRecord, WireError> {
         .and_then(|s| s.job(id))
         .map_err(store_error)?
         .ok_or_else(|| WireError::new(ErrorCode::NotFound, format!("no job {id}")))
+}
+
+/// The complete backups of the backup directory, newest first.
+pub async fn list_backups_blocking(shared: &Shared) -> Result<Vec<methods::BackupInfo>, WireError> {
+    let dir = shared.backup_dir.clone();
+    tokio::task::spawn_blocking(move || list_backups(&dir))
+        .await
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
+}
+
+/// Deletes the backup `name`, unless a running job uses it.
+pub async fn delete_backup(shared: &Shared, name: &str) -> Result<(), WireError> {
+    validate_backup_name(name)?;
+    if let Some(job) = shared.jobs.using(name) {
+        return Err(conflict(format!("job {job} uses backup {name:?}")));
+    }
+    let path = shared.backup_dir.join(name);
+    if !path.join(backup::MANIFEST_FILE).exists() {
+        return Err(WireError::new(
+            ErrorCode::NotFound,
+            format!("no backup {name:?} in {}", shared.backup_dir.display()),
+        ));
+    }
+    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(path))
+        .await
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
+        .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
 }
 
 fn list_backups(dir: &Path) -> Result<Vec<methods::BackupInfo>, WireError> {
@@ -479,11 +482,14 @@ async fn create_job(
     Ok((handle, cancel, slot))
 }
 
-/// Starts a backup job writing `BACKUP_DIR/name`.
+/// Starts a backup job writing `BACKUP_DIR/name`. With `keep`, once the backup is
+/// written the oldest scheduled backups beyond the newest `keep` are deleted, before the
+/// job is marked COMPLETED.
 pub async fn start_backup(
     shared: &Arc<Shared>,
     name: String,
     by: &str,
+    keep: Option<usize>,
 ) -> Result<JobRecord, WireError> {
     validate_backup_name(&name)?;
     let destination = shared.backup_dir.join(&name);
@@ -500,6 +506,9 @@ pub async fn start_backup(
     tasks.spawn(async move {
         job.set_status(JobStatus::Started).await;
         let outcome = run_backup(&shared, &mut job, destination, cancel).await;
+        if let (Ok(_), Some(keep)) = (&outcome, keep) {
+            crate::schedule::prune(&shared, keep).await;
+        }
         job.finish(outcome).await;
         drop(slot);
     });

@@ -12,6 +12,7 @@ mod handlers;
 mod jobs;
 mod listen;
 mod restore;
+mod schedule;
 mod service;
 mod shared;
 

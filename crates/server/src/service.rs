@@ -293,6 +293,15 @@ impl Service {
 
     /// Serves until the shutdown token is cancelled, then stops cleanly.
     pub async fn run(self) -> Result<(), ServerError> {
+        if let Some(schedule) = &self.shared.settings.backup_schedule {
+            let cron =
+                crate::schedule::parse(schedule).map_err(|reason| ServerError::Settings {
+                    source_name: "[backup] schedule".to_string(),
+                    reason,
+                })?;
+            tracing::info!(%schedule, keep = ?self.shared.settings.backup_keep, "scheduled backups on");
+            crate::schedule::spawn(self.shared.clone(), cron, self.shared.settings.backup_keep);
+        }
         let connections = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(self.shared.settings.max_connections));
         let accepting = TaskTracker::new();
