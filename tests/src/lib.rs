@@ -1,10 +1,11 @@
 //! `cairn-tests`: end-to-end and crash tests that drive Cairn's real binaries. The
 //! library holds what a test binary and the test that checks it must agree on, such as
 //! the keys, values and acknowledgement lines of the crash writer (see [`crash`]), and
-//! the tools of the end-to-end tests: real service processes ([`process`]) and a raw
-//! protocol client ([`raw`]).
+//! the tools of the end-to-end tests: real service processes ([`process`]), a raw
+//! protocol client ([`raw`]), and a real S3-compatible object store ([`garage`]).
 
 pub mod cli;
 pub mod crash;
+pub mod garage;
 pub mod process;
 pub mod raw;

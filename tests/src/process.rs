@@ -34,6 +34,25 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
         let mut build = Command::new(cargo);
         build.args(["build", "--quiet", "-p", package, "--bin", name]);
+        // Cargo gives a test its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, …).
+        // Build scripts watch some of them (ring's does CARGO_MANIFEST_DIR): a build that
+        // sees them would rebuild what the test run's own build made, and back again.
+        for (variable, _) in std::env::vars_os() {
+            let variable = variable.to_string_lossy();
+            if [
+                "CARGO_MANIFEST_",
+                "CARGO_PKG_",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+            ]
+            .iter()
+            .any(|prefix| variable.starts_with(prefix))
+            {
+                build.env_remove(&*variable);
+            }
+        }
         if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
             build.arg("--release");
         }

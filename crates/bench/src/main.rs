@@ -3,12 +3,17 @@
 //! commit under many writers) through raw heed and through cairn-store in one process.
 //! `cairn-bench service` starts a real `cairn-service` and measures it over TLS on
 //! loopback (durable puts and gets from many callers, pipelined gets, get latency beside
-//! a bare TLS echo, memory after a load, time to ready) beside raw heed in-process. Both
-//! print each pair of figures, their ratio and target, then how they were measured.
+//! a bare TLS echo, memory after a load, time to ready) beside raw heed in-process.
+//! `cairn-bench backup` times `cairn-backup` beside `mdb_copy -c` and `cp -r` on a
+//! directory of about 1 GiB, and a live service's durable puts during backup jobs
+//! beside those without one. Each prints each pair of figures, their ratio and target,
+//! then how they were measured.
 
+mod backup;
 mod cairn;
 mod data;
 mod echo;
+mod mdb_copy;
 mod measure;
 mod process;
 mod procfs;
@@ -23,6 +28,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::backup::BackupSizes;
 use crate::report::{Row, Sides};
 use crate::service::ServiceSizes;
 use crate::workloads::Sizes;
@@ -52,6 +58,22 @@ Examples:
   # Rows as JSON, the service's directory on another disk:
   cargo run --release -p cairn-bench -- service --json --dir /mnt/nvme/tmp";
 
+const BACKUP_EXAMPLES: &str = "\
+Examples:
+  # Build the binaries first: the bench runs target/release/cairn-backup and
+  # cairn-service as they are (gcc builds mdb_copy at run time).
+  cargo build --release -p cairn-server -p cairn-backup -p cairn-bench
+
+  # The full comparison (a directory of about 1 GiB; 3 backup jobs between 4 runs of
+  # 10 s of puts without one):
+  ./target/release/cairn-bench backup
+
+  # A quick smoke check (64 MiB, runs of 2 s):
+  ./target/release/cairn-bench backup --quick
+
+  # Rows as JSON, the directories on another disk:
+  ./target/release/cairn-bench backup --json --dir /mnt/nvme/tmp";
+
 const EXAMPLES: &str = "\
 Examples:
   # cairn-store against raw heed, in one process:
@@ -59,6 +81,9 @@ Examples:
 
   # A real cairn-service over TLS against raw heed, quickly:
   cargo run --release -p cairn-bench -- service --quick
+
+  # cairn-backup against mdb_copy -c and cp -r, and puts during a backup:
+  cargo run --release -p cairn-bench -- backup --quick
 
   # Rows as JSON:
   cargo run --release -p cairn-bench -- service --json";
@@ -71,6 +96,11 @@ const STORE_SIDES: Sides = Sides {
 const SERVICE_SIDES: Sides = Sides {
     baseline: "baseline",
     measured: "cairn-service",
+};
+
+const BACKUP_SIDES: Sides = Sides {
+    baseline: "baseline",
+    measured: "cairn",
 };
 
 #[derive(Debug, Parser)]
@@ -108,6 +138,17 @@ enum Command {
     /// service share the machine's cores.
     #[command(after_help = SERVICE_EXAMPLES)]
     Service(ServiceArgs),
+
+    /// Times cairn-backup beside mdb_copy -c and cp -r, and puts during a backup.
+    ///
+    /// Builds a working directory of about 1 GiB through cairn-store (random keys,
+    /// 1000-byte values, the whole change log), builds mdb_copy with gcc from the LMDB
+    /// sources heed links, and times, once each from a warm page cache: cairn-backup
+    /// (with its verification), mdb_copy -c and cp -r. Then it starts cairn-service on
+    /// the directory and compares durable puts from 64 callers over TLS during backup
+    /// jobs (backup.start) with those without one, in alternating rounds.
+    #[command(after_help = BACKUP_EXAMPLES)]
+    Backup(BackupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -146,11 +187,40 @@ struct ServiceArgs {
     dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// Smaller sizes for a smoke check: a directory of 64 MiB and runs of 2 s of puts.
+    #[arg(long)]
+    quick: bool,
+
+    /// Prints the rows as a JSON array of {name, baseline, cairn, unit, ratio} objects
+    /// (the notes on how they were measured then go to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Directory in which the working directory and the copies are made [default: the
+    /// system temporary directory]. Use a directory on the disk you want to measure.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Store(args) => run_store(&args),
         Command::Service(args) => run_service(&args),
+        Command::Backup(args) => run_backup(&args),
     }
+}
+
+fn run_backup(args: &BackupArgs) -> Result<()> {
+    let sizes = if args.quick {
+        BackupSizes::quick()
+    } else {
+        BackupSizes::full()
+    };
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report = backup::run_backup_comparison(sizes, &base)?;
+    print_report(&report.rows, BACKUP_SIDES, &report.notes, args.json)
 }
 
 fn run_store(args: &StoreArgs) -> Result<()> {

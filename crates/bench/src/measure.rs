@@ -5,14 +5,20 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-/// Operations done in a measured interval.
-#[derive(Debug, Clone, Copy)]
+/// Operations done in a measured interval (or several, added up).
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Run {
     pub ops: u64,
     pub elapsed: Duration,
 }
 
 impl Run {
+    /// Adds the operations and the time of `other`: the rate over both intervals.
+    pub fn add(&mut self, other: Run) {
+        self.ops += other.ops;
+        self.elapsed += other.elapsed;
+    }
+
     /// Operations per second.
     pub fn per_second(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64()
@@ -101,6 +107,20 @@ mod tests {
     #[test]
     fn no_percentile_without_samples() {
         assert_eq!(percentile(&[], 50), None);
+    }
+
+    #[test]
+    fn added_runs_give_the_rate_over_both() {
+        let mut run = Run::default();
+        run.add(Run {
+            ops: 300,
+            elapsed: Duration::from_millis(100),
+        });
+        run.add(Run {
+            ops: 100,
+            elapsed: Duration::from_millis(300),
+        });
+        assert_eq!(run.per_second(), 1000.0);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The measured service: a real `cairn-service` child process (the binary beside this
-//! one, built with cargo when missing) on a working directory, with a TLS listener on a
-//! free loopback port and its default settings: no `CAIRN_*` variable nor `RUST_LOG` of
-//! this process reaches it. Its log goes to a file; it is ready once it prints its
-//! `connect:` line, and it is stopped with SIGTERM, bounded in time throughout.
+//! one, built with cargo when missing, as are the other workspace binaries a bench
+//! runs) on a working directory, with a TLS listener on a free loopback port and its
+//! default settings: no `CAIRN_*` variable nor `RUST_LOG` of this process reaches it.
+//! Its log goes to a file; it is ready once it prints its `connect:` line, and it is
+//! stopped with SIGTERM, bounded in time throughout.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -27,22 +28,28 @@ const BINARY: &str = "cairn-service";
 /// for a release build of the bench), built with cargo if it is missing. An existing
 /// binary is used as it is: rebuild it after changing the service.
 pub fn service_binary() -> Result<PathBuf> {
+    workspace_binary(PACKAGE, BINARY)
+}
+
+/// The binary `name` of the workspace package `package` beside this one, built with
+/// cargo (in this build's profile) if it is missing; an existing one is used as it is.
+pub fn workspace_binary(package: &str, name: &str) -> Result<PathBuf> {
     let exe = std::env::current_exe().context("locating the cairn-bench binary")?;
     let profile_dir = exe.parent().context("locating the target directory")?;
-    let path = profile_dir.join(BINARY);
+    let path = profile_dir.join(name);
     if path.exists() {
         return Ok(path);
     }
-    eprintln!("building {BINARY}: {} is missing", path.display());
+    eprintln!("building {name}: {} is missing", path.display());
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut build = Command::new(cargo);
-    build.args(["build", "-p", PACKAGE, "--bin", BINARY]);
-    if profile_dir.file_name().and_then(|name| name.to_str()) == Some("release") {
+    build.args(["build", "-p", package, "--bin", name]);
+    if profile_dir.file_name().and_then(|dir| dir.to_str()) == Some("release") {
         build.arg("--release");
     }
     let status = build.status().context("running cargo build")?;
     if !status.success() || !path.exists() {
-        bail!("cannot build {BINARY}: run cargo build --release -p {PACKAGE} --bin {BINARY}");
+        bail!("cannot build {name}: run cargo build --release -p {package} --bin {name}");
     }
     Ok(path)
 }

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,7 @@ use crate::data::{Dataset, VALUE_POOL};
 use crate::measure::Run;
 
 /// Name of the database every workload uses.
-const DATABASE: &str = "bench";
+pub const DATABASE: &str = "bench";
 
 /// A call id of the size most calls of a run have (a msgpack uint32), for frame sizes.
 const TYPICAL_CALL_ID: u64 = 1 << 20;
@@ -112,16 +113,32 @@ where
     F: Fn(Client, u64) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<()>> + Send,
 {
+    let deadline = Instant::now() + duration;
+    callers_while(clients, callers, move || Instant::now() < deadline, step).await
+}
+
+/// `callers` tasks, spread over `clients`, each calling `step` with a random number, one
+/// call at a time, for as long as `go_on` says so; counts the calls.
+async fn callers_while<G, F, Fut>(
+    clients: &[Client],
+    callers: usize,
+    go_on: G,
+    step: F,
+) -> Result<Run>
+where
+    G: Fn() -> bool + Clone + Send + 'static,
+    F: Fn(Client, u64) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Result<()>> + Send,
+{
     let start = Instant::now();
-    let deadline = start + duration;
     let tasks: Vec<_> = (0..callers)
         .map(|caller| {
             let client = clients[caller % clients.len()].clone();
-            let step = step.clone();
+            let (go_on, step) = (go_on.clone(), step.clone());
             tokio::spawn(async move {
                 let mut rng = StdRng::seed_from_u64(caller as u64);
                 let mut calls = 0;
-                while Instant::now() < deadline {
+                while go_on() {
                     step(client.clone(), rng.random()).await?;
                     calls += 1;
                 }
@@ -178,15 +195,32 @@ pub async fn put_for(
     values: Arc<Values>,
 ) -> Result<Run> {
     callers_for(clients, callers, duration, move |client, random| {
-        let value = values.of(random as usize).clone();
-        async move {
-            client
-                .put(DATABASE, &format!("{random:016x}"), value, None)
-                .await?;
-            Ok(())
-        }
+        put_random(client, random, values.clone())
     })
     .await
+}
+
+/// As [`put_for`], until `running` is cleared.
+pub async fn put_while(
+    clients: &[Client],
+    callers: usize,
+    running: Arc<AtomicBool>,
+    values: Arc<Values>,
+) -> Result<Run> {
+    let go_on = move || running.load(Ordering::Relaxed);
+    callers_while(clients, callers, go_on, move |client, random| {
+        put_random(client, random, values.clone())
+    })
+    .await
+}
+
+/// One durable put of the new key `random` (as 16 hex digits).
+async fn put_random(client: Client, random: u64, values: Arc<Values>) -> Result<()> {
+    let value = values.of(random as usize).clone();
+    client
+        .put(DATABASE, &format!("{random:016x}"), value, None)
+        .await?;
+    Ok(())
 }
 
 /// The round-trip time of each get of random keys, one call at a time on `client`,

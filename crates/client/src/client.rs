@@ -455,4 +455,9 @@ impl Client {
         self.typed(name::JOBS_CANCEL, &methods::JobIdArgs { id })
             .await
     }
+
+    /// `usage` (admin): the room the service's data, directory and backups take.
+    pub async fn usage(&self) -> Result<methods::UsageResult, ClientError> {
+        decode(name::USAGE, self.call(name::USAGE, Value::Nil).await?)
+    }
 }

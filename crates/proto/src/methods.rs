@@ -41,6 +41,7 @@ pub mod name {
     pub const JOBS_LIST: &str = "jobs.list";
     pub const JOBS_SHOW: &str = "jobs.show";
     pub const JOBS_CANCEL: &str = "jobs.cancel";
+    pub const USAGE: &str = "usage";
 
     /// Every method, for tables and tests.
     pub const ALL: &[&str] = &[
@@ -65,6 +66,7 @@ pub mod name {
         USER_REVOKE,
         USER_LIST,
         USER_DELETE,
+        USAGE,
     ];
 }
 
@@ -455,6 +457,60 @@ pub struct Job {
     pub total_time_ms: Option<u64>,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+}
+
+/// A directory in `usage`'s result: what it takes on disk and the room of its file
+/// system.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DirUsage {
+    pub path: String,
+    /// Bytes allocated on disk to everything under it.
+    pub bytes: u64,
+    /// Regular files under it.
+    pub files: u64,
+    /// Size of the file system that holds it.
+    pub fs_total_bytes: u64,
+    /// Room left on that file system for an unprivileged writer.
+    pub fs_available_bytes: u64,
+}
+
+/// The LMDB environment in `usage`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnvUsage {
+    /// Length of `store/data.mdb`.
+    pub file_bytes: u64,
+    pub map_size: u64,
+    pub page_size: u64,
+    /// Pages handed out so far (the last page in use, plus one).
+    pub total_pages: u64,
+    /// Pages that hold data: about the size of a compacted backup.
+    pub used_pages: u64,
+    /// Pages free for reuse, which a compacted backup leaves out.
+    pub free_pages: u64,
+    pub used_bytes: u64,
+    pub free_bytes: u64,
+}
+
+/// A database in `usage`'s result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbUsage {
+    pub name: String,
+    pub doc_count: u64,
+    pub doc_bytes: u64,
+    pub log_bytes: u64,
+    /// Changes its change log keeps.
+    pub log_entries: u64,
+}
+
+/// `usage` (admin): how much room the service's data takes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageResult {
+    /// The working directory, everything in it counted.
+    pub dir: DirUsage,
+    /// The backup directory (by default inside the working directory).
+    pub backups: DirUsage,
+    pub env: EnvUsage,
+    pub databases: Vec<DbUsage>,
 }
 
 #[cfg(test)]

@@ -1,6 +1,10 @@
 //! Settings of a service: defaults, then `DIR/cairn.toml`, then `CAIRN_*` environment
 //! variables, then command-line flags, each overriding the one before. Unknown settings
 //! (in the file or as `CAIRN_*` variables) are errors, so that a typo never goes unseen.
+//! The object store of remote backups (`[backup.s3]`) is the one exception to the order:
+//! what the file says wins, and the standard `AWS_*` variables fill in what it leaves
+//! out, as AWS's own tools treat them (an operator's shell may hold keys meant for
+//! something else).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,6 +14,7 @@ use serde::Deserialize;
 
 use crate::error::ServerError;
 use crate::listen::ListenUrl;
+use crate::remote::{Location, S3Settings};
 
 /// Name of the settings file inside a working directory.
 pub const SETTINGS_FILE: &str = "cairn.toml";
@@ -43,6 +48,10 @@ pub struct Settings {
     pub backup_schedule: Option<String>,
     /// How many scheduled backups to keep (`[backup] keep`); `None`: all.
     pub backup_keep: Option<usize>,
+    /// Where backups go in object storage (`[backup] url`); `None`: the backup directory.
+    pub backup_url: Option<Location>,
+    /// How to reach that object store (`[backup.s3]`, else the `AWS_*` variables).
+    pub s3: S3Settings,
 }
 
 impl Default for Settings {
@@ -64,6 +73,8 @@ impl Default for Settings {
             backup_dir: None,
             backup_schedule: None,
             backup_keep: None,
+            backup_url: None,
+            s3: S3Settings::default(),
         }
     }
 }
@@ -89,6 +100,18 @@ struct BackupSection {
     dir: Option<PathBuf>,
     schedule: Option<String>,
     keep: Option<usize>,
+    url: Option<String>,
+    s3: Option<S3Section>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct S3Section {
+    endpoint: Option<String>,
+    region: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +151,18 @@ pub const ENVIRONMENT_VARIABLES: &[&str] = &[
     "CAIRN_LOG_FORMAT",
 ];
 
+/// The standard `AWS_*` variables the service reads for `[backup.s3]` (for what the
+/// file leaves out); other `AWS_*` variables are left alone.
+pub const AWS_VARIABLES: &[&str] = &[
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+];
+
 /// Command-line overrides.
 #[derive(Debug, Clone, Default)]
 pub struct Flags {
@@ -137,7 +172,7 @@ pub struct Flags {
 
 impl Settings {
     /// Settings for the working directory `dir`: defaults, the file, the environment
-    /// (`env`: the `CAIRN_*` variables), then the flags.
+    /// (`env`: the `CAIRN_*` variables and the `AWS_VARIABLES`), then the flags.
     pub fn load(
         dir: &Path,
         env: &BTreeMap<String, String>,
@@ -197,6 +232,63 @@ impl Settings {
             self.backup_schedule = Some(schedule);
         }
         set(&mut self.backup_keep, file.backup.keep.map(Some));
+        if let Some(url) = file.backup.url {
+            let location = url.parse().map_err(|reason| ServerError::Settings {
+                source_name: format!("{} [backup] url", path.display()),
+                reason,
+            })?;
+            self.backup_url = Some(location);
+        }
+        if let Some(s3) = file.backup.s3 {
+            if self.backup_url.is_none() {
+                return Err(ServerError::Settings {
+                    source_name: format!("{} [backup.s3]", path.display()),
+                    reason:
+                        "set [backup] url = \"s3://BUCKET/PREFIX\" too, or leave [backup.s3] out"
+                            .to_string(),
+                });
+            }
+            if let Some(endpoint) = &s3.endpoint {
+                check_endpoint(
+                    endpoint,
+                    &format!("{} [backup.s3] endpoint", path.display()),
+                )?;
+            }
+            self.s3 = S3Settings {
+                endpoint: s3.endpoint,
+                region: s3.region,
+                access_key_id: s3.access_key_id,
+                secret_access_key: s3.secret_access_key,
+                session_token: s3.session_token,
+            };
+        }
+        Ok(())
+    }
+
+    /// Fills in what `[backup.s3]` leaves out from the `AWS_*` variables. The credentials
+    /// go together: all from the file when it names an access key, else all from the
+    /// environment.
+    fn apply_aws_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ServerError> {
+        let var = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
+        if self.s3.endpoint.is_none() {
+            let endpoint = var("AWS_ENDPOINT_URL_S3")
+                .map(|e| ("AWS_ENDPOINT_URL_S3", e))
+                .or_else(|| var("AWS_ENDPOINT_URL").map(|e| ("AWS_ENDPOINT_URL", e)));
+            if let Some((name, endpoint)) = endpoint {
+                if self.backup_url.is_some() {
+                    check_endpoint(&endpoint, name)?;
+                }
+                self.s3.endpoint = Some(endpoint);
+            }
+        }
+        if self.s3.region.is_none() {
+            self.s3.region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
+        }
+        if self.s3.access_key_id.is_none() {
+            self.s3.access_key_id = var("AWS_ACCESS_KEY_ID");
+            self.s3.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
+            self.s3.session_token = var("AWS_SESSION_TOKEN");
+        }
         Ok(())
     }
 
@@ -226,6 +318,7 @@ impl Settings {
                 "CAIRN_AUTH_PASSWD" => self.root_password = Some(value.clone()),
                 "CAIRN_CERT_DIR" => self.cert_dir = Some(PathBuf::from(value)),
                 "CAIRN_LOG_FORMAT" => {}
+                aws if aws.starts_with("AWS_") => {}
                 other => {
                     return Err(ServerError::Settings {
                         source_name: other.to_string(),
@@ -237,7 +330,7 @@ impl Settings {
                 }
             }
         }
-        Ok(())
+        self.apply_aws_env(env)
     }
 
     fn check(&self) -> Result<(), ServerError> {
@@ -265,6 +358,20 @@ impl Settings {
         if self.backup_keep == Some(0) {
             return fail("[backup] keep must be at least 1 (leave it out to keep every backup)");
         }
+        if let Some(url) = &self.backup_url {
+            if self.backup_dir.is_some() {
+                return fail("[backup] dir and url exclude each other: with a url, backups go to object storage only");
+            }
+            match (&self.s3.access_key_id, &self.s3.secret_access_key) {
+                (Some(_), Some(_)) => {}
+                (Some(_), None) => return fail(&format!(
+                    "[backup] url {url}: an access key id without its secret_access_key (or AWS_SECRET_ACCESS_KEY)"
+                )),
+                _ => return fail(&format!(
+                    "[backup] url {url} needs credentials: set [backup.s3] access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+                )),
+            }
+        }
         Ok(())
     }
 }
@@ -275,16 +382,31 @@ fn set<T>(target: &mut T, value: Option<T>) {
     }
 }
 
+/// An object store endpoint: an `http://` or `https://` URL with a host.
+fn check_endpoint(endpoint: &str, source_name: &str) -> Result<(), ServerError> {
+    let host = endpoint
+        .strip_prefix("http://")
+        .or_else(|| endpoint.strip_prefix("https://"))
+        .map(|rest| rest.split('/').next().unwrap_or(""));
+    match host {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err(ServerError::Settings {
+            source_name: source_name.to_string(),
+            reason: format!("{endpoint:?} is not an endpoint URL; e.g. http://127.0.0.1:3900"),
+        }),
+    }
+}
+
 fn parse_listen(urls: &[String]) -> Result<Vec<ListenUrl>, ServerError> {
     urls.iter()
         .map(|url| url.parse::<ListenUrl>())
         .collect::<Result<_, _>>()
 }
 
-/// The `CAIRN_*` variables of this process.
+/// The `CAIRN_*` variables and the `AWS_VARIABLES` of this process.
 pub fn cairn_environment() -> BTreeMap<String, String> {
     std::env::vars()
-        .filter(|(name, _)| name.starts_with("CAIRN_"))
+        .filter(|(name, _)| name.starts_with("CAIRN_") || AWS_VARIABLES.contains(&name.as_str()))
         .collect()
 }
 
@@ -382,5 +504,89 @@ mod tests {
 
         std::fs::write(dir.path().join(SETTINGS_FILE), "listen = [\"http://x\"]\n").unwrap();
         assert!(Settings::load(dir.path(), &env(&[]), &Flags::default()).is_err());
+    }
+
+    #[test]
+    fn remote_backups_take_the_file_then_the_aws_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |text: &str| std::fs::write(dir.path().join(SETTINGS_FILE), text).unwrap();
+        let load =
+            |pairs: &[(&str, &str)]| Settings::load(dir.path(), &env(pairs), &Flags::default());
+        let aws = [
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9000"),
+            ("AWS_REGION", "env-region"),
+            ("AWS_ACCESS_KEY_ID", "ENVKEY"),
+            ("AWS_SECRET_ACCESS_KEY", "envsecret"),
+            ("AWS_SESSION_TOKEN", "envtoken"),
+            ("AWS_PROFILE", "ignored"),
+        ];
+
+        file("[backup]\nurl = \"s3://cairn-backups/prod/db1/\"\n");
+        let from_env = load(&aws).unwrap();
+        let location = from_env.backup_url.unwrap();
+        assert_eq!(location.to_string(), "s3://cairn-backups/prod/db1");
+        assert_eq!(
+            from_env.s3,
+            S3Settings {
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("env-region".into()),
+                access_key_id: Some("ENVKEY".into()),
+                secret_access_key: Some("envsecret".into()),
+                session_token: Some("envtoken".into()),
+            }
+        );
+
+        file("[backup]\nurl = \"s3://cairn\"\n[backup.s3]\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\naccess_key_id = \"GKFILE\"\nsecret_access_key = \"filesecret\"\n");
+        let from_file = load(&aws).unwrap();
+        assert_eq!(
+            from_file.s3,
+            S3Settings {
+                endpoint: Some("http://127.0.0.1:3900".into()),
+                region: Some("garage".into()),
+                access_key_id: Some("GKFILE".into()),
+                secret_access_key: Some("filesecret".into()),
+                session_token: None,
+            },
+            "the file wins, and its credentials never mix with the environment's"
+        );
+        let endpoint_only =
+            "[backup]\nurl = \"s3://cairn\"\n[backup.s3]\nendpoint = \"https://s3.example.net\"\n";
+        file(endpoint_only);
+        let mixed = load(&aws).unwrap();
+        assert_eq!(mixed.s3.endpoint.as_deref(), Some("https://s3.example.net"));
+        assert_eq!(mixed.s3.access_key_id.as_deref(), Some("ENVKEY"));
+
+        // Refused: no credentials, a bad url or endpoint, unknown keys, s3 without a url,
+        // and a url with a backup directory.
+        let error = load(&[]).unwrap_err().to_string();
+        assert!(error.contains("needs credentials"), "{error}");
+        for (text, needle) in [
+            (
+                "[backup]\nurl = \"https://cairn/x\"\n",
+                "s3://BUCKET/PREFIX",
+            ),
+            ("[backup]\nurl = \"s3://cairn/a/../b\"\n", "prefix"),
+            (
+                "[backup]\nurl = \"s3://cairn\"\n[backup.s3]\nendpoint = \"127.0.0.1:3900\"\n",
+                "not an endpoint URL",
+            ),
+            (
+                "[backup]\nurl = \"s3://cairn\"\n[backup.s3]\nsecret_key = \"x\"\n",
+                "secret_key",
+            ),
+            ("[backup.s3]\nregion = \"garage\"\n", "[backup] url"),
+            (
+                "[backup]\ndir = \"/b\"\nurl = \"s3://cairn\"\n",
+                "exclude each other",
+            ),
+        ] {
+            file(text);
+            let error = load(&aws).unwrap_err().to_string();
+            assert!(error.contains(needle), "{text}: {error}");
+        }
+        // Without a url the AWS variables are no business of the service's.
+        file("");
+        let plain = load(&[("AWS_ENDPOINT_URL", "nonsense")]).unwrap();
+        assert!(plain.backup_url.is_none());
     }
 }

@@ -188,7 +188,15 @@ impl Connection {
             return;
         };
         let Ok(store) = self.shared.store() else {
-            self.caller = None;
+            // A restore has the store closed for a moment: the caller read before stays
+            // (the reopened store's users generation differs, so it is read again after).
+            if self
+                .caller
+                .as_ref()
+                .is_some_and(|c| c.identity != *identity)
+            {
+                self.caller = None;
+            }
             return;
         };
         let fresh = self

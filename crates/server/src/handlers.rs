@@ -114,6 +114,56 @@ fn db_info(info: cairn_store::DatabaseInfo) -> methods::DbInfo {
     }
 }
 
+/// The `usage` result, on a blocking thread: the environment's pages and databases,
+/// then the working and backup directories walked on disk (the store let go first).
+async fn usage(shared: &Shared, store: Store) -> Result<methods::UsageResult, WireError> {
+    let (dir, backup_dir) = (shared.dir.clone(), shared.backup_dir.clone());
+    blocking(move || {
+        let usage = store.usage()?;
+        drop(store);
+        let env = usage.env;
+        Ok(methods::UsageResult {
+            dir: dir_usage(&dir)?,
+            backups: dir_usage(&backup_dir)?,
+            env: methods::EnvUsage {
+                file_bytes: env.file_bytes,
+                map_size: env.map_size,
+                page_size: env.page_size,
+                total_pages: env.total_pages,
+                used_pages: env.used_pages,
+                free_pages: env.free_pages,
+                used_bytes: env.used_bytes(),
+                free_bytes: env.free_bytes(),
+            },
+            databases: usage
+                .databases
+                .into_iter()
+                .map(|db| methods::DbUsage {
+                    name: db.name,
+                    doc_count: db.doc_count,
+                    doc_bytes: db.doc_bytes,
+                    log_bytes: db.log_bytes,
+                    log_entries: db.log_entries,
+                })
+                .collect(),
+        })
+    })
+    .await
+}
+
+/// A directory's bytes on disk and the room of its file system (statvfs).
+fn dir_usage(path: &std::path::Path) -> Result<methods::DirUsage, StoreError> {
+    let disk = cairn_store::disk_usage(path)?;
+    let space = cairn_store::file_system_space(path)?;
+    Ok(methods::DirUsage {
+        path: path.display().to_string(),
+        bytes: disk.bytes,
+        files: disk.files,
+        fs_total_bytes: space.total_bytes,
+        fs_available_bytes: space.available_bytes,
+    })
+}
+
 fn change_entry(change: cairn_store::Change) -> Result<methods::ChangeEntry, WireError> {
     Ok(methods::ChangeEntry {
         seq: change.seq,
@@ -586,6 +636,10 @@ impl Call {
                     })
                     .collect();
                 to_value(&list)
+            }
+            name::USAGE => {
+                self.need(Need::Admin)?;
+                to_value(&usage(&self.shared, store.clone()).await?)
             }
             name::USER_DELETE => {
                 self.need(Need::Admin)?;

@@ -1,8 +1,12 @@
 //! Jobs of the service: backups and restores run in the background, each with a stored
 //! record (see `cairn_store::JobRecord`) that callers list, watch and cancel. One backup
-//! or restore runs at a time; a second is refused with the running job's id.
+//! or restore runs at a time; a second is refused with the running job's id. With
+//! `[backup] url` set, backups live in object storage (see `crate::remote`): a backup job
+//! writes its verified copy into the scratch directory and uploads it, a restore job
+//! downloads and unpacks one there, and the listing and deletion are the bucket's.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use cairn_proto::methods::{self, from_value, name, to_value};
 use cairn_proto::{ErrorCode, WireError};
-use cairn_store::backup::{self, BackupControl, BackupProgress};
+use cairn_store::backup::{self, BackupControl, BackupProgress, ProgressFn};
 use cairn_store::{JobKind, JobRecord, JobStatus, Store, StoreError, StoreOptions, Write, Written};
 use rmpv::Value;
 use tokio::sync::{mpsc, OwnedMutexGuard};
@@ -19,9 +23,10 @@ use tokio_util::task::TaskTracker;
 use crate::auth::Need;
 use crate::error::store_error_to_wire;
 use crate::handlers::{now_ms, write, Call};
+use crate::remote::{Remote, RemoteError};
 use crate::shared::Shared;
 
-/// Progress is written to the job's record at most this often.
+/// Progress within a step is written to the job's record at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// How long a restore waits for calls in flight to let go of the store.
 const RESTORE_DRAIN: Duration = Duration::from_secs(30);
@@ -42,6 +47,8 @@ struct Running {
     /// The backup it reads or writes.
     backup_name: String,
     cancel: Arc<AtomicBool>,
+    /// The record as last saved, answered while a restore has the store closed.
+    record: JobRecord,
 }
 
 impl JobRegistry {
@@ -84,6 +91,58 @@ fn store_error(error: StoreError) -> WireError {
 
 fn conflict(message: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::Conflict, message)
+}
+
+/// Why a job did not complete: a local step, or the object store.
+#[derive(Debug)]
+enum Failure {
+    Store(StoreError),
+    Remote(RemoteError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Failure {
+        Failure::Store(error)
+    }
+}
+
+impl From<RemoteError> for Failure {
+    fn from(error: RemoteError) -> Failure {
+        match error {
+            RemoteError::Local(error) => Failure::Store(error),
+            other => Failure::Remote(other),
+        }
+    }
+}
+
+impl Failure {
+    fn is_canceled(&self) -> bool {
+        matches!(self, Failure::Store(StoreError::Canceled))
+    }
+
+    /// The error message and details (JSON: the wire code and status, and the object
+    /// store's own status and code when it refused) of the failed job.
+    fn describe(&self) -> (String, String) {
+        let (wire, s3) = match self {
+            Failure::Store(error) => (store_error_to_wire(error), None),
+            Failure::Remote(error) => (error.to_wire(), error.s3_facts()),
+        };
+        let mut details = serde_json::json!({
+            "code": wire.code.as_str(),
+            "status": wire.code.status(),
+        });
+        if let Some((status, code)) = s3 {
+            details["s3_status"] = status.into();
+            if let Some(code) = code {
+                details["s3_code"] = code.into();
+            }
+        }
+        let message = match self {
+            Failure::Store(error) => error.to_string(),
+            Failure::Remote(error) => error.to_string(),
+        };
+        (message, details.to_string())
+    }
 }
 
 /// A backup name: 1-128 of `A-Z a-z 0-9 . _ -`, not starting with `.` (never a path).
@@ -185,7 +244,7 @@ pub async fn serve(call: &Call, args: Value) -> Result<Value, WireError> {
             let record = start_backup(shared, name, user, None).await?;
             to_value(&job_to_wire(&record))
         }
-        name::BACKUP_LIST => to_value(&list_backups_blocking(shared).await?),
+        name::BACKUP_LIST => to_value(&list_backups(shared).await?),
         name::BACKUP_DELETE => {
             let args: methods::BackupNameArgs = from_value(args)?;
             delete_backup(shared, &args.name).await?;
@@ -270,18 +329,31 @@ fn bad_filter(field: &str, value: &str, allowed: &str) -> WireError {
 }
 
 fn find_job(shared: &Shared, id: u64) -> Result<JobRecord, WireError> {
-    shared
-        .store()?
+    let store = match shared.store() {
+        Ok(store) => store,
+        // A restore has the store closed: its own job is still known here.
+        Err(unavailable) => {
+            let running = shared.jobs.running.lock().expect("jobs lock");
+            return running
+                .get(&id)
+                .map(|r| r.record.clone())
+                .ok_or(unavailable);
+        }
+    };
+    store
         .snapshot()
         .and_then(|s| s.job(id))
         .map_err(store_error)?
         .ok_or_else(|| WireError::new(ErrorCode::NotFound, format!("no job {id}")))
 }
 
-/// The complete backups of the backup directory, newest first.
-pub async fn list_backups_blocking(shared: &Shared) -> Result<Vec<methods::BackupInfo>, WireError> {
+/// The complete backups, newest first: the backup directory's, or the bucket's.
+pub async fn list_backups(shared: &Shared) -> Result<Vec<methods::BackupInfo>, WireError> {
+    if let Some(remote) = &shared.remote {
+        return remote.list().await.map_err(|e| e.to_wire());
+    }
     let dir = shared.backup_dir.clone();
-    tokio::task::spawn_blocking(move || list_backups(&dir))
+    tokio::task::spawn_blocking(move || list_local_backups(&dir))
         .await
         .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
 }
@@ -291,6 +363,9 @@ pub async fn delete_backup(shared: &Shared, name: &str) -> Result<(), WireError>
     validate_backup_name(name)?;
     if let Some(job) = shared.jobs.using(name) {
         return Err(conflict(format!("job {job} uses backup {name:?}")));
+    }
+    if let Some(remote) = &shared.remote {
+        return remote.delete(name).await.map_err(|e| e.to_wire());
     }
     let path = shared.backup_dir.join(name);
     if !path.join(backup::MANIFEST_FILE).exists() {
@@ -305,7 +380,7 @@ pub async fn delete_backup(shared: &Shared, name: &str) -> Result<(), WireError>
         .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
 }
 
-fn list_backups(dir: &Path) -> Result<Vec<methods::BackupInfo>, WireError> {
+fn list_local_backups(dir: &Path) -> Result<Vec<methods::BackupInfo>, WireError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -352,6 +427,12 @@ struct JobHandle {
 impl JobHandle {
     async fn save(&mut self) {
         self.last_saved = Instant::now();
+        {
+            let mut running = self.shared.jobs.running.lock().expect("jobs lock");
+            if let Some(running) = running.get_mut(&self.record.id) {
+                running.record = self.record.clone();
+            }
+        }
         let Ok(store) = self.shared.store() else {
             return;
         };
@@ -372,37 +453,59 @@ impl JobHandle {
         self.save().await;
     }
 
+    /// Records progress; saves it at each new step, else at most every `PROGRESS_EVERY`.
     async fn progress(&mut self, progress: BackupProgress) {
+        let new_step = progress.message != self.record.progress_message;
         self.record.status = JobStatus::InProgress;
         self.record.progress_current = progress.bytes_done;
         self.record.progress_total = progress.bytes_total;
         self.record.progress_message = progress.message;
-        if self.last_saved.elapsed() >= PROGRESS_EVERY {
+        if new_step || self.last_saved.elapsed() >= PROGRESS_EVERY {
             self.save().await;
         }
     }
 
-    async fn finish(&mut self, outcome: Result<Option<String>, StoreError>) {
+    /// Runs `work`, which reports progress on `updates`, keeping the record up to date.
+    async fn forwarding<T>(
+        &mut self,
+        updates: &mut mpsc::UnboundedReceiver<BackupProgress>,
+        work: impl Future<Output = T>,
+    ) -> T {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                Some(update) = updates.recv() => self.progress(update).await,
+                done = &mut work => {
+                    while let Ok(update) = updates.try_recv() {
+                        self.progress(update).await;
+                    }
+                    return done;
+                }
+            }
+        }
+    }
+
+    async fn finish(&mut self, outcome: Result<Option<String>, Failure>) {
         match outcome {
             Ok(location) => {
                 self.record.result_location = location;
                 self.record.progress_current = self.record.progress_total;
                 self.record.finish(JobStatus::Completed, now_ms());
             }
-            Err(StoreError::Canceled) if self.shared.jobs.stopping.load(Ordering::SeqCst) => {
+            Err(failure)
+                if failure.is_canceled() && self.shared.jobs.stopping.load(Ordering::SeqCst) =>
+            {
                 self.record.error_message =
                     Some("interrupted: the service was shut down".to_string());
                 self.record.finish(JobStatus::Failed, now_ms());
             }
-            Err(StoreError::Canceled) => self.record.finish(JobStatus::Canceled, now_ms()),
-            Err(error) => {
-                let wire = store_error_to_wire(&error);
-                self.record.error_message = Some(error.to_string());
-                self.record.error_details = Some(format!(
-                    "{{\"code\":\"{}\",\"status\":{}}}",
-                    wire.code.as_str(),
-                    wire.code.status()
-                ));
+            Err(failure) if failure.is_canceled() => {
+                self.record.finish(JobStatus::Canceled, now_ms())
+            }
+            Err(failure) => {
+                let (message, details) = failure.describe();
+                self.record.error_message = Some(message);
+                self.record.error_details = Some(details);
                 self.record.finish(JobStatus::Failed, now_ms());
             }
         }
@@ -465,6 +568,7 @@ async fn create_job(
             kind,
             backup_name: backup_name.to_string(),
             cancel: cancel.clone(),
+            record: record.clone(),
         },
     );
     tracing::warn!(
@@ -482,9 +586,9 @@ async fn create_job(
     Ok((handle, cancel, slot))
 }
 
-/// Starts a backup job writing `BACKUP_DIR/name`. With `keep`, once the backup is
-/// written the oldest scheduled backups beyond the newest `keep` are deleted, before the
-/// job is marked COMPLETED.
+/// Starts a backup job writing `BACKUP_DIR/name`, or uploading the backup `name` with
+/// `[backup] url`. With `keep`, once the backup is written the oldest scheduled backups
+/// beyond the newest `keep` are deleted, before the job is marked COMPLETED.
 pub async fn start_backup(
     shared: &Arc<Shared>,
     name: String,
@@ -492,8 +596,8 @@ pub async fn start_backup(
     keep: Option<usize>,
 ) -> Result<JobRecord, WireError> {
     validate_backup_name(&name)?;
-    let destination = shared.backup_dir.join(&name);
-    if destination.exists() {
+    // With a url the bucket is asked in the job, so that its refusal is the job's error.
+    if shared.remote.is_none() && shared.backup_dir.join(&name).exists() {
         return Err(conflict(format!(
             "backup {name:?} exists in {}: choose another name",
             shared.backup_dir.display()
@@ -505,7 +609,16 @@ pub async fn start_backup(
     let tasks = shared.jobs.tasks.clone();
     tasks.spawn(async move {
         job.set_status(JobStatus::Started).await;
-        let outcome = run_backup(&shared, &mut job, destination, cancel).await;
+        let outcome = match &shared.remote {
+            Some(remote) => run_remote_backup(&shared, remote, &mut job, &name, cancel).await,
+            None => {
+                let destination = shared.backup_dir.join(&name);
+                run_backup(&shared, &mut job, &destination, cancel)
+                    .await
+                    .map(|()| Some(destination.display().to_string()))
+                    .map_err(Failure::from)
+            }
+        };
         if let (Ok(_), Some(keep)) = (&outcome, keep) {
             crate::schedule::prune(&shared, keep).await;
         }
@@ -515,12 +628,13 @@ pub async fn start_backup(
     Ok(record)
 }
 
+/// Writes a verified backup of the service into `destination`.
 async fn run_backup(
     shared: &Arc<Shared>,
     job: &mut JobHandle,
-    destination: PathBuf,
+    destination: &Path,
     cancel: Arc<AtomicBool>,
-) -> Result<Option<String>, StoreError> {
+) -> Result<(), StoreError> {
     let store = shared
         .store()
         .map_err(|e| StoreError::InvalidArgument { reason: e.message })?;
@@ -531,21 +645,72 @@ async fn run_backup(
         });
     control.cancel = cancel;
     let dir = shared.dir.clone();
-    let target = destination.clone();
-    let mut copy =
+    let target = destination.to_path_buf();
+    let copy =
         tokio::task::spawn_blocking(move || backup::create_backup(&store, &dir, &target, &control));
-    let outcome = loop {
-        tokio::select! {
-            Some(update) = progress.recv() => job.progress(update).await,
-            finished = &mut copy => break finished,
-        }
-    };
-    outcome
+    job.forwarding(&mut progress, copy)
+        .await
         .map_err(|e| StoreError::io("the backup task", std::io::Error::other(e.to_string())))?
-        .map(|_| Some(destination.display().to_string()))
+        .map(drop)
 }
 
-/// Starts a restore job from `BACKUP_DIR/name`.
+/// A progress callback for a step that follows `offset` bytes of work done.
+fn reporter(sender: mpsc::UnboundedSender<BackupProgress>, offset: u64) -> ProgressFn {
+    Arc::new(move |update: &BackupProgress| {
+        let _ = sender.send(BackupProgress {
+            bytes_done: offset + update.bytes_done,
+            bytes_total: offset + update.bytes_total,
+            message: update.message.clone(),
+        });
+    })
+}
+
+/// A scratch directory of this job under `DIR/tmp` (emptied at every start).
+fn scratch(shared: &Shared, what: &str, name: &str) -> PathBuf {
+    shared
+        .dir
+        .join(crate::TMP_DIR)
+        .join(format!("{what}-{name}"))
+}
+
+async fn remove_scratch(path: PathBuf) {
+    let removed = tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err((path, e)),
+        _ => Ok(()),
+    })
+    .await;
+    if let Ok(Err((path, error))) = removed {
+        tracing::warn!(path = %path.display(), %error, "cannot remove a scratch directory");
+    }
+}
+
+/// Makes sure the bucket answers and has no backup `name`, writes a verified backup into
+/// the scratch directory, then uploads it as `name`.
+async fn run_remote_backup(
+    shared: &Arc<Shared>,
+    remote: &Remote,
+    job: &mut JobHandle,
+    name: &str,
+    cancel: Arc<AtomicBool>,
+) -> Result<Option<String>, Failure> {
+    remote.refuse_existing(name, &cancel).await?;
+    let local = scratch(shared, "backup", name);
+    let outcome = async {
+        run_backup(shared, job, &local, cancel.clone()).await?;
+        let (sender, mut progress) = mpsc::unbounded_channel();
+        let report = reporter(sender, job.record.progress_total);
+        let uploaded = job
+            .forwarding(&mut progress, remote.upload(name, &local, &report, &cancel))
+            .await?;
+        Ok::<_, Failure>(Some(uploaded))
+    }
+    .await;
+    remove_scratch(local).await;
+    outcome
+}
+
+/// Starts a restore job from the backup `name`: `BACKUP_DIR/name`, or the bucket's with
+/// `[backup] url`.
 pub async fn start_restore(
     shared: &Arc<Shared>,
     name: String,
@@ -554,11 +719,11 @@ pub async fn start_restore(
     validate_backup_name(&name).map_err(|_| {
         WireError::new(
             ErrorCode::BadRequest,
-            "a service restores only from its own backup location: give a backup name",
+            "a service restores only from its own backup location: give a backup name (see backup list)",
         )
     })?;
     let backup = shared.backup_dir.join(&name);
-    if !backup.join(backup::MANIFEST_FILE).exists() {
+    if shared.remote.is_none() && !backup.join(backup::MANIFEST_FILE).exists() {
         return Err(WireError::new(
             ErrorCode::NotFound,
             format!("no backup {name:?} in {}", shared.backup_dir.display()),
@@ -570,11 +735,47 @@ pub async fn start_restore(
     let tasks = shared.jobs.tasks.clone();
     tasks.spawn(async move {
         job.set_status(JobStatus::Started).await;
-        let outcome = crate::restore::run(&shared, &mut job.record, backup, cancel).await;
+        let outcome = match &shared.remote {
+            Some(remote) => run_remote_restore(&shared, remote, &mut job, &name, cancel).await,
+            None => crate::restore::run(&shared, &mut job.record, &backup, cancel)
+                .await
+                .map(|()| Some(backup.display().to_string()))
+                .map_err(Failure::from),
+        };
         job.finish(outcome).await;
         drop(slot);
     });
     Ok(record)
+}
+
+/// Downloads and unpacks the backup `name` into the scratch directory, then restores it.
+async fn run_remote_restore(
+    shared: &Arc<Shared>,
+    remote: &Remote,
+    job: &mut JobHandle,
+    name: &str,
+    cancel: Arc<AtomicBool>,
+) -> Result<Option<String>, Failure> {
+    let local = scratch(shared, "restore", name);
+    let outcome = async {
+        std::fs::create_dir(&local)
+            .map_err(|e| StoreError::io(format!("creating {}", local.display()), e))?;
+        let (sender, mut progress) = mpsc::unbounded_channel();
+        let report = reporter(sender, 0);
+        let unpacked = job
+            .forwarding(
+                &mut progress,
+                remote.download(name, &local, &report, &cancel),
+            )
+            .await?;
+        crate::restore::run(shared, &mut job.record, &unpacked, cancel).await?;
+        Ok::<_, Failure>(Some(
+            remote.url(&format!("{name}{}", crate::remote::ARCHIVE_SUFFIX)),
+        ))
+    }
+    .await;
+    remove_scratch(local).await;
+    outcome
 }
 
 /// Marks jobs left running by an earlier process as failed (at start).

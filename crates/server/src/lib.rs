@@ -3,6 +3,7 @@
 //! certificates, the unix socket), and serves the native protocol of `cairn-proto` over
 //! TLS and unix sockets. The `cairn-service` binary wraps `Service`.
 
+mod archive;
 mod auth;
 mod config;
 mod connection;
@@ -11,6 +12,7 @@ mod feeds;
 mod handlers;
 mod jobs;
 mod listen;
+mod remote;
 mod restore;
 mod schedule;
 mod service;

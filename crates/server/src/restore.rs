@@ -3,9 +3,10 @@
 //! end live change feeds, wait until no call holds the store, close it, swap the
 //! environment directory for the backup's in two renames, reopen, carry the job history
 //! over, draw a new change-log epoch, and come back. Any failure puts the old
-//! environment back in place and reopens it.
+//! environment back in place and reopens it. A local backup and one downloaded from
+//! object storage (unpacked into the scratch directory first) both come through `run`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,17 +46,17 @@ fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
     })
 }
 
-/// Runs the restore of `backup` for the job `job` (its record is kept up to date by the
-/// caller). Returns where the data came from.
+/// Runs the restore of the backup directory `backup` for the job `job` (its record is
+/// kept up to date by the caller).
 pub async fn run(
     shared: &Arc<Shared>,
     job: &mut JobRecord,
-    backup: PathBuf,
+    backup: &Path,
     cancel: Arc<AtomicBool>,
-) -> Result<Option<String>, StoreError> {
+) -> Result<(), StoreError> {
     let dir = shared.dir.clone();
     job.progress_message = "verifying and staging the backup".to_string();
-    let (from, to) = (backup.clone(), dir.clone());
+    let (from, to) = (backup.to_path_buf(), dir.clone());
     let staged = blocking(move || backup::stage_restore(&from, &to)).await?;
     if cancel.load(Ordering::SeqCst) {
         let _ = std::fs::remove_dir_all(&staged);
@@ -69,7 +70,7 @@ pub async fn run(
     let _ = std::fs::remove_dir_all(&staged);
     shared.set_restoring(false);
     tracing::warn!(ok = outcome.is_ok(), "restore: the service is back");
-    outcome.map(|_| Some(backup.display().to_string()))
+    outcome
 }
 
 /// Closes the store, swaps the environment directory, reopens. On failure the old

@@ -55,7 +55,7 @@ async fn run_once(shared: &Arc<Shared>, name: String, keep: Option<usize>) {
 
 /// Deletes the oldest scheduled backups beyond the newest `keep`.
 pub async fn prune(shared: &Arc<Shared>, keep: usize) {
-    let Ok(list) = jobs::list_backups_blocking(shared).await else {
+    let Ok(list) = jobs::list_backups(shared).await else {
         return;
     };
     let doomed: Vec<String> = list

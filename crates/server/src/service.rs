@@ -21,6 +21,7 @@ use crate::auth::{self, Identity, Via, ROOT_USER};
 use crate::error::ServerError;
 use crate::handlers;
 use crate::listen::ListenUrl;
+use crate::remote::Remote;
 use crate::shared::Shared;
 use crate::Settings;
 
@@ -268,8 +269,27 @@ impl Service {
         };
         create_private_dir(&backup_dir)?;
         remove_partial_backups(&backup_dir);
+        let remote = match &settings.backup_url {
+            Some(location) => {
+                let remote = Remote::new(location.clone(), &settings.s3).map_err(|e| {
+                    ServerError::Settings {
+                        source_name: "[backup] url".to_string(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                tracing::info!(url = %location, "backups go to object storage");
+                Some(remote)
+            }
+            None => None,
+        };
         Ok(Service {
-            shared: Arc::new(Shared::new(store, settings, dir.to_path_buf(), backup_dir)),
+            shared: Arc::new(Shared::new(
+                store,
+                settings,
+                dir.to_path_buf(),
+                backup_dir,
+                remote,
+            )),
             listeners,
             dir: dir.to_path_buf(),
             _lock: lock,

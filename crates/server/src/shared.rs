@@ -1,6 +1,7 @@
 //! What every call of a service shares: the store (in a slot, so that a restore can
 //! close it and put another in its place), change-feed wake-ups, settings, the shutdown
-//! signal, the job registry, and whether a restore has taken the service down.
+//! signal, the job registry, where backups go, and whether a restore has taken the
+//! service down.
 
 use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
@@ -11,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::feeds::Feeds;
 use crate::jobs::JobRegistry;
+use crate::remote::Remote;
 use crate::Settings;
 
 /// The message non-admin callers get while a restore runs.
@@ -25,8 +27,10 @@ pub struct Shared {
     pub shutdown: CancellationToken,
     /// The working directory.
     pub dir: PathBuf,
-    /// Where backups are written.
+    /// Where backups are written (without `[backup] url`).
     pub backup_dir: PathBuf,
+    /// Where backups go with `[backup] url`.
+    pub remote: Option<Remote>,
     pub jobs: JobRegistry,
     /// Fixed for the life of the process (a restore of another service's backup keeps
     /// the id the service started with until the next start).
@@ -38,7 +42,13 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(store: Store, settings: Settings, dir: PathBuf, backup_dir: PathBuf) -> Shared {
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        dir: PathBuf,
+        backup_dir: PathBuf,
+        remote: Option<Remote>,
+    ) -> Shared {
         let feeds = Feeds::default();
         feeds.attach(&store);
         Shared {
@@ -49,6 +59,7 @@ impl Shared {
             shutdown: CancellationToken::new(),
             dir,
             backup_dir,
+            remote,
             jobs: JobRegistry::default(),
             feeds_end: Mutex::new(CancellationToken::new()),
             restoring: RwLock::new(false),

@@ -15,6 +15,7 @@ use crate::backup_fs::{HashingFile, CHUNK};
 use crate::backup_manifest::DatabaseEntry;
 use crate::error::{Result, StoreError};
 use crate::store::{Store, StoreMeta};
+use crate::usage::used_pages;
 
 /// How long the copy waits for LMDB's next bytes before it looks at the cancel flag.
 const POLL_MS: i64 = 100;
@@ -22,24 +23,8 @@ const POLL_MS: i64 = 100;
 /// Bytes a compacted copy of the store's environment takes: every page in use (meta
 /// pages, the main tree, every table's branch, leaf and overflow pages) as of now.
 pub(crate) fn estimate_env_bytes(store: &Store) -> Result<u64> {
-    let snapshot = store.snapshot()?;
-    let (txn, t) = (&snapshot.txn, snapshot.tables);
-    let stats = [
-        t.meta.stat(txn)?,
-        t.catalog.stat(txn)?,
-        t.docs.stat(txn)?,
-        t.changes.stat(txn)?,
-        t.users.stat(txn)?,
-        t.sessions.stat(txn)?,
-        t.jobs.stat(txn)?,
-        store.env().unnamed_database_stat(),
-    ];
-    let page_size = u64::from(stats[0].page_size);
-    let pages: u64 = stats
-        .iter()
-        .map(|s| (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64)
-        .sum();
-    Ok((pages + 2) * page_size)
+    let (pages, page_size) = used_pages(&store.snapshot()?, store.env())?;
+    Ok(pages * page_size)
 }
 
 /// Bytes of documents and change logs of every database (what verification reads).

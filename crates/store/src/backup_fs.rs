@@ -259,13 +259,7 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
 
 /// Bytes available to an unprivileged writer on the file system of `path`.
 pub(crate) fn free_bytes(path: &Path) -> Result<u64> {
-    let stats = rustix::fs::statvfs(path).map_err(|e| {
-        StoreError::io(
-            format!("reading the free space of {}", path.display()),
-            e.into(),
-        )
-    })?;
-    Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+    Ok(crate::usage::file_system_space(path)?.available_bytes)
 }
 
 /// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing `to`.

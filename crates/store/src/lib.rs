@@ -2,7 +2,8 @@
 //! directory holds every piece of state: named databases of msgpack documents, each with
 //! a change log, and the service's own tables. Reads use short read transactions on any
 //! thread; every write goes through one writer thread that group-commits with fsync.
-//! `backup` makes, verifies and restores consistent copies of a working directory.
+//! `backup` makes, verifies and restores consistent copies of a working directory;
+//! `Store::usage` and `disk_usage` tell how much room the data and a directory take.
 //! Synchronous on purpose: no tokio, no networking. The byte layout is in `FORMAT.md`.
 
 pub mod backup;
@@ -17,6 +18,7 @@ pub mod format;
 mod jobs;
 mod lock;
 mod store;
+mod usage;
 mod validate;
 mod writer;
 
@@ -28,6 +30,9 @@ pub use store::{
     Change, DatabaseInfo, DatabaseView, DocRef, Document, Scan, ScanPage, ScanRange, Snapshot,
     Store, StoreMeta, StoreOptions, DEFAULT_MAP_SIZE, DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT,
     MAX_SCAN_LIMIT, STORE_DIR,
+};
+pub use usage::{
+    disk_usage, file_system_space, DatabaseUsage, DiskUsage, EnvUsage, FsSpace, StoreUsage,
 };
 pub use validate::{
     validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,

@@ -191,11 +191,21 @@ text output prints changes only, then the end. The feed ends (exit status 0) whe
     /// List, show, wait for and cancel background jobs (backups, restores).
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Show the room the data takes (admin): the directory and backups on disk, the free
+    /// space of their file systems, the environment's used and free pages, and each
+    /// database's documents, bytes and change-log entries.
+    #[command(after_help = "\
+Free pages are room inside store/data.mdb that later writes reuse; a compacted backup
+(cairn backup start, cairn-backup) leaves them out, and so is smaller by about as much.
+Examples:
+  cairn --dir ./data usage
+  cairn --dir ./data -o json usage")]
+    Usage,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// Start a backup job into the service's backup directory; prints the job.
+    /// Start a backup job into the service's backup directory (or bucket); prints the job.
     #[command(after_help = "\
 Examples:
   cairn --dir ./data backup start                    # named after the UTC time
@@ -219,7 +229,7 @@ Examples:
 
 #[derive(Debug, Subcommand)]
 pub enum RestoreCommand {
-    /// Start a restore job from a backup of the service's own backup directory.
+    /// Start a restore job from a backup of the service's own backup directory (or bucket).
     #[command(after_help = "\
 While the restore runs, non-admin callers are told the service is DOWN (restore in
 progress) and live change feeds end; afterwards readers must resynchronise.")]

@@ -79,6 +79,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Backup(command) => crate::jobs::backup(&target, &out, command).await?,
         Command::Restore(command) => crate::jobs::restore(&target, &out, command).await?,
         Command::Jobs(command) => crate::jobs::jobs(&target, &out, command).await?,
+        Command::Usage => {
+            let usage = target.connect().await?.usage().await?;
+            out.emit(&usage, || output::usage_text(&usage))?;
+        }
     }
     Ok(())
 }

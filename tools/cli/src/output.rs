@@ -8,8 +8,8 @@
 use std::io::{self, Write};
 
 use cairn_client::methods::{
-    ChangeEntry, ChangesResult, DbInfo, Doc, FeedEnd, RetentionArgs, ScanResult, StatusResult,
-    UserInfo,
+    ChangeEntry, ChangesResult, DbInfo, DirUsage, Doc, FeedEnd, RetentionArgs, ScanResult,
+    StatusResult, UsageResult, UserInfo,
 };
 use serde::Serialize;
 
@@ -304,6 +304,67 @@ pub fn user_table(users: &[UserInfo]) -> String {
     table(&["NAME", "ADMIN", "PASSWORD", "GRANTS", "CREATED"], rows)
 }
 
+/// `usage` for people: the directories and the environment as fields, then a table of
+/// the databases.
+pub fn usage_text(usage: &UsageResult) -> String {
+    let dir = |d: &DirUsage| format!("{} in {} files  {}", bytes(d.bytes), d.files, d.path);
+    let room = |d: &DirUsage| {
+        format!(
+            "{} available of {}",
+            bytes(d.fs_available_bytes),
+            bytes(d.fs_total_bytes)
+        )
+    };
+    let env = &usage.env;
+    let mut text = fields(&[
+        ("directory", dir(&usage.dir)),
+        ("its file system", room(&usage.dir)),
+        ("backups", dir(&usage.backups)),
+        ("their file system", room(&usage.backups)),
+        ("store/data.mdb", bytes(env.file_bytes)),
+        ("map size", bytes(env.map_size)),
+        (
+            "pages",
+            format!("{} of {} each", env.total_pages, bytes(env.page_size)),
+        ),
+        (
+            "used pages",
+            format!("{} ({})", env.used_pages, bytes(env.used_bytes)),
+        ),
+        (
+            "free pages",
+            format!(
+                "{} ({}, left out of a compacted backup)",
+                env.free_pages,
+                bytes(env.free_bytes)
+            ),
+        ),
+    ]);
+    text.push('\n');
+    if usage.databases.is_empty() {
+        text.push_str("no databases");
+        return text;
+    }
+    let rows = usage
+        .databases
+        .iter()
+        .map(|db| {
+            vec![
+                db.name.clone(),
+                db.doc_count.to_string(),
+                bytes(db.doc_bytes),
+                bytes(db.log_bytes),
+                db.log_entries.to_string(),
+            ]
+        })
+        .collect();
+    text.push_str(&table(
+        &["NAME", "DOCS", "DATA", "LOG", "LOG_ENTRIES"],
+        rows,
+    ));
+    text
+}
+
 fn retention(retention: &RetentionArgs) -> String {
     let mut parts = Vec::new();
     if let Some(n) = retention.max_changes {
@@ -465,6 +526,52 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&FeedMark::heartbeat(7)).unwrap(),
             r#"{"type":"heartbeat","last_seq":7}"#
+        );
+    }
+
+    #[test]
+    fn usage_shows_sizes_and_a_table_of_databases() {
+        let dir = |path: &str, bytes: u64| DirUsage {
+            path: path.into(),
+            bytes,
+            files: 3,
+            fs_total_bytes: 10 << 30,
+            fs_available_bytes: 4 << 30,
+        };
+        let usage = UsageResult {
+            dir: dir("/d", 3 << 20),
+            backups: dir("/d/backups", 1 << 20),
+            env: cairn_client::methods::EnvUsage {
+                file_bytes: 2 << 20,
+                map_size: 1 << 40,
+                page_size: 4096,
+                total_pages: 512,
+                used_pages: 128,
+                free_pages: 384,
+                used_bytes: 128 * 4096,
+                free_bytes: 384 * 4096,
+            },
+            databases: vec![cairn_client::methods::DbUsage {
+                name: "notes".into(),
+                doc_count: 7,
+                doc_bytes: 2048,
+                log_bytes: 100,
+                log_entries: 9,
+            }],
+        };
+        let text = usage_text(&usage);
+        assert!(
+            text.starts_with("directory:         3.0 MiB in 3 files  /d\n"),
+            "{text}"
+        );
+        assert!(text.contains("its file system:   4.0 GiB available of 10.0 GiB\n"));
+        assert!(text.contains("map size:          1.0 TiB\n"), "{text}");
+        assert!(text.contains("free pages:        384 (1.5 MiB, left out of a compacted backup)"));
+        assert!(
+            text.ends_with(
+                "NAME   DOCS  DATA     LOG    LOG_ENTRIES\nnotes  7     2.0 KiB  100 B  9\n"
+            ),
+            "{text}"
         );
     }
 

@@ -9,6 +9,11 @@ use cairn_server::{cairn_environment, Flags, Service, Settings};
 use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
 
+// Most of a call's allocations are small and short-lived: mimalloc serves them faster
+// than the system allocator (measured with `cairn-bench service`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
@@ -28,7 +33,9 @@ Examples:
   cairn-service ./data --listen ssl://0.0.0.0:27460/?hostname=db1 --listen unix:///run/cairn.sock
   CAIRN_AUTH_PASSWD=secret cairn-service ./data --log-format json
 
-Settings come from DIR/cairn.toml, then CAIRN_* variables, then these flags."
+Settings come from DIR/cairn.toml, then CAIRN_* variables, then these flags. Backups in
+object storage ([backup] url = \"s3://BUCKET/PREFIX\") take [backup.s3] from the file,
+else the AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables."
 )]
 struct Args {
     /// The working directory (created on first start).
