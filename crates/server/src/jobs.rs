@@ -165,29 +165,7 @@ pub fn validate_backup_name(name: &str) -> Result<(), WireError> {
 
 /// The default backup name: the UTC time, `20261121T030000Z`.
 pub fn timestamp_name(now_ms: u64) -> String {
-    let secs = now_ms / 1000;
-    let (days, rest) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days as i64);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    backup::utc_stamp(now_ms)
 }
 
 /// The wire form of a job.
@@ -803,14 +781,6 @@ pub fn restore_drain() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn default_names_are_utc_timestamps() {
-        assert_eq!(timestamp_name(0), "19700101T000000Z");
-        // 2026-11-21 03:04:05 UTC
-        assert_eq!(timestamp_name(1_795_230_245_000), "20261121T030405Z");
-        assert_eq!(timestamp_name(951_782_400_000), "20000229T000000Z");
-    }
 
     #[test]
     fn backup_names_are_never_paths() {

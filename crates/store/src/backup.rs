@@ -20,6 +20,7 @@ pub use crate::backup_restore::{
     restore_backup, restore_backup_with, stage_restore, stage_restore_with, swap_in,
     RestoreSummary, STAGING_SUFFIX,
 };
+pub use crate::backup_fs::utc_stamp;
 pub use crate::backup_verify::{verify_backup, verify_backup_with, Problem, VerifyReport};
 
 use crate::backup_env::{content_bytes, copy_env, copy_facts, estimate_env_bytes};

@@ -310,7 +310,7 @@ pub(crate) fn parent(path: &Path) -> &Path {
 }
 
 /// `ms` since the epoch as a UTC stamp for file names: `20261121T205800Z`.
-pub(crate) fn utc_stamp(ms: u64) -> String {
+pub fn utc_stamp(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
