@@ -366,3 +366,35 @@ fn a_backup_job_on_a_full_file_system_fails_clearly_and_the_service_serves_on() 
     service.stop().unwrap();
     let _ = std::process::Command::new("umount").arg(&small).status();
 }
+
+#[test]
+fn a_restore_from_a_damaged_backup_fails_and_changes_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(&scratch.path().join("data"), &[]).unwrap();
+    let cli = Endpoint::unix(&service);
+    cli.run(&["db", "create", "notes"]).ok();
+    cli.run(&["put", "notes", "k", "\"in the backup\""]).ok();
+    cli.run(&["backup", "start", "--name", "b1", "--wait"]).ok();
+    cli.run(&["put", "notes", "k", "\"after the backup\""]).ok();
+
+    // One flipped byte in the backup's environment.
+    let env = service.dir.join("backups/b1/store/data.mdb");
+    let mut bytes = std::fs::read(&env).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&env, bytes).unwrap();
+
+    let failed = cli.run(&["-o", "json", "restore", "start", "b1", "--wait"]);
+    assert_eq!(failed.code, 1, "{}", failed.stderr);
+    let job: Value = serde_json::from_str(failed.stdout.trim()).unwrap();
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("data.mdb"),
+        "the error names the damaged file: {message}"
+    );
+    assert_eq!(cli.value("notes", "k"), Value::from("after the backup"));
+    let status = cli.run(&["-o", "json", "status"]).ok().json();
+    assert_eq!(status["status"], "READ_WRITE");
+    service.stop().unwrap();
+}

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use crate::backup_fs::utc_stamp;
 pub use crate::backup_manifest::{
     read_manifest, DatabaseEntry, FileEntry, Manifest, MANIFEST_FILE, MANIFEST_VERSION,
 };
@@ -20,7 +21,6 @@ pub use crate::backup_restore::{
     restore_backup, restore_backup_with, stage_restore, stage_restore_with, swap_in,
     RestoreSummary, STAGING_SUFFIX,
 };
-pub use crate::backup_fs::utc_stamp;
 pub use crate::backup_verify::{verify_backup, verify_backup_with, Problem, VerifyReport};
 
 use crate::backup_env::{content_bytes, copy_env, copy_facts, estimate_env_bytes};

@@ -9,11 +9,6 @@ use cairn_server::{cairn_environment, Flags, Service, Settings};
 use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
 
-// Most of a call's allocations are small and short-lived: mimalloc serves them faster
-// than the system allocator (measured with `cairn-bench service`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
