@@ -202,6 +202,21 @@ impl Client {
         decode(name::STATUS, self.call(name::STATUS, Value::Nil).await?)
     }
 
+    /// `status.set` (admin): sets the service's status and messages.
+    pub async fn status_set(
+        &self,
+        status: &str,
+        current_message: Option<&str>,
+        pending_maintenance_message: Option<&str>,
+    ) -> Result<StatusResult, ClientError> {
+        let args = methods::StatusSetArgs {
+            status: status.to_string(),
+            current_message: current_message.map(str::to_string),
+            pending_maintenance_message: pending_maintenance_message.map(str::to_string),
+        };
+        self.typed(name::STATUS_SET, &args).await
+    }
+
     /// `login`: authenticates the connection as `user`; the result's token can
     /// authenticate other connections ([`ConnectOptions::token`]).
     pub async fn login(&self, user: &str, password: &str) -> Result<LoginResult, ClientError> {

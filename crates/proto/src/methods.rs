@@ -14,6 +14,7 @@ use crate::code::{ErrorCode, WireError};
 /// Method names, as sent in a call's `m`.
 pub mod name {
     pub const STATUS: &str = "status";
+    pub const STATUS_SET: &str = "status.set";
     pub const LOGIN: &str = "login";
     pub const AUTH: &str = "auth";
     pub const LOGOUT: &str = "logout";
@@ -98,6 +99,17 @@ pub struct StatusResult {
     pub pending_maintenance_message: String,
     pub service_id: String,
     pub version: String,
+}
+
+/// `status.set`: the new status and its messages (absent messages become empty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusSetArgs {
+    /// `READ_WRITE`, `READ_ONLY` or `DOWN`.
+    pub status: String,
+    #[serde(default, rename = "currentMessage")]
+    pub current_message: Option<String>,
+    #[serde(default, rename = "pendingMaintenanceMessage")]
+    pub pending_maintenance_message: Option<String>,
 }
 
 /// `login`: user and password; the connection is authenticated as the user.

@@ -9,7 +9,8 @@ use std::time::Duration;
 use cairn_proto::methods::{self, from_value, name, to_value};
 use cairn_proto::{ErrorCode, Message, WireError};
 use cairn_store::{
-    Access, ChangeOp, Op, Retention, Scan, ScanRange, Store, StoreError, UserRecord, Write, Written,
+    Access, ChangeOp, Op, Retention, Scan, ScanRange, ServiceMode, ServiceStatus, Store,
+    StoreError, UserRecord, Write, Written,
 };
 use rmpv::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -178,22 +179,43 @@ fn change_entry(change: cairn_store::Change) -> Result<methods::ChangeEntry, Wir
     })
 }
 
-/// The `status` result: `DOWN` while a restore runs (the full status model arrives
-/// with maintenance modes).
+/// The `status` result: the status an admin set, or `DOWN` while a restore runs.
 pub fn status(shared: &Shared) -> methods::StatusResult {
-    let (status, message) = if shared.is_restoring() {
-        ("DOWN", RESTORE_MESSAGE)
+    let set = shared.status();
+    let (status, message, pending) = if shared.is_restoring() {
+        (
+            "DOWN",
+            RESTORE_MESSAGE.to_string(),
+            set.pending_maintenance_message,
+        )
     } else {
-        ("READ_WRITE", "")
+        (
+            set.mode.as_str(),
+            set.current_message,
+            set.pending_maintenance_message,
+        )
     };
     methods::StatusResult {
         status: status.to_string(),
-        current_message: message.to_string(),
-        pending_maintenance_message: String::new(),
+        current_message: message,
+        pending_maintenance_message: pending,
         service_id: shared.service_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
     }
 }
+
+/// The error of a DOWN service, with the admin's message.
+pub fn down_error(status: &ServiceStatus) -> WireError {
+    let message = if status.current_message.is_empty() {
+        "the service is down for maintenance".to_string()
+    } else {
+        status.current_message.clone()
+    };
+    WireError::new(ErrorCode::Unavailable, message)
+}
+
+/// Methods that change data, refused to non-admins in READ_ONLY.
+const WRITE_METHODS: [&str; 4] = [name::PUT, name::DELETE, name::BATCH, name::USER_PASSWD];
 
 /// What a call changes about its connection.
 pub enum ConnectionChange {
@@ -226,6 +248,12 @@ pub async fn session_call(
                     ErrorCode::BadCredentials,
                     "unknown user or wrong password",
                 ));
+            }
+            // A DOWN service lets only admins in.
+            let status = shared.status();
+            let admin = usable.as_ref().is_some_and(|r| r.admin);
+            if status.mode == ServiceMode::Down && !admin {
+                return Err(down_error(&status));
             }
             let (token, token_hash) = auth::new_token()?;
             let now = now_ms();
@@ -273,6 +301,10 @@ pub async fn session_call(
                 .map_err(store_error)?
                 .filter(|r| !r.locked)
                 .ok_or_else(refused)?;
+            let status = shared.status();
+            if status.mode == ServiceMode::Down && !record.admin {
+                return Err(down_error(&status));
+            }
             let identity = Identity {
                 user: session.user.clone(),
                 via: Via::Token,
@@ -411,19 +443,32 @@ impl Call {
         }
     }
 
-    /// While a restore runs, only admins get through (and `status`).
+    /// While a restore runs or the service is DOWN, only admins get through (and
+    /// `status`); in READ_ONLY, non-admin writes are refused.
     fn check_available(&self) -> Result<(), WireError> {
-        if !self.shared.is_restoring() || self.method == name::STATUS {
+        if self.method == name::STATUS {
             return Ok(());
         }
-        let admin = self.identity.is_some()
-            && self
-                .need(Need::Admin)
-                .is_ok_and(|record| record.is_some_and(|r| r.admin));
+        let admin = self.caller.as_ref().is_some_and(|c| c.record.admin);
         if admin {
-            Ok(())
-        } else {
-            Err(WireError::new(ErrorCode::Unavailable, RESTORE_MESSAGE))
+            return Ok(());
+        }
+        if self.shared.is_restoring() {
+            return Err(WireError::new(ErrorCode::Unavailable, RESTORE_MESSAGE));
+        }
+        let status = self.shared.status();
+        match status.mode {
+            ServiceMode::ReadWrite => Ok(()),
+            ServiceMode::Down => Err(down_error(&status)),
+            ServiceMode::ReadOnly if WRITE_METHODS.contains(&self.method.as_str()) => {
+                let message = if status.current_message.is_empty() {
+                    "the service is read-only".to_string()
+                } else {
+                    status.current_message
+                };
+                Err(WireError::new(ErrorCode::ReadOnly, message))
+            }
+            ServiceMode::ReadOnly => Ok(()),
         }
     }
 
@@ -439,6 +484,41 @@ impl Call {
         }
         let store = &self.shared.store()?;
         let value = match self.method.as_str() {
+            name::STATUS_SET => {
+                self.need(Need::Admin)?;
+                let args: methods::StatusSetArgs = from_value(args)?;
+                let mode = ServiceMode::parse(&args.status).ok_or_else(|| {
+                    bad_request(format!(
+                        "status is READ_WRITE, READ_ONLY or DOWN, not {:?}",
+                        args.status
+                    ))
+                })?;
+                let new = ServiceStatus {
+                    mode,
+                    current_message: args.current_message.unwrap_or_default(),
+                    pending_maintenance_message: args
+                        .pending_maintenance_message
+                        .unwrap_or_default(),
+                    set_by: self.user().to_string(),
+                    set_ms: now_ms(),
+                };
+                write(
+                    store,
+                    Write::SetStatus {
+                        status: new.clone(),
+                    },
+                )
+                .await?;
+                tracing::warn!(
+                    status = mode.as_str(),
+                    message = %new.current_message,
+                    pending = %new.pending_maintenance_message,
+                    by = %self.user(),
+                    "service status changed"
+                );
+                self.shared.set_status(new);
+                to_value(&status(&self.shared))
+            }
             name::DB_CREATE => {
                 self.need(Need::Admin)?;
                 let args: methods::DbCreateArgs = from_value(args)?;

@@ -168,6 +168,15 @@ async fn swap_in(
         .await
         .map_err(wire)?;
     write(&store, Write::NewEpoch).await.map_err(wire)?;
+    // The service returns to the status it had, whatever the backup's was.
+    write(
+        &store,
+        Write::SetStatus {
+            status: shared.status(),
+        },
+    )
+    .await
+    .map_err(wire)?;
     shared.put_store(store);
     Ok(())
 }

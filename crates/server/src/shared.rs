@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, RwLock};
 
 use cairn_proto::{ErrorCode, WireError};
-use cairn_store::Store;
+use cairn_store::{ServiceStatus, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::feeds::Feeds;
@@ -39,6 +39,8 @@ pub struct Shared {
     feeds_end: Mutex<CancellationToken>,
     /// Set while a restore runs.
     restoring: RwLock<bool>,
+    /// The status an admin set (a copy of the stored one).
+    status: RwLock<ServiceStatus>,
 }
 
 impl Shared {
@@ -51,7 +53,12 @@ impl Shared {
     ) -> Shared {
         let feeds = Feeds::default();
         feeds.attach(&store);
+        let status = store
+            .snapshot()
+            .and_then(|s| s.status())
+            .unwrap_or_default();
         Shared {
+            status: RwLock::new(status),
             service_id: store.meta().service_id.clone(),
             store: RwLock::new(Some(store)),
             feeds,
@@ -96,6 +103,16 @@ impl Shared {
         let mut current = self.feeds_end.lock().expect("feeds end lock");
         current.cancel();
         *current = CancellationToken::new();
+    }
+
+    /// The status an admin set.
+    pub fn status(&self) -> ServiceStatus {
+        self.status.read().expect("status lock").clone()
+    }
+
+    /// Records a status just stored.
+    pub fn set_status(&self, status: ServiceStatus) {
+        *self.status.write().expect("status lock") = status;
     }
 
     pub fn is_restoring(&self) -> bool {

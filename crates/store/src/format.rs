@@ -40,6 +40,8 @@ pub mod meta_key {
     /// u64 big-endian: the change-log epoch, drawn at creation and again at each
     /// restore (0 when absent).
     pub const EPOCH: &str = "epoch";
+    /// msgpack map: the service status an admin set (READ_WRITE when absent).
+    pub const STATUS: &str = "status";
 }
 
 /// Size of the database id that prefixes keys of `docs` and `changes`.

@@ -17,6 +17,7 @@ mod error;
 pub mod format;
 mod jobs;
 mod lock;
+mod status;
 mod store;
 mod usage;
 mod validate;
@@ -26,6 +27,7 @@ pub use error::{Result, StoreError};
 pub use format::{Access, ChangeOp, Retention, SessionRecord, UserRecord, FORMAT_VERSION};
 pub use jobs::{JobKind, JobRecord, JobStatus};
 pub use lock::{DirLock, LOCK_FILE};
+pub use status::{ServiceMode, ServiceStatus, MAX_STATUS_MESSAGE_CHARS};
 pub use store::{
     Change, DatabaseInfo, DatabaseView, DocRef, Document, Scan, ScanPage, ScanRange, Snapshot,
     Store, StoreMeta, StoreOptions, DEFAULT_MAP_SIZE, DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT,

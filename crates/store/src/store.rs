@@ -745,6 +745,16 @@ impl Snapshot {
             .unwrap_or(0))
     }
 
+    /// The service status an admin set (READ_WRITE with no messages when never set).
+    pub fn status(&self) -> Result<crate::status::ServiceStatus> {
+        self.tables
+            .meta
+            .get(&self.txn, meta_key::STATUS)?
+            .map(crate::status::ServiceStatus::decode)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
     /// One job, or `None`.
     pub fn job(&self, id: u64) -> Result<Option<JobRecord>> {
         self.tables

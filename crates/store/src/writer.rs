@@ -115,6 +115,10 @@ pub enum Write {
     },
     /// Draws a new epoch: change-log cursors of the earlier one are refused from now on.
     NewEpoch,
+    /// Replaces the service status.
+    SetStatus {
+        status: crate::status::ServiceStatus,
+    },
 }
 
 /// What a successful write reports.
@@ -143,6 +147,7 @@ pub enum Written {
     JobsReplaced,
     /// The new epoch.
     Epoch(u64),
+    StatusSet,
 }
 
 /// What one commit changed in a database, told to the commit hook.
@@ -554,6 +559,12 @@ impl GroupTxn<'_> {
                 )?;
                 Ok(Written::JobsReplaced)
             }
+            Write::SetStatus { status } => {
+                self.tables
+                    .meta
+                    .put(&mut self.wtxn, meta_key::STATUS, &status.encode())?;
+                Ok(Written::StatusSet)
+            }
             Write::NewEpoch => {
                 let epoch = crate::store::random_epoch()?;
                 self.tables
@@ -873,6 +884,7 @@ fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
         | Write::FailInterruptedJobs { .. }
         | Write::ReplaceJobs { .. }
         | Write::NewEpoch => Ok(()),
+        Write::SetStatus { status } => status.validate(),
     }
 }
 

@@ -91,8 +91,17 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Show the service's status (READ_WRITE, READ_ONLY or DOWN) and its messages.
-    Status,
+    /// Show the service's status (READ_WRITE, READ_ONLY or DOWN) and its messages, or set
+    /// it (admin).
+    #[command(after_help = "\
+Examples:
+  cairn --dir ./data status
+  cairn --dir ./data status set READ_ONLY --message \"moving to new disks\" --pending \"DOWN at 03:00 UTC\"
+  cairn --dir ./data status set READ_WRITE")]
+    Status {
+        #[command(subcommand)]
+        action: Option<StatusCommand>,
+    },
     /// Show who this connection is authenticated as, and how.
     Whoami,
     /// Log in with a password and print a session token (for --token).
@@ -269,6 +278,23 @@ pub enum JobsCommand {
     Cancel {
         /// The job's id.
         id: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StatusCommand {
+    /// Set the status: READ_WRITE, READ_ONLY (non-admin writes refused) or DOWN
+    /// (non-admin calls refused); the messages are shown to callers.
+    Set {
+        /// READ_WRITE, READ_ONLY or DOWN.
+        #[arg(value_parser = ["READ_WRITE", "READ_ONLY", "DOWN"])]
+        status: String,
+        /// The current message (at most 256 characters).
+        #[arg(long)]
+        message: Option<String>,
+        /// The pending maintenance message (at most 256 characters).
+        #[arg(long)]
+        pending: Option<String>,
     },
 }
 

@@ -9,7 +9,8 @@ use anyhow::Result;
 use cairn_client::methods::{ChangesArgs, FeedItem, RetentionArgs, ScanArgs};
 
 use crate::args::{
-    ChangesOptions, Cli, Command, DbCommand, Feed, ScanOptions, UsageError, UserCommand,
+    ChangesOptions, Cli, Command, DbCommand, Feed, ScanOptions, StatusCommand, UsageError,
+    UserCommand,
 };
 use crate::connect::Target;
 use crate::input;
@@ -20,8 +21,22 @@ pub async fn run(cli: Cli) -> Result<()> {
     let out = Output::new(cli.global.output);
     let target = Target::new(&cli.global)?;
     match cli.command {
-        Command::Status => {
+        Command::Status { action: None } => {
             let status = target.connect().await?.status().await?;
+            out.emit(&status, || output::status_text(&status))?;
+        }
+        Command::Status {
+            action:
+                Some(StatusCommand::Set {
+                    status,
+                    message,
+                    pending,
+                }),
+        } => {
+            let client = target.connect().await?;
+            let status = client
+                .status_set(&status, message.as_deref(), pending.as_deref())
+                .await?;
             out.emit(&status, || output::status_text(&status))?;
         }
         Command::Whoami => {
