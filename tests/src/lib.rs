@@ -9,3 +9,4 @@ pub mod crash;
 pub mod garage;
 pub mod process;
 pub mod raw;
+pub mod tmpfs;

@@ -3,39 +3,8 @@
 //! refuses. The refusal must reach the caller as `StorageFull`, never a panic, and every
 //! write acknowledged before it must still be there, before and after a reopen.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
 use cairn_store::{Store, StoreError, StoreOptions};
-
-/// A tmpfs mounted for the life of the value.
-struct TmpfsMount {
-    path: PathBuf,
-}
-
-impl TmpfsMount {
-    fn new(path: &Path, size: &str) -> TmpfsMount {
-        std::fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("running mount");
-        assert!(
-            status.success(),
-            "mounting a tmpfs failed: this test needs root (as CI has)"
-        );
-        TmpfsMount {
-            path: path.to_path_buf(),
-        }
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
+use cairn_tests::tmpfs::Tmpfs;
 
 /// msgpack bin32 of `len` bytes.
 fn blob(len: usize, fill: u8) -> Vec<u8> {
@@ -48,12 +17,12 @@ fn blob(len: usize, fill: u8) -> Vec<u8> {
 #[test]
 fn a_full_disk_is_an_error_and_loses_nothing_acknowledged() {
     let scratch = tempfile::tempdir().unwrap();
-    let mount = TmpfsMount::new(&scratch.path().join("small"), "4m");
+    let mount = Tmpfs::mount(&scratch.path().join("small"), "4m");
     let options = StoreOptions {
         map_size: 64 << 20,
         ..StoreOptions::default()
     };
-    let store = Store::create(&mount.path, options.clone()).unwrap();
+    let store = Store::create(mount.path(), options.clone()).unwrap();
     store.create_database("db").unwrap();
 
     let mut acknowledged = Vec::new();
@@ -92,7 +61,7 @@ fn a_full_disk_is_an_error_and_loses_nothing_acknowledged() {
     );
 
     drop(store);
-    let store = Store::open(&mount.path, options).unwrap();
+    let store = Store::open(mount.path(), options).unwrap();
     let info = store.database_info("db").unwrap();
     assert_eq!(info.doc_count, acknowledged.len() as u64);
     assert_eq!(info.last_seq, acknowledged.last().unwrap().1);

@@ -327,14 +327,8 @@ fn scheduled_backups_keep_the_newest_two() {
 #[test]
 fn a_backup_job_on_a_full_file_system_fails_clearly_and_the_service_serves_on() {
     let scratch = tempfile::tempdir().unwrap();
-    let small = scratch.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    assert!(mounted.success(), "mounting a tmpfs needs root, as CI has");
+    let tmpfs = cairn_tests::tmpfs::Tmpfs::mount(&scratch.path().join("small"), "4m");
+    let small = tmpfs.path().to_path_buf();
     let dir = scratch.path().join("data");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -364,7 +358,6 @@ fn a_backup_job_on_a_full_file_system_fails_clearly_and_the_service_serves_on() 
     cli.run(&["put", "big", "after", "1"]).ok();
     assert_eq!(cli.value("big", "after"), Value::from(1));
     service.stop().unwrap();
-    let _ = std::process::Command::new("umount").arg(&small).status();
 }
 
 #[test]

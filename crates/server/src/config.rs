@@ -171,6 +171,15 @@ pub struct Flags {
 }
 
 impl Settings {
+    /// The options the service opens its store with.
+    pub fn store_options(&self) -> cairn_store::StoreOptions {
+        cairn_store::StoreOptions {
+            map_size: self.map_size,
+            max_value_bytes: self.max_value_bytes,
+            ..cairn_store::StoreOptions::default()
+        }
+    }
+
     /// Settings for the working directory `dir`: defaults, the file, the environment
     /// (`env`: the `CAIRN_*` variables and the `AWS_VARIABLES`), then the flags.
     pub fn load(

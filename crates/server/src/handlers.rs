@@ -186,13 +186,13 @@ pub fn status(shared: &Shared) -> methods::StatusResult {
         (
             "DOWN",
             RESTORE_MESSAGE.to_string(),
-            set.pending_maintenance_message,
+            set.pending_maintenance_message.clone(),
         )
     } else {
         (
             set.mode.as_str(),
-            set.current_message,
-            set.pending_maintenance_message,
+            set.current_message.clone(),
+            set.pending_maintenance_message.clone(),
         )
     };
     methods::StatusResult {
@@ -364,12 +364,7 @@ pub fn is_session_method(method: &str) -> bool {
     )
 }
 
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub(crate) use cairn_store::now_ms;
 
 /// A call of any other method, with what it needs to answer and to stream.
 pub struct Call {
@@ -464,7 +459,7 @@ impl Call {
                 let message = if status.current_message.is_empty() {
                     "the service is read-only".to_string()
                 } else {
-                    status.current_message
+                    status.current_message.clone()
                 };
                 Err(WireError::new(ErrorCode::ReadOnly, message))
             }

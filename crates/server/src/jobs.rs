@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use cairn_proto::methods::{self, from_value, name, to_value};
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::backup::{self, BackupControl, BackupProgress, ProgressFn};
-use cairn_store::{JobKind, JobRecord, JobStatus, Store, StoreError, StoreOptions, Write, Written};
+use cairn_store::{JobKind, JobRecord, JobStatus, Store, StoreError, Write, Written};
 use rmpv::Value;
 use tokio::sync::{mpsc, OwnedMutexGuard};
 use tokio_util::task::TaskTracker;
@@ -761,15 +761,6 @@ pub async fn fail_interrupted(store: &Store) -> Result<u64, WireError> {
     match write(store, Write::FailInterruptedJobs { now_ms: now_ms() }).await? {
         Written::JobsFailed(n) => Ok(n),
         other => Err(WireError::new(ErrorCode::Internal, format!("{other:?}"))),
-    }
-}
-
-/// The store options a service opens its environment with.
-pub fn store_options(shared: &Shared) -> StoreOptions {
-    StoreOptions {
-        map_size: shared.settings.map_size,
-        max_value_bytes: shared.settings.max_value_bytes,
-        ..StoreOptions::default()
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Instant;
 use cairn_store::{backup, JobRecord, Store, StoreError, Write, STORE_DIR};
 
 use crate::handlers::{now_ms, write};
-use crate::jobs::{restore_drain, store_options, timestamp_name};
+use crate::jobs::{restore_drain, timestamp_name};
 use crate::shared::Shared;
 
 fn failure(reason: impl Into<String>) -> StoreError {
@@ -121,7 +121,7 @@ async fn swap_in(
         })
         .await
     };
-    let options = store_options(shared);
+    let options = shared.settings.store_options();
     let reopened = match swap {
         Ok(()) => {
             let (dir, options) = (dir.clone(), options.clone());
@@ -172,7 +172,7 @@ async fn swap_in(
     write(
         &store,
         Write::SetStatus {
-            status: shared.status(),
+            status: (*shared.status()).clone(),
         },
     )
     .await

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_certs::{CertDir, ClientAuth};
-use cairn_store::{DirLock, Store, StoreOptions, UserRecord, Write};
+use cairn_store::{DirLock, Store, UserRecord, Write};
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -212,11 +212,7 @@ impl Service {
         }
         empty_dir(&dir.join(TMP_DIR))?;
 
-        let options = StoreOptions {
-            map_size: settings.map_size,
-            max_value_bytes: settings.max_value_bytes,
-            ..StoreOptions::default()
-        };
+        let options = settings.store_options();
         let store_dir = dir.to_path_buf();
         let store = tokio::task::spawn_blocking(move || Store::open_or_create(&store_dir, options))
             .await

@@ -4,7 +4,7 @@
 //! service down.
 
 use std::path::PathBuf;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{ServiceStatus, Store};
@@ -40,7 +40,7 @@ pub struct Shared {
     /// Set while a restore runs.
     restoring: RwLock<bool>,
     /// The status an admin set (a copy of the stored one).
-    status: RwLock<ServiceStatus>,
+    status: RwLock<Arc<ServiceStatus>>,
 }
 
 impl Shared {
@@ -58,7 +58,7 @@ impl Shared {
             .and_then(|s| s.status())
             .unwrap_or_default();
         Shared {
-            status: RwLock::new(status),
+            status: RwLock::new(Arc::new(status)),
             service_id: store.meta().service_id.clone(),
             store: RwLock::new(Some(store)),
             feeds,
@@ -105,14 +105,14 @@ impl Shared {
         *current = CancellationToken::new();
     }
 
-    /// The status an admin set.
-    pub fn status(&self) -> ServiceStatus {
+    /// The status an admin set (shared: every call reads it).
+    pub fn status(&self) -> Arc<ServiceStatus> {
         self.status.read().expect("status lock").clone()
     }
 
     /// Records a status just stored.
     pub fn set_status(&self, status: ServiceStatus) {
-        *self.status.write().expect("status lock") = status;
+        *self.status.write().expect("status lock") = Arc::new(status);
     }
 
     pub fn is_restoring(&self) -> bool {
