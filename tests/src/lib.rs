@@ -2,7 +2,8 @@
 //! library holds what a test binary and the test that checks it must agree on, such as
 //! the keys, values and acknowledgement lines of the crash writer (see [`crash`]), and
 //! the tools of the end-to-end tests: real service processes ([`process`]), a raw
-//! protocol client ([`raw`]), and a real S3-compatible object store ([`garage`]).
+//! protocol client ([`raw`]), a real S3-compatible object store ([`garage`]),
+//! and a real HTTP endpoint that records webhook deliveries ([`webhook`]).
 
 pub mod cli;
 pub mod crash;
@@ -10,3 +11,4 @@ pub mod garage;
 pub mod process;
 pub mod raw;
 pub mod tmpfs;
+pub mod webhook;

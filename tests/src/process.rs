@@ -89,9 +89,24 @@ impl ServiceProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<ServiceProcess> {
+        ServiceProcess::spawn(dir, extra, env, true)
+    }
+
+    /// Starts a service on `dir` whose listeners come from `DIR/cairn.toml` alone (no
+    /// `--listen` flag, which would win over the file); the file must name a TLS URL.
+    pub fn start_listening_from_file(dir: &Path) -> Result<ServiceProcess> {
+        ServiceProcess::spawn(dir, &[], &[], false)
+    }
+
+    fn spawn(
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        default_listen: bool,
+    ) -> Result<ServiceProcess> {
         let mut command = Command::new(binary("cairn-server", "cairn-service")?);
         command.arg(dir);
-        if !extra.contains(&"--listen") {
+        if default_listen && !extra.contains(&"--listen") {
             command.args(["--listen", "ssl://127.0.0.1:0"]);
         }
         command

@@ -255,11 +255,80 @@ impl Client {
         db: &str,
         retention: RetentionArgs,
     ) -> Result<DbInfo, ClientError> {
-        let args = DbCreateArgs {
+        self.db_create_with(&DbCreateArgs {
             name: db.to_string(),
             retention,
+            offline: false,
+        })
+        .await
+    }
+
+    /// `db.create` with every argument (e.g. `offline`: created offline).
+    pub async fn db_create_with(&self, args: &DbCreateArgs) -> Result<DbInfo, ClientError> {
+        self.typed(name::DB_CREATE, args).await
+    }
+
+    /// `db.offline`: refuses new calls on the database, lets those in flight finish, ends
+    /// its live feeds; answers once it is offline.
+    pub async fn db_offline(
+        &self,
+        db: &str,
+        reason: Option<&str>,
+    ) -> Result<methods::DbStateResult, ClientError> {
+        let args = methods::DbOfflineArgs {
+            name: db.to_string(),
+            reason: reason.map(str::to_string),
         };
-        self.typed(name::DB_CREATE, &args).await
+        self.typed(name::DB_OFFLINE, &args).await
+    }
+
+    /// `db.online`: at once, or `Starting` for `delay_secs` first.
+    pub async fn db_online(
+        &self,
+        db: &str,
+        delay_secs: Option<u64>,
+        reason: Option<&str>,
+    ) -> Result<methods::DbStateResult, ClientError> {
+        let args = methods::DbOnlineArgs {
+            name: db.to_string(),
+            delay_secs,
+            reason: reason.map(str::to_string),
+        };
+        self.typed(name::DB_ONLINE, &args).await
+    }
+
+    /// `db.config`: a database's configuration and state.
+    pub async fn db_config(&self, db: &str) -> Result<methods::DbConfig, ClientError> {
+        let args = DbNameArgs {
+            name: db.to_string(),
+        };
+        self.typed(name::DB_CONFIG, &args).await
+    }
+
+    /// `db.config.set`: replaces the configuration of an offline database.
+    pub async fn db_config_set(
+        &self,
+        db: &str,
+        config: methods::DbConfigSettings,
+    ) -> Result<methods::DbConfig, ClientError> {
+        let args = methods::DbConfigSetArgs {
+            name: db.to_string(),
+            config,
+        };
+        self.typed(name::DB_CONFIG_SET, &args).await
+    }
+
+    /// `db.resync`: starts a job rebuilding the indexes of an offline database.
+    pub async fn db_resync(&self, db: &str) -> Result<methods::Job, ClientError> {
+        let args = DbNameArgs {
+            name: db.to_string(),
+        };
+        self.typed(name::DB_RESYNC, &args).await
+    }
+
+    /// `find`: documents by a secondary index.
+    pub async fn find(&self, args: &methods::FindArgs) -> Result<methods::FindResult, ClientError> {
+        self.typed(name::FIND, args).await
     }
 
     /// `db.drop`: removes a database, its documents and its change log.
@@ -474,5 +543,14 @@ impl Client {
     /// `usage` (admin): the room the service's data, directory and backups take.
     pub async fn usage(&self) -> Result<methods::UsageResult, ClientError> {
         decode(name::USAGE, self.call(name::USAGE, Value::Nil).await?)
+    }
+
+    /// `config.reload` (admin): the service reads its settings file again and applies
+    /// what can change at run time; an invalid file is refused and changes nothing.
+    pub async fn config_reload(&self) -> Result<methods::ConfigReloadResult, ClientError> {
+        decode(
+            name::CONFIG_RELOAD,
+            self.call(name::CONFIG_RELOAD, Value::Nil).await?,
+        )
     }
 }

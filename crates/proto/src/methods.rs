@@ -23,6 +23,12 @@ pub mod name {
     pub const DB_DROP: &str = "db.drop";
     pub const DB_LIST: &str = "db.list";
     pub const DB_INFO: &str = "db.info";
+    pub const DB_OFFLINE: &str = "db.offline";
+    pub const DB_ONLINE: &str = "db.online";
+    pub const DB_CONFIG: &str = "db.config";
+    pub const DB_CONFIG_SET: &str = "db.config.set";
+    pub const DB_RESYNC: &str = "db.resync";
+    pub const FIND: &str = "find";
     pub const GET: &str = "get";
     pub const PUT: &str = "put";
     pub const DELETE: &str = "delete";
@@ -43,6 +49,7 @@ pub mod name {
     pub const JOBS_SHOW: &str = "jobs.show";
     pub const JOBS_CANCEL: &str = "jobs.cancel";
     pub const USAGE: &str = "usage";
+    pub const CONFIG_RELOAD: &str = "config.reload";
 
     /// Every method, for tables and tests.
     pub const ALL: &[&str] = &[
@@ -55,6 +62,12 @@ pub mod name {
         DB_DROP,
         DB_LIST,
         DB_INFO,
+        DB_OFFLINE,
+        DB_ONLINE,
+        DB_CONFIG,
+        DB_CONFIG_SET,
+        DB_RESYNC,
+        FIND,
         GET,
         PUT,
         DELETE,
@@ -68,6 +81,7 @@ pub mod name {
         USER_LIST,
         USER_DELETE,
         USAGE,
+        CONFIG_RELOAD,
     ];
 }
 
@@ -91,7 +105,8 @@ pub fn to_value<T: Serialize>(value: &T) -> Value {
 /// `status`: readable by anyone, before authentication.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusResult {
-    /// `READ_WRITE`, `READ_ONLY` or `DOWN`.
+    /// `READ_WRITE`, `READ_ONLY` or `DOWN`: the mode in force, the stricter of the
+    /// admin's (`admin_status`) and `READ_ONLY` while any automatic reason holds.
     pub status: String,
     #[serde(rename = "currentMessage")]
     pub current_message: String,
@@ -99,6 +114,39 @@ pub struct StatusResult {
     pub pending_maintenance_message: String,
     pub service_id: String,
     pub version: String,
+    /// The mode an admin set (`status.set`), apart from the automatic reasons.
+    #[serde(default)]
+    pub admin_status: String,
+    /// Why the service is read-only by itself, if it is.
+    #[serde(default)]
+    pub reasons: Vec<StatusReason>,
+}
+
+/// A reason the service turned itself read-only: `low_disk_space`, `disk_full` or
+/// `map_full`, a message for people, and since when (ms since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReason {
+    pub code: String,
+    pub message: String,
+    pub since_ms: u64,
+}
+
+/// `config.reload`'s result: the settings file read, the settings applied (`changed`)
+/// and those that differ in the file but need a restart (`needs_restart`, not applied).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigReloadResult {
+    pub file: String,
+    pub changed: Vec<SettingChange>,
+    pub needs_restart: Vec<SettingChange>,
+}
+
+/// One setting of a reload: its name as in the file (`limits.max_connections`), the
+/// value in force before and the file's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingChange {
+    pub setting: String,
+    pub old: String,
+    pub new: String,
 }
 
 /// `status.set`: the new status and its messages (absent messages become empty).
@@ -158,12 +206,14 @@ pub struct RetentionArgs {
     pub max_age_secs: Option<u64>,
 }
 
-/// `db.create`.
+/// `db.create`: with `offline`, the database stays offline until `db.online`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DbCreateArgs {
     pub name: String,
     #[serde(default)]
     pub retention: RetentionArgs,
+    #[serde(default)]
+    pub offline: bool,
 }
 
 /// `db.drop` and `db.info`.
@@ -183,6 +233,127 @@ pub struct DbInfo {
     pub doc_bytes: u64,
     pub log_bytes: u64,
     pub retention: RetentionArgs,
+    /// `Online`, `Offline`, `Starting`, `Stopping` or `Resyncing`.
+    #[serde(default)]
+    pub state: String,
+}
+
+/// `db.offline`; `reason` is logged and sent to webhooks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbOfflineArgs {
+    pub name: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// `db.online`: `delay_secs` keeps the database `Starting` that long first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbOnlineArgs {
+    pub name: String,
+    #[serde(default)]
+    pub delay_secs: Option<u64>,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// Result of `db.offline` and `db.online`: the state now, the state before, and whether
+/// the call changed anything (asking for the state a database is in, or is moving to,
+/// changes nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DbStateResult {
+    pub name: String,
+    pub state: String,
+    pub previous: String,
+    pub changed: bool,
+}
+
+/// A secondary index of a database: `field` is a JSON pointer into the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDefArgs {
+    pub name: String,
+    pub field: String,
+    #[serde(default)]
+    pub unique: bool,
+}
+
+/// A database's configuration, as `db.config` shows it. `offline`, `state` and
+/// `indexes_stale` are facts, not settings: `db.config.set` ignores them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbConfig {
+    pub name: String,
+    pub offline: bool,
+    pub state: String,
+    #[serde(default)]
+    pub retention: RetentionArgs,
+    #[serde(default)]
+    pub indexes: Vec<IndexDefArgs>,
+    #[serde(default)]
+    pub indexes_stale: bool,
+}
+
+/// The settable part of a database's configuration (`db.config.set` replaces it whole:
+/// what is absent takes its default).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DbConfigSettings {
+    #[serde(default)]
+    pub retention: RetentionArgs,
+    #[serde(default)]
+    pub indexes: Vec<IndexDefArgs>,
+}
+
+/// `db.config.set`: only while the database is offline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DbConfigSetArgs {
+    pub name: String,
+    pub config: DbConfigSettings,
+}
+
+/// `find`: documents by a secondary index, an exact `value` or a range `start`/`end`
+/// (values: strings, numbers, booleans), in (value, key) order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct FindArgs {
+    pub db: String,
+    pub index: String,
+    #[serde(default)]
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub start: Option<Value>,
+    #[serde(default)]
+    pub start_exclusive: bool,
+    #[serde(default)]
+    pub end: Option<Value>,
+    #[serde(default)]
+    pub end_inclusive: bool,
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub reverse: bool,
+    /// Resume after this entry (the `index_value` and `key` of the last one of a page).
+    #[serde(default)]
+    pub after: Option<FindCursor>,
+}
+
+/// Where a `find` page ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindCursor {
+    pub value: Value,
+    pub key: String,
+}
+
+/// One document found through an index, with the value it was found by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoundDoc {
+    pub key: String,
+    pub rev: u64,
+    pub value: Value,
+    pub index_value: Value,
+}
+
+/// `find`'s result: a page, with `more` when the range goes on after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindResult {
+    pub docs: Vec<FoundDoc>,
+    pub more: bool,
 }
 
 /// `get`.
@@ -321,6 +492,10 @@ pub struct ChangesResult {
     /// The epoch to pass with it.
     #[serde(default)]
     pub epoch: u64,
+    /// Set when a longpoll ended without changes because the feed cannot go on (the
+    /// database went offline): the same reasons as a continuous feed's end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_reason: Option<String>,
 }
 
 /// An item of a `continuous` feed: a change, or a heartbeat carrying the database's
@@ -335,8 +510,8 @@ pub enum FeedItem {
 /// The `end` of a continuous feed: why it ended and the last seq sent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FeedEnd {
-    /// A stable snake_case reason: `canceled`, `database_dropped`, `shutting_down` or
-    /// `restore`.
+    /// A stable snake_case reason: `canceled`, `database_dropped`, `database_offline`,
+    /// `shutting_down` or `restore`.
     pub reason: String,
     pub last_seq: u64,
 }
@@ -469,6 +644,9 @@ pub struct Job {
     pub total_time_ms: Option<u64>,
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Counts the job keeps (a resync: `processed`, `changed`, `errored`, `removed`).
+    #[serde(default)]
+    pub stats: BTreeMap<String, u64>,
 }
 
 /// A directory in `usage`'s result: what it takes on disk and the room of its file

@@ -15,12 +15,16 @@ use serde::Deserialize;
 use crate::error::ServerError;
 use crate::listen::ListenUrl;
 use crate::remote::{Location, S3Settings};
+use crate::webhooks::{WebhookEventKind, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
 
 /// Name of the settings file inside a working directory.
 pub const SETTINGS_FILE: &str = "cairn.toml";
 
 /// The default TLS listener.
 pub const DEFAULT_LISTEN: &str = "ssl://127.0.0.1:27460";
+
+/// The default log filter.
+pub const DEFAULT_LOG_LEVEL: &str = "info";
 
 /// Every setting of a running service.
 #[derive(Debug, Clone)]
@@ -52,6 +56,31 @@ pub struct Settings {
     pub backup_url: Option<Location>,
     /// How to reach that object store (`[backup.s3]`, else the `AWS_*` variables).
     pub s3: S3Settings,
+    /// The log filter (`[log] level`, an `EnvFilter` directive such as `info` or
+    /// `warn,cairn_server=debug`); `RUST_LOG`, when set, wins at start.
+    pub log_level: String,
+    /// Automatic READ_ONLY below this much free space (`[status] min_free_bytes`)...
+    pub min_free_bytes: u64,
+    /// ... or below this share of the file system (`[status] min_free_percent`),
+    /// whichever is smaller.
+    pub min_free_percent: f64,
+    /// How often free space is checked (`[status] free_space_check_secs`).
+    pub free_space_check: Duration,
+    /// Where events are POSTed (`[[webhooks]]`).
+    pub webhooks: Vec<WebhookSettings>,
+}
+
+/// One `[[webhooks]]` table: an endpoint and the events it gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookSettings {
+    /// An `http://` or `https://` URL.
+    pub url: String,
+    /// The events POSTed to it (never empty).
+    pub events: Vec<WebhookEventKind>,
+    /// How long one attempt may take (`timeout`, seconds).
+    pub timeout: Duration,
+    /// Attempts after the first (`retries`).
+    pub retries: u32,
 }
 
 impl Default for Settings {
@@ -75,6 +104,11 @@ impl Default for Settings {
             backup_keep: None,
             backup_url: None,
             s3: S3Settings::default(),
+            log_level: DEFAULT_LOG_LEVEL.to_string(),
+            min_free_bytes: 1 << 30,
+            min_free_percent: 5.0,
+            free_space_check: Duration::from_secs(30),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -92,6 +126,36 @@ struct SettingsFile {
     store: StoreSection,
     #[serde(default)]
     backup: BackupSection,
+    #[serde(default)]
+    log: LogSection,
+    #[serde(default)]
+    status: StatusSection,
+    #[serde(default)]
+    webhooks: Vec<WebhookSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookSection {
+    url: String,
+    events: Vec<String>,
+    /// Seconds; a fraction is fine.
+    timeout: Option<f64>,
+    retries: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    level: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusSection {
+    min_free_bytes: Option<u64>,
+    min_free_percent: Option<f64>,
+    free_space_check_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -122,6 +186,7 @@ struct LimitsSection {
     max_frame_bytes: Option<usize>,
     max_value_bytes: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    unauthenticated_idle_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,9 +271,20 @@ impl Settings {
     }
 
     fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ServerError> {
-        let file: SettingsFile = toml::from_str(text).map_err(|e| ServerError::Settings {
-            source_name: path.display().to_string(),
-            reason: e.message().to_string(),
+        let file: SettingsFile = toml::from_str(text).map_err(|e| {
+            // One line: the line of the file, then what is wrong there.
+            let line = e
+                .span()
+                .and_then(|span| text.get(..span.start))
+                .map(|before| before.matches('\n').count() + 1);
+            let message = e.message().trim().replace('\n', " ");
+            ServerError::Settings {
+                source_name: path.display().to_string(),
+                reason: match line {
+                    Some(line) => format!("line {line}: {message}"),
+                    None => message,
+                },
+            }
         })?;
         if let Some(listen) = file.listen {
             self.listen = parse_listen(&listen)?;
@@ -226,10 +302,35 @@ impl Settings {
             limits.shutdown_grace_secs.map(Duration::from_secs),
         );
         set(
+            &mut self.unauthenticated_idle,
+            limits.unauthenticated_idle_secs.map(Duration::from_secs),
+        );
+        set(
             &mut self.session_ttl,
             file.auth.session_ttl_secs.map(Duration::from_secs),
         );
         set(&mut self.map_size, file.store.map_size);
+        if let Some(level) = file.log.level {
+            tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
+                ServerError::Settings {
+                    source_name: format!("{} [log] level", path.display()),
+                    reason: format!("{level:?} is not a log filter ({e}); e.g. \"info\" or \"warn,cairn_server=debug\""),
+                }
+            })?;
+            self.log_level = level;
+        }
+        set(&mut self.min_free_bytes, file.status.min_free_bytes);
+        set(&mut self.min_free_percent, file.status.min_free_percent);
+        set(
+            &mut self.free_space_check,
+            file.status.free_space_check_secs.map(Duration::from_secs),
+        );
+        self.webhooks = file
+            .webhooks
+            .into_iter()
+            .enumerate()
+            .map(|(index, section)| webhook_settings(path, index, section))
+            .collect::<Result<_, _>>()?;
         if let Some(dir) = file.backup.dir {
             self.backup_dir = Some(dir);
         }
@@ -342,7 +443,8 @@ impl Settings {
         self.apply_aws_env(env)
     }
 
-    fn check(&self) -> Result<(), ServerError> {
+    /// Checks that the settings fit together.
+    pub(crate) fn check(&self) -> Result<(), ServerError> {
         let fail = |reason: &str| {
             Err(ServerError::Settings {
                 source_name: "settings".to_string(),
@@ -361,8 +463,17 @@ impl Settings {
         if self.max_value_bytes + (64 << 10) > self.max_frame_bytes {
             return fail("max_value_bytes must leave 64 KiB of room under max_frame_bytes");
         }
+        if self.unauthenticated_idle.is_zero() {
+            return fail("unauthenticated_idle_secs must be at least 1");
+        }
         if self.session_ttl.is_zero() {
             return fail("session_ttl_secs must be at least 1");
+        }
+        if !(0.0..=100.0).contains(&self.min_free_percent) {
+            return fail("[status] min_free_percent must be between 0 and 100");
+        }
+        if self.free_space_check.is_zero() {
+            return fail("[status] free_space_check_secs must be at least 1");
         }
         if self.backup_keep == Some(0) {
             return fail("[backup] keep must be at least 1 (leave it out to keep every backup)");
@@ -404,6 +515,72 @@ fn check_endpoint(endpoint: &str, source_name: &str) -> Result<(), ServerError> 
             reason: format!("{endpoint:?} is not an endpoint URL; e.g. http://127.0.0.1:3900"),
         }),
     }
+}
+
+/// The longest `timeout` of a webhook.
+const MAX_WEBHOOK_TIMEOUT_SECS: f64 = 3600.0;
+
+/// Checks the `[[webhooks]]` table number `index` (from 0) of the file `path`.
+fn webhook_settings(
+    path: &Path,
+    index: usize,
+    section: WebhookSection,
+) -> Result<WebhookSettings, ServerError> {
+    let fail = |reason: String| ServerError::Settings {
+        source_name: format!("{} [[webhooks]] #{}", path.display(), index + 1),
+        reason,
+    };
+    let url = section.url.trim().to_string();
+    match reqwest::Url::parse(&url) {
+        Ok(parsed)
+            if matches!(parsed.scheme(), "http" | "https")
+                && parsed.host_str().is_some_and(|h| !h.is_empty()) => {}
+        Ok(_) => {
+            return Err(fail(format!(
+                "url {url:?}: use an http:// or https:// URL with a host"
+            )))
+        }
+        Err(e) => {
+            return Err(fail(format!(
+                "url {url:?} is not a URL ({e}); e.g. \"https://hooks.example.net/cairn\""
+            )))
+        }
+    }
+    let names = || {
+        WebhookEventKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if section.events.is_empty() {
+        return Err(fail(format!("events is empty: name some of {}", names())));
+    }
+    let mut events = Vec::new();
+    for name in &section.events {
+        let kind = WebhookEventKind::parse(name.trim())
+            .ok_or_else(|| fail(format!("unknown event {name:?}; the events are {}", names())))?;
+        if !events.contains(&kind) {
+            events.push(kind);
+        }
+    }
+    let timeout = match section.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(secs) if secs > 0.0 && secs <= MAX_WEBHOOK_TIMEOUT_SECS => {
+            Duration::from_secs_f64(secs)
+        }
+        Some(secs) => {
+            return Err(fail(format!(
+                "timeout {secs}: give seconds above 0, at most {MAX_WEBHOOK_TIMEOUT_SECS}"
+            )))
+        }
+    };
+    Ok(WebhookSettings {
+        url,
+        events,
+        timeout,
+        retries: section.retries.unwrap_or(DEFAULT_RETRIES),
+    })
 }
 
 fn parse_listen(urls: &[String]) -> Result<Vec<ListenUrl>, ServerError> {
@@ -513,6 +690,76 @@ mod tests {
 
         std::fs::write(dir.path().join(SETTINGS_FILE), "listen = [\"http://x\"]\n").unwrap();
         assert!(Settings::load(dir.path(), &env(&[]), &Flags::default()).is_err());
+    }
+
+    #[test]
+    fn webhooks_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |text: &str| std::fs::write(dir.path().join(SETTINGS_FILE), text).unwrap();
+        let load = || Settings::load(dir.path(), &env(&[]), &Flags::default());
+        assert!(load().unwrap().webhooks.is_empty());
+
+        file(concat!(
+            "[[webhooks]]\nurl = \"https://hooks.example.net/cairn\"\n",
+            "events = [\"status_changed\", \"job_finished\", \"status_changed\"]\n",
+            "[[webhooks]]\nurl = \"http://127.0.0.1:8080/x\"\nevents = [\"db_state_changed\"]\n",
+            "timeout = 0.5\nretries = 0\n",
+        ));
+        let webhooks = load().unwrap().webhooks;
+        assert_eq!(
+            webhooks,
+            [
+                WebhookSettings {
+                    url: "https://hooks.example.net/cairn".into(),
+                    events: vec![
+                        WebhookEventKind::StatusChanged,
+                        WebhookEventKind::JobFinished
+                    ],
+                    timeout: Duration::from_secs(5),
+                    retries: 5,
+                },
+                WebhookSettings {
+                    url: "http://127.0.0.1:8080/x".into(),
+                    events: vec![WebhookEventKind::DbStateChanged],
+                    timeout: Duration::from_millis(500),
+                    retries: 0,
+                },
+            ]
+        );
+
+        let good = "[[webhooks]]\nurl = \"http://h/\"\nevents = [\"job_finished\"]\n";
+        for (text, needles) in [
+            (
+                "[[webhooks]]\nurl = \"ftp://h/x\"\nevents = [\"job_finished\"]\n".to_string(),
+                vec!["[[webhooks]] #1", "http:// or https://"],
+            ),
+            (
+                "[[webhooks]]\nurl = \"hooks.example.net\"\nevents = [\"job_finished\"]\n"
+                    .to_string(),
+                vec!["[[webhooks]] #1", "not a URL"],
+            ),
+            (
+                format!("{good}[[webhooks]]\nurl = \"http://h/\"\nevents = [\"job_done\"]\n"),
+                vec!["[[webhooks]] #2", "unknown event \"job_done\"", "status_changed"],
+            ),
+            (
+                "[[webhooks]]\nurl = \"http://h/\"\nevents = []\n".to_string(),
+                vec!["[[webhooks]] #1", "events is empty"],
+            ),
+            (
+                format!("{good}timeout = 0\n"),
+                vec!["[[webhooks]] #1", "timeout 0"],
+            ),
+            (format!("{good}timeout = -2.5\n"), vec!["timeout -2.5"]),
+            (format!("{good}retry = 3\n"), vec!["retry"]),
+            ("[[webhooks]]\nevents = [\"job_finished\"]\n".to_string(), vec!["url"]),
+        ] {
+            file(&text);
+            let error = load().unwrap_err().to_string();
+            for needle in needles {
+                assert!(error.contains(needle), "{text}: {error}");
+            }
+        }
     }
 
     #[test]

@@ -41,19 +41,22 @@ where
     let (reader, writer) = tokio::io::split(stream);
     let (outbox, outgoing) = mpsc::channel(OUTBOX_DEPTH);
     let writer_task = tokio::spawn(write_frames(writer, outgoing));
+    // The limit in force when the connection opened (a reload changes it for new ones).
+    let max_calls = shared.settings().max_calls_per_connection;
     let mut connection = Connection {
         shared: shared.clone(),
         identity,
         caller: None,
         outbox,
         calls: TaskTracker::new(),
-        in_flight: Arc::new(Semaphore::new(shared.settings.max_calls_per_connection)),
+        in_flight: Arc::new(Semaphore::new(max_calls)),
+        max_calls,
         cancels: Arc::default(),
         peer,
     };
     connection.read_calls(reader).await;
     connection.calls.close();
-    if tokio::time::timeout(shared.settings.shutdown_grace, connection.calls.wait())
+    if tokio::time::timeout(shared.settings().shutdown_grace, connection.calls.wait())
         .await
         .is_err()
     {
@@ -71,6 +74,7 @@ struct Connection {
     outbox: Outbox,
     calls: TaskTracker,
     in_flight: Arc<Semaphore>,
+    max_calls: usize,
     cancels: Arc<Mutex<HashMap<u64, CancellationToken>>>,
     peer: String,
 }
@@ -90,7 +94,7 @@ impl Connection {
 
     fn frame_limit(&self) -> usize {
         if self.identity.is_some() {
-            self.shared.settings.max_frame_bytes
+            self.shared.settings().max_frame_bytes
         } else {
             MAX_UNAUTHENTICATED_FRAME
         }
@@ -98,7 +102,7 @@ impl Connection {
 
     async fn read_calls<R: AsyncRead + Unpin>(&mut self, reader: R) {
         let mut frames = FramedRead::new(reader, FrameCodec::new(self.frame_limit()));
-        let idle = self.shared.settings.unauthenticated_idle;
+        let idle = self.shared.settings().unauthenticated_idle;
         loop {
             let next = tokio::select! {
                 next = frames.next() => next,
@@ -240,7 +244,7 @@ impl Connection {
             return;
         }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            let limit = self.shared.settings.max_calls_per_connection;
+            let limit = self.max_calls;
             self.send_error(
                 id,
                 ErrorCode::TooManyCalls,

@@ -52,6 +52,27 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
                 vec![(Value::from("oldest"), Value::from(*oldest))],
             ))
         }
+        StoreError::UniqueViolation {
+            index,
+            existing_key,
+            ..
+        } => {
+            return WireError::new(ErrorCode::UniqueViolation, message).with_details(Value::Map(
+                vec![
+                    (Value::from("index"), Value::from(index.as_str())),
+                    (Value::from("existing_key"), Value::from(existing_key.as_str())),
+                ],
+            ))
+        }
+        StoreError::DatabaseOffline { .. } => {
+            return WireError::new(ErrorCode::DatabaseOffline, message).with_details(Value::Map(
+                vec![(Value::from("state"), Value::from("Offline"))],
+            ))
+        }
+        StoreError::DatabaseOnline { .. } => ErrorCode::Conflict,
+        StoreError::IndexValue { .. } => ErrorCode::InvalidValue,
+        StoreError::IndexMissing { .. } => ErrorCode::NotFound,
+        StoreError::IndexStale { .. } => ErrorCode::IndexStale,
         StoreError::InvalidKey { .. } => ErrorCode::InvalidKey,
         StoreError::InvalidName { .. } => ErrorCode::InvalidName,
         StoreError::InvalidValue { .. } => ErrorCode::InvalidValue,

@@ -9,15 +9,16 @@ use std::time::Duration;
 use cairn_proto::methods::{self, from_value, name, to_value};
 use cairn_proto::{ErrorCode, Message, WireError};
 use cairn_store::{
-    Access, ChangeOp, Op, Retention, Scan, ScanRange, ServiceMode, ServiceStatus, Store,
+    Access, ChangeOp, IndexKey, IndexQuery, Op, Retention, Scan, ScanRange, ServiceMode, ServiceStatus, Store,
     StoreError, UserRecord, Write, Written,
 };
 use rmpv::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, authorize, Caller, Identity, Need, Via, ROOT_USER};
 use crate::error::store_error_to_wire;
+use crate::lifecycle::{self, DbState};
 use crate::shared::{Shared, RESTORE_MESSAGE};
 
 /// Default and largest page of `scan`.
@@ -99,8 +100,9 @@ fn retention(args: methods::RetentionArgs) -> Retention {
     }
 }
 
-fn db_info(info: cairn_store::DatabaseInfo) -> methods::DbInfo {
+fn db_info(info: cairn_store::DatabaseInfo, state: DbState) -> methods::DbInfo {
     methods::DbInfo {
+        state: state.as_str().to_string(),
         name: info.name,
         created_ms: info.created_ms,
         doc_count: info.doc_count,
@@ -179,9 +181,11 @@ fn change_entry(change: cairn_store::Change) -> Result<methods::ChangeEntry, Wir
     })
 }
 
-/// The `status` result: the status an admin set, or `DOWN` while a restore runs.
+/// The `status` result: the stricter of the status an admin set and the automatic
+/// READ_ONLY (see `crate::health`), or `DOWN` while a restore runs.
 pub fn status(shared: &Shared) -> methods::StatusResult {
     let set = shared.status();
+    let reasons = shared.auto.reasons();
     let (status, message, pending) = if shared.is_restoring() {
         (
             "DOWN",
@@ -190,7 +194,7 @@ pub fn status(shared: &Shared) -> methods::StatusResult {
         )
     } else {
         (
-            set.mode.as_str(),
+            crate::health::effective_mode(set.mode, !reasons.is_empty()).as_str(),
             set.current_message.clone(),
             set.pending_maintenance_message.clone(),
         )
@@ -201,6 +205,15 @@ pub fn status(shared: &Shared) -> methods::StatusResult {
         pending_maintenance_message: pending,
         service_id: shared.service_id.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        admin_status: set.mode.as_str().to_string(),
+        reasons: reasons
+            .iter()
+            .map(|r| methods::StatusReason {
+                code: r.code.as_str().to_string(),
+                message: r.message.clone(),
+                since_ms: r.since_ms,
+            })
+            .collect(),
     }
 }
 
@@ -257,7 +270,7 @@ pub async fn session_call(
             }
             let (token, token_hash) = auth::new_token()?;
             let now = now_ms();
-            let expires_ms = now + shared.settings.session_ttl.as_millis() as u64;
+            let expires_ms = now + shared.settings().session_ttl.as_millis() as u64;
             write(
                 &store,
                 Write::SaveSession {
@@ -269,7 +282,8 @@ pub async fn session_call(
                     },
                 },
             )
-            .await?;
+            .await
+            .inspect_err(|e| crate::health::note_write_error(shared, e))?;
             let identity = Identity {
                 user: args.user.clone(),
                 via: Via::Password,
@@ -400,7 +414,14 @@ impl Call {
         match self.serve(args).await {
             Ok(Some(value)) => Some(Message::Result { id, value }.encode()),
             Ok(None) => None,
-            Err(error) => Some(Message::Error { id, error }.encode()),
+            Err(error) => {
+                // A full map or disk turns the service READ_ONLY (jobs report the room
+                // of their own targets: not the environment's).
+                if !crate::jobs::is_job_method(&self.method) {
+                    crate::health::note_write_error(&self.shared, &error);
+                }
+                Some(Message::Error { id, error }.encode())
+            }
         }
     }
 
@@ -409,6 +430,7 @@ impl Call {
         self.check_available()?;
         let args: methods::GetArgs = from_value(args)?;
         self.need(Need::Read(&args.db))?;
+        let _admission = self.shared.databases.enter(&args.db)?;
         let key = key_text(&args.key)?;
         let doc = self
             .shared
@@ -439,7 +461,7 @@ impl Call {
     }
 
     /// While a restore runs or the service is DOWN, only admins get through (and
-    /// `status`); in READ_ONLY, non-admin writes are refused.
+    /// `status`); in READ_ONLY (the admin's or automatic), non-admin writes are refused.
     fn check_available(&self) -> Result<(), WireError> {
         if self.method == name::STATUS {
             return Ok(());
@@ -452,16 +474,23 @@ impl Call {
             return Err(WireError::new(ErrorCode::Unavailable, RESTORE_MESSAGE));
         }
         let status = self.shared.status();
-        match status.mode {
+        let reasons = self.shared.auto.reasons();
+        match crate::health::effective_mode(status.mode, !reasons.is_empty()) {
             ServiceMode::ReadWrite => Ok(()),
             ServiceMode::Down => Err(down_error(&status)),
             ServiceMode::ReadOnly if WRITE_METHODS.contains(&self.method.as_str()) => {
-                let message = if status.current_message.is_empty() {
-                    "the service is read-only".to_string()
-                } else {
-                    status.current_message.clone()
-                };
-                Err(WireError::new(ErrorCode::ReadOnly, message))
+                let mut parts = Vec::new();
+                if status.mode == ServiceMode::ReadOnly {
+                    parts.push(if status.current_message.is_empty() {
+                        "the service is read-only".to_string()
+                    } else {
+                        status.current_message.clone()
+                    });
+                }
+                if !reasons.is_empty() {
+                    parts.push(crate::health::read_only_message(&reasons));
+                }
+                Err(WireError::new(ErrorCode::ReadOnly, parts.join("; ")))
             }
             ServiceMode::ReadOnly => Ok(()),
         }
@@ -476,6 +505,11 @@ impl Call {
         if self.method == name::STATUS {
             // Answered even while a restore has the store closed.
             return Ok(Some(to_value(&status(&self.shared))));
+        }
+        if self.method == name::CONFIG_RELOAD {
+            self.need(Need::Admin)?;
+            let result = crate::reload::reload(&self.shared, self.user()).await?;
+            return Ok(Some(to_value(&result)));
         }
         let store = &self.shared.store()?;
         let value = match self.method.as_str() {
@@ -497,6 +531,7 @@ impl Call {
                     set_by: self.user().to_string(),
                     set_ms: now_ms(),
                 };
+                let old_mode = self.shared.status().mode;
                 write(
                     store,
                     Write::SetStatus {
@@ -511,7 +546,16 @@ impl Call {
                     by = %self.user(),
                     "service status changed"
                 );
+                let reason = new.current_message.clone();
                 self.shared.set_status(new);
+                self.shared
+                    .webhooks
+                    .emit(crate::webhooks::WebhookEvent::status_changed(
+                        Some(old_mode.as_str().to_string()),
+                        mode.as_str(),
+                        reason,
+                        self.user(),
+                    ));
                 to_value(&status(&self.shared))
             }
             name::DB_CREATE => {
@@ -522,17 +566,28 @@ impl Call {
                     Write::CreateDatabase {
                         name: args.name.clone(),
                         retention: retention(args.retention),
+                        offline: args.offline,
                     },
                 )
                 .await?;
-                tracing::warn!(db = %args.name, by = %self.user(), "database created");
-                to_value(&db_info(
+                self.shared.databases.created(&args.name, args.offline);
+                tracing::warn!(db = %args.name, offline = args.offline, by = %self.user(), "database created");
+                to_value(&self.db_info(
                     store.database_info(&args.name).map_err(store_error)?,
                 ))
             }
             name::DB_DROP => {
                 self.need(Need::Admin)?;
                 let args: methods::DbNameArgs = from_value(args)?;
+                if let DbState::Resyncing(job) = self.shared.databases.state(&args.name) {
+                    return Err(WireError::new(
+                        ErrorCode::Conflict,
+                        format!(
+                            "database {:?} is Resyncing (job {job}): cancel the job first (cairn jobs cancel {job})",
+                            args.name
+                        ),
+                    ));
+                }
                 write(
                     store,
                     Write::DropDatabase {
@@ -540,6 +595,7 @@ impl Call {
                     },
                 )
                 .await?;
+                self.shared.databases.dropped(&args.name);
                 tracing::warn!(db = %args.name, by = %self.user(), "database dropped");
                 Value::Nil
             }
@@ -549,20 +605,113 @@ impl Call {
                 let visible = all
                     .into_iter()
                     .filter(|db| record.admin || record.grants.contains_key(&db.name))
-                    .map(db_info)
+                    .map(|info| self.db_info(info))
                     .collect::<Vec<_>>();
                 to_value(&visible)
             }
             name::DB_INFO => {
                 let args: methods::DbNameArgs = from_value(args)?;
                 self.need(Need::Read(&args.name))?;
-                to_value(&db_info(
+                to_value(&self.db_info(
                     store.database_info(&args.name).map_err(store_error)?,
                 ))
+            }
+            name::DB_OFFLINE => {
+                self.need(Need::Admin)?;
+                let args: methods::DbOfflineArgs = from_value(args)?;
+                let why = args.reason.unwrap_or_else(|| "asked by an admin".to_string());
+                let done = lifecycle::take_offline(&self.shared, &args.name, self.user(), &why)
+                    .await?;
+                to_value(&done.result(&args.name))
+            }
+            name::DB_ONLINE => {
+                self.need(Need::Admin)?;
+                let args: methods::DbOnlineArgs = from_value(args)?;
+                let delay = Duration::from_secs(args.delay_secs.unwrap_or(0));
+                let why = args.reason.unwrap_or_else(|| "asked by an admin".to_string());
+                let done =
+                    lifecycle::bring_online(&self.shared, &args.name, delay, self.user(), &why)
+                        .await?;
+                to_value(&done.result(&args.name))
+            }
+            name::DB_CONFIG => {
+                let args: methods::DbNameArgs = from_value(args)?;
+                self.need(Need::Read(&args.name))?;
+                to_value(&self.db_config(store, &args.name)?)
+            }
+            name::DB_CONFIG_SET => {
+                self.need(Need::Admin)?;
+                let args: methods::DbConfigSetArgs = from_value(args)?;
+                lifecycle::require_offline(&self.shared, &args.name)?;
+                let indexes = args
+                    .config
+                    .indexes
+                    .iter()
+                    .map(|index| cairn_store::IndexDef {
+                        name: index.name.clone(),
+                        field: index.field.clone(),
+                        unique: index.unique,
+                    })
+                    .collect();
+                let written = write(
+                    store,
+                    Write::SetDatabaseConfig {
+                        name: args.name.clone(),
+                        indexes,
+                        retention: retention(args.config.retention),
+                    },
+                )
+                .await?;
+                if let Written::DatabaseConfigSet {
+                    indexes_changed,
+                    indexes_stale,
+                } = written
+                {
+                    tracing::warn!(
+                        db = %args.name,
+                        indexes_changed,
+                        indexes_stale,
+                        by = %self.user(),
+                        "database configuration replaced"
+                    );
+                }
+                to_value(&self.db_config(store, &args.name)?)
+            }
+            name::DB_RESYNC => {
+                self.need(Need::Admin)?;
+                let args: methods::DbNameArgs = from_value(args)?;
+                let job = crate::resync::start(&self.shared, &args.name, self.user()).await?;
+                to_value(&crate::jobs::job_to_wire(&job))
+            }
+            name::FIND => {
+                let args: methods::FindArgs = from_value(args)?;
+                self.need(Need::Read(&args.db))?;
+                let _admission = self.shared.databases.enter(&args.db)?;
+                let query = find_query(&args)?;
+                let db = args.db.clone();
+                let store = store.clone();
+                let page = blocking(move || store.snapshot()?.database(&db)?.find(&query)).await?;
+                let docs = page
+                    .docs
+                    .into_iter()
+                    .map(|(index_value, doc)| {
+                        Ok(methods::FoundDoc {
+                            key: doc.key,
+                            rev: doc.rev,
+                            value: decode_value(&doc.value)?,
+                            index_value: index_key_value(index_value),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, WireError>>()?;
+                to_value(&methods::FindResult {
+                    docs,
+                    more: page.more,
+                })
             }
             name::PUT => {
                 let args: methods::PutArgs = from_value(args)?;
                 self.need(Need::Write(&args.db))?;
+                let _admission = self.shared.databases.enter(&args.db)?;
                 let op = Op::Put {
                     key: key_text(&args.key)?,
                     value: encode_value(&args.value),
@@ -574,6 +723,7 @@ impl Call {
             name::DELETE => {
                 let args: methods::DeleteArgs = from_value(args)?;
                 self.need(Need::Write(&args.db))?;
+                let _admission = self.shared.databases.enter(&args.db)?;
                 let op = Op::Delete {
                     key: key_text(&args.key)?,
                     rev: args.rev,
@@ -584,6 +734,7 @@ impl Call {
             name::BATCH => {
                 let args: methods::BatchArgs = from_value(args)?;
                 self.need(Need::Write(&args.db))?;
+                let _admission = self.shared.databases.enter(&args.db)?;
                 let ops = args
                     .ops
                     .iter()
@@ -595,6 +746,7 @@ impl Call {
             name::SCAN => {
                 let args: methods::ScanArgs = from_value(args)?;
                 self.need(Need::Read(&args.db))?;
+                let _admission = self.shared.databases.enter(&args.db)?;
                 let scan = scan_request(&args)?;
                 let db = args.db.clone();
                 let store = store.clone();
@@ -745,6 +897,41 @@ impl Call {
         Ok(Some(value))
     }
 
+    /// A database's counters with its lifecycle state.
+    fn db_info(&self, info: cairn_store::DatabaseInfo) -> methods::DbInfo {
+        let state = self.shared.databases.state(&info.name);
+        db_info(info, state)
+    }
+
+    /// `db.config`'s answer: the stored configuration and the lifecycle state.
+    fn db_config(&self, store: &Store, db: &str) -> Result<methods::DbConfig, WireError> {
+        let snapshot = store.snapshot().map_err(store_error)?;
+        let info = snapshot
+            .database(db)
+            .and_then(|view| view.info())
+            .map_err(store_error)?;
+        let config = snapshot.database_config(db).map_err(store_error)?;
+        Ok(methods::DbConfig {
+            name: db.to_string(),
+            offline: config.offline,
+            state: self.shared.databases.state(db).as_str().to_string(),
+            retention: methods::RetentionArgs {
+                max_changes: info.retention.max_changes,
+                max_age_secs: info.retention.max_age_secs,
+            },
+            indexes: config
+                .indexes
+                .into_iter()
+                .map(|index| methods::IndexDefArgs {
+                    name: index.name,
+                    field: index.field,
+                    unique: index.unique,
+                })
+                .collect(),
+            indexes_stale: config.indexes_stale,
+        })
+    }
+
     fn user(&self) -> &str {
         self.identity.as_ref().map_or("-", |i| i.user.as_str())
     }
@@ -787,15 +974,21 @@ impl Call {
 
     async fn changes(&self, args: methods::ChangesArgs) -> Result<Option<Value>, WireError> {
         let limit = args.limit.unwrap_or(DEFAULT_CHANGES_LIMIT) as usize;
+        // A live feed is not a call in flight (it would hold a database online for
+        // ever): it is admitted, then ends when the database leaves Online.
+        let admission = self.shared.databases.enter(&args.db)?;
+        let mut db_state = self.shared.databases.watch(&args.db);
         match args.feed.as_deref().unwrap_or("normal") {
             "normal" => {
                 let (changes, last_seq, epoch) = self
                     .read_changes(&args.db, args.since, args.epoch, limit)
                     .await?;
+                drop(admission);
                 Ok(Some(to_value(&methods::ChangesResult {
                     changes,
                     last_seq,
                     epoch,
+                    end_reason: None,
                 })))
             }
             "longpoll" => {
@@ -804,6 +997,7 @@ impl Call {
                         .unwrap_or(DEFAULT_LONGPOLL_MS)
                         .min(MAX_LONGPOLL_MS),
                 );
+                drop(admission);
                 let mut watch = self.shared.feeds.subscribe(&args.db, None);
                 let feeds_end = self.shared.feeds_end();
                 let deadline = tokio::time::Instant::now() + wait;
@@ -811,10 +1005,11 @@ impl Call {
                     let (changes, last_seq, epoch) = self
                         .read_changes(&args.db, args.since, args.epoch, limit)
                         .await?;
-                    let result = methods::ChangesResult {
+                    let mut result = methods::ChangesResult {
                         changes,
                         last_seq,
                         epoch,
+                        end_reason: None,
                     };
                     if !result.changes.is_empty() {
                         return Ok(Some(to_value(&result)));
@@ -824,6 +1019,10 @@ impl Call {
                             if changed.is_err() || watch.borrow().is_none() {
                                 continue;
                             }
+                        }
+                        _ = left_online(&mut db_state) => {
+                            result.end_reason = Some(DATABASE_OFFLINE_REASON.to_string());
+                            return Ok(Some(to_value(&result)));
                         }
                         _ = tokio::time::sleep_until(deadline) => return Ok(Some(to_value(&result))),
                         _ = self.cancel.cancelled() => return Ok(Some(to_value(&result))),
@@ -835,7 +1034,8 @@ impl Call {
                 }
             }
             "continuous" => {
-                self.continuous(args, limit).await?;
+                drop(admission);
+                self.continuous(args, limit, db_state).await?;
                 Ok(None)
             }
             other => Err(bad_request(format!(
@@ -892,7 +1092,12 @@ impl Call {
 
     /// A continuous feed: items as changes commit, heartbeats in between, until the
     /// client cancels, the database goes away or the service shuts down.
-    async fn continuous(&self, args: methods::ChangesArgs, limit: usize) -> Result<(), WireError> {
+    async fn continuous(
+        &self,
+        args: methods::ChangesArgs,
+        limit: usize,
+        mut db_state: Option<watch::Receiver<DbState>>,
+    ) -> Result<(), WireError> {
         let heartbeat = Duration::from_millis(
             args.heartbeat_ms
                 .unwrap_or(DEFAULT_HEARTBEAT_MS)
@@ -938,6 +1143,7 @@ impl Call {
                         return Ok(());
                     }
                 }
+                _ = left_online(&mut db_state) => break DATABASE_OFFLINE_REASON,
                 _ = self.cancel.cancelled() => break "canceled",
                 _ = self.shared.shutdown.cancelled() => break "shutting_down",
                 _ = feeds_end.cancelled() => break "restore",
@@ -953,6 +1159,21 @@ impl Call {
         })
         .await;
         Ok(())
+    }
+}
+
+/// The end reason of a live feed whose database went offline.
+const DATABASE_OFFLINE_REASON: &str = "database_offline";
+
+/// Resolves once the watched database is no longer online (never without a watch).
+async fn left_online(state: &mut Option<watch::Receiver<DbState>>) {
+    match state {
+        Some(state) => {
+            if state.wait_for(|s| *s != DbState::Online).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
@@ -980,6 +1201,58 @@ fn batch_op(op: &methods::BatchOp) -> Result<Op, WireError> {
         "del" => Ok(Op::Delete { key, rev: op.rev }),
         other => Err(bad_request(format!("op is put or del, not {other:?}"))),
     }
+}
+
+/// An index value off the wire: a string, a number or a boolean.
+fn index_key(value: &Value) -> Result<IndexKey, WireError> {
+    IndexKey::from_msgpack(&encode_value(value)).map_err(store_error)
+}
+
+/// An index value as sent back.
+fn index_key_value(key: IndexKey) -> Value {
+    match key {
+        IndexKey::Bool(b) => Value::from(b),
+        IndexKey::Number(n) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+            Value::from(n as i64)
+        }
+        IndexKey::Number(n) => Value::from(n),
+        IndexKey::Text(text) => Value::from(text),
+    }
+}
+
+fn find_query(args: &methods::FindArgs) -> Result<IndexQuery, WireError> {
+    let bound = |value: &Option<Value>, exclusive: bool| -> Result<Bound<IndexKey>, WireError> {
+        Ok(match value {
+            Some(v) if exclusive => Bound::Excluded(index_key(v)?),
+            Some(v) => Bound::Included(index_key(v)?),
+            None => Bound::Unbounded,
+        })
+    };
+    let (start, end) = match (&args.value, &args.start, &args.end) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(bad_request("give a value or start/end bounds, not both"))
+        }
+        (Some(value), None, None) => {
+            let key = index_key(value)?;
+            (Bound::Included(key.clone()), Bound::Included(key))
+        }
+        (None, start, end) => (
+            bound(start, args.start_exclusive)?,
+            bound(end, !args.end_inclusive)?,
+        ),
+    };
+    let after = match &args.after {
+        Some(cursor) => Some((index_key(&cursor.value)?, cursor.key.clone())),
+        None => None,
+    };
+    Ok(IndexQuery {
+        index: args.index.clone(),
+        start,
+        end,
+        limit: args.limit.unwrap_or(DEFAULT_SCAN_LIMIT) as usize,
+        reverse: args.reverse,
+        after,
+    })
 }
 
 fn scan_request(args: &methods::ScanArgs) -> Result<Scan, WireError> {

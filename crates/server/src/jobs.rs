@@ -25,6 +25,7 @@ use crate::error::store_error_to_wire;
 use crate::handlers::{now_ms, write, Call};
 use crate::remote::{Remote, RemoteError};
 use crate::shared::Shared;
+use crate::webhooks::WebhookEvent;
 
 /// Progress within a step is written to the job's record at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -44,8 +45,6 @@ pub struct JobRegistry {
 
 struct Running {
     kind: JobKind,
-    /// The backup it reads or writes.
-    backup_name: String,
     cancel: Arc<AtomicBool>,
     /// The record as last saved, answered while a restore has the store closed.
     record: JobRecord,
@@ -67,12 +66,26 @@ impl JobRegistry {
         }
     }
 
+    /// Runs a job's task; shutdown waits for it (bounded).
+    pub(crate) fn spawn(&self, task: impl Future<Output = ()> + Send + 'static) {
+        self.tasks.spawn(task);
+    }
+
+    /// True once the service is shutting down (a job stopped now was interrupted, not
+    /// canceled).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     /// The running job that uses the backup `name`, if any.
     fn using(&self, backup_name: &str) -> Option<u64> {
         let running = self.running.lock().expect("jobs lock");
         running
             .iter()
-            .find(|(_, r)| r.backup_name == backup_name)
+            .find(|(_, r)| {
+                matches!(r.kind, JobKind::Backup | JobKind::Restore)
+                    && r.record.params.get("name").map(String::as_str) == Some(backup_name)
+            })
             .map(|(id, _)| *id)
     }
 
@@ -192,6 +205,7 @@ pub fn job_to_wire(record: &JobRecord) -> methods::Job {
         finished_on_ms: record.finished_on_ms,
         total_time_ms: record.total_time_ms,
         params: record.params.clone(),
+        stats: record.stats.clone(),
     }
 }
 
@@ -396,14 +410,14 @@ fn list_local_backups(dir: &Path) -> Result<Vec<methods::BackupInfo>, WireError>
 }
 
 /// A job's record and how it is kept up to date in the store.
-struct JobHandle {
+pub(crate) struct JobHandle {
     shared: Arc<Shared>,
-    record: JobRecord,
+    pub(crate) record: JobRecord,
     last_saved: Instant,
 }
 
 impl JobHandle {
-    async fn save(&mut self) {
+    pub(crate) async fn save(&mut self) {
         self.last_saved = Instant::now();
         {
             let mut running = self.shared.jobs.running.lock().expect("jobs lock");
@@ -426,18 +440,24 @@ impl JobHandle {
         }
     }
 
-    async fn set_status(&mut self, status: JobStatus) {
+    pub(crate) async fn set_status(&mut self, status: JobStatus) {
         self.record.status = status;
         self.save().await;
     }
 
     /// Records progress; saves it at each new step, else at most every `PROGRESS_EVERY`.
     async fn progress(&mut self, progress: BackupProgress) {
-        let new_step = progress.message != self.record.progress_message;
+        self.advance(progress.bytes_done, progress.bytes_total, progress.message)
+            .await;
+    }
+
+    /// Records progress in the job's own unit (see `progress`).
+    pub(crate) async fn advance(&mut self, current: u64, total: u64, message: String) {
+        let new_step = message != self.record.progress_message;
         self.record.status = JobStatus::InProgress;
-        self.record.progress_current = progress.bytes_done;
-        self.record.progress_total = progress.bytes_total;
-        self.record.progress_message = progress.message;
+        self.record.progress_current = current;
+        self.record.progress_total = total;
+        self.record.progress_message = message;
         if new_step || self.last_saved.elapsed() >= PROGRESS_EVERY {
             self.save().await;
         }
@@ -487,6 +507,21 @@ impl JobHandle {
                 self.record.finish(JobStatus::Failed, now_ms());
             }
         }
+        self.close().await;
+    }
+
+    /// Saves the final record (its status already set), forgets the running job, and
+    /// emits `job_finished`.
+    pub(crate) async fn close(&mut self) {
+        // The status last saved, as callers saw it before this one.
+        let before = self
+            .shared
+            .jobs
+            .running
+            .lock()
+            .expect("jobs lock")
+            .get(&self.record.id)
+            .map(|r| r.record.status.as_str().to_string());
         tracing::warn!(
             job = self.record.id,
             kind = self.record.kind.as_str(),
@@ -501,11 +536,20 @@ impl JobHandle {
             .lock()
             .expect("jobs lock")
             .remove(&self.record.id);
+        let record = &self.record;
+        self.shared.webhooks.emit(WebhookEvent::job_finished(
+            record.id,
+            record.params.get("db").cloned(),
+            before,
+            record.status.as_str(),
+            record.error_message.clone().unwrap_or_default(),
+            record.started_by.clone(),
+        ));
     }
 }
 
-/// Registers a new job and returns its handle and cancel flag, holding the exclusive
-/// slot for backups and restores.
+/// Registers a new backup or restore job and returns its handle and cancel flag,
+/// holding the exclusive slot for backups and restores.
 async fn create_job(
     shared: &Arc<Shared>,
     kind: JobKind,
@@ -522,10 +566,21 @@ async fn create_job(
         ))
         .with_details(Value::Map(vec![(Value::from("job"), Value::from(id))])));
     };
+    let (handle, cancel) = register_job(shared, kind, "name", backup_name, by).await?;
+    Ok((handle, cancel, slot))
+}
+
+/// Stores a new job record with one parameter (`param` = `value`: a backup's name, a
+/// database) and registers it as running; returns its handle and cancel flag.
+pub(crate) async fn register_job(
+    shared: &Arc<Shared>,
+    kind: JobKind,
+    param: &str,
+    value: &str,
+    by: &str,
+) -> Result<(JobHandle, Arc<AtomicBool>), WireError> {
     let mut record = JobRecord::queued(kind, by, now_ms());
-    record
-        .params
-        .insert("name".to_string(), backup_name.to_string());
+    record.params.insert(param.to_string(), value.to_string());
     let store = shared.store()?;
     let id = match write(
         &store,
@@ -544,7 +599,6 @@ async fn create_job(
         id,
         Running {
             kind,
-            backup_name: backup_name.to_string(),
             cancel: cancel.clone(),
             record: record.clone(),
         },
@@ -552,7 +606,8 @@ async fn create_job(
     tracing::warn!(
         job = id,
         kind = kind.as_str(),
-        backup = backup_name,
+        param,
+        value,
         by,
         "job started"
     );
@@ -561,7 +616,7 @@ async fn create_job(
         record,
         last_saved: Instant::now(),
     };
-    Ok((handle, cancel, slot))
+    Ok((handle, cancel))
 }
 
 /// Starts a backup job writing `BACKUP_DIR/name`, or uploading the backup `name` with

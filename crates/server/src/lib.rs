@@ -10,17 +10,23 @@ mod connection;
 mod error;
 mod feeds;
 mod handlers;
+mod health;
 mod jobs;
+mod lifecycle;
 mod listen;
+mod reload;
 mod remote;
 mod restore;
+mod resync;
 mod schedule;
 mod service;
 mod shared;
+pub mod webhooks;
 
 pub use config::{
     cairn_environment, Flags, Settings, DEFAULT_LISTEN, ENVIRONMENT_VARIABLES, SETTINGS_FILE,
 };
 pub use error::ServerError;
 pub use listen::ListenUrl;
-pub use service::{Service, BACKUPS_DIR, CERTS_DIR, SOCKET_FILE, TMP_DIR};
+pub use service::{Reloader, Service, BACKUPS_DIR, CERTS_DIR, SOCKET_FILE, TMP_DIR};
+pub use shared::{LogLevelSetter, ReloadSource};

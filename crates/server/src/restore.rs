@@ -121,7 +121,7 @@ async fn swap_in(
         })
         .await
     };
-    let options = shared.settings.store_options();
+    let options = shared.settings().store_options();
     let reopened = match swap {
         Ok(()) => {
             let (dir, options) = (dir.clone(), options.clone());

@@ -1,13 +1,15 @@
 //! Scheduled backups: `[backup] schedule` (cron, UTC, 5 fields or 6 with seconds first)
 //! starts an ordinary backup job named `scheduled-TIMESTAMP` at each match (none when the
 //! previous one still runs); when it has written its backup, only the newest
-//! `[backup] keep` scheduled backups are kept.
+//! `[backup] keep` scheduled backups are kept. A reload that changes the schedule or
+//! `keep` stops the running schedule and starts the new one (`restart`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use croner::parser::{CronParser, Seconds};
 use croner::Cron;
+use tokio_util::sync::CancellationToken;
 
 use crate::jobs;
 use crate::shared::Shared;
@@ -24,8 +26,26 @@ pub fn parse(schedule: &str) -> Result<Cron, String> {
         .map_err(|e| format!("{schedule:?} is not a cron schedule ({e}); e.g. \"0 3 * * *\""))
 }
 
-/// Runs the schedule until the service shuts down.
-pub fn spawn(shared: Arc<Shared>, cron: Cron, keep: Option<usize>) {
+/// Starts the schedule of the settings in force (none without `[backup] schedule`),
+/// stopping the one that runs first.
+pub fn restart(shared: &Arc<Shared>) -> Result<(), String> {
+    let settings = shared.settings();
+    let cron = settings.backup_schedule.as_deref().map(parse).transpose()?;
+    let mut running = shared.schedule_stop.lock().expect("schedule lock");
+    if let Some(stop) = running.take() {
+        stop.cancel();
+    }
+    if let Some(cron) = cron {
+        tracing::info!(schedule = %cron.pattern, keep = ?settings.backup_keep, "scheduled backups on");
+        let stop = shared.shutdown.child_token();
+        spawn(shared.clone(), cron, settings.backup_keep, stop.clone());
+        *running = Some(stop);
+    }
+    Ok(())
+}
+
+/// Runs the schedule until `stop` is cancelled (or the service shuts down).
+fn spawn(shared: Arc<Shared>, cron: Cron, keep: Option<usize>, stop: CancellationToken) {
     tokio::spawn(async move {
         loop {
             let now = chrono::Utc::now();
@@ -37,6 +57,7 @@ pub fn spawn(shared: Arc<Shared>, cron: Cron, keep: Option<usize>) {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shared.shutdown.cancelled() => return,
+                _ = stop.cancelled() => return,
             }
             let name = format!(
                 "{SCHEDULED_PREFIX}{}",

@@ -2,17 +2,18 @@
 //! directory (lock, sub-directories, store, root user, certificates, sockets) and binds
 //! every listener; `Service::run` accepts connections until shutdown is asked for, then
 //! stops accepting, lets calls in flight finish (bounded by the grace period), and
-//! closes the store once every write is committed.
+//! closes the store once every write is committed. `Service::reloader` reloads the
+//! settings while it runs (see `crate::reload`).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_certs::{CertDir, ClientAuth};
 use cairn_store::{DirLock, Store, UserRecord, Write};
 use tokio::net::{TcpListener, UnixListener};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -22,7 +23,7 @@ use crate::error::ServerError;
 use crate::handlers;
 use crate::listen::ListenUrl;
 use crate::remote::Remote;
-use crate::shared::Shared;
+use crate::shared::{ReloadSource, Shared};
 use crate::Settings;
 
 /// The unix socket every service serves, inside its working directory.
@@ -204,7 +205,19 @@ async fn hash_for_start(password: &str) -> Result<String, ServerError> {
 
 impl Service {
     /// Prepares `dir` (creating everything on a first start) and binds the listeners.
+    /// A reload re-reads the file alone (see [`Service::start_with_reload`]).
     pub async fn start(dir: &Path, settings: Settings) -> Result<Service, ServerError> {
+        Service::start_with_reload(dir, settings, ReloadSource::default()).await
+    }
+
+    /// As [`Service::start`], with what a reload (`config.reload`, SIGHUP) reads the
+    /// settings again with: the variables and flags `settings` came from, and how to
+    /// change the log filter.
+    pub async fn start_with_reload(
+        dir: &Path,
+        settings: Settings,
+        reload_source: ReloadSource,
+    ) -> Result<Service, ServerError> {
         create_private_dir(dir)?;
         let lock = DirLock::acquire(dir)?;
         for sub in [CERTS_DIR, BACKUPS_DIR, TMP_DIR] {
@@ -278,14 +291,14 @@ impl Service {
             }
             None => None,
         };
+        let mut shared = Shared::new(store.clone(), settings, dir.to_path_buf(), backup_dir, remote);
+        shared.databases.load(&store)?;
+        shared.reload_source = reload_source;
+        let shared = Arc::new(shared);
+        // The automatic READ_ONLY reasons hold from the first call.
+        crate::health::check(&shared).await;
         Ok(Service {
-            shared: Arc::new(Shared::new(
-                store,
-                settings,
-                dir.to_path_buf(),
-                backup_dir,
-                remote,
-            )),
+            shared,
             listeners,
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -307,19 +320,22 @@ impl Service {
         self.shared.shutdown.clone()
     }
 
+    /// A handle that reloads the settings while the service runs (for SIGHUP).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Serves until the shutdown token is cancelled, then stops cleanly.
     pub async fn run(self) -> Result<(), ServerError> {
-        if let Some(schedule) = &self.shared.settings.backup_schedule {
-            let cron =
-                crate::schedule::parse(schedule).map_err(|reason| ServerError::Settings {
-                    source_name: "[backup] schedule".to_string(),
-                    reason,
-                })?;
-            tracing::info!(%schedule, keep = ?self.shared.settings.backup_keep, "scheduled backups on");
-            crate::schedule::spawn(self.shared.clone(), cron, self.shared.settings.backup_keep);
-        }
+        crate::schedule::restart(&self.shared).map_err(|reason| ServerError::Settings {
+            source_name: "[backup] schedule".to_string(),
+            reason,
+        })?;
+        crate::health::spawn(self.shared.clone());
         let connections = TaskTracker::new();
-        let slots = Arc::new(Semaphore::new(self.shared.settings.max_connections));
+        let slots = Arc::new(AtomicUsize::new(0));
         let accepting = TaskTracker::new();
         for listener in self.listeners {
             accepting.spawn(accept_loop(
@@ -333,7 +349,7 @@ impl Service {
         accepting.wait().await;
         tracing::warn!("shutting down: no new connections; waiting for calls in flight");
         connections.close();
-        let grace = self.shared.settings.shutdown_grace + Duration::from_secs(2);
+        let grace = self.shared.settings().shutdown_grace + Duration::from_secs(2);
         if tokio::time::timeout(grace, connections.wait())
             .await
             .is_err()
@@ -343,7 +359,12 @@ impl Service {
         let _ = std::fs::remove_file(self.dir.join(SOCKET_FILE));
         self.shared
             .jobs
-            .stop_all(self.shared.settings.shutdown_grace)
+            .stop_all(self.shared.settings().shutdown_grace)
+            .await;
+        // Webhook events still queued (jobs just interrupted, …) get a short grace.
+        self.shared
+            .webhooks
+            .shutdown(crate::webhooks::SHUTDOWN_GRACE)
             .await;
         // Closing the store waits for the writer's last commit.
         let store = self.shared.take_store();
@@ -352,6 +373,43 @@ impl Service {
             .map_err(|e| ServerError::io("closing the store", std::io::Error::other(e)))?;
         tracing::warn!("stopped");
         Ok(())
+    }
+}
+
+/// Reloads the settings of a running service (see `crate::reload`).
+#[derive(Clone)]
+pub struct Reloader {
+    shared: Arc<Shared>,
+}
+
+impl Reloader {
+    /// Reads `DIR/cairn.toml` again and applies what can change at run time, on behalf
+    /// of `who`; an invalid file changes nothing and its error says why.
+    pub async fn reload(
+        &self,
+        who: &str,
+    ) -> Result<cairn_proto::methods::ConfigReloadResult, cairn_proto::WireError> {
+        crate::reload::reload(&self.shared, who).await
+    }
+}
+
+/// An open connection, counted against `max_connections` until it is dropped.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    /// A slot, unless `max` connections are open already.
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| ConnectionSlot(open.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -442,7 +500,7 @@ async fn accept_loop(
     listener: Listener,
     shared: Arc<Shared>,
     connections: TaskTracker,
-    slots: Arc<Semaphore>,
+    slots: Arc<AtomicUsize>,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -457,7 +515,9 @@ async fn accept_loop(
                 continue;
             }
         };
-        let slot = slots.clone().try_acquire_owned().ok();
+        // The limit in force now: a reload changes it for the next connections.
+        let max = shared.settings().max_connections;
+        let slot = ConnectionSlot::take(&slots, max);
         let shared = shared.clone();
         let tls = match &listener {
             Listener::Tls { tls, .. } => Some(tls.acceptor()),
@@ -465,7 +525,6 @@ async fn accept_loop(
         };
         let as_root = matches!(listener, Listener::Unix { as_root: true, .. });
         connections.spawn(async move {
-            let max = shared.settings.max_connections;
             match (stream, tls) {
                 (Accepted::Tcp(tcp), Some(acceptor)) => {
                     let Ok(Ok(tls_stream)) =

@@ -1,8 +1,11 @@
 //! What every call of a service shares: the store (in a slot, so that a restore can
 //! close it and put another in its place), change-feed wake-ups, settings, the shutdown
-//! signal, the job registry, where backups go, and whether a restore has taken the
-//! service down.
+//! signal, the job registry, where backups go, whether a restore has taken the
+//! service down, and the reasons the service is read-only by itself. The settings can
+//! be reloaded while the service runs (`config.reload`, SIGHUP): read them through
+//! [`Shared::settings`], once per use.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -10,10 +13,28 @@ use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{ServiceStatus, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::Flags;
 use crate::feeds::Feeds;
+use crate::health::AutoStatus;
 use crate::jobs::JobRegistry;
+use crate::lifecycle::Databases;
 use crate::remote::Remote;
+use crate::webhooks::Webhooks;
 use crate::Settings;
+
+/// Sets the log filter of the process (an `EnvFilter` directive) at run time.
+pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What a reload reads the settings again with: the `CAIRN_*` and `AWS_*` variables
+/// and the flags the process started with, and how to change the log filter. A service
+/// started without one reloads from the file alone (no variables, no flags), and
+/// leaves the log filter alone.
+#[derive(Clone, Default)]
+pub struct ReloadSource {
+    pub env: BTreeMap<String, String>,
+    pub flags: Flags,
+    pub log_level: Option<LogLevelSetter>,
+}
 
 /// The message non-admin callers get while a restore runs.
 pub const RESTORE_MESSAGE: &str = "restore in progress";
@@ -22,7 +43,18 @@ pub const RESTORE_MESSAGE: &str = "restore in progress";
 pub struct Shared {
     store: RwLock<Option<Store>>,
     pub feeds: Feeds,
-    pub settings: Settings,
+    /// The settings in force (replaced by a reload).
+    settings: RwLock<Arc<Settings>>,
+    /// What a reload reads again.
+    pub reload_source: ReloadSource,
+    /// Held while a reload runs: one at a time.
+    pub reloading: tokio::sync::Mutex<()>,
+    /// Stops the running backup schedule.
+    pub schedule_stop: Mutex<Option<CancellationToken>>,
+    /// The reasons of an automatic READ_ONLY.
+    pub auto: AutoStatus,
+    /// The lifecycle gate of every database.
+    pub databases: Databases,
     /// Cancelled when the service starts to shut down.
     pub shutdown: CancellationToken,
     /// The working directory.
@@ -32,6 +64,9 @@ pub struct Shared {
     /// Where backups go with `[backup] url`.
     pub remote: Option<Remote>,
     pub jobs: JobRegistry,
+    /// Where events are POSTed (`[[webhooks]]`); replace the targets with
+    /// `webhooks.set_targets` when the settings change.
+    pub webhooks: Webhooks,
     /// Fixed for the life of the process (a restore of another service's backup keeps
     /// the id the service started with until the next start).
     pub service_id: String,
@@ -57,20 +92,37 @@ impl Shared {
             .snapshot()
             .and_then(|s| s.status())
             .unwrap_or_default();
+        let webhooks = Webhooks::new(store.meta().service_id.clone(), settings.webhooks.clone());
         Shared {
             status: RwLock::new(Arc::new(status)),
             service_id: store.meta().service_id.clone(),
             store: RwLock::new(Some(store)),
             feeds,
-            settings,
+            settings: RwLock::new(Arc::new(settings)),
+            reload_source: ReloadSource::default(),
+            reloading: tokio::sync::Mutex::new(()),
+            schedule_stop: Mutex::new(None),
+            auto: AutoStatus::default(),
+            databases: Databases::default(),
             shutdown: CancellationToken::new(),
             dir,
             backup_dir,
             remote,
             jobs: JobRegistry::default(),
+            webhooks,
             feeds_end: Mutex::new(CancellationToken::new()),
             restoring: RwLock::new(false),
         }
+    }
+
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<Settings> {
+        self.settings.read().expect("settings lock").clone()
+    }
+
+    /// Puts reloaded settings in force.
+    pub fn set_settings(&self, settings: Settings) {
+        *self.settings.write().expect("settings lock") = Arc::new(settings);
     }
 
     /// The store, or `unavailable` while a restore has it closed.
@@ -90,6 +142,9 @@ impl Shared {
     /// Puts a store (back) in the slot and feeds change feeds from it.
     pub fn put_store(&self, store: Store) {
         self.feeds.attach(&store);
+        if let Err(error) = self.databases.load(&store) {
+            tracing::error!(%error, "cannot read the databases' states: every database is served as online");
+        }
         *self.store.write().expect("store slot lock") = Some(store);
     }
 

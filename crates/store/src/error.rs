@@ -50,6 +50,45 @@ pub enum StoreError {
     #[error("database {name:?} does not exist")]
     DatabaseMissing { name: String },
 
+    /// A batch to a database that is offline.
+    #[error("database {name:?} is offline")]
+    DatabaseOffline { name: String },
+
+    /// A configuration change or a resync of a database that is online.
+    #[error("database {name:?} is online: take it offline first (cairn db offline {name})")]
+    DatabaseOnline { name: String },
+
+    /// A write would give a unique index's value to a second document.
+    #[error("value {value} of unique index {index:?} of database {db:?} is already held by document {existing_key:?} (refused for {key:?})")]
+    UniqueViolation {
+        db: String,
+        index: String,
+        /// The value, as display text.
+        value: String,
+        /// The document being written.
+        key: String,
+        /// The document that holds the value.
+        existing_key: String,
+    },
+
+    /// A document's value at an index's field cannot be indexed (map, array, binary,
+    /// extension, NaN, string over 500 bytes).
+    #[error("document {key:?} cannot be indexed by index {index:?} of database {db:?}: {reason}")]
+    IndexValue {
+        db: String,
+        index: String,
+        key: String,
+        reason: String,
+    },
+
+    /// A query names an index the database does not declare.
+    #[error("database {db:?} has no index {index:?}")]
+    IndexMissing { db: String, index: String },
+
+    /// A query on an index whose entries are being rebuilt.
+    #[error("index {index:?} of database {db:?} is stale: run cairn db resync {db} while it is offline")]
+    IndexStale { db: String, index: String },
+
     /// `user add` of a user that exists.
     #[error("user {name:?} already exists")]
     UserExists { name: String },

@@ -2,6 +2,8 @@
 //! key and record in them. `FORMAT.md` beside this crate documents the same layouts; the
 //! two must change together, with a new `FORMAT_VERSION` and a migration step.
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Result, StoreError};
 
 /// The format version this build reads and writes.
@@ -23,6 +25,11 @@ pub mod table {
     pub const SESSIONS: &str = "sessions";
     /// Background jobs, keyed by id (u64 BE).
     pub const JOBS: &str = "jobs";
+    /// One configuration record per database (msgpack map), keyed by its name.
+    pub const CONFIGS: &str = "configs";
+    /// Secondary index entries (DUP_SORT): database id, index position and encoded
+    /// value as the key, the document key as each duplicate.
+    pub const INDEXES: &str = "indexes";
 }
 
 /// Keys of the `meta` table.
@@ -134,6 +141,77 @@ impl CatalogRecord {
             },
         })
     }
+}
+
+/// One secondary index of a database, as declared in its configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexDef {
+    /// The index's name: the database naming rule (1-64 of `a-z 0-9 _ -`, starting
+    /// with a letter), unique within the database.
+    pub name: String,
+    /// A JSON pointer (RFC 6901) into the document's msgpack value: "" for the whole
+    /// value, otherwise `/`-separated tokens (`~0` for `~`, `~1` for `/`).
+    pub field: String,
+    /// Refuse two documents with the same value at `field`.
+    #[serde(default)]
+    pub unique: bool,
+}
+
+/// The configuration of one database (value of the `configs` table, keyed by its name).
+/// An absent record reads as the default: online, no indexes.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// Batches are refused while set; configuration changes and resyncs need it.
+    pub offline: bool,
+    /// The secondary indexes, in position order (an entry's key holds the position).
+    pub indexes: Vec<IndexDef>,
+    /// The index entries do not match the documents (definitions changed, or the last
+    /// resync met errors): queries are refused and writes do not maintain them until
+    /// a resync rebuilds them.
+    pub indexes_stale: bool,
+}
+
+impl DatabaseConfig {
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("a database configuration always encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<DatabaseConfig> {
+        rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            table: table::CONFIGS,
+            reason: format!("configuration record: {e}"),
+        })
+    }
+}
+
+/// Key of the `indexes` table: database id (u32 BE), index position (u8), then the
+/// index value encoded by `crate::index` (sortable).
+pub fn index_key(db_id: u32, position: u8, encoded: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(DATABASE_ID_BYTES + 1 + encoded.len());
+    out.extend_from_slice(&db_id.to_be_bytes());
+    out.push(position);
+    out.extend_from_slice(encoded);
+    out
+}
+
+/// The index position and the encoded value inside an `indexes` key.
+pub fn split_index_key(stored: &[u8]) -> Result<(u8, &[u8])> {
+    match stored.get(DATABASE_ID_BYTES..) {
+        Some([position, encoded @ ..]) if !encoded.is_empty() => Ok((*position, encoded)),
+        _ => Err(StoreError::Corrupt {
+            table: table::INDEXES,
+            reason: format!("index key of {} bytes", stored.len()),
+        }),
+    }
+}
+
+/// The document key held as an `indexes` duplicate.
+pub fn index_doc_key(stored: &[u8]) -> Result<&str> {
+    std::str::from_utf8(stored).map_err(|_| StoreError::Corrupt {
+        table: table::INDEXES,
+        reason: "an index entry's document key is not UTF-8".to_string(),
+    })
 }
 
 /// What a user may do with one database.
@@ -493,6 +571,47 @@ mod tests {
         };
         assert_eq!(SessionRecord::decode(&session.encode()).unwrap(), session);
         assert!(SessionRecord::decode(&session.encode()[..5]).is_err());
+    }
+
+    #[test]
+    fn configs_round_trip_and_ignore_unknown_keys() {
+        let config = DatabaseConfig {
+            offline: true,
+            indexes: vec![IndexDef {
+                name: "by_email".to_string(),
+                field: "/email".to_string(),
+                unique: true,
+            }],
+            indexes_stale: false,
+        };
+        assert_eq!(DatabaseConfig::decode(&config.encode()).unwrap(), config);
+        // A later format's extra key, and a missing one, read fine.
+        #[derive(Serialize)]
+        struct Later {
+            offline: bool,
+            extra: u32,
+        }
+        let later = rmp_serde::to_vec_named(&Later {
+            offline: true,
+            extra: 5,
+        })
+        .unwrap();
+        assert_eq!(
+            DatabaseConfig::decode(&later).unwrap(),
+            DatabaseConfig {
+                offline: true,
+                ..DatabaseConfig::default()
+            }
+        );
+        assert!(DatabaseConfig::decode(&[0xc1]).is_err());
+    }
+
+    #[test]
+    fn index_keys_split_back() {
+        let key = index_key(3, 2, &[0x40, b'x']);
+        assert_eq!(key, [0, 0, 0, 3, 2, 0x40, b'x']);
+        assert_eq!(split_index_key(&key).unwrap(), (2, &[0x40, b'x'][..]));
+        assert!(split_index_key(&key[..5]).is_err());
     }
 
     #[test]

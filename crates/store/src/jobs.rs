@@ -89,6 +89,9 @@ pub struct JobRecord {
     /// What the job was asked to do (a backup's name, a database).
     #[serde(default)]
     pub params: BTreeMap<String, String>,
+    /// Counts the job keeps (a resync's `processed`, `changed`, `errored`).
+    #[serde(default)]
+    pub stats: BTreeMap<String, u64>,
 }
 
 impl JobRecord {
@@ -109,6 +112,7 @@ impl JobRecord {
             finished_on_ms: None,
             total_time_ms: None,
             params: BTreeMap::new(),
+            stats: BTreeMap::new(),
         }
     }
 
@@ -140,6 +144,7 @@ mod tests {
         let mut job = JobRecord::queued(JobKind::Backup, "root", 1000);
         job.id = 7;
         job.params.insert("name".to_string(), "nightly".to_string());
+        job.stats.insert("processed".to_string(), 12);
         job.finish(JobStatus::Completed, 1500);
         let bytes = job.encode();
         assert_eq!(JobRecord::decode(&bytes).unwrap(), job);

@@ -4,6 +4,8 @@
 //! thread; every write goes through one writer thread that group-commits with fsync.
 //! `backup` makes, verifies and restores consistent copies of a working directory;
 //! `Store::usage` and `disk_usage` tell how much room the data and a directory take.
+//! Each database has a configuration (the offline flag, secondary indexes kept by every
+//! write and queried with `DatabaseView::find`, rebuilt by resync steps).
 //! Synchronous on purpose: no tokio, no networking. The byte layout is in `FORMAT.md`.
 
 pub mod backup;
@@ -15,6 +17,7 @@ mod backup_restore;
 mod backup_verify;
 mod error;
 pub mod format;
+mod index;
 mod jobs;
 mod lock;
 mod status;
@@ -24,7 +27,13 @@ mod validate;
 mod writer;
 
 pub use error::{Result, StoreError};
-pub use format::{Access, ChangeOp, Retention, SessionRecord, UserRecord, FORMAT_VERSION};
+pub use format::{
+    Access, ChangeOp, DatabaseConfig, IndexDef, Retention, SessionRecord, UserRecord,
+    FORMAT_VERSION,
+};
+pub use index::{
+    validate_index_defs, FoundPage, IndexKey, IndexQuery, MAX_INDEXES, MAX_INDEX_STRING_BYTES,
+};
 pub use jobs::{JobKind, JobRecord, JobStatus};
 pub use lock::{DirLock, LOCK_FILE};
 pub use status::{ServiceMode, ServiceStatus, MAX_STATUS_MESSAGE_CHARS};
@@ -39,4 +48,6 @@ pub use usage::{
 pub use validate::{
     validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,
 };
-pub use writer::{CommitHook, DatabaseCommit, Op, Reply, Write, Written, MAX_BATCH_OPS};
+pub use writer::{
+    CommitHook, DatabaseCommit, Op, Reply, ResyncChunk, Write, Written, MAX_BATCH_OPS,
+};

@@ -11,14 +11,17 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use heed::types::{Bytes, Str};
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls};
+use heed::{
+    CommitOrAbort, Database, DatabaseFlags, Env, EnvFlags, EnvOpenOptions, RoTxn, WithoutTls,
+};
 
 use crate::error::{Result, StoreError};
 use crate::format::{
     self, change_key, database_bounds, decode_change_record, doc_key, doc_key_name, meta_key,
-    split_doc_value, table, CatalogRecord, ChangeOp, Retention, SessionRecord, UserRecord,
-    FORMAT_VERSION,
+    split_doc_value, split_index_key, table, CatalogRecord, ChangeOp, DatabaseConfig, Retention,
+    SessionRecord, UserRecord, FORMAT_VERSION,
 };
+use crate::index::{FoundPage, IndexKey, IndexQuery};
 use crate::jobs::JobRecord;
 use crate::writer::{self, WriterMessage};
 
@@ -68,6 +71,30 @@ pub(crate) struct Tables {
     pub users: Database<'static, Str, Bytes>,
     pub sessions: Database<'static, Bytes, Bytes>,
     pub jobs: Database<'static, Bytes, Bytes>,
+    /// `None` only in a read-only store opened on a directory made before the table
+    /// was added: it reads as empty.
+    pub configs: Option<Database<'static, Str, Bytes>>,
+    /// DUP_SORT; `None` as `configs`.
+    pub indexes: Option<Database<'static, Bytes, Bytes>>,
+}
+
+impl Tables {
+    /// The `configs` table, which a writable store always has.
+    pub fn configs(&self) -> Result<Database<'static, Str, Bytes>> {
+        self.configs.ok_or_else(|| missing_table(table::CONFIGS))
+    }
+
+    /// The `indexes` table, which a writable store always has.
+    pub fn indexes(&self) -> Result<Database<'static, Bytes, Bytes>> {
+        self.indexes.ok_or_else(|| missing_table(table::INDEXES))
+    }
+}
+
+fn missing_table(name: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        table: name,
+        reason: "missing".to_string(),
+    }
 }
 
 /// A document borrowed from a snapshot (see `DatabaseView::visit`).
@@ -115,10 +142,12 @@ pub struct DatabaseInfo {
     /// Bytes of the change log (keys and records).
     pub log_bytes: u64,
     pub retention: Retention,
+    /// The configuration's offline flag: batches are refused while it is set.
+    pub offline: bool,
 }
 
 impl DatabaseInfo {
-    fn from_record(name: &str, record: &CatalogRecord) -> DatabaseInfo {
+    fn from_record(name: &str, record: &CatalogRecord, offline: bool) -> DatabaseInfo {
         DatabaseInfo {
             name: name.to_string(),
             created_ms: record.created_ms,
@@ -128,6 +157,7 @@ impl DatabaseInfo {
             doc_bytes: record.doc_bytes,
             log_bytes: record.log_bytes,
             retention: record.retention,
+            offline,
         }
     }
 
@@ -340,7 +370,7 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
     })?;
     let created_ms = now_ms();
     let wtxn = env.write_txn()?;
-    let (meta, catalog, docs, changes, users, sessions, jobs) = env
+    let (meta, catalog, docs, changes, users, sessions, jobs, configs, indexes) = env
         .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
             let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
             let catalog = opener.create_database(wtxn, Some(table::CATALOG))?;
@@ -349,6 +379,13 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
             let users = opener.create_database(wtxn, Some(table::USERS))?;
             let sessions = opener.create_database(wtxn, Some(table::SESSIONS))?;
             let jobs = opener.create_database(wtxn, Some(table::JOBS))?;
+            let configs = opener.create_database(wtxn, Some(table::CONFIGS))?;
+            let indexes = opener
+                .database_options()
+                .types::<Bytes, Bytes>()
+                .name(table::INDEXES)
+                .flags(DatabaseFlags::DUP_SORT)
+                .create(wtxn)?;
             meta.put(
                 wtxn,
                 meta_key::FORMAT_VERSION,
@@ -359,7 +396,7 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
             meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
             meta.put(wtxn, meta_key::EPOCH, &random_epoch()?.to_be_bytes())?;
             Ok(CommitOrAbort::<_, ()>::Commit((
-                meta, catalog, docs, changes, users, sessions, jobs,
+                meta, catalog, docs, changes, users, sessions, jobs, configs, indexes,
             )))
         })?
         .unwrap_commit();
@@ -371,6 +408,8 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
         users,
         sessions,
         jobs,
+        configs: Some(configs),
+        indexes: Some(indexes),
     };
     let meta = StoreMeta {
         format_version: FORMAT_VERSION,
@@ -421,6 +460,15 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
         let jobs = opener
             .open_database(rtxn, Some(table::JOBS))?
             .ok_or_else(|| missing(table::JOBS))?;
+        // Added to format 1 later: a directory made before has neither (see
+        // `add_missing_tables`).
+        let configs = opener.open_database::<Str, Bytes>(rtxn, Some(table::CONFIGS))?;
+        let indexes = opener
+            .database_options()
+            .types::<Bytes, Bytes>()
+            .name(table::INDEXES)
+            .flags(DatabaseFlags::DUP_SORT)
+            .open(rtxn)?;
         let service_id = meta
             .get(rtxn, meta_key::SERVICE_ID)?
             .map(hex)
@@ -437,12 +485,14 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
         };
         Ok(CommitOrAbort::Commit((
             (meta, catalog, docs, changes, users, sessions, jobs),
+            (configs, indexes),
             OwnedMeta(store_meta),
         )))
     })?;
     Ok(match opened {
         CommitOrAbort::Commit((
             (meta, catalog, docs, changes, users, sessions, jobs),
+            (configs, indexes),
             OwnedMeta(store_meta),
         )) => {
             let tables = Tables {
@@ -453,11 +503,39 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
                 users,
                 sessions,
                 jobs,
+                configs,
+                indexes,
             };
             Some((tables, store_meta))
         }
         CommitOrAbort::Abort(()) => None,
     })
+}
+
+/// Creates the tables that format 1 gained after its first release (`configs`,
+/// `indexes`) in a writable environment made before they existed. Both start empty,
+/// which is what their absence meant.
+fn add_missing_tables(env: &Env<WithoutTls>, tables: &mut Tables) -> Result<()> {
+    if tables.configs.is_some() && tables.indexes.is_some() {
+        return Ok(());
+    }
+    let wtxn = env.write_txn()?;
+    let (configs, indexes) = env
+        .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
+            let configs = opener.create_database::<Str, Bytes>(wtxn, Some(table::CONFIGS))?;
+            let indexes = opener
+                .database_options()
+                .types::<Bytes, Bytes>()
+                .name(table::INDEXES)
+                .flags(DatabaseFlags::DUP_SORT)
+                .create(wtxn)?;
+            Ok(CommitOrAbort::<_, ()>::Commit((configs, indexes)))
+        })?
+        .unwrap_commit();
+    tables.configs = Some(configs);
+    tables.indexes = Some(indexes);
+    tracing::info!("added the configs and indexes tables");
+    Ok(())
 }
 
 /// What `Store::open_with` may do with the directory.
@@ -497,7 +575,9 @@ impl Store {
             (Ok(Some(_)), OpenMode::MustBeNew) => Err(StoreError::StoreExists {
                 dir: dir.to_path_buf(),
             }),
-            (Ok(Some(loaded)), _) => Ok(loaded),
+            (Ok(Some((mut tables, meta))), _) => {
+                add_missing_tables(&env, &mut tables).map(|()| (tables, meta))
+            }
             (Ok(None), OpenMode::MustExist) => Err(StoreError::NoStore {
                 dir: dir.to_path_buf(),
             }),
@@ -673,6 +753,16 @@ impl Store {
     pub fn changes(&self, db: &str, since: u64, limit: usize) -> Result<Vec<Change>> {
         self.snapshot()?.database(db)?.changes(since, limit)
     }
+
+    /// The configuration of one database.
+    pub fn database_config(&self, db: &str) -> Result<DatabaseConfig> {
+        self.snapshot()?.database_config(db)
+    }
+
+    /// One page of the documents found through an index (see `DatabaseView::find`).
+    pub fn find(&self, db: &str, query: &IndexQuery) -> Result<FoundPage> {
+        self.snapshot()?.database(db)?.find(query)
+    }
 }
 
 /// Carries `StoreMeta` out of `open_databases_and_commit`, which wants `OnCommit` values.
@@ -699,10 +789,34 @@ impl Snapshot {
         let mut out = Vec::new();
         for entry in self.tables.catalog.iter(&self.txn)? {
             let (name, bytes) = entry?;
+            let offline = read_config(&self.txn, self.tables, name)?.is_some_and(|c| c.offline);
             out.push(DatabaseInfo::from_record(
                 name,
                 &CatalogRecord::decode(bytes)?,
+                offline,
             ));
+        }
+        Ok(out)
+    }
+
+    /// The configuration of one database; `DatabaseMissing` if it does not exist.
+    pub fn database_config(&self, name: &str) -> Result<DatabaseConfig> {
+        if read_catalog(&self.txn, self.tables, name)?.is_none() {
+            return Err(StoreError::DatabaseMissing {
+                name: name.to_string(),
+            });
+        }
+        Ok(read_config(&self.txn, self.tables, name)?.unwrap_or_default())
+    }
+
+    /// The configuration of every database, in name order (the default for a database
+    /// without a record).
+    pub fn database_configs(&self) -> Result<Vec<(String, DatabaseConfig)>> {
+        let mut out = Vec::new();
+        for entry in self.tables.catalog.iter(&self.txn)? {
+            let (name, _) = entry?;
+            let config = read_config(&self.txn, self.tables, name)?.unwrap_or_default();
+            out.push((name.to_string(), config));
         }
         Ok(out)
     }
@@ -801,6 +915,22 @@ pub(crate) fn read_catalog(
         .transpose()
 }
 
+/// The configuration record of `name`, `None` when it has none (or the store has no
+/// `configs` table yet).
+pub(crate) fn read_config(
+    txn: &RoTxn,
+    tables: Tables,
+    name: &str,
+) -> Result<Option<DatabaseConfig>> {
+    let Some(configs) = tables.configs else {
+        return Ok(None);
+    };
+    configs
+        .get(txn, name)?
+        .map(DatabaseConfig::decode)
+        .transpose()
+}
+
 /// One database inside a snapshot.
 pub struct DatabaseView<'s> {
     snapshot: &'s Snapshot,
@@ -811,7 +941,145 @@ pub struct DatabaseView<'s> {
 impl DatabaseView<'_> {
     /// Counters of this database.
     pub fn info(&self) -> Result<DatabaseInfo> {
-        Ok(DatabaseInfo::from_record(&self.name, &self.record))
+        let offline = self.config()?.offline;
+        Ok(DatabaseInfo::from_record(&self.name, &self.record, offline))
+    }
+
+    /// The configuration of this database.
+    pub fn config(&self) -> Result<DatabaseConfig> {
+        Ok(read_config(&self.snapshot.txn, self.snapshot.tables, &self.name)?.unwrap_or_default())
+    }
+
+    /// One page of the documents whose value at an index lies in the query's range, in
+    /// (value, document key) order (or the reverse). `IndexMissing` when the database
+    /// declares no such index, `IndexStale` while its entries wait for a resync. An
+    /// entry whose document is missing is `Corrupt`.
+    ///
+    /// Resuming inside a run of equal values steps over the documents of that value
+    /// before the cursor, so paging through one value held by very many documents
+    /// costs more per page as it goes.
+    pub fn find(&self, query: &IndexQuery) -> Result<FoundPage> {
+        if query.limit == 0 || query.limit > MAX_SCAN_LIMIT {
+            return Err(StoreError::InvalidArgument {
+                reason: format!(
+                    "find limit must be 1 to {MAX_SCAN_LIMIT}, not {}",
+                    query.limit
+                ),
+            });
+        }
+        let config = self.config()?;
+        let position = config
+            .indexes
+            .iter()
+            .position(|def| def.name == query.index)
+            .ok_or_else(|| StoreError::IndexMissing {
+                db: self.name.clone(),
+                index: query.index.clone(),
+            })?;
+        if config.indexes_stale {
+            return Err(StoreError::IndexStale {
+                db: self.name.clone(),
+                index: query.index.clone(),
+            });
+        }
+        let mut docs = Vec::new();
+        let Some(indexes) = self.snapshot.tables.indexes else {
+            return Ok(FoundPage { docs, more: false });
+        };
+        let prefix = format::index_key(self.record.id, position as u8, &[]);
+        let encode = |bound: &Bound<IndexKey>| -> Result<Bound<Vec<u8>>> {
+            Ok(match bound {
+                Bound::Included(v) => Bound::Included(extend(&prefix, &v.encode()?)),
+                Bound::Excluded(v) => Bound::Excluded(extend(&prefix, &v.encode()?)),
+                Bound::Unbounded => Bound::Unbounded,
+            })
+        };
+        let next_index = format::index_key(self.record.id, position as u8 + 1, &[]);
+        let mut low = max_low(Bound::Included(prefix.clone()), encode(&query.start)?);
+        let mut high = min_high(Bound::Excluded(next_index), encode(&query.end)?);
+        let after = match &query.after {
+            Some((value, key)) => {
+                crate::validate::validate_key(key)?;
+                let cursor = extend(&prefix, &value.encode()?);
+                if query.reverse {
+                    high = min_high(high, Bound::Included(cursor.clone()));
+                } else {
+                    low = max_low(low, Bound::Included(cursor.clone()));
+                }
+                Some((cursor, key.as_bytes()))
+            }
+            None => None,
+        };
+        if bounds_empty(&low, &high) {
+            return Ok(FoundPage { docs, more: false });
+        }
+        let txn = &self.snapshot.txn;
+        let mut more = false;
+        let mut offer = |key: &[u8], dup: &[u8]| -> Result<bool> {
+            if let Some((cursor, after_key)) = &after {
+                let skip = key == cursor.as_slice()
+                    && if query.reverse {
+                        dup >= *after_key
+                    } else {
+                        dup <= *after_key
+                    };
+                if skip {
+                    return Ok(true);
+                }
+            }
+            if docs.len() == query.limit {
+                more = true;
+                return Ok(false);
+            }
+            let (_, encoded) = split_index_key(key)?;
+            let name = format::index_doc_key(dup)?;
+            let stored = self
+                .snapshot
+                .tables
+                .docs
+                .get(txn, &doc_key(self.record.id, name))?
+                .ok_or_else(|| StoreError::Corrupt {
+                    table: table::INDEXES,
+                    reason: format!(
+                        "index {:?} of database {:?} lists document {name:?}, which does not exist",
+                        query.index, self.name
+                    ),
+                })?;
+            let (rev, value) = split_doc_value(stored)?;
+            docs.push((
+                IndexKey::decode(encoded)?,
+                Document {
+                    key: name.to_string(),
+                    rev,
+                    value: value.to_vec(),
+                },
+            ));
+            Ok(true)
+        };
+        if query.reverse {
+            // heed's reverse range starts on the first duplicate of an included end key
+            // and would skip the others: ask for "below the next key" instead.
+            let high = match high {
+                Bound::Included(end) => Bound::Excluded(extend(&end, &[0])),
+                other => other,
+            };
+            let bounds = (as_slice_bound(&low), as_slice_bound(&high));
+            for entry in indexes.rev_range(txn, &bounds)? {
+                let (key, doc) = entry?;
+                if !offer(key, doc)? {
+                    break;
+                }
+            }
+        } else {
+            let bounds = (as_slice_bound(&low), as_slice_bound(&high));
+            for entry in indexes.range(txn, &bounds)? {
+                let (key, doc) = entry?;
+                if !offer(key, doc)? {
+                    break;
+                }
+            }
+        }
+        Ok(FoundPage { docs, more })
     }
 
     /// One document, or `None` when absent. An invalid key is an error, not `None`.
@@ -946,6 +1214,24 @@ impl DatabaseView<'_> {
     }
 }
 
+fn extend(prefix: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prefix.len() + tail.len());
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(tail);
+    out
+}
+
+/// True when no key lies between the bounds (LMDB would reject such a range).
+fn bounds_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
+    match (low, high) {
+        (Bound::Included(l), Bound::Included(h)) => l > h,
+        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
+            l >= h
+        }
+        _ => false,
+    }
+}
+
 fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match bound {
         Bound::Included(b) => Bound::Included(b.as_slice()),
@@ -1045,14 +1331,7 @@ fn scan_bounds(
         }
     }
     // An empty or inverted range scans nothing (LMDB would reject it).
-    let empty = match (&low, &high) {
-        (Bound::Included(l), Bound::Included(h)) => l > h,
-        (Bound::Included(l) | Bound::Excluded(l), Bound::Included(h) | Bound::Excluded(h)) => {
-            l >= h
-        }
-        _ => false,
-    };
-    if empty {
+    if bounds_empty(&low, &high) {
         let (db_low, _) = database_bounds(db_id);
         return Ok((Bound::Excluded(db_low.clone()), Bound::Excluded(db_low)));
     }

@@ -91,7 +91,7 @@ pub fn validate_value(value: &[u8], limit: usize) -> Result<()> {
 /// Walks one msgpack value without recursion and returns where it ends. Containers push
 /// their item count on a stack, so hostile nesting costs memory bounded by
 /// `MAX_VALUE_DEPTH`, never stack.
-fn skip_msgpack_value(bytes: &[u8]) -> std::result::Result<usize, String> {
+pub(crate) fn skip_msgpack_value(bytes: &[u8]) -> std::result::Result<usize, String> {
     let mut pos = 0usize;
     // Items still to read at each open container level; the bottom entry is the value itself.
     let mut pending: Vec<u64> = vec![1];

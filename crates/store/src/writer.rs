@@ -14,16 +14,18 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
-use heed::{Env, RwTxn, WithoutTls};
+use heed::{Env, PutFlags, RwTxn, WithoutTls};
 
 use crate::error::{Result, StoreError};
 use crate::format::{
-    change_key, change_record, database_bounds, decode_change_record, doc_key, doc_value, meta_key,
-    split_doc_value, CatalogRecord, ChangeOp, Retention, SessionRecord, UserRecord,
+    change_key, change_record, database_bounds, decode_change_record, doc_key, doc_key_name,
+    doc_value, index_doc_key, index_key, meta_key, split_doc_value, split_index_key,
+    CatalogRecord, ChangeOp, DatabaseConfig, IndexDef, Retention, SessionRecord, UserRecord,
     MAX_DATABASE_ID,
 };
+use crate::index::{compile, display_encoded, index_value, validate_index_defs, Compiled};
 use crate::jobs::{JobRecord, JobStatus};
-use crate::store::{now_ms, read_catalog, Store, StoreOptions, Tables};
+use crate::store::{now_ms, read_catalog, read_config, Store, StoreOptions, Tables, MAX_SCAN_LIMIT};
 use crate::validate::{validate_database_name, validate_key, validate_value};
 
 /// Most operations in one batch.
@@ -54,9 +56,37 @@ impl Op {
 /// A write request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
+    /// Creates a database (online or offline) with its configuration record.
     CreateDatabase {
         name: String,
         retention: Retention,
+        offline: bool,
+    },
+    /// Sets or clears a database's offline flag; answers whether it changed.
+    SetOffline {
+        name: String,
+        offline: bool,
+    },
+    /// Replaces a database's index definitions and retention; only while it is offline.
+    /// Changed definitions remove every index entry of the database and leave the
+    /// indexes stale (when it holds documents) until a resync rebuilds them.
+    SetDatabaseConfig {
+        name: String,
+        indexes: Vec<IndexDef>,
+        retention: Retention,
+    },
+    /// One step of a resync (only while offline): checks the next `limit` documents
+    /// after `after` in key order and writes the index entries they lack.
+    ResyncChunk {
+        name: String,
+        after: Option<String>,
+        limit: usize,
+    },
+    /// The last step of a resync (only while offline): removes the index entries no
+    /// document backs, and marks the indexes fresh (`errored` = 0) or stale.
+    ResyncFinish {
+        name: String,
+        errored: u64,
     },
     DropDatabase {
         name: String,
@@ -121,10 +151,40 @@ pub enum Write {
     },
 }
 
+/// What one resync step did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResyncChunk {
+    /// Documents checked.
+    pub processed: u64,
+    /// Documents that lacked index entries (now written).
+    pub changed: u64,
+    /// (document key, reason) of each document with a problem: a value that does not
+    /// decode, a rev out of range, a value an index cannot hold, a duplicate value of a
+    /// unique index. At most one entry per document (reasons joined with "; ").
+    pub errors: Vec<(String, String)>,
+    /// The last document checked: `after` of the next step. `None` when no document
+    /// lies after `after` (the resync has seen them all).
+    pub last_key: Option<String>,
+}
+
 /// What a successful write reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
     DatabaseCreated,
+    /// Whether the flag changed.
+    OfflineSet {
+        changed: bool,
+    },
+    /// Whether the index definitions changed, and whether the indexes are stale now.
+    DatabaseConfigSet {
+        indexes_changed: bool,
+        indexes_stale: bool,
+    },
+    ResyncChunk(ResyncChunk),
+    /// How many index entries the last resync step removed.
+    ResyncFinished {
+        removed: u64,
+    },
     DatabaseDropped,
     RetentionSet,
     /// The new rev of each operation of a batch, in order (a delete's rev is the seq of
@@ -356,6 +416,9 @@ impl From<StoreError> for Failure {
 struct CachedEntry {
     record: Option<CatalogRecord>,
     dirty: bool,
+    /// The database's configuration, read on first use (`None`: not read yet). Kept in
+    /// step with the `configs` table, which is written at once.
+    config: Option<DatabaseConfig>,
 }
 
 /// A write transaction with the catalog records it touched kept in memory, written
@@ -378,10 +441,42 @@ impl GroupTxn<'_> {
                 CachedEntry {
                     record,
                     dirty: false,
+                    config: None,
                 },
             );
         }
         Ok(self.catalog.get_mut(name).expect("inserted above"))
+    }
+
+    /// The configuration of the existing database `name` (one read per group).
+    fn config(&mut self, name: &str) -> Result<&DatabaseConfig, Failure> {
+        self.existing(name)?;
+        let (wtxn, tables) = (&self.wtxn, self.tables);
+        let entry = self.catalog.get_mut(name).expect("cached by existing");
+        if entry.config.is_none() {
+            entry.config = Some(read_config(wtxn, tables, name)?.unwrap_or_default());
+        }
+        Ok(entry.config.as_ref().expect("read above"))
+    }
+
+    /// The configuration of `name`, refused with `DatabaseOnline` unless it is offline.
+    fn offline_config(&mut self, name: &str) -> Result<DatabaseConfig, Failure> {
+        let config = self.config(name)?;
+        if !config.offline {
+            return Err(Failure::Request(StoreError::DatabaseOnline {
+                name: name.to_string(),
+            }));
+        }
+        Ok(config.clone())
+    }
+
+    /// Stores the configuration of `name` (now, in this transaction) and caches it.
+    fn save_config(&mut self, name: &str, config: DatabaseConfig) -> Result<(), Failure> {
+        self.tables
+            .configs()?
+            .put(&mut self.wtxn, name, &config.encode())?;
+        self.cached(name)?.config = Some(config);
+        Ok(())
     }
 
     fn record(&mut self, name: &str) -> Result<Option<&CatalogRecord>, Failure> {
@@ -412,13 +507,24 @@ impl GroupTxn<'_> {
 
     fn apply(&mut self, write: &Write) -> Result<Written, Failure> {
         match write {
-            Write::CreateDatabase { name, retention } => {
+            Write::CreateDatabase {
+                name,
+                retention,
+                offline,
+            } => {
                 if self.record(name)?.is_some() {
                     return Err(Failure::Request(StoreError::DatabaseExists {
                         name: name.clone(),
                     }));
                 }
                 let id = self.take_database_id()?;
+                let config = DatabaseConfig {
+                    offline: *offline,
+                    ..DatabaseConfig::default()
+                };
+                self.tables
+                    .configs()?
+                    .put(&mut self.wtxn, name, &config.encode())?;
                 self.catalog.insert(
                     name.clone(),
                     CachedEntry {
@@ -433,6 +539,7 @@ impl GroupTxn<'_> {
                             retention: *retention,
                         }),
                         dirty: true,
+                        config: Some(config),
                     },
                 );
                 Ok(Written::DatabaseCreated)
@@ -443,15 +550,43 @@ impl GroupTxn<'_> {
                 let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
                 self.tables.docs.delete_range(&mut self.wtxn, &bounds)?;
                 self.tables.changes.delete_range(&mut self.wtxn, &bounds)?;
+                self.tables
+                    .indexes()?
+                    .delete_range(&mut self.wtxn, &bounds)?;
+                self.tables.configs()?.delete(&mut self.wtxn, name)?;
                 self.catalog.insert(
                     name.clone(),
                     CachedEntry {
                         record: None,
                         dirty: true,
+                        config: None,
                     },
                 );
                 Ok(Written::DatabaseDropped)
             }
+            Write::SetOffline { name, offline } => {
+                let config = self.config(name)?;
+                if config.offline == *offline {
+                    return Ok(Written::OfflineSet { changed: false });
+                }
+                let config = DatabaseConfig {
+                    offline: *offline,
+                    ..config.clone()
+                };
+                self.save_config(name, config)?;
+                Ok(Written::OfflineSet { changed: true })
+            }
+            Write::SetDatabaseConfig {
+                name,
+                indexes,
+                retention,
+            } => self.set_database_config(name, indexes, *retention),
+            Write::ResyncChunk { name, after, limit } => self
+                .resync_chunk(name, after.as_deref(), *limit)
+                .map(Written::ResyncChunk),
+            Write::ResyncFinish { name, errored } => self
+                .resync_finish(name, *errored)
+                .map(|removed| Written::ResyncFinished { removed }),
             Write::SetRetention { name, retention } => {
                 self.existing_mut(name)?.retention = *retention;
                 Ok(Written::RetentionSet)
@@ -657,6 +792,15 @@ impl GroupTxn<'_> {
     /// operations of the batch leave), then applies it.
     fn apply_batch(&mut self, db: &str, ops: &[Op]) -> Result<Vec<u64>, Failure> {
         let record = self.existing(db)?.clone();
+        let config = self.config(db)?;
+        if config.offline {
+            return Err(Failure::Request(StoreError::DatabaseOffline {
+                name: db.to_string(),
+            }));
+        }
+        // Stale indexes are left alone: a resync rebuilds them.
+        let maintained =
+            (!config.indexes.is_empty() && !config.indexes_stale).then(|| config.indexes.clone());
         // Rev of each key after the batch's operations so far; 0 = absent.
         let mut overlay: HashMap<&str, u64> = HashMap::new();
         for (i, op) in ops.iter().enumerate() {
@@ -697,6 +841,10 @@ impl GroupTxn<'_> {
             };
             overlay.insert(key, new_rev);
         }
+        let index_changes = match &maintained {
+            Some(defs) => Some(self.index_changes(db, record.id, defs, ops)?),
+            None => None,
+        };
 
         let mut record = record;
         let mut revs = Vec::with_capacity(ops.len());
@@ -743,8 +891,319 @@ impl GroupTxn<'_> {
             record.last_seq = seq;
             revs.push(seq);
         }
+        if let Some(changes) = index_changes {
+            let indexes = self.tables.indexes()?;
+            for (entry, change) in &changes.entries {
+                match (change.before, change.after) {
+                    (false, true) => indexes.put(&mut self.wtxn, &entry.0, entry.1.as_bytes())?,
+                    (true, false) => {
+                        indexes.delete_one_duplicate(&mut self.wtxn, &entry.0, entry.1.as_bytes())?;
+                    }
+                    _ => {}
+                }
+            }
+        }
         *self.existing_mut(db)? = record;
         Ok(revs)
+    }
+
+    /// The index entries a batch adds and removes, checked before anything is written:
+    /// a value an index cannot hold is `IndexValue`, a unique value held by another
+    /// document (after the batch's earlier operations) is `UniqueViolation`.
+    fn index_changes<'o>(
+        &self,
+        db: &str,
+        db_id: u32,
+        defs: &[IndexDef],
+        ops: &'o [Op],
+    ) -> Result<IndexChanges<'o>, Failure> {
+        let compiled = compile(defs)?;
+        let indexes = self.tables.indexes()?;
+        // The entries of each key the batch touched, as its earlier operations left it.
+        let mut current: HashMap<&str, Vec<Option<Vec<u8>>>> = HashMap::new();
+        let mut changes = IndexChanges::default();
+        for op in ops {
+            let key = op.key();
+            let old = match current.remove(key) {
+                Some(entries) => entries,
+                None => match self.tables.docs.get(&self.wtxn, &doc_key(db_id, key))? {
+                    // What the stored value yields; a value an index could not hold
+                    // has no entry there.
+                    Some(stored) => {
+                        let (_, value) = split_doc_value(stored)?;
+                        compiled
+                            .iter()
+                            .map(|index| index_value(value, &index.pointer).ok().flatten())
+                            .collect()
+                    }
+                    None => vec![None; compiled.len()],
+                },
+            };
+            for (position, encoded) in old.iter().enumerate() {
+                if let Some(encoded) = encoded {
+                    changes.remove(index_key(db_id, position as u8, encoded), key);
+                }
+            }
+            let new = match op {
+                Op::Put { value, .. } => compiled
+                    .iter()
+                    .map(|index| {
+                        index_value(value, &index.pointer).map_err(|reason| {
+                            Failure::Request(StoreError::IndexValue {
+                                db: db.to_string(),
+                                index: index.name.clone(),
+                                key: key.to_string(),
+                                reason,
+                            })
+                        })
+                    })
+                    .collect::<Result<Vec<_>, Failure>>()?,
+                Op::Delete { .. } => vec![None; compiled.len()],
+            };
+            for (position, encoded) in new.iter().enumerate() {
+                let Some(encoded) = encoded else { continue };
+                let ikey = index_key(db_id, position as u8, encoded);
+                if compiled[position].unique {
+                    if let Some(holder) = self.holder(indexes, &changes, &ikey, key)? {
+                        return Err(Failure::Request(StoreError::UniqueViolation {
+                            db: db.to_string(),
+                            index: compiled[position].name.clone(),
+                            value: display_encoded(encoded),
+                            key: key.to_string(),
+                            existing_key: holder,
+                        }));
+                    }
+                }
+                changes.add(ikey, key, compiled[position].unique);
+            }
+            current.insert(key, new);
+        }
+        Ok(changes)
+    }
+
+    /// A document other than `key` that holds the index entry `ikey`, taking the
+    /// batch's changes so far into account.
+    fn holder(
+        &self,
+        indexes: heed::Database<heed::types::Bytes, heed::types::Bytes>,
+        changes: &IndexChanges<'_>,
+        ikey: &[u8],
+        key: &str,
+    ) -> Result<Option<String>, Failure> {
+        if let Some(holder) = changes.added_holder(ikey, key) {
+            return Ok(Some(holder.to_string()));
+        }
+        if let Some(stored) = indexes.get_duplicates(&self.wtxn, ikey)? {
+            for entry in stored {
+                let holder = index_doc_key(entry?.1)?;
+                if holder != key && !changes.removed(ikey, holder) {
+                    return Ok(Some(holder.to_string()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn set_database_config(
+        &mut self,
+        name: &str,
+        indexes: &[IndexDef],
+        retention: Retention,
+    ) -> Result<Written, Failure> {
+        let mut config = self.offline_config(name)?;
+        let record = self.existing_mut(name)?;
+        record.retention = retention;
+        let (id, doc_count) = (record.id, record.doc_count);
+        let indexes_changed = config.indexes != indexes;
+        if indexes_changed {
+            let (low, high) = database_bounds(id);
+            let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
+            self.tables
+                .indexes()?
+                .delete_range(&mut self.wtxn, &bounds)?;
+            config.indexes = indexes.to_vec();
+            // An empty database's new indexes are complete at once.
+            config.indexes_stale = doc_count > 0 && !indexes.is_empty();
+        }
+        let indexes_stale = config.indexes_stale;
+        self.save_config(name, config)?;
+        Ok(Written::DatabaseConfigSet {
+            indexes_changed,
+            indexes_stale,
+        })
+    }
+
+    /// Checks the next `limit` documents after `after` and writes the index entries
+    /// they lack (see `Write::ResyncChunk`).
+    fn resync_chunk(
+        &mut self,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ResyncChunk, Failure> {
+        let config = self.offline_config(name)?;
+        let record = self.existing(name)?.clone();
+        let compiled = compile(&config.indexes)?;
+        let indexes = self.tables.indexes()?;
+        // First read: what each document yields (nothing is written while the cursor
+        // is open).
+        struct Checked {
+            key: String,
+            entries: Vec<(u8, Vec<u8>)>,
+            errors: Vec<String>,
+        }
+        let mut checked: Vec<Checked> = Vec::new();
+        {
+            let (low, high) = database_bounds(record.id);
+            let low = match after {
+                Some(after) => Bound::Excluded(doc_key(record.id, after)),
+                None => Bound::Included(low),
+            };
+            let bounds = (
+                as_slice_bound(&low),
+                Bound::Excluded(&high[..]),
+            );
+            for entry in self.tables.docs.range(&self.wtxn, &bounds)? {
+                if checked.len() == limit {
+                    break;
+                }
+                let (stored_key, stored) = entry?;
+                let key = doc_key_name(stored_key)?.to_string();
+                let (rev, value) = split_doc_value(stored)?;
+                let mut errors = Vec::new();
+                let mut entries = Vec::new();
+                if rev == 0 || rev > record.last_seq {
+                    errors.push(format!(
+                        "rev {rev} is outside 1..={} (the database's last seq)",
+                        record.last_seq
+                    ));
+                }
+                match validate_value(value, usize::MAX) {
+                    Err(e) => errors.push(e.to_string()),
+                    Ok(()) => {
+                        for (position, index) in compiled.iter().enumerate() {
+                            match index_value(value, &index.pointer) {
+                                Ok(Some(encoded)) => entries.push((position as u8, encoded)),
+                                Ok(None) => {}
+                                Err(reason) => {
+                                    errors.push(format!("index {:?}: {reason}", index.name))
+                                }
+                            }
+                        }
+                    }
+                }
+                checked.push(Checked {
+                    key,
+                    entries,
+                    errors,
+                });
+            }
+        }
+        let mut chunk = ResyncChunk {
+            last_key: checked.last().map(|c| c.key.clone()),
+            ..ResyncChunk::default()
+        };
+        for Checked {
+            key,
+            entries,
+            mut errors,
+        } in checked
+        {
+            chunk.processed += 1;
+            let mut changed = false;
+            for (position, encoded) in entries {
+                let ikey = index_key(record.id, position, &encoded);
+                let index = &compiled[usize::from(position)];
+                if index.unique {
+                    let holders: Vec<String> = match indexes.get_duplicates(&self.wtxn, &ikey)? {
+                        Some(iter) => iter
+                            .map(|e| Ok(index_doc_key(e?.1)?.to_string()))
+                            .collect::<Result<_, StoreError>>()?,
+                        None => Vec::new(),
+                    };
+                    let mut duplicate = None;
+                    for holder in holders.into_iter().filter(|h| *h != key) {
+                        if self.yields(record.id, &holder, &index.pointer, &encoded)? {
+                            duplicate = Some(holder);
+                            break;
+                        }
+                        // An orphan: its document no longer holds the value.
+                        indexes.delete_one_duplicate(&mut self.wtxn, &ikey, holder.as_bytes())?;
+                    }
+                    if let Some(holder) = duplicate {
+                        errors.push(format!(
+                            "duplicate value {} of unique index {:?}, held by {holder:?}",
+                            display_encoded(&encoded),
+                            index.name
+                        ));
+                        continue;
+                    }
+                }
+                match indexes.put_with_flags(
+                    &mut self.wtxn,
+                    PutFlags::NO_DUP_DATA,
+                    &ikey,
+                    key.as_bytes(),
+                ) {
+                    Ok(()) => changed = true,
+                    Err(heed::Error::Mdb(heed::MdbError::KeyExist)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if changed {
+                chunk.changed += 1;
+            }
+            if !errors.is_empty() {
+                chunk.errors.push((key, errors.join("; ")));
+            }
+        }
+        Ok(chunk)
+    }
+
+    /// True when the document `key` exists and yields `encoded` at `pointer`.
+    fn yields(
+        &self,
+        db_id: u32,
+        key: &str,
+        pointer: &[String],
+        encoded: &[u8],
+    ) -> Result<bool, Failure> {
+        Ok(match self.tables.docs.get(&self.wtxn, &doc_key(db_id, key))? {
+            Some(stored) => {
+                let (_, value) = split_doc_value(stored)?;
+                index_value(value, pointer).ok().flatten().as_deref() == Some(encoded)
+            }
+            None => false,
+        })
+    }
+
+    /// Removes every index entry of `name` that no document backs, and marks the
+    /// indexes fresh or stale (see `Write::ResyncFinish`).
+    fn resync_finish(&mut self, name: &str, errored: u64) -> Result<u64, Failure> {
+        let mut config = self.offline_config(name)?;
+        let id = self.existing(name)?.id;
+        let compiled: Vec<Compiled> = compile(&config.indexes)?;
+        let indexes = self.tables.indexes()?;
+        let (low, high) = database_bounds(id);
+        let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
+        let mut doomed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        for entry in indexes.range(&self.wtxn, &bounds)? {
+            let (ikey, dup) = entry?;
+            let (position, encoded) = split_index_key(ikey)?;
+            let backed = match (compiled.get(usize::from(position)), index_doc_key(dup)) {
+                (Some(index), Ok(key)) => self.yields(id, key, &index.pointer, encoded)?,
+                _ => false,
+            };
+            if !backed {
+                doomed.push((ikey.to_vec(), dup.to_vec()));
+            }
+        }
+        for (ikey, dup) in &doomed {
+            indexes.delete_one_duplicate(&mut self.wtxn, ikey, dup)?;
+        }
+        config.indexes_stale = errored > 0 && !config.indexes.is_empty();
+        self.save_config(name, config)?;
+        Ok(doomed.len() as u64)
     }
 
     /// Removes what retention no longer keeps from the log of database `name`.
@@ -842,13 +1301,103 @@ impl GroupTxn<'_> {
     }
 }
 
+/// One index entry ((index key, document key)) a batch touches: whether it was stored
+/// before the batch and whether it is after it.
+#[derive(Debug, Clone, Copy)]
+struct EntryChange {
+    before: bool,
+    after: bool,
+}
+
+/// The index entries a batch touches, with the documents it gave each index key.
+#[derive(Default)]
+struct IndexChanges<'o> {
+    entries: HashMap<(Vec<u8>, &'o str), EntryChange>,
+    added: HashMap<Vec<u8>, Vec<&'o str>>,
+}
+
+impl<'o> IndexChanges<'o> {
+    /// The batch removes the entry (stored before, unless the batch added it).
+    fn remove(&mut self, ikey: Vec<u8>, key: &'o str) {
+        self.entries
+            .entry((ikey, key))
+            .or_insert(EntryChange {
+                before: true,
+                after: true,
+            })
+            .after = false;
+    }
+
+    /// The batch adds the entry; `unique`: remember its holder for `added_holder`.
+    fn add(&mut self, ikey: Vec<u8>, key: &'o str, unique: bool) {
+        if unique {
+            let holders = self.added.entry(ikey.clone()).or_default();
+            if !holders.contains(&key) {
+                holders.push(key);
+            }
+        }
+        self.entries
+            .entry((ikey, key))
+            .or_insert(EntryChange {
+                before: false,
+                after: true,
+            })
+            .after = true;
+    }
+
+    /// True when the batch removed the stored entry.
+    fn removed(&self, ikey: &[u8], key: &str) -> bool {
+        // The map's key holds a `&'o str`; look it up through an owned copy.
+        self.entries
+            .get(&(ikey.to_vec(), key))
+            .is_some_and(|c| !c.after)
+    }
+
+    /// A document other than `key` the batch gave the entry to and did not take back.
+    fn added_holder(&self, ikey: &[u8], key: &str) -> Option<&'o str> {
+        self.added.get(ikey)?.iter().copied().find(|holder| {
+            *holder != key
+                && self
+                    .entries
+                    .get(&(ikey.to_vec(), *holder))
+                    .is_some_and(|c| c.after)
+        })
+    }
+}
+
+fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(b) => Bound::Included(b.as_slice()),
+        Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
 /// Checks a write's input before it is queued, so that bad input never reaches the
 /// writer thread.
 fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
     match write {
         Write::CreateDatabase { name, .. }
         | Write::DropDatabase { name }
-        | Write::SetRetention { name, .. } => validate_database_name(name),
+        | Write::SetRetention { name, .. }
+        | Write::SetOffline { name, .. }
+        | Write::ResyncFinish { name, .. } => validate_database_name(name),
+        Write::SetDatabaseConfig { name, indexes, .. } => {
+            validate_database_name(name)?;
+            validate_index_defs(indexes)
+        }
+        Write::ResyncChunk { name, after, limit } => {
+            validate_database_name(name)?;
+            if let Some(after) = after {
+                validate_key(after)?;
+            }
+            if *limit == 0 || *limit > MAX_SCAN_LIMIT {
+                return Err(StoreError::InvalidArgument {
+                    reason: format!("a resync step takes 1 to {MAX_SCAN_LIMIT} documents, not {limit}"),
+                });
+            }
+            Ok(())
+        }
         Write::Batch { db, ops } => {
             validate_database_name(db)?;
             if ops.is_empty() || ops.len() > MAX_BATCH_OPS {
@@ -929,8 +1478,74 @@ impl Store {
         self.write(Write::CreateDatabase {
             name: name.to_string(),
             retention,
+            offline: false,
         })
         .map(|_| ())
+    }
+
+    /// Creates a database that starts offline.
+    pub fn create_database_offline(&self, name: &str, retention: Retention) -> Result<()> {
+        self.write(Write::CreateDatabase {
+            name: name.to_string(),
+            retention,
+            offline: true,
+        })
+        .map(|_| ())
+    }
+
+    /// Takes a database offline (`true`) or online; answers whether the flag changed.
+    pub fn set_offline(&self, name: &str, offline: bool) -> Result<bool> {
+        match self.write(Write::SetOffline {
+            name: name.to_string(),
+            offline,
+        })? {
+            Written::OfflineSet { changed } => Ok(changed),
+            other => unreachable!("set_offline answered {other:?}"),
+        }
+    }
+
+    /// Replaces an offline database's index definitions and retention; answers
+    /// `(indexes_changed, indexes_stale)`.
+    pub fn set_database_config(
+        &self,
+        name: &str,
+        indexes: Vec<IndexDef>,
+        retention: Retention,
+    ) -> Result<(bool, bool)> {
+        match self.write(Write::SetDatabaseConfig {
+            name: name.to_string(),
+            indexes,
+            retention,
+        })? {
+            Written::DatabaseConfigSet {
+                indexes_changed,
+                indexes_stale,
+            } => Ok((indexes_changed, indexes_stale)),
+            other => unreachable!("set_database_config answered {other:?}"),
+        }
+    }
+
+    /// One resync step (see `Write::ResyncChunk`).
+    pub fn resync_chunk(&self, name: &str, after: Option<&str>, limit: usize) -> Result<ResyncChunk> {
+        match self.write(Write::ResyncChunk {
+            name: name.to_string(),
+            after: after.map(str::to_string),
+            limit,
+        })? {
+            Written::ResyncChunk(chunk) => Ok(chunk),
+            other => unreachable!("resync_chunk answered {other:?}"),
+        }
+    }
+
+    /// The last resync step (see `Write::ResyncFinish`); answers the entries removed.
+    pub fn resync_finish(&self, name: &str, errored: u64) -> Result<u64> {
+        match self.write(Write::ResyncFinish {
+            name: name.to_string(),
+            errored,
+        })? {
+            Written::ResyncFinished { removed } => Ok(removed),
+            other => unreachable!("resync_finish answered {other:?}"),
+        }
     }
 
     /// Drops a database with its documents and its change log.

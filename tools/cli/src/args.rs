@@ -176,6 +176,15 @@ If any operation fails, none is applied. Bad JSON is a usage error (exit 2).")]
         /// The database.
         db: String,
     },
+    /// Find documents by a secondary index: one value, or a range with --start/--end.
+    #[command(after_help = "\
+Values are JSON (a bare word is taken as a string): strings, numbers, booleans.
+Examples:
+  cairn --dir ./data find users by_email '\"ann@example.com\"'
+  cairn --dir ./data find orders by_total --start 10 --end 100 --limit 20
+  cairn --dir ./data -o json find orders by_total --start 100 --reverse
+When the range goes on after the page, a hint on stderr says how to resume.")]
+    Find(FindOptions),
     /// Read a database's change log: a page, a long poll, or a continuous feed.
     #[command(after_help = "\
 Examples:
@@ -210,6 +219,26 @@ Examples:
   cairn --dir ./data usage
   cairn --dir ./data -o json usage")]
     Usage,
+    /// The service's settings (admin): reload DIR/cairn.toml while it runs.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Make the service read DIR/cairn.toml again and apply what can change at run time
+    /// (log level, limits, [status] thresholds, webhooks, backup schedule); prints what
+    /// changed and what needs a restart. An invalid file is refused (exit 1) and the
+    /// running settings stay in force.
+    #[command(after_help = "\
+Settings applied at once: [log] level, [limits] (but max_value_bytes), [auth]
+session_ttl_secs, [status], [[webhooks]], [backup] schedule and keep; new limits apply
+to new connections. listen, [store] map_size, [limits] max_value_bytes, [backup] dir, url
+and s3 are reported as needing a restart. SIGHUP to cairn-service does the same.
+Examples:
+  cairn --dir ./data config reload
+  cairn --dir ./data -o json config reload")]
+    Reload,
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +339,64 @@ pub enum DbCommand {
         /// Keep changes for at most S seconds.
         #[arg(long, value_name = "S")]
         max_age_secs: Option<u64>,
+        /// Create it offline: it serves nothing until `db online` (configure it first).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Take a database offline (admin): new calls on it get 503 database_offline, calls
+    /// in flight finish first, its live change feeds end; answers once it is Offline.
+    /// Asking again changes nothing.
+    #[command(after_help = "\
+Examples:
+  cairn --dir ./data db offline orders --reason \"rebuilding indexes\"
+  cairn --dir ./data db config orders --set orders.json
+  cairn --dir ./data db resync orders --wait
+  cairn --dir ./data db online orders")]
+    Offline {
+        /// The database.
+        name: String,
+        /// Why, for the log and webhooks.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Bring a database online (admin), at once or after --delay seconds (Starting until
+    /// then). Refused while a resync runs; asking again changes nothing.
+    Online {
+        /// The database.
+        name: String,
+        /// Stay Starting this many seconds first.
+        #[arg(long, value_name = "S")]
+        delay: Option<u64>,
+        /// Why, for the log and webhooks.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Show a database's configuration (JSON), or replace it with --set FILE while the
+    /// database is offline.
+    #[command(after_help = "\
+The configuration is JSON; `offline`, `state` and `indexes_stale` are shown, not set:
+  {\"retention\": {\"max_changes\": 100000},
+   \"indexes\": [{\"name\": \"by_email\", \"field\": \"/email\", \"unique\": true},
+               {\"name\": \"by_city\", \"field\": \"/address/city\"}]}
+`field` is a JSON pointer into the value (\"\" is the whole value). Changing the indexes
+of a database that holds documents makes them stale until `cairn db resync NAME`.
+Examples:
+  cairn --dir ./data db config orders > orders.json
+  cairn --dir ./data db config orders --set orders.json")]
+    Config {
+        /// The database.
+        name: String,
+        /// Replace the configuration with this JSON file (`-`: stdin).
+        #[arg(long, value_name = "FILE")]
+        set: Option<PathBuf>,
+    },
+    /// Rebuild the indexes of an offline database and check every document, as a job.
+    Resync {
+        /// The database.
+        name: String,
+        /// Wait for the job to end, with a progress bar (as `jobs wait`).
+        #[arg(long)]
+        wait: bool,
     },
     /// Drop a database with its documents and change log.
     Drop {
@@ -353,6 +440,41 @@ pub struct ScanOptions {
     /// Resume after the key K (the last key of the previous page).
     #[arg(long, value_name = "K")]
     pub after: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct FindOptions {
+    /// The database.
+    pub db: String,
+    /// The index (see `db config`).
+    pub index: String,
+    /// The exact value to find (JSON).
+    #[arg(allow_hyphen_values = true, conflicts_with_all = ["start", "end"])]
+    pub value: Option<String>,
+    /// Values from V on (inclusive unless --start-exclusive).
+    #[arg(long, value_name = "V", allow_hyphen_values = true)]
+    pub start: Option<String>,
+    /// Leave out the --start value itself.
+    #[arg(long, requires = "start")]
+    pub start_exclusive: bool,
+    /// Values before V (exclusive unless --end-inclusive).
+    #[arg(long, value_name = "V", allow_hyphen_values = true)]
+    pub end: Option<String>,
+    /// Include the --end value itself.
+    #[arg(long, requires = "end")]
+    pub end_inclusive: bool,
+    /// At most N documents (the service's default: 100).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u32>,
+    /// Descending order.
+    #[arg(long)]
+    pub reverse: bool,
+    /// Resume after this value (JSON) ...
+    #[arg(long, value_name = "V", requires = "after_key", allow_hyphen_values = true)]
+    pub after_value: Option<String>,
+    /// ... and this key (the last of the previous page).
+    #[arg(long, value_name = "K", requires = "after_value")]
+    pub after_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -6,15 +6,19 @@ use std::io;
 use std::time::Duration;
 
 use anyhow::Result;
-use cairn_client::methods::{ChangesArgs, FeedItem, RetentionArgs, ScanArgs};
+use cairn_client::methods::{
+    ChangesArgs, DbCreateArgs, FeedItem, FindArgs, FindCursor, RetentionArgs, ScanArgs,
+};
 
 use crate::args::{
-    ChangesOptions, Cli, Command, DbCommand, Feed, ScanOptions, StatusCommand, UsageError,
+    ChangesOptions, Cli, Command, DbCommand, Feed, FindOptions, ScanOptions, StatusCommand, UsageError,
     UserCommand,
 };
 use crate::connect::Target;
 use crate::input;
-use crate::output::{self, ChangeJson, ChangesJson, DocJson, Done, FeedMark, Output, ScanJson};
+use crate::output::{
+    self, ChangeJson, ChangesJson, DocJson, Done, FeedMark, FindJson, Output, ScanJson,
+};
 
 /// Runs the command of `cli`.
 pub async fn run(cli: Cli) -> Result<()> {
@@ -89,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                 format!("applied {count} operations: revs {}", revs.join(", "))
             })?;
         }
+        Command::Find(options) => find(&target, &out, options).await?,
         Command::Changes(options) => changes(&target, &out, options).await?,
         Command::User(command) => user(&target, &out, command).await?,
         Command::Backup(command) => crate::jobs::backup(&target, &out, command).await?,
@@ -97,6 +102,10 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Usage => {
             let usage = target.connect().await?.usage().await?;
             out.emit(&usage, || output::usage_text(&usage))?;
+        }
+        Command::Config(crate::args::ConfigCommand::Reload) => {
+            let result = target.connect().await?.config_reload().await?;
+            out.emit(&result, || output::reload_text(&result))?;
         }
     }
     Ok(())
@@ -153,15 +162,51 @@ async fn db(target: &Target, out: &Output, command: DbCommand) -> Result<()> {
             name,
             max_changes,
             max_age_secs,
+            offline,
         } => {
-            let retention = RetentionArgs {
-                max_changes,
-                max_age_secs,
+            let args = DbCreateArgs {
+                name: name.clone(),
+                retention: RetentionArgs {
+                    max_changes,
+                    max_age_secs,
+                },
+                offline,
             };
-            let info = client.db_create(&name, retention).await?;
+            let info = client.db_create_with(&args).await?;
             out.emit(&info, || {
                 format!("created database {name}\n{}", output::db_info_text(&info))
             })?;
+        }
+        DbCommand::Offline { name, reason } => {
+            let done = client.db_offline(&name, reason.as_deref()).await?;
+            out.emit(&done, || output::db_state_text(&done))?;
+        }
+        DbCommand::Online {
+            name,
+            delay,
+            reason,
+        } => {
+            let done = client.db_online(&name, delay, reason.as_deref()).await?;
+            out.emit(&done, || output::db_state_text(&done))?;
+        }
+        DbCommand::Config { name, set: None } => {
+            let config = client.db_config(&name).await?;
+            out.emit(&config, || output::pretty_json(&config))?;
+        }
+        DbCommand::Config {
+            name,
+            set: Some(file),
+        } => {
+            let settings = input::db_config(&file, io::stdin().lock())?;
+            let config = client.db_config_set(&name, settings).await?;
+            out.emit(&config, || output::pretty_json(&config))?;
+            if config.indexes_stale && !out.is_json() {
+                eprintln!("cairn: the indexes are stale: rebuild them with cairn db resync {name}");
+            }
+        }
+        DbCommand::Resync { name, wait } => {
+            let job = client.db_resync(&name).await?;
+            crate::jobs::started(&client, out, job, wait).await?;
         }
         DbCommand::Drop { name } => {
             client.db_drop(&name).await?;
@@ -208,6 +253,44 @@ async fn scan(target: &Target, out: &Output, options: ScanOptions) -> Result<()>
     Ok(())
 }
 
+async fn find(target: &Target, out: &Output, options: FindOptions) -> Result<()> {
+    let after = match (options.after_value, options.after_key) {
+        (Some(value), Some(key)) => Some(FindCursor {
+            value: input::index_value(&value),
+            key,
+        }),
+        _ => None,
+    };
+    let args = FindArgs {
+        db: options.db,
+        index: options.index,
+        value: options.value.as_deref().map(input::index_value),
+        start: options.start.as_deref().map(input::index_value),
+        start_exclusive: options.start_exclusive,
+        end: options.end.as_deref().map(input::index_value),
+        end_inclusive: options.end_inclusive,
+        limit: options.limit,
+        reverse: options.reverse,
+        after,
+    };
+    let page = target.connect().await?.find(&args).await?;
+    out.emit(&FindJson::new(&page), || {
+        if page.docs.is_empty() {
+            "no documents".to_string()
+        } else {
+            output::found_table(&page.docs)
+        }
+    })?;
+    if let (Some(last), true, false) = (page.docs.last(), page.more, out.is_json()) {
+        eprintln!(
+            "cairn: more documents follow: resume with --after-value '{}' --after-key {:?}",
+            crate::json::to_string(&last.index_value),
+            last.key
+        );
+    }
+    Ok(())
+}
+
 async fn changes(target: &Target, out: &Output, options: ChangesOptions) -> Result<()> {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let continuous = options.feed == Feed::Continuous;
@@ -232,6 +315,9 @@ async fn changes(target: &Target, out: &Output, options: ChangesOptions) -> Resu
             .map(|change| output::change_line(change) + "\n")
             .collect();
         text.push_str(&format!("last_seq {}", page.last_seq));
+        if let Some(reason) = &page.end_reason {
+            text.push_str(&format!("\nended: {reason}"));
+        }
         text
     })?;
     Ok(())

@@ -4,9 +4,10 @@
 //! [`UsageError`] (exit status 2).
 
 use std::io::{BufRead, Read};
+use std::path::Path;
 
 use anyhow::Context;
-use cairn_client::methods::BatchOp;
+use cairn_client::methods::{BatchOp, DbConfigSettings, IndexDefArgs, RetentionArgs};
 use rmpv::Value;
 
 use crate::args::UsageError;
@@ -41,6 +42,55 @@ pub fn value(text: &str, mut stdin: impl Read) -> anyhow::Result<Value> {
             "the value is not JSON ({e}): a string needs quotes, e.g. '\"hello\"'"
         ))
         .into()
+    })
+}
+
+/// A value of `find`: JSON, or a bare word taken as a string.
+pub fn index_value(text: &str) -> Value {
+    json::parse(text).unwrap_or_else(|_| Value::from(text))
+}
+
+/// The configuration of `db config --set FILE` (`-`: stdin): JSON with `retention` and
+/// `indexes`; the facts `db config` shows (`name`, `offline`, `state`,
+/// `indexes_stale`) may be left in and are ignored, anything else is refused.
+pub fn db_config(file: &Path, mut stdin: impl Read) -> anyhow::Result<DbConfigSettings> {
+    let text = if file == Path::new("-") {
+        let mut all = String::new();
+        stdin
+            .read_to_string(&mut all)
+            .context("reading the configuration from stdin")?;
+        all
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    parse_db_config(&text).map_err(|e| {
+        UsageError::new(format!("{}: not a database configuration: {e}", file.display())).into()
+    })
+}
+
+/// The settings part of a configuration shown by `db config`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    retention: RetentionArgs,
+    #[serde(default)]
+    indexes: Vec<IndexDefArgs>,
+    #[serde(default, rename = "name")]
+    _name: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "offline")]
+    _offline: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "state")]
+    _state: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "indexes_stale")]
+    _indexes_stale: Option<serde::de::IgnoredAny>,
+}
+
+fn parse_db_config(text: &str) -> Result<DbConfigSettings, serde_json::Error> {
+    let file: ConfigFile = serde_json::from_str(text)?;
+    Ok(DbConfigSettings {
+        retention: file.retention,
+        indexes: file.indexes,
     })
 }
 

@@ -86,7 +86,7 @@ pub async fn jobs(target: &Target, out: &Output, command: JobsCommand) -> Result
 }
 
 /// Prints a just-started job, or waits for it with `--wait`.
-async fn started(client: &Client, out: &Output, job: Job, wait_for_it: bool) -> Result<()> {
+pub async fn started(client: &Client, out: &Output, job: Job, wait_for_it: bool) -> Result<()> {
     if !wait_for_it {
         return out
             .emit(&job, || {
@@ -165,6 +165,10 @@ fn job_text(job: &Job) -> String {
     }
     if let Some(location) = &job.location {
         lines.push(format!("location:   {location}"));
+    }
+    if !job.stats.is_empty() {
+        let stats: Vec<String> = job.stats.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        lines.push(format!("counts:     {}", stats.join(", ")));
     }
     if let Some(error) = &job.error {
         lines.push(format!("error:      {}", error.message));

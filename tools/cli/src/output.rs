@@ -7,9 +7,10 @@
 
 use std::io::{self, Write};
 
+use cairn_client::methods::ConfigReloadResult;
 use cairn_client::methods::{
-    ChangeEntry, ChangesResult, DbInfo, DirUsage, Doc, FeedEnd, RetentionArgs, ScanResult,
-    StatusResult, UsageResult, UserInfo,
+    ChangeEntry, ChangesResult, DbInfo, DbStateResult, DirUsage, Doc, FeedEnd, FindResult,
+    FoundDoc, RetentionArgs, ScanResult, StatusResult, UsageResult, UserInfo,
 };
 use serde::Serialize;
 
@@ -79,6 +80,39 @@ impl<'a> DocJson<'a> {
     }
 }
 
+/// `find`'s page as JSON: `{docs: [{key, rev, index_value, value}], more}`.
+#[derive(Serialize)]
+pub struct FindJson<'a> {
+    docs: Vec<FoundJson<'a>>,
+    more: bool,
+}
+
+#[derive(Serialize)]
+struct FoundJson<'a> {
+    key: &'a str,
+    rev: u64,
+    index_value: AsJson<'a>,
+    value: AsJson<'a>,
+}
+
+impl<'a> FindJson<'a> {
+    pub fn new(page: &'a FindResult) -> FindJson<'a> {
+        FindJson {
+            docs: page
+                .docs
+                .iter()
+                .map(|doc| FoundJson {
+                    key: &doc.key,
+                    rev: doc.rev,
+                    index_value: AsJson(&doc.index_value),
+                    value: AsJson(&doc.value),
+                })
+                .collect(),
+            more: page.more,
+        }
+    }
+}
+
 /// A change as JSON: `{seq, op, key, value?, time_ms}`, with `"type": "change"` first
 /// when it is an item of a continuous feed.
 #[derive(Serialize)]
@@ -137,6 +171,8 @@ pub struct ChangesJson<'a> {
     changes: Vec<ChangeJson<'a>>,
     last_seq: u64,
     epoch: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_reason: Option<&'a str>,
 }
 
 impl<'a> ChangesJson<'a> {
@@ -145,6 +181,7 @@ impl<'a> ChangesJson<'a> {
             changes: page.changes.iter().map(ChangeJson::new).collect(),
             last_seq: page.last_seq,
             epoch: page.epoch,
+            end_reason: page.end_reason.as_deref(),
         }
     }
 }
@@ -213,6 +250,36 @@ pub fn docs_table(docs: &[Doc]) -> String {
     table(&["KEY", "REV", "VALUE"], rows)
 }
 
+/// Documents found through an index.
+pub fn found_table(docs: &[FoundDoc]) -> String {
+    let rows = docs
+        .iter()
+        .map(|doc| {
+            vec![
+                json::to_string(&doc.index_value),
+                doc.key.clone(),
+                doc.rev.to_string(),
+                json::to_string(&doc.value),
+            ]
+        })
+        .collect();
+    table(&["INDEX_VALUE", "KEY", "REV", "VALUE"], rows)
+}
+
+/// What `db offline` / `db online` did.
+pub fn db_state_text(done: &DbStateResult) -> String {
+    if done.changed {
+        format!("database {}: {} (was {})", done.name, done.state, done.previous)
+    } else {
+        format!("database {} is already {}: nothing changed", done.name, done.state)
+    }
+}
+
+/// A result as indented JSON (for configurations, which are JSON files too).
+pub fn pretty_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("protocol types always serialise")
+}
+
 pub fn status_text(status: &StatusResult) -> String {
     let or_none = |text: &str| {
         if text.is_empty() {
@@ -221,8 +288,23 @@ pub fn status_text(status: &StatusResult) -> String {
             text.to_string()
         }
     };
-    fields(&[
-        ("status", status.status.clone()),
+    let mut pairs = vec![("status", status.status.clone())];
+    // The admin's own mode, when automatic reasons make the status stricter.
+    if !status.admin_status.is_empty() && status.admin_status != status.status {
+        pairs.push(("set by an admin", status.admin_status.clone()));
+    }
+    for reason in &status.reasons {
+        pairs.push((
+            "automatic reason",
+            format!(
+                "{} since {}: {}",
+                reason.code,
+                utc(reason.since_ms),
+                reason.message
+            ),
+        ));
+    }
+    pairs.extend([
         ("message", or_none(&status.current_message)),
         (
             "pending maintenance",
@@ -230,12 +312,35 @@ pub fn status_text(status: &StatusResult) -> String {
         ),
         ("service id", status.service_id.clone()),
         ("version", status.version.clone()),
-    ])
+    ]);
+    fields(&pairs)
+}
+
+/// What `config reload` applied and what needs a restart.
+pub fn reload_text(result: &ConfigReloadResult) -> String {
+    if result.changed.is_empty() && result.needs_restart.is_empty() {
+        return format!("reloaded {}: nothing changed", result.file);
+    }
+    let mut text = format!("reloaded {}", result.file);
+    for change in &result.changed {
+        text.push_str(&format!(
+            "\nchanged: {}: {} -> {}",
+            change.setting, change.old, change.new
+        ));
+    }
+    for change in &result.needs_restart {
+        text.push_str(&format!(
+            "\nneeds a restart (not applied): {}: {} -> {}",
+            change.setting, change.old, change.new
+        ));
+    }
+    text
 }
 
 pub fn db_info_text(info: &DbInfo) -> String {
     fields(&[
         ("name", info.name.clone()),
+        ("state", info.state.clone()),
         ("created", utc(info.created_ms)),
         ("documents", info.doc_count.to_string()),
         ("last seq", info.last_seq.to_string()),
@@ -255,6 +360,7 @@ pub fn db_table(infos: &[DbInfo]) -> String {
         .map(|info| {
             vec![
                 info.name.clone(),
+                info.state.clone(),
                 info.doc_count.to_string(),
                 info.last_seq.to_string(),
                 bytes(info.doc_bytes),
@@ -267,6 +373,7 @@ pub fn db_table(infos: &[DbInfo]) -> String {
     table(
         &[
             "NAME",
+            "STATE",
             "DOCS",
             "LAST_SEQ",
             "DATA",

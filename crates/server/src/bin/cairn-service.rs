@@ -1,13 +1,19 @@
 //! `cairn-service DIR`: runs a Cairn service on the working directory DIR, creating
-//! everything it needs on the first start, until SIGINT or SIGTERM.
+//! everything it needs on the first start, until SIGINT or SIGTERM; SIGHUP reloads
+//! `DIR/cairn.toml` (as `cairn config reload`).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use cairn_server::{cairn_environment, Flags, Service, Settings};
+use cairn_server::{cairn_environment, Flags, LogLevelSetter, ReloadSource, Service, Settings};
 use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{signal, SignalKind};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, reload, EnvFilter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
@@ -28,7 +34,9 @@ Examples:
   cairn-service ./data --listen ssl://0.0.0.0:27460/?hostname=db1 --listen unix:///run/cairn.sock
   CAIRN_AUTH_PASSWD=secret cairn-service ./data --log-format json
 
-Settings come from DIR/cairn.toml, then CAIRN_* variables, then these flags. Backups in
+Settings come from DIR/cairn.toml, then CAIRN_* variables, then these flags; the log filter
+is RUST_LOG when set, else [log] level (default info). SIGHUP (or `cairn config reload`)
+reads DIR/cairn.toml again and applies what can change at run time. Backups in
 object storage ([backup] url = \"s3://BUCKET/PREFIX\") take [backup.s3] from the file,
 else the AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY variables."
 )]
@@ -47,26 +55,43 @@ struct Args {
     log_format: Option<LogFormat>,
 }
 
-fn install_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+/// Installs the stderr subscriber: the filter is `RUST_LOG` when set, else `level`
+/// (`[log] level`). Returns what changes the filter at run time (a reload).
+fn install_logging(format: LogFormat, level: &str) -> LogLevelSetter {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
+    });
+    let (filter, handle) = reload::Layer::new(filter);
+    let registry = tracing_subscriber::registry().with(filter);
     match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .init(),
+        LogFormat::Json => registry
+            .with(fmt::layer().json().with_writer(std::io::stderr))
+            .init(),
     }
+    Arc::new(move |level: &str| {
+        let filter = EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
-    let environment = cairn_environment();
-    let flags = Flags {
-        listen: args.listen,
-        auth_passwd: args.auth_passwd,
+/// What the service starts with, read before logging is installed (its filter is a
+/// setting).
+struct Start {
+    settings: Settings,
+    environment: BTreeMap<String, String>,
+    flags: Flags,
+}
+
+async fn run(args: Args, start: Start, log_level: LogLevelSetter) -> anyhow::Result<()> {
+    let reload_source = ReloadSource {
+        env: start.environment,
+        flags: start.flags,
+        log_level: Some(log_level),
     };
-    let settings = Settings::load(&args.dir, &environment, &flags)?;
-    let service = Service::start(&args.dir, settings)
+    let service = Service::start_with_reload(&args.dir, start.settings, reload_source)
         .await
         .with_context(|| format!("starting on {}", args.dir.display()))?;
     for url in service.endpoints() {
@@ -81,6 +106,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
             args.dir.display()
         );
     }
+    let reloader = service.reloader();
+    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match reloader.reload("SIGHUP").await {
+                Ok(result) => tracing::warn!(
+                    changed = result.changed.len(),
+                    needs_restart = result.needs_restart.len(),
+                    "SIGHUP: settings reloaded"
+                ),
+                Err(error) => tracing::error!(
+                    error = %error.message,
+                    "SIGHUP: settings not reloaded; the running settings stay in force"
+                ),
+            }
+        }
+    });
     let shutdown = service.shutdown_token();
     tokio::spawn(async move {
         let mut terminate = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
@@ -103,7 +145,24 @@ fn main() -> ExitCode {
                 Ok("json") => LogFormat::Json,
                 _ => LogFormat::Text,
             });
-    install_logging(format);
+    let environment = cairn_environment();
+    let flags = Flags {
+        listen: args.listen.clone(),
+        auth_passwd: args.auth_passwd.clone(),
+    };
+    let settings = match Settings::load(&args.dir, &environment, &flags) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("cairn-service: error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let log_level = install_logging(format, &settings.log_level);
+    let start = Start {
+        settings,
+        environment,
+        flags,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -114,7 +173,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    match runtime.block_on(run(args, start, log_level)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("cairn-service: error: {error:#}");
