@@ -14,6 +14,7 @@ use cairn_client::{Client, ClientError, ClientUrl, ConnectOptions};
 use cairn_proto::ErrorCode;
 use cairn_tests::cli::Endpoint;
 use cairn_tests::process::ServiceProcess;
+use cairn_tests::webhook::WebhookListener;
 use rmpv::Value;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -87,7 +88,10 @@ fn offline_while_fifty_clients_write_loses_nothing_and_spares_other_databases() 
     };
     // Let the writers get going, then take `orders` offline under them.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while root.run(&["-o", "json", "db", "info", "orders"]).ok().json()["doc_count"]
+    while root
+        .run(&["-o", "json", "db", "info", "orders"])
+        .ok()
+        .json()["doc_count"]
         .as_u64()
         .unwrap()
         < 500
@@ -123,7 +127,10 @@ fn offline_while_fifty_clients_write_loses_nothing_and_spares_other_databases() 
     // Reads are refused too while offline; db info still answers.
     root.run(&["get", "orders", &acked_keys[0]])
         .fails(1, "database_offline (503)");
-    let info = root.run(&["-o", "json", "db", "info", "orders"]).ok().json();
+    let info = root
+        .run(&["-o", "json", "db", "info", "orders"])
+        .ok()
+        .json();
     assert_eq!(info["state"], "Offline");
     // Every acknowledged write is there, and nothing else.
     assert_eq!(info["doc_count"].as_u64().unwrap(), acked_keys.len() as u64);
@@ -216,19 +223,60 @@ fn live_feeds_end_with_a_final_message_when_the_database_goes_offline() {
 
 #[test]
 fn online_and_offline_are_idempotent_and_delayed_starts_refuse_calls() {
+    let hooks = WebhookListener::start().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("data");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("cairn.toml"),
+        format!(
+            "[[webhooks]]\nurl = \"{}\"\nevents = [\"db_state_changed\"]\n",
+            hooks.url()
+        ),
+    )
+    .unwrap();
     let service = ServiceProcess::start(&dir, &[]).unwrap();
     let root = Endpoint::unix(&service);
     root.run(&["db", "create", "d"]).ok();
     root.run(&["put", "d", "k", "1"]).ok();
 
     let again = root.run(&["-o", "json", "db", "online", "d"]).ok().json();
-    assert_eq!((again["state"].as_str(), again["changed"].as_bool()), (Some("Online"), Some(false)));
+    assert_eq!(
+        (again["state"].as_str(), again["changed"].as_bool()),
+        (Some("Online"), Some(false))
+    );
     let first = root.run(&["-o", "json", "db", "offline", "d"]).ok().json();
     assert_eq!(first["changed"], true);
     let second = root.run(&["db", "offline", "d"]).ok();
-    assert!(second.stdout.contains("already Offline"), "{}", second.stdout);
+    assert!(
+        second.stdout.contains("already Offline"),
+        "{}",
+        second.stdout
+    );
+    // Going offline was told to the webhook as two changes (Stopping, then Offline); the
+    // calls that changed nothing were not.
+    let events = hooks.wait_for(|events| events.len() >= 2, Duration::from_secs(20));
+    let moves: Vec<(String, String)> = events
+        .iter()
+        .map(|e| {
+            assert_eq!(e["event"], "db_state_changed");
+            assert_eq!(e["database"], "d");
+            assert_eq!(e["who"], "root");
+            (
+                e["old_state"].as_str().unwrap().to_string(),
+                e["new_state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("Online".to_string(), "Stopping".to_string()),
+            ("Stopping".to_string(), "Offline".to_string())
+        ]
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(hooks.events().len(), 2, "idempotent calls send nothing");
 
     // A delayed start: Starting until the delay passes; calls get 503 "try again later".
     let starting = root
@@ -236,13 +284,21 @@ fn online_and_offline_are_idempotent_and_delayed_starts_refuse_calls() {
         .ok()
         .json();
     assert_eq!(starting["state"], "Starting");
-    root.run(&["get", "d", "k"])
-        .fails(1, "database_offline (503): database \"d\" is Starting: try again later");
+    root.run(&["get", "d", "k"]).fails(
+        1,
+        "database_offline (503): database \"d\" is Starting: try again later",
+    );
     let unchanged = root.run(&["-o", "json", "db", "online", "d"]).ok().json();
-    assert_eq!((unchanged["state"].as_str(), unchanged["changed"].as_bool()), (Some("Starting"), Some(false)));
+    assert_eq!(
+        (unchanged["state"].as_str(), unchanged["changed"].as_bool()),
+        (Some("Starting"), Some(false))
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while root.run(&["-o", "json", "db", "info", "d"]).ok().json()["state"] != "Online" {
-        assert!(Instant::now() < deadline, "the delayed start never finished");
+        assert!(
+            Instant::now() < deadline,
+            "the delayed start never finished"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(root.value("d", "k"), serde_json::json!(1));
@@ -251,10 +307,16 @@ fn online_and_offline_are_idempotent_and_delayed_starts_refuse_calls() {
     root.run(&["db", "offline", "d"]).ok();
     root.run(&["db", "online", "d", "--delay", "2"]).ok();
     let back = root.run(&["-o", "json", "db", "offline", "d"]).ok().json();
-    assert_eq!((back["previous"].as_str(), back["state"].as_str()), (Some("Starting"), Some("Offline")));
+    assert_eq!(
+        (back["previous"].as_str(), back["state"].as_str()),
+        (Some("Starting"), Some("Offline"))
+    );
     std::thread::sleep(Duration::from_millis(2500));
     let info = root.run(&["-o", "json", "db", "info", "d"]).ok().json();
-    assert_eq!(info["state"], "Offline", "the cancelled start did not happen");
+    assert_eq!(
+        info["state"], "Offline",
+        "the cancelled start did not happen"
+    );
 }
 
 #[test]
@@ -270,7 +332,10 @@ fn a_database_created_offline_stays_offline_across_restarts() {
     assert_eq!(created["state"], "Offline");
     root.run(&["put", "staged", "k", "1"])
         .fails(1, "database_offline (503)");
-    let config = root.run(&["-o", "json", "db", "config", "staged"]).ok().json();
+    let config = root
+        .run(&["-o", "json", "db", "config", "staged"])
+        .ok()
+        .json();
     assert_eq!(config["offline"], true);
     service.stop().unwrap();
 
@@ -287,8 +352,14 @@ fn a_database_created_offline_stays_offline_across_restarts() {
     let service = ServiceProcess::start(&dir, &[]).unwrap();
     let root = Endpoint::unix(&service);
     assert_eq!(root.value("staged", "k"), serde_json::json!(1));
-    let config = root.run(&["-o", "json", "db", "config", "staged"]).ok().json();
-    assert_eq!((config["offline"].as_bool(), config["state"].as_str()), (Some(false), Some("Online")));
+    let config = root
+        .run(&["-o", "json", "db", "config", "staged"])
+        .ok()
+        .json();
+    assert_eq!(
+        (config["offline"].as_bool(), config["state"].as_str()),
+        (Some(false), Some("Online"))
+    );
 }
 
 fn person(email: &str, age: u64) -> String {
@@ -338,7 +409,15 @@ fn configuration_indexes_and_resync_while_offline() {
 
     root.run(&["db", "offline", "people"]).ok();
     let config = root
-        .run(&["-o", "json", "db", "config", "people", "--set", &config_path])
+        .run(&[
+            "-o",
+            "json",
+            "db",
+            "config",
+            "people",
+            "--set",
+            &config_path,
+        ])
         .ok()
         .json();
     assert_eq!(config["offline"], true);
@@ -355,10 +434,16 @@ fn configuration_indexes_and_resync_while_offline() {
     assert_eq!(job["stats"]["processed"], 3001);
     assert_eq!(job["stats"]["errored"], 1);
     assert!(
-        job["error"]["message"].as_str().unwrap().contains("duplicate"),
+        job["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("duplicate"),
         "{job}"
     );
-    let config = root.run(&["-o", "json", "db", "config", "people"]).ok().json();
+    let config = root
+        .run(&["-o", "json", "db", "config", "people"])
+        .ok()
+        .json();
     assert_eq!(config["indexes_stale"], true);
 
     // Fix the document (online), then resync again; online is refused while it runs.
@@ -385,13 +470,23 @@ fn configuration_indexes_and_resync_while_offline() {
     assert_eq!(finished["stats"]["processed"], 3001);
     assert_eq!(finished["stats"]["errored"], 0);
     assert_eq!(finished["params"]["db"], "people");
-    let config = root.run(&["-o", "json", "db", "config", "people"]).ok().json();
+    let config = root
+        .run(&["-o", "json", "db", "config", "people"])
+        .ok()
+        .json();
     assert_eq!(config["indexes_stale"], false);
     root.run(&["db", "online", "people"]).ok();
 
     // Queries: an exact value, and a range with a limit.
     let found = root
-        .run(&["-o", "json", "find", "people", "by_email", "u42@example.com"])
+        .run(&[
+            "-o",
+            "json",
+            "find",
+            "people",
+            "by_email",
+            "u42@example.com",
+        ])
         .ok()
         .json();
     assert_eq!(found["docs"].as_array().unwrap().len(), 1);
@@ -406,15 +501,27 @@ fn configuration_indexes_and_resync_while_offline() {
     let docs = ranged["docs"].as_array().unwrap();
     assert_eq!(docs.len(), 50);
     assert_eq!(ranged["more"], true);
-    assert!(docs.iter().all(|d| d["index_value"] == 10 || d["index_value"] == 11));
-    let ages: Vec<u64> = docs.iter().map(|d| d["index_value"].as_u64().unwrap()).collect();
+    assert!(docs
+        .iter()
+        .all(|d| d["index_value"] == 10 || d["index_value"] == 11));
+    let ages: Vec<u64> = docs
+        .iter()
+        .map(|d| d["index_value"].as_u64().unwrap())
+        .collect();
     assert!(ages.windows(2).all(|w| w[0] <= w[1]), "in value order");
 
     // The indexes follow writes; a unique index refuses a duplicate with 409.
     root.run(&["put", "people", "p00042", &person("new42@example.com", 42)])
         .ok();
     let gone = root
-        .run(&["-o", "json", "find", "people", "by_email", "u42@example.com"])
+        .run(&[
+            "-o",
+            "json",
+            "find",
+            "people",
+            "by_email",
+            "u42@example.com",
+        ])
         .ok()
         .json();
     assert!(gone["docs"].as_array().unwrap().is_empty());

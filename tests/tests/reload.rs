@@ -35,11 +35,20 @@ fn anonymous(service: &ServiceProcess) -> Endpoint {
     }
 }
 
-/// How long a session of `user` logging in now lasts, in seconds.
+/// How long a session of `user` logging in now lasts, in seconds (retried while the
+/// connection of the previous command still holds the only slot).
 fn session_ttl_secs(user: &Endpoint) -> u64 {
-    let before = now_ms();
-    let login = user.run(&["-o", "json", "login"]).ok().json();
-    (login["expires_ms"].as_u64().unwrap() - before) / 1000
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let before = now_ms();
+        let run = user.run(&["-o", "json", "login"]);
+        if run.stderr.contains("too_many_connections") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        let login = run.ok().json();
+        return (login["expires_ms"].as_u64().unwrap() - before) / 1000;
+    }
 }
 
 /// Runs `check` until it returns true, for at most `limit`.
@@ -81,15 +90,16 @@ fn a_bad_settings_file_is_refused_and_changes_nothing() {
     let service = ServiceProcess::start(&dir, &[]).unwrap();
     let root = Endpoint::unix(&service);
     let alice = alice(&service, &root);
-    assert!((3590..=3600).contains(&session_ttl_secs(&alice)));
+    let ttl = session_ttl_secs(&alice);
+    assert!((3590..=3610).contains(&ttl), "{ttl}");
 
     for (text, needle) in [
-        (
-            "[auth\nsession_ttl_secs = 60\n",
-            "cairn.toml",
-        ),
+        ("[auth\nsession_ttl_secs = 60\n", "cairn.toml"),
         ("[auth]\nsession_ttl_sec = 60\n", "session_ttl_sec"),
-        ("[auth]\nsession_ttl_secs = \"soon\"\n", "session_ttl_secs"),
+        (
+            "[auth]\nsession_ttl_secs = \"soon\"\n",
+            "line 2: invalid type",
+        ),
         (
             "[auth]\nsession_ttl_secs = 60\n[limits]\nmax_connections = 0\n",
             "max_connections must be at least 1",
@@ -117,23 +127,30 @@ fn a_bad_settings_file_is_refused_and_changes_nothing() {
             "{}",
             refused.stderr
         );
-        assert_eq!(refused.stderr.trim().lines().count(), 1, "{}", refused.stderr);
+        assert_eq!(
+            refused.stderr.trim().lines().count(),
+            1,
+            "{}",
+            refused.stderr
+        );
     }
     // SIGHUP with a bad file: refused too (logged).
     sighup(&service);
     std::thread::sleep(Duration::from_millis(300));
 
     // The service kept serving with the settings it had.
-    assert!((3590..=3600).contains(&session_ttl_secs(&alice)));
+    let ttl = session_ttl_secs(&alice);
+    assert!((3590..=3610).contains(&ttl), "{ttl}");
     alice.run(&["put", "notes", "k", "1"]).ok();
-    let status = anonymous(&service).run(&["-o", "json", "status"]).ok().json();
+    let status = anonymous(&service)
+        .run(&["-o", "json", "status"])
+        .ok()
+        .json();
     assert_eq!(status["status"], "READ_WRITE");
     assert_eq!(status["reasons"], Value::Array(vec![]));
 
     // Only admins reload.
-    alice
-        .run(&["config", "reload"])
-        .fails(1, "forbidden (403)");
+    alice.run(&["config", "reload"]).fails(1, "forbidden (403)");
 
     // The good file again: nothing to change.
     write_settings(&dir, good);
@@ -145,10 +162,7 @@ fn a_bad_settings_file_is_refused_and_changes_nothing() {
 
     let (stopped, stderr) = service.stop().unwrap();
     assert!(stopped.success());
-    assert!(
-        stderr.contains("SIGHUP: settings not reloaded"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("SIGHUP: settings not reloaded"), "{stderr}");
 }
 
 #[test]
@@ -163,7 +177,8 @@ fn a_good_reload_applies_limits_and_reports_what_needs_a_restart() {
     let service = ServiceProcess::start_listening_from_file(&dir).unwrap();
     let root = Endpoint::unix(&service);
     let alice = alice(&service, &root);
-    assert!((3590..=3600).contains(&session_ttl_secs(&alice)));
+    let ttl = session_ttl_secs(&alice);
+    assert!((3590..=3610).contains(&ttl), "{ttl}");
 
     let extra_socket = dir.join("extra.sock");
     write_settings(
@@ -189,15 +204,24 @@ fn a_good_reload_applies_limits_and_reports_what_needs_a_restart() {
     assert!(!extra_socket.exists(), "a listener needs a restart");
 
     // New sessions get the new time to live.
-    assert!((110..=120).contains(&session_ttl_secs(&alice)));
+    assert!((110..=130).contains(&session_ttl_secs(&alice)));
 
     // One connection at most: a feed holds it, and the next connection is refused.
-    let mut feed: Child = root.spawn(&["changes", "notes", "--feed", "continuous"]);
-    eventually(Duration::from_secs(10), "the feed takes the only slot", || {
-        assert!(feed.try_wait().unwrap().is_none(), "the feed ended");
-        let run = root.run(&["status"]);
-        run.code == 1 && run.stderr.contains("too_many_connections")
-    });
+    let follow = ["changes", "notes", "--feed", "continuous"];
+    let mut feed: Child = root.spawn(&follow);
+    eventually(
+        Duration::from_secs(10),
+        "the feed takes the only slot",
+        || {
+            if feed.try_wait().unwrap().is_some() {
+                // Refused: another command's connection held the slot; again.
+                feed = root.spawn(&follow);
+                return false;
+            }
+            let run = root.run(&["status"]);
+            run.code == 1 && run.stderr.contains("too_many_connections")
+        },
+    );
     feed.kill().unwrap();
     feed.wait().unwrap();
     eventually(Duration::from_secs(10), "the slot is free again", || {
@@ -211,7 +235,7 @@ fn a_good_reload_applies_limits_and_reports_what_needs_a_restart() {
     );
     sighup(&service);
     eventually(Duration::from_secs(10), "SIGHUP applies the file", || {
-        (50..=60).contains(&session_ttl_secs(&alice))
+        (50..=70).contains(&session_ttl_secs(&alice))
     });
     // The text output names each change.
     write_settings(
@@ -220,7 +244,8 @@ fn a_good_reload_applies_limits_and_reports_what_needs_a_restart() {
     );
     let text: Run = root.run(&["config", "reload"]).ok();
     assert!(
-        text.stdout.contains("changed: auth.session_ttl_secs: 60 -> 90"),
+        text.stdout
+            .contains("changed: auth.session_ttl_secs: 60 -> 90"),
         "{}",
         text.stdout
     );
@@ -268,7 +293,15 @@ fn low_free_space_turns_the_service_read_only_until_the_cause_is_gone() {
 
     // An admin's DOWN is stricter; back to READ_WRITE, the automatic READ_ONLY stays.
     let down = root
-        .run(&["-o", "json", "status", "set", "DOWN", "--message", "upgrade"])
+        .run(&[
+            "-o",
+            "json",
+            "status",
+            "set",
+            "DOWN",
+            "--message",
+            "upgrade",
+        ])
         .ok()
         .json();
     assert_eq!(down["status"], "DOWN");
@@ -303,13 +336,15 @@ fn low_free_space_turns_the_service_read_only_until_the_cause_is_gone() {
 
     let (stopped, stderr) = service.stop().unwrap();
     assert!(stopped.success());
-    assert!(
-        stderr.contains("automatic READ_ONLY reason raised") && stderr.contains("low_disk_space"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("automatic READ_ONLY reason cleared"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("by=\"service\"") || stderr.contains("by=service"), "{stderr}");
+    // Logged at WARN, by the service, with the reason.
+    for event in ["reason raised", "reason cleared"] {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(event))
+            .unwrap_or_else(|| panic!("no {event:?} in {stderr}"));
+        assert!(
+            line.contains("WARN") && line.contains("low_disk_space") && line.contains("service"),
+            "{line}"
+        );
+    }
 }

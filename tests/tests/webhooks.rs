@@ -176,7 +176,7 @@ fn a_bad_webhook_table_stops_the_start_with_a_clear_message() {
             Ok(_) => panic!("{name}: the service started"),
             Err(error) => format!("{error:#}"),
         };
-        assert!(error.contains("exited with"), "{name}: {error}");
+        assert!(error.contains("cairn-service: error: "), "{name}: {error}");
         for needle in needles {
             assert!(error.contains(needle), "{name}: {error}");
         }

@@ -558,8 +558,12 @@ fn webhook_settings(
     }
     let mut events = Vec::new();
     for name in &section.events {
-        let kind = WebhookEventKind::parse(name.trim())
-            .ok_or_else(|| fail(format!("unknown event {name:?}; the events are {}", names())))?;
+        let kind = WebhookEventKind::parse(name.trim()).ok_or_else(|| {
+            fail(format!(
+                "unknown event {name:?}; the events are {}",
+                names()
+            ))
+        })?;
         if !events.contains(&kind) {
             events.push(kind);
         }
@@ -740,7 +744,11 @@ mod tests {
             ),
             (
                 format!("{good}[[webhooks]]\nurl = \"http://h/\"\nevents = [\"job_done\"]\n"),
-                vec!["[[webhooks]] #2", "unknown event \"job_done\"", "status_changed"],
+                vec![
+                    "[[webhooks]] #2",
+                    "unknown event \"job_done\"",
+                    "status_changed",
+                ],
             ),
             (
                 "[[webhooks]]\nurl = \"http://h/\"\nevents = []\n".to_string(),
@@ -752,13 +760,66 @@ mod tests {
             ),
             (format!("{good}timeout = -2.5\n"), vec!["timeout -2.5"]),
             (format!("{good}retry = 3\n"), vec!["retry"]),
-            ("[[webhooks]]\nevents = [\"job_finished\"]\n".to_string(), vec!["url"]),
+            (
+                "[[webhooks]]\nevents = [\"job_finished\"]\n".to_string(),
+                vec!["url"],
+            ),
         ] {
             file(&text);
             let error = load().unwrap_err().to_string();
             for needle in needles {
                 assert!(error.contains(needle), "{text}: {error}");
             }
+        }
+    }
+
+    #[test]
+    fn status_thresholds_and_the_log_level_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |text: &str| std::fs::write(dir.path().join(SETTINGS_FILE), text).unwrap();
+        let load = || Settings::load(dir.path(), &env(&[]), &Flags::default());
+        let defaults = load().unwrap();
+        assert_eq!(
+            (
+                defaults.min_free_bytes,
+                defaults.min_free_percent,
+                defaults.free_space_check,
+                defaults.log_level.as_str()
+            ),
+            (1 << 30, 5.0, Duration::from_secs(30), "info")
+        );
+        file("[status]\nmin_free_bytes = 5\nmin_free_percent = 0.5\nfree_space_check_secs = 1\n[log]\nlevel = \"warn,cairn_server=debug\"\n[limits]\nunauthenticated_idle_secs = 3\n");
+        let set = load().unwrap();
+        assert_eq!(
+            (
+                set.min_free_bytes,
+                set.min_free_percent,
+                set.free_space_check,
+                set.log_level.as_str(),
+                set.unauthenticated_idle
+            ),
+            (
+                5,
+                0.5,
+                Duration::from_secs(1),
+                "warn,cairn_server=debug",
+                Duration::from_secs(3)
+            )
+        );
+        for (text, needle) in [
+            ("[status]\nmin_free_percent = 101\n", "min_free_percent"),
+            (
+                "[status]\nfree_space_check_secs = 0\n",
+                "free_space_check_secs",
+            ),
+            ("[log]\nlevel = \"info,=x=y\"\n", "[log] level"),
+            ("[log]\nlevel = 3\n", "line 2"),
+            ("\n\n[status\n", "line 3"),
+        ] {
+            file(text);
+            let error = load().unwrap_err().to_string();
+            assert!(error.contains(needle), "{text:?}: {error}");
+            assert!(!error.contains('\n'), "one line: {error}");
         }
     }
 

@@ -176,7 +176,12 @@ fn enter(shared: &Shared, code: ReasonCode, message: String) {
             by = "service",
             "automatic READ_ONLY reason raised"
         );
-        status_changed(shared, before, after, format!("{}: {message}", code.as_str()));
+        status_changed(
+            shared,
+            before,
+            after,
+            format!("{}: {message}", code.as_str()),
+        );
     }
 }
 
@@ -302,7 +307,10 @@ pub async fn check(shared: &Shared) {
 pub fn spawn(shared: Arc<Shared>) {
     tokio::spawn(async move {
         loop {
-            let every = shared.settings().free_space_check.max(Duration::from_secs(1));
+            let every = shared
+                .settings()
+                .free_space_check
+                .max(Duration::from_secs(1));
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shared.auto.recheck.notified() => {}
@@ -342,7 +350,11 @@ mod tests {
             (Down, false, Down),
             (Down, true, Down),
         ] {
-            assert_eq!(effective_mode(admin, automatic), expected, "{admin:?} {automatic}");
+            assert_eq!(
+                effective_mode(admin, automatic),
+                expected,
+                "{admin:?} {automatic}"
+            );
         }
     }
 

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::store_error_to_wire;
 use crate::handlers::write;
 use crate::shared::Shared;
-use crate::webhooks::{WebhookEvent, WebhookEventKind};
+use crate::webhooks::WebhookEvent;
 
 /// Where a database is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,15 +282,13 @@ fn announce(shared: &Shared, db: &str, previous: DbState, state: DbState, who: &
         reason = %why,
         "database state changed"
     );
-    shared.webhooks.emit(WebhookEvent {
-        kind: WebhookEventKind::DbStateChanged,
-        database: Some(db.to_string()),
-        old_state: Some(previous.as_str().to_string()),
-        new_state: state.as_str().to_string(),
-        reason: why.to_string(),
-        who: who.to_string(),
-        job_id: None,
-    });
+    shared.webhooks.emit(WebhookEvent::db_state_changed(
+        db,
+        Some(previous.as_str().to_string()),
+        state.as_str(),
+        why,
+        who,
+    ));
 }
 
 /// Stores the offline flag of `db`.
@@ -434,7 +432,14 @@ pub async fn bring_online(
             Err(error) => {
                 tracing::warn!(db, %error, "bringing the database online failed: it stays offline");
                 gate.set_state(DbState::Offline);
-                announce(&shared, &db, DbState::Starting, DbState::Offline, &who, &error.message);
+                announce(
+                    &shared,
+                    &db,
+                    DbState::Starting,
+                    DbState::Offline,
+                    &who,
+                    &error.message,
+                );
             }
         }
     });
@@ -448,7 +453,11 @@ pub async fn bring_online(
 /// Marks `db` as resyncing: only from `Offline` (409 otherwise, with the state).
 /// Returns a guard that names the job (`attach`) and puts the database back to
 /// `Offline` when dropped.
-pub async fn begin_resync(shared: &Arc<Shared>, db: &str) -> Result<ResyncGuard, WireError> {
+pub async fn begin_resync(
+    shared: &Arc<Shared>,
+    db: &str,
+    who: &str,
+) -> Result<ResyncGuard, WireError> {
     let store = shared.store()?;
     let gate = shared.databases.existing(&store, db)?;
     let serial = gate.transition.clone().lock_owned().await;
@@ -464,7 +473,13 @@ pub async fn begin_resync(shared: &Arc<Shared>, db: &str) -> Result<ResyncGuard,
     }
     gate.set_state(DbState::Resyncing(0));
     drop(serial);
-    Ok(ResyncGuard { gate })
+    Ok(ResyncGuard {
+        gate,
+        shared: shared.clone(),
+        db: db.to_string(),
+        who: who.to_string(),
+        job: 0,
+    })
 }
 
 /// Checks that `db` is offline now (for `db.config.set`): 409 with the state otherwise.
@@ -485,19 +500,44 @@ pub fn require_offline(shared: &Shared, db: &str) -> Result<(), WireError> {
 /// Held while a resync runs; the database is `Offline` again once it is dropped.
 pub struct ResyncGuard {
     gate: Arc<Gate>,
+    shared: Arc<Shared>,
+    db: String,
+    who: String,
+    job: u64,
 }
 
 impl ResyncGuard {
-    /// Names the resync job in the database's state.
+    /// Names the resync job in the database's state, and announces it.
     pub fn attach(&mut self, job: u64) {
+        self.job = job;
         self.gate.set_state(DbState::Resyncing(job));
+        let why = format!("resync job {job}");
+        announce(
+            &self.shared,
+            &self.db,
+            DbState::Offline,
+            DbState::Resyncing(job),
+            &self.who,
+            &why,
+        );
     }
 }
 
 impl Drop for ResyncGuard {
     fn drop(&mut self) {
-        if matches!(self.gate.state(), DbState::Resyncing(_)) {
+        if let DbState::Resyncing(job) = self.gate.state() {
             self.gate.set_state(DbState::Offline);
+            if self.job != 0 {
+                let why = format!("resync job {job} ended");
+                announce(
+                    &self.shared,
+                    &self.db,
+                    DbState::Resyncing(job),
+                    DbState::Offline,
+                    &self.who,
+                    &why,
+                );
+            }
         }
     }
 }

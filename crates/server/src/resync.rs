@@ -58,7 +58,7 @@ pub async fn start(shared: &Arc<Shared>, db: &str, by: &str) -> Result<JobRecord
         .database_info(db)
         .map_err(|e| crate::error::store_error_to_wire(&e))?
         .doc_count;
-    let mut guard = lifecycle::begin_resync(shared, db).await?;
+    let mut guard = lifecycle::begin_resync(shared, db, by).await?;
     let (mut job, cancel) = register_job(shared, JobKind::Resync, "db", db, by).await?;
     guard.attach(job.record.id);
     let record = job.record.clone();
@@ -217,4 +217,3 @@ async fn finish(shared: &Shared, job: &mut JobHandle, outcome: Result<Tally, (Ta
     job.record.finish(status, now_ms());
     job.close().await;
 }
-

@@ -291,7 +291,13 @@ impl Service {
             }
             None => None,
         };
-        let mut shared = Shared::new(store.clone(), settings, dir.to_path_buf(), backup_dir, remote);
+        let mut shared = Shared::new(
+            store.clone(),
+            settings,
+            dir.to_path_buf(),
+            backup_dir,
+            remote,
+        );
         shared.databases.load(&store)?;
         shared.reload_source = reload_source;
         let shared = Arc::new(shared);

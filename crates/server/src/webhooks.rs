@@ -284,18 +284,22 @@ impl Webhooks {
             tracing::debug!("webhook targets not replaced: the service is stopping");
             return;
         }
-        let new: Vec<Target> = targets
-            .into_iter()
-            .map(|settings| self.spawn_target(settings))
-            .collect();
-        for target in &new {
-            tracing::info!(
-                url = %display_url(&target.settings.url),
-                events = %event_names(&target.settings.events),
-                "webhook target set"
-            );
+        let mut current = self.inner.targets.lock().expect("webhooks lock");
+        let mut old = std::mem::take(&mut *current);
+        for settings in targets {
+            // A target whose settings did not change keeps its queue, order and counts.
+            match old.iter().position(|t| *t.settings == settings) {
+                Some(index) => current.push(old.remove(index)),
+                None => {
+                    tracing::info!(
+                        url = %display_url(&settings.url),
+                        events = %event_names(&settings.events),
+                        "webhook target set"
+                    );
+                    current.push(self.spawn_target(settings));
+                }
+            }
         }
-        let old = std::mem::replace(&mut *self.inner.targets.lock().expect("webhooks lock"), new);
         // Dropping the senders closes the old queues: their tasks drain them and end.
         drop(old);
     }
@@ -642,6 +646,23 @@ mod tests {
         }
     }
 
+    /// Waits (bounded) until `done` holds for the bodies `listener` received, without
+    /// blocking the runtime's thread (the deliveries run on it).
+    async fn received(
+        listener: &WebhookListener,
+        done: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let events = listener.events();
+            if done(&events) {
+                return events;
+            }
+            assert!(Instant::now() < deadline, "received: {events:#?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     #[test]
     fn kinds_and_bodies() {
         for kind in WebhookEventKind::ALL {
@@ -651,7 +672,7 @@ mod tests {
         let body = status("READ_ONLY", "moving disks").to_json("svc", 1_795_000_000_123);
         assert_eq!(body["event"], "status_changed");
         assert_eq!(body["service_id"], "svc");
-        assert_eq!(body["time"], "2026-11-18T08:26:40.123Z");
+        assert_eq!(body["time"], "2026-11-18T11:06:40.123Z");
         assert_eq!(body["time_ms"], 1_795_000_000_123u64);
         assert_eq!(body["database"], serde_json::Value::Null);
         assert_eq!(body["old_state"], "READ_WRITE");
@@ -699,7 +720,7 @@ mod tests {
             "disk full",
             "root",
         ));
-        let events = listener.wait_for(|events| events.len() == 22, WAIT);
+        let events = received(&listener, |events| events.len() == 22).await;
         let reasons: Vec<&str> = events[..20]
             .iter()
             .map(|e| e["reason"].as_str().unwrap())
@@ -708,7 +729,7 @@ mod tests {
         assert_eq!(reasons, expected, "in order");
         assert_eq!(events[20]["reason"], "last");
         assert_eq!(events[21]["event"], "job_finished");
-        let jobs = job_only.wait_for(|events| !events.is_empty(), WAIT);
+        let jobs = received(&job_only, |events| !events.is_empty()).await;
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0]["job_id"], 3);
         assert_eq!(jobs[0]["reason"], "disk full");
@@ -722,8 +743,23 @@ mod tests {
             Some(format!("cairn-service/{}", env!("CARGO_PKG_VERSION")))
         );
         assert_eq!(request.body["service_id"], "svc-1");
-        until(&webhooks, |t| t[0].delivered == 2 && t[1].delivered == 1).await;
+        // The unchanged target kept its queue and counts across set_targets.
+        until(&webhooks, |t| t[0].delivered == 22 && t[1].delivered == 1).await;
+
+        // A target taken out delivers what it had queued, then gets nothing more.
+        for i in 0..5 {
+            webhooks.emit(status("READ_ONLY", &format!("n{i}")));
+        }
+        let job_only_again = webhooks.targets()[1].clone();
+        let mut only_jobs = target(job_only.url(), 0, Duration::from_secs(5));
+        only_jobs.events = vec![WebhookEventKind::JobFinished];
+        webhooks.set_targets(vec![only_jobs]);
+        assert_eq!(webhooks.targets(), [job_only_again]);
+        webhooks.emit(status("DOWN", "unheard"));
+        let events = received(&listener, |events| events.len() == 27).await;
+        assert_eq!(events[26]["reason"], "n4");
         webhooks.shutdown(SHUTDOWN_GRACE).await;
+        assert_eq!(listener.events().len(), 27);
     }
 
     #[tokio::test]
@@ -733,7 +769,7 @@ mod tests {
         let webhooks = quick(vec![target(listener.url(), 5, Duration::from_secs(5))]);
         webhooks.emit(status("READ_ONLY", "first"));
         webhooks.emit(status("DOWN", "second"));
-        let bodies = listener.wait_for(|events| events.len() == 5, WAIT);
+        let bodies = received(&listener, |events| events.len() == 5).await;
         let reasons: Vec<&str> = bodies
             .iter()
             .map(|e| e["reason"].as_str().unwrap())
@@ -795,7 +831,7 @@ mod tests {
         // Once the endpoint answers again, the next event goes through.
         failing.set_status(204);
         webhooks.emit(status("READ_WRITE", "three"));
-        let delivered = failing.wait_for(|events| events.len() == 7, WAIT);
+        let delivered = received(&failing, |events| events.len() == 7).await;
         assert_eq!(delivered[6]["reason"], "three");
         until(&webhooks, |t| t[0].delivered == 1).await;
     }
@@ -839,7 +875,7 @@ mod tests {
         for i in 0..10 {
             webhooks.emit(status("READ_ONLY", &format!("{i}")));
         }
-        silent.wait_for(|events| events.len() == 1, WAIT);
+        received(&silent, |events| events.len() == 1).await;
         let report = &webhooks.targets()[0];
         assert!(report.dropped >= 5, "{report:?}");
         assert!(report.queued <= 4, "{report:?}");

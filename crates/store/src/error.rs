@@ -86,7 +86,9 @@ pub enum StoreError {
     IndexMissing { db: String, index: String },
 
     /// A query on an index whose entries are being rebuilt.
-    #[error("index {index:?} of database {db:?} is stale: run cairn db resync {db} while it is offline")]
+    #[error(
+        "index {index:?} of database {db:?} is stale: run cairn db resync {db} while it is offline"
+    )]
     IndexStale { db: String, index: String },
 
     /// `user add` of a user that exists.

@@ -486,7 +486,10 @@ mod tests {
         let t = IndexKey::Bool(true).encode().unwrap();
         let s = IndexKey::Text(String::new()).encode().unwrap();
         assert!(f < t && t < num(f64::NEG_INFINITY) && num(f64::INFINITY) < s);
-        assert!(IndexKey::Text("ab".into()).encode().unwrap() < IndexKey::Text("b".into()).encode().unwrap());
+        assert!(
+            IndexKey::Text("ab".into()).encode().unwrap()
+                < IndexKey::Text("b".into()).encode().unwrap()
+        );
     }
 
     #[test]
@@ -502,7 +505,10 @@ mod tests {
             (&[0xd0, 0x80], -128.0),
             (&[0xd1, 0xff, 0x00], -256.0),
             (&[0xd2, 0xff, 0xff, 0xff, 0xfe], -2.0),
-            (&[0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd], -3.0),
+            (
+                &[0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfd],
+                -3.0,
+            ),
             (&[0xca, 0x3f, 0xc0, 0, 0], 1.5),
             (&[0xcb, 0xc0, 0x04, 0, 0, 0, 0, 0, 0], -2.5),
         ];
@@ -567,7 +573,10 @@ mod tests {
             v
         };
         assert!(index_value(&long, &[]).unwrap_err().contains("501 bytes"));
-        assert_eq!(index_value(&long[..0], &[]).unwrap_err(), "msgpack value truncated at byte 0");
+        assert_eq!(
+            index_value(&long[..0], &[]).unwrap_err(),
+            "msgpack value truncated at byte 0"
+        );
     }
 
     #[test]
@@ -590,7 +599,8 @@ mod tests {
         ] {
             let err = validate_index_defs(&defs).unwrap_err();
             assert!(
-                matches!(err, StoreError::InvalidArgument { .. }) && err.to_string().contains(needle),
+                matches!(err, StoreError::InvalidArgument { .. })
+                    && err.to_string().contains(needle),
                 "{err}"
             );
         }

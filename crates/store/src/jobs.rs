@@ -159,4 +159,17 @@ mod tests {
         assert_eq!(JobKind::parse("backup"), None);
         assert!(JobStatus::Canceled.is_final() && !JobStatus::Started.is_final());
     }
+
+    #[test]
+    fn records_written_before_stats_existed_read_with_none() {
+        let older = serde_json::json!({
+            "id": 3, "kind": "RESYNC", "status": "COMPLETED", "progress_current": 5,
+            "progress_total": 5, "progress_message": "", "error_message": null,
+            "error_details": null, "result_location": null, "started_by": "root",
+            "started_on_ms": 1, "finished_on_ms": 2, "total_time_ms": 1,
+        });
+        let job = JobRecord::decode(&rmp_serde::to_vec_named(&older).unwrap()).unwrap();
+        assert_eq!((job.id, job.kind), (3, JobKind::Resync));
+        assert!(job.stats.is_empty() && job.params.is_empty());
+    }
 }

@@ -1359,4 +1359,134 @@ mod tests {
         assert_eq!(min_high(inc("c"), exc("b")), exc("b"));
         assert_eq!(min_high(exc("b"), inc("b")), exc("b"));
     }
+
+    /// Writes a store as builds before the `configs` and `indexes` tables made it: the
+    /// seven first tables, the meta keys and one database "old" with one document.
+    fn make_store_without_config_tables(dir: &Path) {
+        let env = open_env(dir, &StoreOptions::default(), EnvAccess::Writable).unwrap();
+        let wtxn = env.write_txn().unwrap();
+        env.create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
+            let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
+            let catalog: Database<Str, Bytes> =
+                opener.create_database(wtxn, Some(table::CATALOG))?;
+            let docs: Database<Bytes, Bytes> = opener.create_database(wtxn, Some(table::DOCS))?;
+            let changes: Database<Bytes, Bytes> =
+                opener.create_database(wtxn, Some(table::CHANGES))?;
+            for name in [table::USERS, table::SESSIONS, table::JOBS] {
+                opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?;
+            }
+            meta.put(
+                wtxn,
+                meta_key::FORMAT_VERSION,
+                &FORMAT_VERSION.to_be_bytes(),
+            )?;
+            meta.put(wtxn, meta_key::SERVICE_ID, &[7u8; 16])?;
+            meta.put(wtxn, meta_key::CREATED_MS, &1u64.to_be_bytes())?;
+            meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &2u32.to_be_bytes())?;
+            let value = [0x81, 0xa1, b'a', 0x01]; // {"a": 1}
+            let stored = format::doc_value(1, &value);
+            docs.put(wtxn, &doc_key(1, "k"), &stored)?;
+            let change = format::change_record(ChangeOp::Put, 1, "k", Some(&value));
+            changes.put(wtxn, &change_key(1, 1), &change)?;
+            let record = CatalogRecord {
+                id: 1,
+                created_ms: 1,
+                last_seq: 1,
+                trimmed_through: 0,
+                doc_count: 1,
+                doc_bytes: (5 + stored.len()) as u64,
+                log_bytes: (12 + change.len()) as u64,
+                retention: Retention::default(),
+            };
+            catalog.put(wtxn, "old", &record.encode())?;
+            Ok(CommitOrAbort::<_, ()>::Commit(()))
+        })
+        .unwrap();
+        close_env(env);
+    }
+
+    #[test]
+    fn stores_made_before_the_config_tables_open() {
+        let dir = tempfile::tempdir().unwrap();
+        make_store_without_config_tables(dir.path());
+        {
+            // Read-only: the missing tables read as empty.
+            let store = Store::open_read_only(dir.path(), StoreOptions::default()).unwrap();
+            assert!(store.shared.tables.configs.is_none() && store.shared.tables.indexes.is_none());
+            assert_eq!(
+                store.database_config("old").unwrap(),
+                DatabaseConfig::default()
+            );
+            assert!(!store.database_info("old").unwrap().offline);
+            let err = store
+                .find("old", &IndexQuery::exact("i", IndexKey::Bool(true), 1))
+                .unwrap_err();
+            assert!(matches!(err, StoreError::IndexMissing { .. }), "{err}");
+        }
+        {
+            // Writable: they are created, and work.
+            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+            assert!(store.set_offline("old", true).unwrap());
+            let defs = vec![crate::format::IndexDef {
+                name: "by_a".to_string(),
+                field: "/a".to_string(),
+                unique: true,
+            }];
+            assert_eq!(
+                store
+                    .set_database_config("old", defs, Retention::default())
+                    .unwrap(),
+                (true, true)
+            );
+            let chunk = store.resync_chunk("old", None, 10).unwrap();
+            assert_eq!((chunk.processed, chunk.changed), (1, 1));
+            store.resync_finish("old", 0).unwrap();
+            store.set_offline("old", false).unwrap();
+        }
+        let store = Store::open_read_only(dir.path(), StoreOptions::default()).unwrap();
+        let page = store
+            .find("old", &IndexQuery::exact("by_a", IndexKey::Number(1.0), 10))
+            .unwrap();
+        assert_eq!(page.docs.len(), 1);
+        assert_eq!(page.docs[0].1.key, "k");
+    }
+
+    #[test]
+    fn dropping_a_database_removes_its_config_record_and_index_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path(), StoreOptions::default()).unwrap();
+        let defs = vec![crate::format::IndexDef {
+            name: "whole".to_string(),
+            field: String::new(),
+            unique: false,
+        }];
+        for name in ["keep", "gone"] {
+            store
+                .create_database_offline(name, Retention::default())
+                .unwrap();
+            store
+                .set_database_config(name, defs.clone(), Retention::default())
+                .unwrap();
+            store.set_offline(name, false).unwrap();
+            store.put(name, "a", &[0x01], None).unwrap();
+            store.put(name, "b", &[0x02], None).unwrap();
+        }
+        let counts = |store: &Store| {
+            let snapshot = store.snapshot().unwrap();
+            let tables = snapshot.tables;
+            (
+                tables.configs.unwrap().len(&snapshot.txn).unwrap(),
+                tables.indexes.unwrap().len(&snapshot.txn).unwrap(),
+            )
+        };
+        assert_eq!(counts(&store), (2, 4));
+        store.drop_database("gone").unwrap();
+        assert_eq!(counts(&store), (1, 2));
+        store.create_database("gone").unwrap();
+        assert_eq!(counts(&store), (2, 2), "a new record, no entries");
+        assert_eq!(
+            store.database_config("gone").unwrap(),
+            DatabaseConfig::default()
+        );
+    }
 }

@@ -19,13 +19,14 @@ use heed::{Env, PutFlags, RwTxn, WithoutTls};
 use crate::error::{Result, StoreError};
 use crate::format::{
     change_key, change_record, database_bounds, decode_change_record, doc_key, doc_key_name,
-    doc_value, index_doc_key, index_key, meta_key, split_doc_value, split_index_key,
-    CatalogRecord, ChangeOp, DatabaseConfig, IndexDef, Retention, SessionRecord, UserRecord,
-    MAX_DATABASE_ID,
+    doc_value, index_doc_key, index_key, meta_key, split_doc_value, split_index_key, CatalogRecord,
+    ChangeOp, DatabaseConfig, IndexDef, Retention, SessionRecord, UserRecord, MAX_DATABASE_ID,
 };
 use crate::index::{compile, display_encoded, index_value, validate_index_defs, Compiled};
 use crate::jobs::{JobRecord, JobStatus};
-use crate::store::{now_ms, read_catalog, read_config, Store, StoreOptions, Tables, MAX_SCAN_LIMIT};
+use crate::store::{
+    now_ms, read_catalog, read_config, Store, StoreOptions, Tables, MAX_SCAN_LIMIT,
+};
 use crate::validate::{validate_database_name, validate_key, validate_value};
 
 /// Most operations in one batch.
@@ -897,7 +898,11 @@ impl GroupTxn<'_> {
                 match (change.before, change.after) {
                     (false, true) => indexes.put(&mut self.wtxn, &entry.0, entry.1.as_bytes())?,
                     (true, false) => {
-                        indexes.delete_one_duplicate(&mut self.wtxn, &entry.0, entry.1.as_bytes())?;
+                        indexes.delete_one_duplicate(
+                            &mut self.wtxn,
+                            &entry.0,
+                            entry.1.as_bytes(),
+                        )?;
                     }
                     _ => {}
                 }
@@ -1059,10 +1064,7 @@ impl GroupTxn<'_> {
                 Some(after) => Bound::Excluded(doc_key(record.id, after)),
                 None => Bound::Included(low),
             };
-            let bounds = (
-                as_slice_bound(&low),
-                Bound::Excluded(&high[..]),
-            );
+            let bounds = (as_slice_bound(&low), Bound::Excluded(&high[..]));
             for entry in self.tables.docs.range(&self.wtxn, &bounds)? {
                 if checked.len() == limit {
                     break;
@@ -1168,13 +1170,15 @@ impl GroupTxn<'_> {
         pointer: &[String],
         encoded: &[u8],
     ) -> Result<bool, Failure> {
-        Ok(match self.tables.docs.get(&self.wtxn, &doc_key(db_id, key))? {
-            Some(stored) => {
-                let (_, value) = split_doc_value(stored)?;
-                index_value(value, pointer).ok().flatten().as_deref() == Some(encoded)
-            }
-            None => false,
-        })
+        Ok(
+            match self.tables.docs.get(&self.wtxn, &doc_key(db_id, key))? {
+                Some(stored) => {
+                    let (_, value) = split_doc_value(stored)?;
+                    index_value(value, pointer).ok().flatten().as_deref() == Some(encoded)
+                }
+                None => false,
+            },
+        )
     }
 
     /// Removes every index entry of `name` that no document backs, and marks the
@@ -1393,7 +1397,9 @@ fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
             }
             if *limit == 0 || *limit > MAX_SCAN_LIMIT {
                 return Err(StoreError::InvalidArgument {
-                    reason: format!("a resync step takes 1 to {MAX_SCAN_LIMIT} documents, not {limit}"),
+                    reason: format!(
+                        "a resync step takes 1 to {MAX_SCAN_LIMIT} documents, not {limit}"
+                    ),
                 });
             }
             Ok(())
@@ -1526,7 +1532,12 @@ impl Store {
     }
 
     /// One resync step (see `Write::ResyncChunk`).
-    pub fn resync_chunk(&self, name: &str, after: Option<&str>, limit: usize) -> Result<ResyncChunk> {
+    pub fn resync_chunk(
+        &self,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<ResyncChunk> {
         match self.write(Write::ResyncChunk {
             name: name.to_string(),
             after: after.map(str::to_string),

@@ -8,8 +8,8 @@ use std::ops::Bound;
 use std::path::Path;
 
 use cairn_store::{
-    DatabaseConfig, IndexDef, IndexKey, IndexQuery, Op, Retention, Store, StoreError,
-    StoreOptions, Write, Written,
+    DatabaseConfig, IndexDef, IndexKey, IndexQuery, Op, Retention, Store, StoreError, StoreOptions,
+    Write, Written,
 };
 use serde_json::json;
 
@@ -46,7 +46,9 @@ fn delete(key: &str) -> Op {
 
 /// Creates `db` with `indexes` (configured while offline, then online again).
 fn indexed_db(store: &Store, db: &str, indexes: Vec<IndexDef>) {
-    store.create_database_offline(db, Retention::default()).unwrap();
+    store
+        .create_database_offline(db, Retention::default())
+        .unwrap();
     assert_eq!(
         store
             .set_database_config(db, indexes, Retention::default())
@@ -93,7 +95,10 @@ fn found(store: &Store, db: &str, q: &IndexQuery) -> (Vec<(IndexKey, String)>, b
 #[test]
 fn configurations_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
-    let indexes = vec![def("by_email", "/email", true), def("by_age", "/age", false)];
+    let indexes = vec![
+        def("by_email", "/email", true),
+        def("by_age", "/age", false),
+    ];
     {
         let store = new_store(dir.path());
         store.create_database("plain").unwrap();
@@ -203,8 +208,14 @@ fn configuration_changes_need_an_offline_database() {
         .unwrap_err();
     assert!(matches!(err, StoreError::DatabaseOnline { .. }), "{err}");
     assert!(err.to_string().contains("take it offline first"), "{err}");
-    assert_eq!(store.database_config("db").unwrap(), DatabaseConfig::default());
-    assert_eq!(store.database_info("db").unwrap().retention, Retention::default());
+    assert_eq!(
+        store.database_config("db").unwrap(),
+        DatabaseConfig::default()
+    );
+    assert_eq!(
+        store.database_info("db").unwrap().retention,
+        Retention::default()
+    );
     for (name, after) in [("db", None), ("db", Some("k"))] {
         let err = store.resync_chunk(name, after, 10).unwrap_err();
         assert!(matches!(err, StoreError::DatabaseOnline { .. }), "{err}");
@@ -220,12 +231,17 @@ fn configuration_changes_need_an_offline_database() {
         vec![def("i", "/a", false), def("i", "/b", true)],
         vec![def("i", "a", false)],
         vec![def("i", "/a~3", false)],
-        (0..17).map(|i| def(&format!("i{i}"), "/a", false)).collect(),
+        (0..17)
+            .map(|i| def(&format!("i{i}"), "/a", false))
+            .collect(),
     ] {
         let err = store
             .set_database_config("db", bad.clone(), Retention::default())
             .unwrap_err();
-        assert!(matches!(err, StoreError::InvalidArgument { .. }), "{bad:?}: {err}");
+        assert!(
+            matches!(err, StoreError::InvalidArgument { .. }),
+            "{bad:?}: {err}"
+        );
     }
     assert_eq!(
         store.database_config("db").unwrap().indexes,
@@ -253,13 +269,19 @@ fn dropping_a_database_removes_its_configuration_and_index_entries() {
     let store = new_store(dir.path());
     indexed_db(&store, "db", vec![def("by_a", "/a", true)]);
     store
-        .batch("db", vec![put("k1", json!({"a": "x"})), put("k2", json!({"a": "y"}))])
+        .batch(
+            "db",
+            vec![put("k1", json!({"a": "x"})), put("k2", json!({"a": "y"}))],
+        )
         .unwrap();
     assert_eq!(exact(&store, "db", "by_a", text("x")), ["k1"]);
     store.set_offline("db", true).unwrap();
     store.drop_database("db").unwrap();
     store.create_database("db").unwrap();
-    assert_eq!(store.database_config("db").unwrap(), DatabaseConfig::default());
+    assert_eq!(
+        store.database_config("db").unwrap(),
+        DatabaseConfig::default()
+    );
     assert!(!store.database_info("db").unwrap().offline);
     let err = store
         .find("db", &IndexQuery::exact("by_a", text("x"), 10))
@@ -294,8 +316,14 @@ fn writes_keep_indexes_exact() {
         .batch(
             "db",
             vec![
-                put("ann", json!({"address": {"city": "Oslo"}, "tags": ["a", "b"], "active": true})),
-                put("bob", json!({"address": {"city": "Oslo"}, "tags": [], "active": false})),
+                put(
+                    "ann",
+                    json!({"address": {"city": "Oslo"}, "tags": ["a", "b"], "active": true}),
+                ),
+                put(
+                    "bob",
+                    json!({"address": {"city": "Oslo"}, "tags": [], "active": false}),
+                ),
                 put("cid", json!({"address": {"city": "Rome"}, "active": null})),
                 put("dan", json!("not a map")),
             ],
@@ -304,8 +332,14 @@ fn writes_keep_indexes_exact() {
     assert_eq!(exact(&store, "db", "by_city", text("Oslo")), ["ann", "bob"]);
     assert_eq!(exact(&store, "db", "by_city", text("Rome")), ["cid"]);
     assert_eq!(exact(&store, "db", "by_tag", text("a")), ["ann"]);
-    assert_eq!(exact(&store, "db", "by_active", IndexKey::Bool(true)), ["ann"]);
-    assert_eq!(exact(&store, "db", "by_active", IndexKey::Bool(false)), ["bob"]);
+    assert_eq!(
+        exact(&store, "db", "by_active", IndexKey::Bool(true)),
+        ["ann"]
+    );
+    assert_eq!(
+        exact(&store, "db", "by_active", IndexKey::Bool(false)),
+        ["bob"]
+    );
     // The found documents are the stored ones, with their values at the index.
     let page = store
         .find("db", &IndexQuery::exact("by_city", text("Rome"), 10))
@@ -360,14 +394,20 @@ fn unique_indexes_refuse_duplicates_all_or_nothing() {
     store
         .batch(
             "db",
-            vec![put("a", json!({"email": "x@e", "n": 1})), put("b", json!({"email": "y@e"}))],
+            vec![
+                put("a", json!({"email": "x@e", "n": 1})),
+                put("b", json!({"email": "y@e"})),
+            ],
         )
         .unwrap();
     let info = store.database_info("db").unwrap();
 
     // Against a stored document.
     let err = store
-        .batch("db", vec![put("c", json!({"n": 5})), put("d", json!({"email": "x@e"}))])
+        .batch(
+            "db",
+            vec![put("c", json!({"n": 5})), put("d", json!({"email": "x@e"}))],
+        )
         .unwrap_err();
     match &err {
         StoreError::UniqueViolation {
@@ -378,16 +418,31 @@ fn unique_indexes_refuse_duplicates_all_or_nothing() {
             existing_key,
         } => {
             assert_eq!(
-                (db.as_str(), index.as_str(), value.as_str(), key.as_str(), existing_key.as_str()),
+                (
+                    db.as_str(),
+                    index.as_str(),
+                    value.as_str(),
+                    key.as_str(),
+                    existing_key.as_str()
+                ),
                 ("db", "by_email", "\"x@e\"", "d", "a")
             );
         }
         other => panic!("{other}"),
     }
-    assert!(err.to_string().contains("already held by document \"a\""), "{err}");
+    assert!(
+        err.to_string().contains("already held by document \"a\""),
+        "{err}"
+    );
     // Two operations of one batch.
     let err = store
-        .batch("db", vec![put("c", json!({"email": "z@e"})), put("d", json!({"email": "z@e"}))])
+        .batch(
+            "db",
+            vec![
+                put("c", json!({"email": "z@e"})),
+                put("d", json!({"email": "z@e"})),
+            ],
+        )
         .unwrap_err();
     assert!(
         matches!(&err, StoreError::UniqueViolation { key, existing_key, .. } if key == "d" && existing_key == "c"),
@@ -401,7 +456,9 @@ fn unique_indexes_refuse_duplicates_all_or_nothing() {
     assert_eq!(exact(&store, "db", "by_email", text("x@e")), ["a"]);
 
     // Rewriting a document with its own value is fine.
-    store.put("db", "a", &mp(json!({"email": "x@e", "n": 2})), None).unwrap();
+    store
+        .put("db", "a", &mp(json!({"email": "x@e", "n": 2})), None)
+        .unwrap();
     // Moving a value from a to b in one batch: delete a, then give b its value.
     store
         .batch("db", vec![delete("a"), put("b", json!({"email": "x@e"}))])
@@ -409,11 +466,16 @@ fn unique_indexes_refuse_duplicates_all_or_nothing() {
     assert_eq!(exact(&store, "db", "by_email", text("x@e")), ["b"]);
     assert!(exact(&store, "db", "by_email", text("y@e")).is_empty());
     // Or by changing the holder's value first.
-    store.put("db", "a", &mp(json!({"email": "w@e"})), None).unwrap();
+    store
+        .put("db", "a", &mp(json!({"email": "w@e"})), None)
+        .unwrap();
     store
         .batch(
             "db",
-            vec![put("a", json!({"email": "v@e"})), put("c", json!({"email": "w@e"}))],
+            vec![
+                put("a", json!({"email": "v@e"})),
+                put("c", json!({"email": "w@e"})),
+            ],
         )
         .unwrap();
     assert_eq!(exact(&store, "db", "by_email", text("w@e")), ["c"]);
@@ -433,7 +495,9 @@ fn unique_indexes_refuse_duplicates_all_or_nothing() {
     assert_eq!(exact(&store, "db", "by_email", text("t@e")), ["d"]);
     // And after a refused one in the same commit group nothing leaks: the store's
     // state is what the accepted writes made.
-    let err = store.put("db", "f", &mp(json!({"email": "t@e"})), None).unwrap_err();
+    let err = store
+        .put("db", "f", &mp(json!({"email": "t@e"})), None)
+        .unwrap_err();
     assert!(matches!(err, StoreError::UniqueViolation { .. }));
 }
 
@@ -478,7 +542,10 @@ fn values_an_index_cannot_hold_are_refused() {
                 key,
                 reason: why,
             } => {
-                assert_eq!((db.as_str(), index.as_str(), key.as_str()), ("db", "by_v", "bad"));
+                assert_eq!(
+                    (db.as_str(), index.as_str(), key.as_str()),
+                    ("db", "by_v", "bad")
+                );
                 assert!(why.contains(reason), "{why}");
             }
             other => panic!("{other}"),
@@ -499,7 +566,11 @@ fn values_an_index_cannot_hold_are_refused() {
         )
         .unwrap();
     assert_eq!(exact(&store, "db", "by_v", text(&long)), ["long"]);
-    let (all, _) = found(&store, "db", &query("by_v", Bound::Unbounded, Bound::Unbounded));
+    let (all, _) = found(
+        &store,
+        "db",
+        &query("by_v", Bound::Unbounded, Bound::Unbounded),
+    );
     assert_eq!(all.len(), 2);
 }
 
@@ -523,15 +594,28 @@ fn ranges_order_numbers_and_strings_by_value() {
         ("n12", json!(u64::MAX)),
         ("n13", json!(i64::MIN)),
     ];
-    let strings = [("s1", "b"), ("s2", "ab"), ("s3", "a"), ("s4", "é"), ("s5", "")];
-    let mut ops: Vec<Op> = numbers.iter().map(|(k, v)| put(k, json!({ "v": v }))).collect();
+    let strings = [
+        ("s1", "b"),
+        ("s2", "ab"),
+        ("s3", "a"),
+        ("s4", "é"),
+        ("s5", ""),
+    ];
+    let mut ops: Vec<Op> = numbers
+        .iter()
+        .map(|(k, v)| put(k, json!({ "v": v })))
+        .collect();
     ops.extend(strings.iter().map(|(k, v)| put(k, json!({ "v": v }))));
     ops.push(put("t", json!({"v": true})));
     ops.push(put("f", json!({"v": false})));
     store.batch("db", ops).unwrap();
 
     let keys = |q: IndexQuery| -> Vec<String> {
-        found(&store, "db", &q).0.into_iter().map(|(_, k)| k).collect()
+        found(&store, "db", &q)
+            .0
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect()
     };
     let num = IndexKey::Number;
     // Everything: false, true, numbers by value (ties by key), strings by bytes.
@@ -543,22 +627,42 @@ fn ranges_order_numbers_and_strings_by_value() {
         ]
     );
     assert_eq!(
-        keys(query("by_v", Bound::Included(num(-2.5)), Bound::Excluded(num(3.5)))),
+        keys(query(
+            "by_v",
+            Bound::Included(num(-2.5)),
+            Bound::Excluded(num(3.5))
+        )),
         ["n2", "n3", "n4", "n5", "n6", "n7"]
     );
     assert_eq!(
-        keys(query("by_v", Bound::Excluded(num(-2.5)), Bound::Included(num(3.5)))),
+        keys(query(
+            "by_v",
+            Bound::Excluded(num(-2.5)),
+            Bound::Included(num(3.5))
+        )),
         ["n3", "n4", "n5", "n6", "n7", "n8"]
     );
-    assert_eq!(keys(IndexQuery::exact("by_v", num(0.0), 10)), ["n4", "n5"], "-0.0 is 0");
+    assert_eq!(
+        keys(IndexQuery::exact("by_v", num(0.0), 10)),
+        ["n4", "n5"],
+        "-0.0 is 0"
+    );
     assert_eq!(keys(IndexQuery::exact("by_v", num(255.0), 10)), ["n9"]);
     assert_eq!(
-        keys(query("by_v", Bound::Included(num(1000.0)), Bound::Unbounded))[..4],
+        keys(query(
+            "by_v",
+            Bound::Included(num(1000.0)),
+            Bound::Unbounded
+        ))[..4],
         ["n10", "n12", "n11", "s5"],
         "u64::MAX (1.8e19) sorts below 1e20"
     );
     assert_eq!(
-        keys(query("by_v", Bound::Included(text("a")), Bound::Excluded(text("b")))),
+        keys(query(
+            "by_v",
+            Bound::Included(text("a")),
+            Bound::Excluded(text("b"))
+        )),
         ["s3", "s2"]
     );
     assert_eq!(
@@ -566,11 +670,20 @@ fn ranges_order_numbers_and_strings_by_value() {
         ["s2", "s1", "s4"]
     );
     // Reversed, with an included end that several documents hold.
-    let mut q = query("by_v", Bound::Included(num(-1.0)), Bound::Included(num(0.0)));
+    let mut q = query(
+        "by_v",
+        Bound::Included(num(-1.0)),
+        Bound::Included(num(0.0)),
+    );
     q.reverse = true;
     assert_eq!(keys(q), ["n5", "n4", "n3"]);
     // An inverted range is empty, not an error.
-    assert!(keys(query("by_v", Bound::Included(num(5.0)), Bound::Included(num(1.0)))).is_empty());
+    assert!(keys(query(
+        "by_v",
+        Bound::Included(num(5.0)),
+        Bound::Included(num(1.0))
+    ))
+    .is_empty());
     // The value comes back as what the index holds (a number for every int form).
     let (got, _) = found(&store, "db", &IndexQuery::exact("by_v", num(70000.0), 1));
     assert_eq!(got, [(num(70000.0), "n10".to_string())]);
@@ -691,7 +804,10 @@ fn changed_definitions_stay_stale_until_a_resync() {
     store
         .batch(
             "db",
-            vec![put("k6", json!({"email": "b@e", "n": 6})), put("k7", json!({"email": {}}))],
+            vec![
+                put("k6", json!({"email": "b@e", "n": 6})),
+                put("k7", json!({"email": {}})),
+            ],
         )
         .unwrap();
     store.delete("db", "k7", None).unwrap();
@@ -721,15 +837,23 @@ fn changed_definitions_stay_stale_until_a_resync() {
     assert_eq!(errors.len(), 3, "{errors:?}");
     assert_eq!(errors[0].0, "k3");
     assert!(
-        errors[0].1.contains("duplicate value \"a@e\" of unique index \"by_email\", held by \"k1\""),
+        errors[0]
+            .1
+            .contains("duplicate value \"a@e\" of unique index \"by_email\", held by \"k1\""),
         "{errors:?}"
     );
     assert_eq!(errors[1].0, "k4");
-    assert!(errors[1].1.contains("an array cannot be indexed"), "{errors:?}");
+    assert!(
+        errors[1].1.contains("an array cannot be indexed"),
+        "{errors:?}"
+    );
     assert_eq!(errors[2].0, "k6");
     assert!(errors[2].1.contains("held by \"k2\""), "{errors:?}");
     assert_eq!(store.resync_finish("db", errors.len() as u64).unwrap(), 0);
-    assert!(store.database_config("db").unwrap().indexes_stale, "errors keep it stale");
+    assert!(
+        store.database_config("db").unwrap().indexes_stale,
+        "errors keep it stale"
+    );
 
     // Fix the documents, then resync again: fresh.
     store.set_offline("db", false).unwrap();
@@ -750,7 +874,10 @@ fn changed_definitions_stay_stale_until_a_resync() {
     assert_eq!(chunk.last_key.as_deref(), Some("k5"));
     // k3 gains its email entry; the others had theirs.
     assert_eq!(chunk.changed, 1);
-    assert_eq!(store.resync_chunk("db", Some("k5"), 100).unwrap().last_key, None);
+    assert_eq!(
+        store.resync_chunk("db", Some("k5"), 100).unwrap().last_key,
+        None
+    );
     // k2's two entries and k6's n entry lost their documents; k3's old n entry is the
     // same value (3) and stays.
     assert_eq!(store.resync_finish("db", 0).unwrap(), 3);
@@ -758,7 +885,11 @@ fn changed_definitions_stay_stale_until_a_resync() {
     assert!(!config.indexes_stale);
     assert_eq!(config.indexes, defs);
     store.set_offline("db", false).unwrap();
-    let (all, _) = found(&store, "db", &query("by_n", Bound::Unbounded, Bound::Unbounded));
+    let (all, _) = found(
+        &store,
+        "db",
+        &query("by_n", Bound::Unbounded, Bound::Unbounded),
+    );
     let keys: Vec<&str> = all.iter().map(|(_, k)| k.as_str()).collect();
     assert_eq!(keys, ["k1", "k3", "k4", "k5"]);
     assert_eq!(exact(&store, "db", "by_email", text("a@e")), ["k1"]);
@@ -796,18 +927,32 @@ fn a_resync_removes_orphan_entries_of_unique_indexes() {
         .set_database_config("db", vec![def("by_u", "/u", true)], Retention::default())
         .unwrap();
     let chunk = store.resync_chunk("db", None, 10).unwrap();
-    assert_eq!((chunk.processed, chunk.changed, chunk.errors.len()), (3, 2, 1));
+    assert_eq!(
+        (chunk.processed, chunk.changed, chunk.errors.len()),
+        (3, 2, 1)
+    );
     store.resync_finish("db", 1).unwrap();
     // Still stale: writes leave the index alone, so c's entry for 2 outlives c.
     store.set_offline("db", false).unwrap();
     store
-        .batch("db", vec![delete("c"), delete("b"), put("d", json!({"u": 2}))])
+        .batch(
+            "db",
+            vec![delete("c"), delete("b"), put("d", json!({"u": 2}))],
+        )
         .unwrap();
     store.set_offline("db", true).unwrap();
     let chunk = store.resync_chunk("db", None, 10).unwrap();
     // d takes 2 from the orphan of c.
-    assert_eq!((chunk.processed, chunk.changed, chunk.errors.len()), (2, 1, 0), "{chunk:?}");
-    assert_eq!(store.resync_finish("db", 0).unwrap(), 0, "the orphan is gone already");
+    assert_eq!(
+        (chunk.processed, chunk.changed, chunk.errors.len()),
+        (2, 1, 0),
+        "{chunk:?}"
+    );
+    assert_eq!(
+        store.resync_finish("db", 0).unwrap(),
+        0,
+        "the orphan is gone already"
+    );
     store.set_offline("db", false).unwrap();
     assert_eq!(exact(&store, "db", "by_u", IndexKey::Number(2.0)), ["d"]);
     assert_eq!(exact(&store, "db", "by_u", IndexKey::Number(1.0)), ["a"]);

@@ -2,12 +2,17 @@
 //! with conditions, scans, reopens) run against a real store and against a plain
 //! `BTreeMap` model. After every step the store must hold exactly what the model holds;
 //! at the end each database's change log, replayed from seq 0, must rebuild its documents.
+//! Every database has a non-unique index on the whole value: `find` must agree with the
+//! model too (exact values and a range, both directions).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
-use cairn_store::{ChangeOp, Op, Scan, ScanRange, Store, StoreError, StoreOptions};
+use cairn_store::{
+    ChangeOp, IndexDef, IndexKey, IndexQuery, Op, Retention, Scan, ScanRange, Store, StoreError,
+    StoreOptions,
+};
 use proptest::prelude::*;
 
 const DATABASES: [&str; 2] = ["alpha", "beta"];
@@ -176,6 +181,61 @@ fn check_store_matches_model(store: &Store, model: &Model) {
             .map(|(k, (_, v))| 4 + k.len() + 8 + v.len())
             .sum();
         assert_eq!(info.doc_bytes, doc_bytes as u64, "doc_bytes of {name}");
+        check_index_matches_model(store, name, db);
+    }
+}
+
+/// The index "by_v" (the whole value, a small integer) against the model.
+fn check_index_matches_model(store: &Store, name: &str, db: &DatabaseModel) {
+    // (value, key) of every document, in index order.
+    let entries: Vec<(f64, String)> = {
+        let mut all: Vec<(u8, String)> = db
+            .docs
+            .iter()
+            .map(|(k, (_, v))| (v[0], k.clone()))
+            .collect();
+        all.sort();
+        all.into_iter().map(|(v, k)| (f64::from(v), k)).collect()
+    };
+    let mut probes: Vec<f64> = entries.iter().map(|(v, _)| *v).collect();
+    probes.extend([0.0, 50.0]);
+    for probe in probes {
+        let page = store
+            .find(
+                name,
+                &IndexQuery::exact("by_v", IndexKey::Number(probe), 100),
+            )
+            .unwrap();
+        let got: Vec<String> = page.docs.into_iter().map(|(_, d)| d.key).collect();
+        let want: Vec<String> = entries
+            .iter()
+            .filter(|(v, _)| *v == probe)
+            .map(|(_, k)| k.clone())
+            .collect();
+        assert_eq!(got, want, "find {probe} in {name}");
+    }
+    for reverse in [false, true] {
+        let query = IndexQuery {
+            index: "by_v".to_string(),
+            start: Bound::Included(IndexKey::Number(10.0)),
+            end: Bound::Excluded(IndexKey::Number(60.0)),
+            limit: 3,
+            reverse,
+            after: None,
+        };
+        let page = store.find(name, &query).unwrap();
+        let got: Vec<(IndexKey, String)> = page.docs.into_iter().map(|(v, d)| (v, d.key)).collect();
+        let mut want: Vec<(IndexKey, String)> = entries
+            .iter()
+            .filter(|(v, _)| (10.0..60.0).contains(v))
+            .map(|(v, k)| (IndexKey::Number(*v), k.clone()))
+            .collect();
+        if reverse {
+            want.reverse();
+        }
+        assert_eq!(page.more, want.len() > 3);
+        want.truncate(3);
+        assert_eq!(got, want, "range of {name}, reverse {reverse}");
     }
 }
 
@@ -236,11 +296,19 @@ fn run_steps(dir: &Path, steps: &[Step]) {
         match step {
             Step::Create(db) => {
                 let name = DATABASES[*db];
-                let outcome = live.create_database(name);
+                let outcome = live.create_database_offline(name, Retention::default());
                 if model.contains_key(name) {
                     assert_eq!(outcome.map_err(|e| error_kind(&e)), Err("exists"));
                 } else {
                     outcome.unwrap();
+                    let by_v = IndexDef {
+                        name: "by_v".to_string(),
+                        field: String::new(),
+                        unique: false,
+                    };
+                    live.set_database_config(name, vec![by_v], Retention::default())
+                        .unwrap();
+                    assert!(live.set_offline(name, false).unwrap());
                     model.insert(name.to_string(), DatabaseModel::default());
                 }
             }

@@ -3,6 +3,7 @@
 //! `DIR/cairn.toml` (as `cairn config reload`).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -58,14 +59,17 @@ struct Args {
 /// Installs the stderr subscriber: the filter is `RUST_LOG` when set, else `level`
 /// (`[log] level`). Returns what changes the filter at run time (a reload).
 fn install_logging(format: LogFormat, level: &str) -> LogLevelSetter {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"))
-    });
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info")));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
     match format {
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .init(),
         LogFormat::Json => registry
             .with(fmt::layer().json().with_writer(std::io::stderr))
