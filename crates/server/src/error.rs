@@ -60,7 +60,10 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
             return WireError::new(ErrorCode::UniqueViolation, message).with_details(Value::Map(
                 vec![
                     (Value::from("index"), Value::from(index.as_str())),
-                    (Value::from("existing_key"), Value::from(existing_key.as_str())),
+                    (
+                        Value::from("existing_key"),
+                        Value::from(existing_key.as_str()),
+                    ),
                 ],
             ))
         }

@@ -9,8 +9,8 @@ use std::time::Duration;
 use cairn_proto::methods::{self, from_value, name, to_value};
 use cairn_proto::{ErrorCode, Message, WireError};
 use cairn_store::{
-    Access, ChangeOp, IndexKey, IndexQuery, Op, Retention, Scan, ScanRange, ServiceMode, ServiceStatus, Store,
-    StoreError, UserRecord, Write, Written,
+    Access, ChangeOp, IndexKey, IndexQuery, Op, Retention, Scan, ScanRange, ServiceMode,
+    ServiceStatus, Store, StoreError, UserRecord, Write, Written,
 };
 use rmpv::Value;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -572,9 +572,7 @@ impl Call {
                 .await?;
                 self.shared.databases.created(&args.name, args.offline);
                 tracing::warn!(db = %args.name, offline = args.offline, by = %self.user(), "database created");
-                to_value(&self.db_info(
-                    store.database_info(&args.name).map_err(store_error)?,
-                ))
+                to_value(&self.db_info(store.database_info(&args.name).map_err(store_error)?))
             }
             name::DB_DROP => {
                 self.need(Need::Admin)?;
@@ -612,23 +610,25 @@ impl Call {
             name::DB_INFO => {
                 let args: methods::DbNameArgs = from_value(args)?;
                 self.need(Need::Read(&args.name))?;
-                to_value(&self.db_info(
-                    store.database_info(&args.name).map_err(store_error)?,
-                ))
+                to_value(&self.db_info(store.database_info(&args.name).map_err(store_error)?))
             }
             name::DB_OFFLINE => {
                 self.need(Need::Admin)?;
                 let args: methods::DbOfflineArgs = from_value(args)?;
-                let why = args.reason.unwrap_or_else(|| "asked by an admin".to_string());
-                let done = lifecycle::take_offline(&self.shared, &args.name, self.user(), &why)
-                    .await?;
+                let why = args
+                    .reason
+                    .unwrap_or_else(|| "asked by an admin".to_string());
+                let done =
+                    lifecycle::take_offline(&self.shared, &args.name, self.user(), &why).await?;
                 to_value(&done.result(&args.name))
             }
             name::DB_ONLINE => {
                 self.need(Need::Admin)?;
                 let args: methods::DbOnlineArgs = from_value(args)?;
                 let delay = Duration::from_secs(args.delay_secs.unwrap_or(0));
-                let why = args.reason.unwrap_or_else(|| "asked by an admin".to_string());
+                let why = args
+                    .reason
+                    .unwrap_or_else(|| "asked by an admin".to_string());
                 let done =
                     lifecycle::bring_online(&self.shared, &args.name, delay, self.user(), &why)
                         .await?;

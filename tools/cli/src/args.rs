@@ -470,7 +470,12 @@ pub struct FindOptions {
     #[arg(long)]
     pub reverse: bool,
     /// Resume after this value (JSON) ...
-    #[arg(long, value_name = "V", requires = "after_key", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "V",
+        requires = "after_key",
+        allow_hyphen_values = true
+    )]
     pub after_value: Option<String>,
     /// ... and this key (the last of the previous page).
     #[arg(long, value_name = "K", requires = "after_value")]

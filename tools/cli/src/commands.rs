@@ -11,8 +11,8 @@ use cairn_client::methods::{
 };
 
 use crate::args::{
-    ChangesOptions, Cli, Command, DbCommand, Feed, FindOptions, ScanOptions, StatusCommand, UsageError,
-    UserCommand,
+    ChangesOptions, Cli, Command, DbCommand, Feed, FindOptions, ScanOptions, StatusCommand,
+    UsageError, UserCommand,
 };
 use crate::connect::Target;
 use crate::input;

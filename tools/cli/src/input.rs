@@ -64,7 +64,11 @@ pub fn db_config(file: &Path, mut stdin: impl Read) -> anyhow::Result<DbConfigSe
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
     parse_db_config(&text).map_err(|e| {
-        UsageError::new(format!("{}: not a database configuration: {e}", file.display())).into()
+        UsageError::new(format!(
+            "{}: not a database configuration: {e}",
+            file.display()
+        ))
+        .into()
     })
 }
 

@@ -269,9 +269,15 @@ pub fn found_table(docs: &[FoundDoc]) -> String {
 /// What `db offline` / `db online` did.
 pub fn db_state_text(done: &DbStateResult) -> String {
     if done.changed {
-        format!("database {}: {} (was {})", done.name, done.state, done.previous)
+        format!(
+            "database {}: {} (was {})",
+            done.name, done.state, done.previous
+        )
     } else {
-        format!("database {} is already {}: nothing changed", done.name, done.state)
+        format!(
+            "database {} is already {}: nothing changed",
+            done.name, done.state
+        )
     }
 }
 
