@@ -65,6 +65,20 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Every line an exited process wrote: its reader thread forwards what is left in the
+/// pipe, then hangs up (bounded, in case a grandchild keeps the pipe open).
+fn drain_exited(lines: &mpsc::Receiver<String>) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut all = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => all.push(line),
+            Err(_) => break,
+        }
+    }
+    all
+}
+
 /// A `cairn-service` child process.
 pub struct ServiceProcess {
     child: Child,
@@ -150,7 +164,7 @@ impl ServiceProcess {
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(status) = child.try_wait()? {
-                        let errors: Vec<String> = stderr_lines.try_iter().collect();
+                        let errors = drain_exited(&stderr_lines);
                         bail!(
                             "cairn-service exited with {status} before listening: {}",
                             errors.join("\n")
@@ -163,7 +177,7 @@ impl ServiceProcess {
         let Some(tls_address) = tls_address else {
             let _ = child.kill();
             let _ = child.wait();
-            let errors: Vec<String> = stderr_lines.try_iter().collect();
+            let errors = drain_exited(&stderr_lines);
             bail!(
                 "cairn-service did not report a TLS listener: {}",
                 errors.join("\n")
@@ -193,7 +207,7 @@ impl ServiceProcess {
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
-                let stderr = self.stderr_lines.try_iter().collect::<Vec<_>>().join("\n");
+                let stderr = drain_exited(&self.stderr_lines).join("\n");
                 return Ok((status, stderr));
             }
             if Instant::now() > deadline {

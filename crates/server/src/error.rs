@@ -84,7 +84,14 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
         StoreError::DatabaseExists { .. } => ErrorCode::DatabaseExists,
         StoreError::DatabaseMissing { .. } => ErrorCode::DatabaseMissing,
         StoreError::UserExists { .. } => ErrorCode::Conflict,
-        StoreError::StorageFull { .. } => ErrorCode::StorageFull,
+        StoreError::StorageFull { .. } => {
+            return WireError::new(ErrorCode::StorageFull, message)
+                .with_details(Value::Map(vec![(Value::from("full"), Value::from("disk"))]))
+        }
+        StoreError::MapFull => {
+            return WireError::new(ErrorCode::StorageFull, message)
+                .with_details(Value::Map(vec![(Value::from("full"), Value::from("map"))]))
+        }
         StoreError::Closed | StoreError::ReadOnly { .. } => ErrorCode::Unavailable,
         StoreError::Canceled => ErrorCode::Conflict,
         StoreError::BackupInvalid { .. } => ErrorCode::Conflict,
@@ -120,6 +127,10 @@ mod tests {
             reason: "disk".into(),
         });
         assert_eq!(full.code.status(), 507);
+        assert_eq!(full.details.unwrap().to_string(), r#"{"full": "disk"}"#);
+        let map = store_error_to_wire(&StoreError::MapFull);
+        assert_eq!(map.code, ErrorCode::StorageFull);
+        assert_eq!(map.details.unwrap().to_string(), r#"{"full": "map"}"#);
         let missing = store_error_to_wire(&StoreError::DatabaseMissing { name: "x".into() });
         assert_eq!(
             (missing.code, missing.code.status()),

@@ -548,11 +548,14 @@ impl Call {
                 );
                 let reason = new.current_message.clone();
                 self.shared.set_status(new);
+                // Webhooks hear the mode in force, which an automatic READ_ONLY may keep.
+                let automatic = !self.shared.auto.reasons().is_empty();
+                let in_force = |mode| crate::health::effective_mode(mode, automatic).as_str();
                 self.shared
                     .webhooks
                     .emit(crate::webhooks::WebhookEvent::status_changed(
-                        Some(old_mode.as_str().to_string()),
-                        mode.as_str(),
+                        Some(in_force(old_mode).to_string()),
+                        in_force(mode),
                         reason,
                         self.user(),
                     ));

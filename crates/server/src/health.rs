@@ -225,7 +225,14 @@ pub fn note_write_error(shared: &Shared, error: &WireError) {
     if error.code != ErrorCode::StorageFull {
         return;
     }
-    if error.message.contains("LMDB map is full") {
+    let map_full = error.details.as_ref().is_some_and(|details| {
+        details
+            .as_map()
+            .into_iter()
+            .flatten()
+            .any(|(key, value)| key.as_str() == Some("full") && value.as_str() == Some("map"))
+    });
+    if map_full {
         let map_size = shared.settings().map_size as u64;
         enter(
             shared,

@@ -99,9 +99,16 @@ pub enum StoreError {
     #[error("user {name:?} does not exist")]
     UserMissing { name: String },
 
-    /// The LMDB map or the file system is full; nothing of the failed write was kept.
+    /// The file system is full; nothing of the failed write was kept.
     #[error("storage full: {reason}")]
     StorageFull { reason: String },
+
+    /// The LMDB map is full (the environment reached `map_size`); nothing of the failed
+    /// write was kept.
+    #[error(
+        "storage full: the LMDB map is full: delete data, or raise [store] map_size and restart"
+    )]
+    MapFull,
 
     /// The environment was written by another on-disk format version.
     #[error("{}", format_mismatch_message(*found, *expected, dir))]
@@ -212,7 +219,7 @@ impl StoreError {
 
     /// True for the errors that say the storage has no room left.
     pub fn is_storage_full(&self) -> bool {
-        matches!(self, StoreError::StorageFull { .. })
+        matches!(self, StoreError::StorageFull { .. } | StoreError::MapFull)
     }
 }
 
@@ -222,9 +229,7 @@ const NO_SPACE_ERRNOS: [i32; 2] = [28 /* ENOSPC */, 122 /* EDQUOT */];
 impl From<heed::Error> for StoreError {
     fn from(error: heed::Error) -> Self {
         match error {
-            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::StorageFull {
-                reason: "the LMDB map is full: raise map_size".to_string(),
-            },
+            heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::MapFull,
             heed::Error::Io(io)
                 if io
                     .raw_os_error()

@@ -406,6 +406,7 @@ impl From<StoreError> for Failure {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::StorageFull { .. }
+            | StoreError::MapFull
             | StoreError::Io { .. }
             | StoreError::Lmdb(_)
             | StoreError::Corrupt { .. } => Failure::Group(error),

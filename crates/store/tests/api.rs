@@ -587,8 +587,11 @@ fn a_full_map_is_an_error_not_a_crash_and_loses_nothing() {
         }
     }
     let full = full.expect("a 1 MiB map fills up");
-    assert!(full.is_storage_full(), "{full}");
-    assert!(full.to_string().contains("map_size"), "{full}");
+    assert!(matches!(full, StoreError::MapFull), "{full}");
+    assert!(
+        full.is_storage_full() && full.to_string().contains("map_size"),
+        "{full}"
+    );
     // The store still serves reads and small writes after the refusal.
     for key in &acknowledged {
         assert!(
