@@ -317,6 +317,17 @@ fn online_and_offline_are_idempotent_and_delayed_starts_refuse_calls() {
         info["state"], "Offline",
         "the cancelled start did not happen"
     );
+
+    // A database dropped while Starting, then created again offline, stays offline: the
+    // old delayed start never reaches the new database.
+    root.run(&["db", "online", "d", "--delay", "2"]).ok();
+    root.run(&["db", "drop", "d"]).ok();
+    root.run(&["db", "create", "d", "--offline"]).ok();
+    std::thread::sleep(Duration::from_millis(2500));
+    let info = root.run(&["-o", "json", "db", "info", "d"]).ok().json();
+    assert_eq!(info["state"], "Offline");
+    let config = root.run(&["-o", "json", "db", "config", "d"]).ok().json();
+    assert_eq!(config["offline"], true, "the store agrees");
 }
 
 #[test]

@@ -580,23 +580,7 @@ impl Call {
             name::DB_DROP => {
                 self.need(Need::Admin)?;
                 let args: methods::DbNameArgs = from_value(args)?;
-                if let DbState::Resyncing(job) = self.shared.databases.state(&args.name) {
-                    return Err(WireError::new(
-                        ErrorCode::Conflict,
-                        format!(
-                            "database {:?} is Resyncing (job {job}): cancel the job first (cairn jobs cancel {job})",
-                            args.name
-                        ),
-                    ));
-                }
-                write(
-                    store,
-                    Write::DropDatabase {
-                        name: args.name.clone(),
-                    },
-                )
-                .await?;
-                self.shared.databases.dropped(&args.name);
+                lifecycle::drop_database(&self.shared, &args.name).await?;
                 tracing::warn!(db = %args.name, by = %self.user(), "database dropped");
                 Value::Nil
             }
@@ -645,7 +629,6 @@ impl Call {
             name::DB_CONFIG_SET => {
                 self.need(Need::Admin)?;
                 let args: methods::DbConfigSetArgs = from_value(args)?;
-                lifecycle::require_offline(&self.shared, &args.name)?;
                 let indexes = args
                     .config
                     .indexes
@@ -656,15 +639,15 @@ impl Call {
                         unique: index.unique,
                     })
                     .collect();
-                let written = write(
+                let set = write(
                     store,
                     Write::SetDatabaseConfig {
                         name: args.name.clone(),
                         indexes,
                         retention: retention(args.config.retention),
                     },
-                )
-                .await?;
+                );
+                let written = lifecycle::while_offline(&self.shared, &args.name, set).await?;
                 if let Written::DatabaseConfigSet {
                     indexes_changed,
                     indexes_stale,

@@ -89,6 +89,15 @@ impl JobRegistry {
             .map(|(id, _)| *id)
     }
 
+    /// A running job of `kind`, if any.
+    pub(crate) fn running_of(&self, kind: JobKind) -> Option<u64> {
+        let running = self.running.lock().expect("jobs lock");
+        running
+            .iter()
+            .find(|(_, r)| r.kind == kind)
+            .map(|(id, _)| *id)
+    }
+
     fn exclusive_holder(&self) -> Option<(u64, JobKind)> {
         let running = self.running.lock().expect("jobs lock");
         running
@@ -761,6 +770,12 @@ pub async fn start_restore(
             ErrorCode::NotFound,
             format!("no backup {name:?} in {}", shared.backup_dir.display()),
         ));
+    }
+    if let Some(resync) = shared.jobs.running_of(JobKind::Resync) {
+        return Err(conflict(format!(
+            "resync job {resync} is running: a restore would replace the database under it; wait for it or cancel it"
+        ))
+        .with_details(Value::Map(vec![(Value::from("job"), Value::from(resync))])));
     }
     let (mut job, cancel, slot) = create_job(shared, JobKind::Restore, &name, by).await?;
     let record = job.record.clone();

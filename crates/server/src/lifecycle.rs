@@ -24,6 +24,9 @@ use crate::handlers::write;
 use crate::shared::Shared;
 use crate::webhooks::WebhookEvent;
 
+/// The longest wait for calls in flight, whatever the shutdown grace says.
+const MAX_DRAIN: Duration = Duration::from_secs(24 * 3600);
+
 /// Where a database is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbState {
@@ -38,6 +41,15 @@ pub enum DbState {
 }
 
 impl DbState {
+    /// The state a database starts in: what the store keeps.
+    fn stored(offline: bool) -> DbState {
+        if offline {
+            DbState::Offline
+        } else {
+            DbState::Online
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             DbState::Online => "Online",
@@ -97,6 +109,13 @@ impl Gate {
         *self.state.borrow()
     }
 
+    /// Cancels a delayed start, if one is pending.
+    fn cancel_start(&self) {
+        if let Some(start) = self.pending_start.lock().expect("start lock").take() {
+            start.cancel();
+        }
+    }
+
     fn set_state(&self, state: DbState) {
         self.open.store(state == DbState::Online, Ordering::SeqCst);
         self.state.send_replace(state);
@@ -105,7 +124,7 @@ impl Gate {
     /// Waits until no admitted call is in flight, at most `bound`; returns how many
     /// still are.
     async fn drain(&self, bound: Duration) -> usize {
-        let deadline = tokio::time::Instant::now() + bound;
+        let deadline = tokio::time::Instant::now() + bound.min(MAX_DRAIN);
         loop {
             let notified = self.drained.notified();
             tokio::pin!(notified);
@@ -185,16 +204,10 @@ impl Databases {
         let configs = store.snapshot()?.database_configs()?;
         let gates = configs
             .into_iter()
-            .map(|(name, config)| {
-                let state = if config.offline {
-                    DbState::Offline
-                } else {
-                    DbState::Online
-                };
-                (name, Gate::new(state))
-            })
+            .map(|(name, config)| (name, Gate::new(DbState::stored(config.offline))))
             .collect();
-        *self.gates.write().expect("gates lock") = gates;
+        let replaced = std::mem::replace(&mut *self.gates.write().expect("gates lock"), gates);
+        replaced.values().for_each(|gate| gate.cancel_start());
         Ok(())
     }
 
@@ -231,20 +244,24 @@ impl Databases {
 
     /// Records a database just created (in the state it was created in).
     pub fn created(&self, db: &str, offline: bool) {
-        let state = if offline {
-            DbState::Offline
-        } else {
-            DbState::Online
-        };
         self.gates
             .write()
             .expect("gates lock")
-            .insert(db.to_string(), Gate::new(state));
+            .insert(db.to_string(), Gate::new(DbState::stored(offline)));
     }
 
     /// Forgets a dropped database (its feeds end as `database_dropped`).
-    pub fn dropped(&self, db: &str) {
-        self.gates.write().expect("gates lock").remove(db);
+    fn dropped(&self, db: &str) {
+        if let Some(gate) = self.gates.write().expect("gates lock").remove(db) {
+            gate.cancel_start();
+        }
+    }
+
+    /// True while `gate` is the one registered for `db` (a drop or a restore replaces
+    /// gates; a task holding an old one must not act on the new database).
+    fn is_current(&self, db: &str, gate: &Arc<Gate>) -> bool {
+        self.gate(db)
+            .is_some_and(|current| Arc::ptr_eq(&current, gate))
     }
 
     /// The gate of an existing database, or `database_missing`.
@@ -255,11 +272,7 @@ impl Databases {
                 // A database this registry has not seen (none should exist): the store
                 // decides, and a real one gets its gate.
                 let info = store.database_info(db).map_err(store_error)?;
-                let gate = Gate::new(if info.offline {
-                    DbState::Offline
-                } else {
-                    DbState::Online
-                });
+                let gate = Gate::new(DbState::stored(info.offline));
                 Ok(self
                     .gates
                     .write()
@@ -326,9 +339,7 @@ pub async fn take_offline(
         DbState::Offline | DbState::Resyncing(_) => return Ok(Transition::unchanged(previous)),
         DbState::Starting => {
             // Still offline in the store: cancelling the start is all there is to do.
-            if let Some(start) = gate.pending_start.lock().expect("start lock").take() {
-                start.cancel();
-            }
+            gate.cancel_start();
             gate.set_state(DbState::Offline);
             announce(shared, db, previous, DbState::Offline, who, why);
             return Ok(Transition {
@@ -350,8 +361,20 @@ pub async fn take_offline(
         );
     }
     if let Err(error) = store_offline(&store, db, true).await {
-        gate.set_state(DbState::Online);
-        tracing::warn!(db, %error, "taking the database offline failed: it stays online");
+        if error.code == ErrorCode::DatabaseMissing {
+            // Dropped meanwhile: there is nothing left to take offline.
+            shared.databases.dropped(db);
+        } else {
+            gate.set_state(DbState::Online);
+            announce(
+                shared,
+                db,
+                DbState::Stopping,
+                DbState::Online,
+                who,
+                &error.message,
+            );
+        }
         return Err(error);
     }
     gate.set_state(DbState::Offline);
@@ -416,7 +439,8 @@ pub async fn bring_online(
         }
         let gate = task_gate;
         let _serial = gate.transition.lock().await;
-        if cancel.is_cancelled() || gate.state() != DbState::Starting {
+        let current = shared.databases.is_current(&db, &gate);
+        if cancel.is_cancelled() || !current || gate.state() != DbState::Starting {
             return;
         }
         gate.pending_start.lock().expect("start lock").take();
@@ -482,19 +506,54 @@ pub async fn begin_resync(
     })
 }
 
-/// Checks that `db` is offline now (for `db.config.set`): 409 with the state otherwise.
-pub fn require_offline(shared: &Shared, db: &str) -> Result<(), WireError> {
-    let state = shared.databases.state(db);
-    if state == DbState::Offline {
-        return Ok(());
+/// Runs `work` (a configuration change) while `db` is `Offline`, holding its
+/// transitions off meanwhile: 409 with the state when it is not offline.
+pub async fn while_offline<T>(
+    shared: &Shared,
+    db: &str,
+    work: impl std::future::Future<Output = Result<T, WireError>>,
+) -> Result<T, WireError> {
+    let store = shared.store()?;
+    let gate = shared.databases.existing(&store, db)?;
+    let _serial = gate.transition.lock().await;
+    let state = gate.state();
+    if state != DbState::Offline {
+        return Err(conflict(
+            format!(
+                "database {db:?} is {}: its configuration changes only while it is Offline (cairn db offline {db})",
+                state.as_str()
+            ),
+            state,
+        ));
     }
-    Err(conflict(
-        format!(
-            "database {db:?} is {}: its configuration changes only while it is Offline (cairn db offline {db})",
-            state.as_str()
-        ),
-        state,
-    ))
+    work.await
+}
+
+/// `db.drop`: refused while the database is `Stopping` or `Resyncing` (409 with the
+/// state); a pending delayed start is cancelled.
+pub async fn drop_database(shared: &Shared, db: &str) -> Result<(), WireError> {
+    let store = shared.store()?;
+    let gate = shared.databases.existing(&store, db)?;
+    let _serial = gate.transition.lock().await;
+    let state = gate.state();
+    if let DbState::Stopping | DbState::Resyncing(_) = state {
+        return Err(conflict(
+            format!(
+                "database {db:?} is {}: drop it once that is over (a resync job can be canceled: cairn jobs cancel ID)",
+                state.as_str()
+            ),
+            state,
+        ));
+    }
+    write(
+        &store,
+        Write::DropDatabase {
+            name: db.to_string(),
+        },
+    )
+    .await?;
+    shared.databases.dropped(db);
+    Ok(())
 }
 
 /// Held while a resync runs; the database is `Offline` again once it is dropped.

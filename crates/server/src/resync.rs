@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cairn_proto::{ErrorCode, WireError};
-use cairn_store::{JobKind, JobRecord, JobStatus, ResyncChunk, Write, Written};
+use cairn_store::{JobKind, JobRecord, JobStatus, ResyncChunk, Store, Write, Written};
 
 use crate::handlers::{now_ms, write};
 use crate::jobs::{register_job, JobHandle};
@@ -19,6 +19,8 @@ use crate::shared::Shared;
 
 /// Documents per write transaction.
 const CHUNK_DOCS: usize = 1000;
+/// Index entries per write transaction of the last steps.
+const SWEEP_ENTRIES: usize = 10_000;
 /// Errors named in a failed job's details.
 const ERRORS_SHOWN: usize = 20;
 
@@ -53,6 +55,12 @@ impl Tally {
 
 /// `db.resync`: starts a resync job of `db`, which must be `Offline` (409 otherwise).
 pub async fn start(shared: &Arc<Shared>, db: &str, by: &str) -> Result<JobRecord, WireError> {
+    if let Some(restore) = shared.jobs.running_of(JobKind::Restore) {
+        return Err(WireError::new(
+            ErrorCode::Conflict,
+            format!("restore job {restore} is running: resync once it has ended"),
+        ));
+    }
     let store = shared.store()?;
     let total = store
         .database_info(db)
@@ -66,7 +74,7 @@ pub async fn start(shared: &Arc<Shared>, db: &str, by: &str) -> Result<JobRecord
     let tasks = shared.clone();
     tasks.jobs.spawn(async move {
         job.set_status(JobStatus::Started).await;
-        let outcome = run(&shared, &mut job, &db, total, &cancel).await;
+        let outcome = run(&store, &mut job, &db, total, &cancel).await;
         finish(&shared, &mut job, outcome).await;
         drop(guard);
     });
@@ -80,7 +88,7 @@ enum Stop {
 }
 
 async fn run(
-    shared: &Shared,
+    store: &Store,
     job: &mut JobHandle,
     db: &str,
     total: u64,
@@ -92,26 +100,23 @@ async fn run(
         if cancel.load(Ordering::SeqCst) {
             return Err((tally, Stop::Canceled));
         }
-        let chunk = async {
-            let store = shared.store()?;
-            let written = write(
-                &store,
-                Write::ResyncChunk {
-                    name: db.to_string(),
-                    after: after.clone(),
-                    limit: CHUNK_DOCS,
-                },
-            )
-            .await?;
-            match written {
-                Written::ResyncChunk(chunk) => Ok(chunk),
-                other => Err(WireError::new(
-                    ErrorCode::Internal,
-                    format!("a resync chunk answered {other:?}"),
-                )),
-            }
-        }
+        let written = write(
+            store,
+            Write::ResyncChunk {
+                name: db.to_string(),
+                after: after.clone(),
+                limit: CHUNK_DOCS,
+            },
+        )
         .await;
+        let chunk = match written {
+            Ok(Written::ResyncChunk(chunk)) => Ok(chunk),
+            Ok(other) => Err(WireError::new(
+                ErrorCode::Internal,
+                format!("a resync chunk answered {other:?}"),
+            )),
+            Err(error) => Err(error),
+        };
         let chunk = match chunk {
             Ok(chunk) => chunk,
             Err(error) => return Err((tally, Stop::Failed(error))),
@@ -132,31 +137,46 @@ async fn run(
             None => break,
         }
     }
-    let finished = async {
-        let store = shared.store()?;
-        write(
-            &store,
+    // Then the index entries no document backs, a step at a time, so that the writer
+    // serves the other databases in between.
+    let mut after = None;
+    loop {
+        if cancel.load(Ordering::SeqCst) {
+            return Err((tally, Stop::Canceled));
+        }
+        let step = write(
+            store,
             Write::ResyncFinish {
                 name: db.to_string(),
                 errored: tally.errored,
+                after: after.take(),
+                limit: SWEEP_ENTRIES,
             },
         )
-        .await
-    }
-    .await;
-    match finished {
-        Ok(Written::ResyncFinished { removed }) => {
-            tally.removed = removed;
-            Ok(tally)
+        .await;
+        match step {
+            Ok(Written::ResyncFinished { removed, next }) => {
+                tally.removed += removed;
+                job.advance(
+                    tally.processed,
+                    total.max(tally.processed),
+                    format!("removing stale index entries: {} removed", tally.removed),
+                )
+                .await;
+                match next {
+                    Some(entry) => after = Some(entry),
+                    None => return Ok(tally),
+                }
+            }
+            Ok(other) => {
+                let error = WireError::new(
+                    ErrorCode::Internal,
+                    format!("a resync step answered {other:?}"),
+                );
+                return Err((tally, Stop::Failed(error)));
+            }
+            Err(error) => return Err((tally, Stop::Failed(error))),
         }
-        Ok(other) => Err((
-            tally,
-            Stop::Failed(WireError::new(
-                ErrorCode::Internal,
-                format!("finishing a resync answered {other:?}"),
-            )),
-        )),
-        Err(error) => Err((tally, Stop::Failed(error))),
     }
 }
 

@@ -331,11 +331,6 @@ impl Webhooks {
             .collect()
     }
 
-    /// The service id every event carries.
-    pub fn service_id(&self) -> &str {
-        &self.inner.service_id
-    }
-
     /// Queues `event` for every target that wants its kind, stamped with the service id
     /// and the current time. Never blocks and never fails: a full queue drops the event
     /// for that target with a WARN log.

@@ -49,5 +49,5 @@ pub use validate::{
     validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,
 };
 pub use writer::{
-    CommitHook, DatabaseCommit, Op, Reply, ResyncChunk, Write, Written, MAX_BATCH_OPS,
+    CommitHook, DatabaseCommit, IndexEntry, Op, Reply, ResyncChunk, Write, Written, MAX_BATCH_OPS,
 };

@@ -1232,7 +1232,7 @@ fn bounds_empty(low: &Bound<Vec<u8>>, high: &Bound<Vec<u8>>) -> bool {
     }
 }
 
-fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+pub(crate) fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match bound {
         Bound::Included(b) => Bound::Included(b.as_slice()),
         Bound::Excluded(b) => Bound::Excluded(b.as_slice()),

@@ -25,7 +25,7 @@ use crate::format::{
 use crate::index::{compile, display_encoded, index_value, validate_index_defs, Compiled};
 use crate::jobs::{JobRecord, JobStatus};
 use crate::store::{
-    now_ms, read_catalog, read_config, Store, StoreOptions, Tables, MAX_SCAN_LIMIT,
+    as_slice_bound, now_ms, read_catalog, read_config, Store, StoreOptions, Tables, MAX_SCAN_LIMIT,
 };
 use crate::validate::{validate_database_name, validate_key, validate_value};
 
@@ -83,11 +83,14 @@ pub enum Write {
         after: Option<String>,
         limit: usize,
     },
-    /// The last step of a resync (only while offline): removes the index entries no
-    /// document backs, and marks the indexes fresh (`errored` = 0) or stale.
+    /// The last steps of a resync (only while offline): checks the next `limit` index
+    /// entries after `after` and removes those no document backs; the step that finds
+    /// no more entries marks the indexes fresh (`errored` = 0) or stale.
     ResyncFinish {
         name: String,
         errored: u64,
+        after: Option<IndexEntry>,
+        limit: usize,
     },
     DropDatabase {
         name: String,
@@ -152,6 +155,14 @@ pub enum Write {
     },
 }
 
+/// One entry of the `indexes` table: its key (database id, index position, encoded
+/// value) and its duplicate (the document key); a cursor of the last resync steps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexEntry {
+    pub key: Vec<u8>,
+    pub doc_key: Vec<u8>,
+}
+
 /// What one resync step did.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ResyncChunk {
@@ -182,9 +193,11 @@ pub enum Written {
         indexes_stale: bool,
     },
     ResyncChunk(ResyncChunk),
-    /// How many index entries the last resync step removed.
+    /// How many index entries a last resync step removed, and where the next one
+    /// resumes (`None`: the resync is over).
     ResyncFinished {
         removed: u64,
+        next: Option<IndexEntry>,
     },
     DatabaseDropped,
     RetentionSet,
@@ -586,9 +599,14 @@ impl GroupTxn<'_> {
             Write::ResyncChunk { name, after, limit } => self
                 .resync_chunk(name, after.as_deref(), *limit)
                 .map(Written::ResyncChunk),
-            Write::ResyncFinish { name, errored } => self
-                .resync_finish(name, *errored)
-                .map(|removed| Written::ResyncFinished { removed }),
+            Write::ResyncFinish {
+                name,
+                errored,
+                after,
+                limit,
+            } => self
+                .resync_finish(name, *errored, after.as_ref(), *limit)
+                .map(|(removed, next)| Written::ResyncFinished { removed, next }),
             Write::SetRetention { name, retention } => {
                 self.existing_mut(name)?.retention = *retention;
                 Ok(Written::RetentionSet)
@@ -1184,16 +1202,36 @@ impl GroupTxn<'_> {
 
     /// Removes every index entry of `name` that no document backs, and marks the
     /// indexes fresh or stale (see `Write::ResyncFinish`).
-    fn resync_finish(&mut self, name: &str, errored: u64) -> Result<u64, Failure> {
+    fn resync_finish(
+        &mut self,
+        name: &str,
+        errored: u64,
+        after: Option<&IndexEntry>,
+        limit: usize,
+    ) -> Result<(u64, Option<IndexEntry>), Failure> {
         let mut config = self.offline_config(name)?;
         let id = self.existing(name)?.id;
         let compiled: Vec<Compiled> = compile(&config.indexes)?;
         let indexes = self.tables.indexes()?;
         let (low, high) = database_bounds(id);
-        let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
+        let start = after.map_or(&low[..], |entry| &entry.key[..]);
+        let bounds = (Bound::Included(start), Bound::Excluded(&high[..]));
         let mut doomed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let mut checked = 0;
+        let mut last = None;
         for entry in indexes.range(&self.wtxn, &bounds)? {
             let (ikey, dup) = entry?;
+            if after.is_some_and(|a| (ikey, dup) <= (&a.key[..], &a.doc_key[..])) {
+                continue;
+            }
+            if checked == limit {
+                break;
+            }
+            checked += 1;
+            last = Some(IndexEntry {
+                key: ikey.to_vec(),
+                doc_key: dup.to_vec(),
+            });
             let (position, encoded) = split_index_key(ikey)?;
             let backed = match (compiled.get(usize::from(position)), index_doc_key(dup)) {
                 (Some(index), Ok(key)) => self.yields(id, key, &index.pointer, encoded)?,
@@ -1206,9 +1244,12 @@ impl GroupTxn<'_> {
         for (ikey, dup) in &doomed {
             indexes.delete_one_duplicate(&mut self.wtxn, ikey, dup)?;
         }
-        config.indexes_stale = errored > 0 && !config.indexes.is_empty();
-        self.save_config(name, config)?;
-        Ok(doomed.len() as u64)
+        let next = if checked == limit { last } else { None };
+        if next.is_none() {
+            config.indexes_stale = errored > 0 && !config.indexes.is_empty();
+            self.save_config(name, config)?;
+        }
+        Ok((doomed.len() as u64, next))
     }
 
     /// Removes what retention no longer keeps from the log of database `name`.
@@ -1370,12 +1411,14 @@ impl<'o> IndexChanges<'o> {
     }
 }
 
-fn as_slice_bound(bound: &Bound<Vec<u8>>) -> Bound<&[u8]> {
-    match bound {
-        Bound::Included(b) => Bound::Included(b.as_slice()),
-        Bound::Excluded(b) => Bound::Excluded(b.as_slice()),
-        Bound::Unbounded => Bound::Unbounded,
+/// A resync step handles 1 to `MAX_SCAN_LIMIT` documents or index entries.
+fn validate_resync_limit(limit: usize) -> Result<()> {
+    if limit == 0 || limit > MAX_SCAN_LIMIT {
+        return Err(StoreError::InvalidArgument {
+            reason: format!("a resync step takes 1 to {MAX_SCAN_LIMIT} items, not {limit}"),
+        });
     }
+    Ok(())
 }
 
 /// Checks a write's input before it is queued, so that bad input never reaches the
@@ -1385,8 +1428,11 @@ fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
         Write::CreateDatabase { name, .. }
         | Write::DropDatabase { name }
         | Write::SetRetention { name, .. }
-        | Write::SetOffline { name, .. }
-        | Write::ResyncFinish { name, .. } => validate_database_name(name),
+        | Write::SetOffline { name, .. } => validate_database_name(name),
+        Write::ResyncFinish { name, limit, .. } => {
+            validate_database_name(name)?;
+            validate_resync_limit(*limit)
+        }
         Write::SetDatabaseConfig { name, indexes, .. } => {
             validate_database_name(name)?;
             validate_index_defs(indexes)
@@ -1396,14 +1442,7 @@ fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()> {
             if let Some(after) = after {
                 validate_key(after)?;
             }
-            if *limit == 0 || *limit > MAX_SCAN_LIMIT {
-                return Err(StoreError::InvalidArgument {
-                    reason: format!(
-                        "a resync step takes 1 to {MAX_SCAN_LIMIT} documents, not {limit}"
-                    ),
-                });
-            }
-            Ok(())
+            validate_resync_limit(*limit)
         }
         Write::Batch { db, ops } => {
             validate_database_name(db)?;
@@ -1549,14 +1588,30 @@ impl Store {
         }
     }
 
-    /// The last resync step (see `Write::ResyncFinish`); answers the entries removed.
+    /// The last resync steps (see `Write::ResyncFinish`), one after the other until
+    /// the end; answers the entries removed.
     pub fn resync_finish(&self, name: &str, errored: u64) -> Result<u64> {
-        match self.write(Write::ResyncFinish {
-            name: name.to_string(),
-            errored,
-        })? {
-            Written::ResyncFinished { removed } => Ok(removed),
-            other => unreachable!("resync_finish answered {other:?}"),
+        let mut removed = 0;
+        let mut after = None;
+        loop {
+            match self.write(Write::ResyncFinish {
+                name: name.to_string(),
+                errored,
+                after,
+                limit: MAX_SCAN_LIMIT,
+            })? {
+                Written::ResyncFinished {
+                    removed: more,
+                    next,
+                } => {
+                    removed += more;
+                    match next {
+                        Some(entry) => after = Some(entry),
+                        None => return Ok(removed),
+                    }
+                }
+                other => unreachable!("resync_finish answered {other:?}"),
+            }
         }
     }
 

@@ -879,8 +879,38 @@ fn changed_definitions_stay_stale_until_a_resync() {
         None
     );
     // k2's two entries and k6's n entry lost their documents; k3's old n entry is the
-    // same value (3) and stays.
-    assert_eq!(store.resync_finish("db", 0).unwrap(), 3);
+    // same value (3) and stays. Step by step, one entry each: the indexes stay stale
+    // until the step that finds no more entries.
+    let (mut removed, mut after, mut steps) = (0, None, 0);
+    loop {
+        let written = store
+            .write(Write::ResyncFinish {
+                name: "db".to_string(),
+                errored: 0,
+                after: after.take(),
+                limit: 1,
+            })
+            .unwrap();
+        let Written::ResyncFinished {
+            removed: more,
+            next,
+        } = written
+        else {
+            panic!("{written:?}");
+        };
+        removed += more;
+        steps += 1;
+        match next {
+            Some(entry) => {
+                assert!(store.database_config("db").unwrap().indexes_stale);
+                after = Some(entry);
+            }
+            None => break,
+        }
+        assert!(steps < 100, "the steps end");
+    }
+    assert_eq!(removed, 3);
+    assert!(steps > 3, "one entry per step: {steps}");
     let config = store.database_config("db").unwrap();
     assert!(!config.indexes_stale);
     assert_eq!(config.indexes, defs);
