@@ -163,7 +163,7 @@ fn map_headroom(map_size: u64) -> u64 {
 }
 
 /// Raises a reason, logging (and telling webhooks) when it is new.
-fn enter(shared: &Shared, code: ReasonCode, message: String) {
+fn raise_reason(shared: &Shared, code: ReasonCode, message: String) {
     let admin = shared.status().mode;
     let before = effective_mode(admin, !shared.auto.reasons().is_empty());
     if shared.auto.raise(code, message.clone()) {
@@ -186,7 +186,7 @@ fn enter(shared: &Shared, code: ReasonCode, message: String) {
 }
 
 /// Clears a reason, logging (and telling webhooks) when it was in force.
-fn leave(shared: &Shared, code: ReasonCode, why: &str) {
+fn clear_reason(shared: &Shared, code: ReasonCode, why: &str) {
     let admin = shared.status().mode;
     let Some(gone) = shared.auto.clear(code) else {
         return;
@@ -234,7 +234,7 @@ pub fn note_write_error(shared: &Shared, error: &WireError) {
     });
     if map_full {
         let map_size = shared.settings().map_size as u64;
-        enter(
+        raise_reason(
             shared,
             ReasonCode::MapFull,
             format!(
@@ -243,7 +243,7 @@ pub fn note_write_error(shared: &Shared, error: &WireError) {
             ),
         );
     } else {
-        enter(
+        raise_reason(
             shared,
             ReasonCode::DiskFull,
             format!("a write failed: {}", error.message),
@@ -265,7 +265,7 @@ pub async fn check(shared: &Shared) {
                 settings.min_free_percent,
             );
             if space.available_bytes < limit {
-                enter(
+                raise_reason(
                     shared,
                     ReasonCode::LowDiskSpace,
                     format!(
@@ -280,8 +280,8 @@ pub async fn check(shared: &Shared) {
                     bytes_text(space.available_bytes),
                     bytes_text(limit)
                 );
-                leave(shared, ReasonCode::LowDiskSpace, &why);
-                leave(shared, ReasonCode::DiskFull, &why);
+                clear_reason(shared, ReasonCode::LowDiskSpace, &why);
+                clear_reason(shared, ReasonCode::DiskFull, &why);
             }
         }
         Ok(Err(error)) => tracing::error!(%error, "cannot read the free space"),
@@ -300,7 +300,7 @@ pub async fn check(shared: &Shared) {
                         bytes_text(room),
                         bytes_text(env.map_size)
                     );
-                    leave(shared, ReasonCode::MapFull, &why);
+                    clear_reason(shared, ReasonCode::MapFull, &why);
                 }
             }
             Ok(Err(error)) => tracing::error!(%error, "cannot read the map's usage"),
