@@ -123,6 +123,18 @@ impl Endpoint {
         }
     }
 
+    /// TLS without authenticating, trusting the service's CAs.
+    pub fn anonymous(service: &ServiceProcess) -> Endpoint {
+        Endpoint {
+            options: vec![
+                "--url".to_string(),
+                format!("ssl://{}/?hostname=localhost", service.tls_address),
+                "--certdir".to_string(),
+                service.dir.join("certs").display().to_string(),
+            ],
+        }
+    }
+
     /// TLS, as `userinfo` (`USER` or `USER:PASSWORD`), trusting the service's CAs.
     pub fn tls(service: &ServiceProcess, userinfo: &str) -> Endpoint {
         let url = format!(

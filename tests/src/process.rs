@@ -79,6 +79,12 @@ fn drain_exited(lines: &mpsc::Receiver<String>) -> Vec<String> {
     all
 }
 
+/// Writes `DIR/cairn.toml` (creating `DIR`), before a start or a reload.
+pub fn write_settings(dir: &Path, text: &str) {
+    std::fs::create_dir_all(dir).expect("creating the working directory");
+    std::fs::write(dir.join("cairn.toml"), text).expect("writing cairn.toml");
+}
+
 /// A `cairn-service` child process.
 pub struct ServiceProcess {
     child: Child,

@@ -5,7 +5,7 @@
 //! running when the service is killed is FAILED ("interrupted") after the next start.
 
 use cairn_tests::cli::Endpoint;
-use cairn_tests::process::ServiceProcess;
+use cairn_tests::process::{write_settings, ServiceProcess};
 use serde_json::Value;
 
 /// JSON lines of `count` documents of about 1 KiB each, for `cairn batch`.
@@ -270,12 +270,7 @@ fn non_admins_see_down_during_a_restore_and_the_service_comes_back() {
 fn scheduled_backups_keep_the_newest_two() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("cairn.toml"),
-        "[backup]\nschedule = \"*/2 * * * * *\"\nkeep = 2\n",
-    )
-    .unwrap();
+    write_settings(&dir, "[backup]\nschedule = \"*/2 * * * * *\"\nkeep = 2\n");
     let service = ServiceProcess::start(&dir, &[]).unwrap();
     let cli = Endpoint::unix(&service);
     cli.run(&["db", "create", "notes"]).ok();
@@ -330,12 +325,10 @@ fn a_backup_job_on_a_full_file_system_fails_clearly_and_the_service_serves_on() 
     let tmpfs = cairn_tests::tmpfs::Tmpfs::mount(&scratch.path().join("small"), "4m");
     let small = tmpfs.path().to_path_buf();
     let dir = scratch.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("cairn.toml"),
-        format!("[backup]\ndir = {:?}\n", small.display().to_string()),
-    )
-    .unwrap();
+    write_settings(
+        &dir,
+        &format!("[backup]\ndir = {:?}\n", small.display().to_string()),
+    );
     let service = ServiceProcess::start(&dir, &[]).unwrap();
     let cli = Endpoint::unix(&service);
     cli.run(&["db", "create", "big"]).ok();

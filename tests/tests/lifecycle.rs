@@ -13,7 +13,7 @@ use cairn_client::methods::{ChangesArgs, DbConfigSettings, FindArgs, IndexDefArg
 use cairn_client::{Client, ClientError, ClientUrl, ConnectOptions};
 use cairn_proto::ErrorCode;
 use cairn_tests::cli::Endpoint;
-use cairn_tests::process::ServiceProcess;
+use cairn_tests::process::{write_settings, ServiceProcess};
 use cairn_tests::webhook::WebhookListener;
 use rmpv::Value;
 
@@ -226,15 +226,13 @@ fn online_and_offline_are_idempotent_and_delayed_starts_refuse_calls() {
     let hooks = WebhookListener::start().unwrap();
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("cairn.toml"),
-        format!(
+    write_settings(
+        &dir,
+        &format!(
             "[[webhooks]]\nurl = \"{}\"\nevents = [\"db_state_changed\"]\n",
             hooks.url()
         ),
-    )
-    .unwrap();
+    );
     let service = ServiceProcess::start(&dir, &[]).unwrap();
     let root = Endpoint::unix(&service);
     root.run(&["db", "create", "d"]).ok();
@@ -489,17 +487,12 @@ fn configuration_indexes_and_resync_while_offline() {
     root.run(&["db", "online", "people"]).ok();
 
     // Queries: an exact value, and a range with a limit.
-    let found = root
-        .run(&[
-            "-o",
-            "json",
-            "find",
-            "people",
-            "by_email",
-            "u42@example.com",
-        ])
-        .ok()
-        .json();
+    let by_email = |email: &str| {
+        root.run(&["-o", "json", "find", "people", "by_email", email])
+            .ok()
+            .json()
+    };
+    let found = by_email("u42@example.com");
     assert_eq!(found["docs"].as_array().unwrap().len(), 1);
     assert_eq!(found["docs"][0]["key"], "p00042");
     let ranged = root
@@ -524,17 +517,7 @@ fn configuration_indexes_and_resync_while_offline() {
     // The indexes follow writes; a unique index refuses a duplicate with 409.
     root.run(&["put", "people", "p00042", &person("new42@example.com", 42)])
         .ok();
-    let gone = root
-        .run(&[
-            "-o",
-            "json",
-            "find",
-            "people",
-            "by_email",
-            "u42@example.com",
-        ])
-        .ok()
-        .json();
+    let gone = by_email("u42@example.com");
     assert!(gone["docs"].as_array().unwrap().is_empty());
     root.run(&["put", "people", "p99999", &person("u43@example.com", 5)])
         .fails(1, "unique_violation (409)");
@@ -593,4 +576,77 @@ fn configuration_indexes_and_resync_while_offline() {
         assert_eq!(config.indexes.len(), 2);
         assert!(!config.indexes_stale);
     });
+}
+
+#[test]
+fn a_resync_killed_with_the_service_leaves_the_database_offline_and_runs_again() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let root = Endpoint::unix(&service);
+    root.run(&["db", "create", "big", "--offline"]).ok();
+    root.run(&["db", "online", "big"]).ok();
+    for part in 0..4u64 {
+        let batch: String = (0..5000u64)
+            .map(|n| {
+                let n = part * 5000 + n;
+                let op =
+                    serde_json::json!({"op": "put", "key": format!("k{n:06}"), "value": {"n": n}});
+                format!("{op}\n")
+            })
+            .collect();
+        root.run_with_stdin(&["batch", "big"], &batch).ok();
+    }
+    root.run(&["db", "offline", "big"]).ok();
+    let config = scratch.path().join("big.json");
+    std::fs::write(
+        &config,
+        r#"{"indexes": [{"name": "by_n", "field": "/n", "unique": true}]}"#,
+    )
+    .unwrap();
+    root.run(&[
+        "db",
+        "config",
+        "big",
+        "--set",
+        &config.display().to_string(),
+    ])
+    .ok();
+    let job = root.run(&["-o", "json", "db", "resync", "big"]).ok().json();
+    drop(service); // SIGKILL, most likely while the job runs
+
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let root = Endpoint::unix(&service);
+    let id = job["id"].to_string();
+    let after = root.run(&["-o", "json", "jobs", "show", &id]).ok().json();
+    eprintln!("the resync job after the kill: {}", after["status"]);
+    match after["status"].as_str().unwrap() {
+        "FAILED" => assert!(
+            after["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("interrupted"),
+            "{after}"
+        ),
+        "COMPLETED" => {}
+        other => panic!("the job is final after a restart, not {other}"),
+    }
+    let info = root.run(&["-o", "json", "db", "info", "big"]).ok().json();
+    assert_eq!(
+        info["state"], "Offline",
+        "the database starts offline again"
+    );
+    let again = root
+        .run(&["-o", "json", "db", "resync", "big", "--wait"])
+        .ok()
+        .json();
+    assert_eq!(again["status"], "COMPLETED");
+    assert_eq!(again["stats"]["processed"], 20000);
+    assert_eq!(again["stats"]["errored"], 0);
+    root.run(&["db", "online", "big"]).ok();
+    let found = root
+        .run(&["-o", "json", "find", "big", "by_n", "12345"])
+        .ok()
+        .json();
+    assert_eq!(found["docs"][0]["key"], "k012345");
 }

@@ -6,17 +6,6 @@ use cairn_tests::cli::Endpoint;
 use cairn_tests::process::ServiceProcess;
 use serde_json::Value;
 
-fn anonymous(service: &ServiceProcess) -> Endpoint {
-    Endpoint {
-        options: vec![
-            "--url".to_string(),
-            format!("ssl://{}/?hostname=localhost", service.tls_address),
-            "--certdir".to_string(),
-            service.dir.join("certs").display().to_string(),
-        ],
-    }
-}
-
 #[test]
 fn each_mode_against_reads_writes_admins_and_anonymous_callers() {
     let scratch = tempfile::tempdir().unwrap();
@@ -29,7 +18,7 @@ fn each_mode_against_reads_writes_admins_and_anonymous_callers() {
         .ok();
     root.run(&["user", "grant", "alice", "notes", "write"]).ok();
     let alice = Endpoint::tls(&service, "alice:apw");
-    let anon = anonymous(&service);
+    let anon = Endpoint::anonymous(&service);
     alice.run(&["put", "notes", "k", "2"]).ok();
 
     // READ_ONLY: reads work, non-admin writes get read_only with the message, admins write.
@@ -106,7 +95,7 @@ fn each_mode_against_reads_writes_admins_and_anonymous_callers() {
     root.run(&["status", "set", "READ_WRITE"]).ok();
     alice.run(&["put", "notes", "k", "6"]).ok();
     assert_eq!(alice.value("notes", "k"), Value::from(6));
-    let status = anonymous(&service)
+    let status = Endpoint::anonymous(&service)
         .run(&["-o", "json", "status"])
         .ok()
         .json();

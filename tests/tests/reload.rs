@@ -4,35 +4,18 @@
 //! (a threshold above the file system's room) against the admin's own status, left
 //! again after a reload lowers the threshold; with the real `cairn-service` and `cairn`.
 
-use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cairn_tests::cli::{Endpoint, Run};
-use cairn_tests::process::ServiceProcess;
+use cairn_tests::process::{write_settings, ServiceProcess};
 use serde_json::Value;
-
-fn write_settings(dir: &Path, text: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("cairn.toml"), text).unwrap();
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-fn anonymous(service: &ServiceProcess) -> Endpoint {
-    Endpoint {
-        options: vec![
-            "--url".to_string(),
-            format!("ssl://{}/?hostname=localhost", service.tls_address),
-            "--certdir".to_string(),
-            service.dir.join("certs").display().to_string(),
-        ],
-    }
 }
 
 /// How long a session of `user` logging in now lasts, in seconds (retried while the
@@ -142,7 +125,7 @@ fn a_bad_settings_file_is_refused_and_changes_nothing() {
     let ttl = session_ttl_secs(&alice);
     assert!((3590..=3610).contains(&ttl), "{ttl}");
     alice.run(&["put", "notes", "k", "1"]).ok();
-    let status = anonymous(&service)
+    let status = Endpoint::anonymous(&service)
         .run(&["-o", "json", "status"])
         .ok()
         .json();
@@ -268,7 +251,7 @@ fn low_free_space_turns_the_service_read_only_until_the_cause_is_gone() {
     let service = ServiceProcess::start(&dir, &[]).unwrap();
     let root = Endpoint::unix(&service);
     let alice = alice(&service, &root);
-    let anon = anonymous(&service);
+    let anon = Endpoint::anonymous(&service);
 
     let status = anon.run(&["-o", "json", "status"]).ok().json();
     assert_eq!(status["status"], "READ_ONLY", "{status}");

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_proto::{ErrorCode, Message};
-use cairn_tests::process::ServiceProcess;
+use cairn_tests::process::{write_settings, ServiceProcess};
 use cairn_tests::raw::{field, map, RawConnection};
 use rmpv::Value;
 
@@ -260,12 +260,6 @@ fn sigterm_with_writes_in_flight_loses_no_acknowledged_write() {
     service.stop().unwrap();
 }
 
-/// Writes `DIR/cairn.toml` before the first start.
-fn settings_file(dir: &std::path::Path, text: &str) {
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("cairn.toml"), text).unwrap();
-}
-
 fn error_code(answer: Option<Message>) -> ErrorCode {
     match answer {
         Some(Message::Error { error, .. }) => error.code,
@@ -277,7 +271,7 @@ fn error_code(answer: Option<Message>) -> ErrorCode {
 fn each_limit_answers_with_its_own_code() {
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("data");
-    settings_file(
+    write_settings(
         &dir,
         "[limits]\nmax_connections = 3\nmax_calls_per_connection = 1\nmax_frame_bytes = 131072\nmax_value_bytes = 65536\n",
     );

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_tests::cli::Endpoint;
-use cairn_tests::process::ServiceProcess;
+use cairn_tests::process::{write_settings, ServiceProcess};
 use cairn_tests::webhook::WebhookListener;
 use serde_json::Value;
 
@@ -29,18 +29,16 @@ fn status_and_job_events_reach_the_endpoints_and_a_failing_one_slows_nothing() {
     failing.set_status(500);
     let scratch = tempfile::tempdir().unwrap();
     let dir = scratch.path().join("data");
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("cairn.toml"),
-        format!(
+    write_settings(
+        &dir,
+        &format!(
             "[[webhooks]]\nurl = \"{}\"\nevents = [\"status_changed\", \"job_finished\"]\n\n\
              [[webhooks]]\nurl = \"{}\"\nevents = [\"status_changed\", \"job_finished\", \"db_state_changed\"]\n\
              timeout = 2\nretries = 3\n",
             good.url(),
             failing.url()
         ),
-    )
-    .unwrap();
+    );
     let service = ServiceProcess::start(&dir, &[]).unwrap();
     let cli = Endpoint::unix(&service);
     let service_id = cli.run(&["-o", "json", "status"]).ok().json()["service_id"]
@@ -170,8 +168,7 @@ fn a_bad_webhook_table_stops_the_start_with_a_clear_message() {
         ),
     ] {
         let dir = scratch.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("cairn.toml"), settings).unwrap();
+        write_settings(&dir, &settings);
         let error = match ServiceProcess::start(&dir, &[]) {
             Ok(_) => panic!("{name}: the service started"),
             Err(error) => format!("{error:#}"),

@@ -963,7 +963,6 @@ impl Call {
         // A live feed is not a call in flight (it would hold a database online for
         // ever): it is admitted, then ends when the database leaves Online.
         let admission = self.shared.databases.enter(&args.db)?;
-        let mut db_state = self.shared.databases.watch(&args.db);
         match args.feed.as_deref().unwrap_or("normal") {
             "normal" => {
                 let (changes, last_seq, epoch) = self
@@ -984,6 +983,7 @@ impl Call {
                         .min(MAX_LONGPOLL_MS),
                 );
                 drop(admission);
+                let mut db_state = self.shared.databases.watch(&args.db);
                 let mut watch = self.shared.feeds.subscribe(&args.db, None);
                 let feeds_end = self.shared.feeds_end();
                 let deadline = tokio::time::Instant::now() + wait;
@@ -1021,6 +1021,7 @@ impl Call {
             }
             "continuous" => {
                 drop(admission);
+                let db_state = self.shared.databases.watch(&args.db);
                 self.continuous(args, limit, db_state).await?;
                 Ok(None)
             }

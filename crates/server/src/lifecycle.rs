@@ -285,6 +285,25 @@ impl Databases {
     }
 }
 
+/// An existing database's gate, held for one transition: no other transition of the
+/// database runs until this is dropped.
+struct Held {
+    store: Store,
+    gate: Arc<Gate>,
+    _serial: tokio::sync::OwnedMutexGuard<()>,
+}
+
+async fn hold(shared: &Shared, db: &str) -> Result<Held, WireError> {
+    let store = shared.store()?;
+    let gate = shared.databases.existing(&store, db)?;
+    let serial = gate.transition.clone().lock_owned().await;
+    Ok(Held {
+        store,
+        gate,
+        _serial: serial,
+    })
+}
+
 /// Logs a state change at WARN and tells the webhooks.
 fn announce(shared: &Shared, db: &str, previous: DbState, state: DbState, who: &str, why: &str) {
     tracing::warn!(
@@ -331,9 +350,7 @@ pub async fn take_offline(
     who: &str,
     why: &str,
 ) -> Result<Transition, WireError> {
-    let store = shared.store()?;
-    let gate = shared.databases.existing(&store, db)?;
-    let _serial = gate.transition.lock().await;
+    let Held { store, gate, .. } = &hold(shared, db).await?;
     let previous = gate.state();
     match previous {
         DbState::Offline | DbState::Resyncing(_) => return Ok(Transition::unchanged(previous)),
@@ -360,7 +377,7 @@ pub async fn take_offline(
             "calls still in flight after the grace period: the database goes offline anyway, their writes will be refused"
         );
     }
-    if let Err(error) = store_offline(&store, db, true).await {
+    if let Err(error) = store_offline(store, db, true).await {
         if error.code == ErrorCode::DatabaseMissing {
             // Dropped meanwhile: there is nothing left to take offline.
             shared.databases.dropped(db);
@@ -394,9 +411,7 @@ pub async fn bring_online(
     who: &str,
     why: &str,
 ) -> Result<Transition, WireError> {
-    let store = shared.store()?;
-    let gate = shared.databases.existing(&store, db)?;
-    let _serial = gate.transition.lock().await;
+    let Held { store, gate, .. } = &hold(shared, db).await?;
     let previous = gate.state();
     match previous {
         DbState::Online | DbState::Starting => return Ok(Transition::unchanged(previous)),
@@ -411,7 +426,7 @@ pub async fn bring_online(
         DbState::Offline | DbState::Stopping => {}
     }
     if delay.is_zero() {
-        store_offline(&store, db, false).await?;
+        store_offline(store, db, false).await?;
         gate.set_state(DbState::Online);
         announce(shared, db, previous, DbState::Online, who, why);
         return Ok(Transition {
@@ -482,9 +497,8 @@ pub async fn begin_resync(
     db: &str,
     who: &str,
 ) -> Result<ResyncGuard, WireError> {
-    let store = shared.store()?;
-    let gate = shared.databases.existing(&store, db)?;
-    let serial = gate.transition.clone().lock_owned().await;
+    let held = hold(shared, db).await?;
+    let gate = held.gate.clone();
     let state = gate.state();
     if state != DbState::Offline {
         return Err(conflict(
@@ -496,7 +510,7 @@ pub async fn begin_resync(
         ));
     }
     gate.set_state(DbState::Resyncing(0));
-    drop(serial);
+    drop(held);
     Ok(ResyncGuard {
         gate,
         shared: shared.clone(),
@@ -513,9 +527,7 @@ pub async fn while_offline<T>(
     db: &str,
     work: impl std::future::Future<Output = Result<T, WireError>>,
 ) -> Result<T, WireError> {
-    let store = shared.store()?;
-    let gate = shared.databases.existing(&store, db)?;
-    let _serial = gate.transition.lock().await;
+    let Held { gate, .. } = &hold(shared, db).await?;
     let state = gate.state();
     if state != DbState::Offline {
         return Err(conflict(
@@ -532,9 +544,7 @@ pub async fn while_offline<T>(
 /// `db.drop`: refused while the database is `Stopping` or `Resyncing` (409 with the
 /// state); a pending delayed start is cancelled.
 pub async fn drop_database(shared: &Shared, db: &str) -> Result<(), WireError> {
-    let store = shared.store()?;
-    let gate = shared.databases.existing(&store, db)?;
-    let _serial = gate.transition.lock().await;
+    let Held { store, gate, .. } = &hold(shared, db).await?;
     let state = gate.state();
     if let DbState::Stopping | DbState::Resyncing(_) = state {
         return Err(conflict(
@@ -546,7 +556,7 @@ pub async fn drop_database(shared: &Shared, db: &str) -> Result<(), WireError> {
         ));
     }
     write(
-        &store,
+        store,
         Write::DropDatabase {
             name: db.to_string(),
         },
