@@ -1,34 +1,114 @@
-//! The live restore: stage the backup beside the working directory (verified, fsync'd)
-//! while the service still serves admins, then take the service down for non-admins,
-//! end live change feeds, wait until no call holds the store, close it, swap the
-//! environment directory for the backup's in two renames, reopen, carry the job history
-//! over, draw a new change-log epoch, and come back. Any failure puts the old
+//! Restore jobs and the live restore: stage the backup beside the working directory
+//! (verified, fsync'd) while the service still serves admins, then take the service down
+//! for non-admins, end live change feeds, wait until no call holds the store, close it,
+//! swap the environment directory for the backup's in two renames, reopen, carry the job
+//! history over, draw a new change-log epoch, and come back. Any failure puts the old
 //! environment back in place and reopens it. A local backup and one downloaded from
 //! object storage (unpacked into the scratch directory first) both come through `run`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use cairn_store::{backup, JobRecord, Store, StoreError, Write, STORE_DIR};
+use cairn_proto::{ErrorCode, WireError};
+use cairn_store::{backup, JobKind, JobRecord, JobStatus, Store, StoreError, Write, STORE_DIR};
+use rmpv::Value;
+use tokio::sync::mpsc;
 
-use crate::handlers::{now_ms, write};
-use crate::jobs::{restore_drain, timestamp_name};
+use crate::error::conflict;
+use crate::ops::backup::{timestamp_name, validate_backup_name};
+use crate::ops::jobs::{
+    register_exclusive_job, remove_scratch, reporter, scratch, Failure, JobHandle,
+};
+use crate::remote::Remote;
 use crate::shared::Shared;
+use crate::storage::{blocking_store, now_ms, write};
+
+/// How long a restore waits for calls in flight to let go of the store.
+const RESTORE_DRAIN: Duration = Duration::from_secs(30);
+
+/// Starts a restore job from the backup `name`: `BACKUP_DIR/name`, or the bucket's with
+/// `[backup] url`.
+pub async fn start_restore(
+    shared: &Arc<Shared>,
+    name: String,
+    by: &str,
+) -> Result<JobRecord, WireError> {
+    validate_backup_name(&name).map_err(|_| {
+        WireError::new(
+            ErrorCode::BadRequest,
+            "a service restores only from its own backup location: give a backup name (see backup list)",
+        )
+    })?;
+    let backup = shared.backup_dir.join(&name);
+    if shared.remote.is_none() && !backup.join(backup::MANIFEST_FILE).exists() {
+        return Err(WireError::new(
+            ErrorCode::NotFound,
+            format!("no backup {name:?} in {}", shared.backup_dir.display()),
+        ));
+    }
+    if let Some(resync) = shared.jobs.running_of(JobKind::Resync) {
+        return Err(conflict(format!(
+            "resync job {resync} is running: a restore would replace the database under it; wait for it or cancel it"
+        ))
+        .with_details(Value::Map(vec![(Value::from("job"), Value::from(resync))])));
+    }
+    let (mut job, cancel, slot) =
+        register_exclusive_job(shared, JobKind::Restore, &name, by).await?;
+    let record = job.record.clone();
+    shared.jobs.spawn({
+        let shared = shared.clone();
+        async move {
+            job.set_status(JobStatus::Started).await;
+            let outcome = match &shared.remote {
+                Some(remote) => run_remote_restore(&shared, remote, &mut job, &name, cancel).await,
+                None => run(&shared, &mut job.record, &backup, cancel)
+                    .await
+                    .map(|()| Some(backup.display().to_string()))
+                    .map_err(Failure::from),
+            };
+            job.finish(outcome).await;
+            drop(slot);
+        }
+    });
+    Ok(record)
+}
+
+/// Downloads and unpacks the backup `name` into the scratch directory, then restores it.
+async fn run_remote_restore(
+    shared: &Arc<Shared>,
+    remote: &Remote,
+    job: &mut JobHandle,
+    name: &str,
+    cancel: Arc<AtomicBool>,
+) -> Result<Option<String>, Failure> {
+    let local = scratch(shared, "restore", name);
+    let outcome = async {
+        std::fs::create_dir(&local)
+            .map_err(|e| StoreError::io(format!("creating {}", local.display()), e))?;
+        let (sender, mut progress) = mpsc::unbounded_channel();
+        let report = reporter(sender, 0);
+        let unpacked = job
+            .forwarding(
+                &mut progress,
+                remote.download(name, &local, &report, &cancel),
+            )
+            .await?;
+        run(shared, &mut job.record, &unpacked, cancel).await?;
+        Ok::<_, Failure>(Some(
+            remote.url(&format!("{name}{}", crate::remote::ARCHIVE_SUFFIX)),
+        ))
+    }
+    .await;
+    remove_scratch(local).await;
+    outcome
+}
 
 fn failure(reason: impl Into<String>) -> StoreError {
     StoreError::InvalidArgument {
         reason: reason.into(),
     }
-}
-
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| StoreError::io("a restore step", std::io::Error::other(e.to_string())))?
 }
 
 fn fsync_dir(path: &Path) -> Result<(), StoreError> {
@@ -57,7 +137,8 @@ pub async fn run(
     let dir = shared.dir.clone();
     job.progress_message = "verifying and staging the backup".to_string();
     let (from, to) = (backup.to_path_buf(), dir.clone());
-    let staged = blocking(move || backup::stage_restore(&from, &to)).await?;
+    let staged =
+        blocking_store("a restore step", move || backup::stage_restore(&from, &to)).await?;
     if cancel.load(Ordering::SeqCst) {
         let _ = std::fs::remove_dir_all(&staged);
         return Err(StoreError::Canceled);
@@ -86,7 +167,7 @@ async fn swap_in(
     let Some(old) = shared.take_store() else {
         return Err(failure("the store is already closed"));
     };
-    let deadline = Instant::now() + restore_drain();
+    let deadline = Instant::now() + RESTORE_DRAIN;
     while old.handles() > 1 {
         if Instant::now() > deadline {
             shared.put_store(old);
@@ -96,7 +177,7 @@ async fn swap_in(
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    blocking(move || {
+    blocking_store("a restore step", move || {
         drop(old);
         Ok(())
     })
@@ -110,7 +191,7 @@ async fn swap_in(
     let incoming = staged.join(STORE_DIR);
     let swap = {
         let (live, replaced, dir) = (live.clone(), replaced.clone(), dir.clone());
-        blocking(move || {
+        blocking_store("a restore step", move || {
             rename(&live, &replaced)?;
             if let Err(error) = rename(&incoming, &live) {
                 rename(&replaced, &live)?;
@@ -125,7 +206,7 @@ async fn swap_in(
     let reopened = match swap {
         Ok(()) => {
             let (dir, options) = (dir.clone(), options.clone());
-            blocking(move || Store::open(&dir, options)).await
+            blocking_store("a restore step", move || Store::open(&dir, options)).await
         }
         Err(error) => Err(error),
     };
@@ -135,7 +216,7 @@ async fn swap_in(
             tracing::error!(%error, "restore failed: putting the old environment back");
             let back = {
                 let (live, replaced, dir) = (live.clone(), replaced.clone(), dir.clone());
-                blocking(move || {
+                blocking_store("a restore step", move || {
                     if replaced.exists() {
                         let failed = live.with_file_name("store.failed-restore");
                         if live.exists() {
