@@ -61,9 +61,8 @@ impl RawConnection {
 
     /// Writes one message as a frame.
     pub fn send(&mut self, message: &Message) -> Result<()> {
-        let body = message.encode();
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
+        let mut frame = Vec::new();
+        cairn_proto::push_frame(&mut frame, &message.encode())?;
         self.send_bytes(&frame)
     }
 

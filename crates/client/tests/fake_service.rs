@@ -49,8 +49,8 @@ impl Peer {
     }
 
     async fn send_body(&mut self, body: &[u8]) {
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(body);
+        let mut frame = Vec::new();
+        cairn_proto::push_frame(&mut frame, body).unwrap();
         self.writer.write_all(&frame).await.unwrap();
     }
 }

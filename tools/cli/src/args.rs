@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cairn_client::values::{Access, FeedKind, JobKind, JobStatus, ServiceMode, WireEnum};
+use cairn_client::values::{Access, FeedKind, ServiceMode, WireEnum};
 use cairn_client::ClientUrl;
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -286,12 +286,14 @@ progress) and live change feeds end; afterwards readers must resynchronise.")]
 pub enum JobsCommand {
     /// List jobs, newest first.
     List {
-        /// Only jobs of this type (in any case).
-        #[arg(long = "type", value_name = "TYPE", ignore_case = true, value_parser = one_of::<JobKind>())]
-        kind: Option<JobKind>,
-        /// Only jobs in this status (in any case).
-        #[arg(long, ignore_case = true, value_parser = one_of::<JobStatus>())]
-        status: Option<JobStatus>,
+        /// Only jobs of this type: BACKUP, RESTORE or RESYNC (in any case; the service
+        /// judges the filter).
+        #[arg(long = "type", value_name = "TYPE")]
+        kind: Option<String>,
+        /// Only jobs in this status: QUEUED, STARTED, IN_PROGRESS, COMPLETED, FAILED or
+        /// CANCELED (in any case; the service judges the filter).
+        #[arg(long)]
+        status: Option<String>,
     },
     /// Show one job.
     Show {

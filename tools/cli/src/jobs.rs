@@ -65,7 +65,20 @@ pub async fn jobs(target: &Target, out: &Output, command: JobsCommand) -> Result
     let client = target.connect().await?;
     match command {
         JobsCommand::List { kind, status } => {
-            let list = client.jobs_list(kind, status).await?;
+            // The filters travel as typed: the service judges them (a bad one is its
+            // `bad_request`, naming the values it takes).
+            let filter = |name: &str, text: Option<String>| {
+                text.map(|text| (rmpv::Value::from(name), rmpv::Value::from(text)))
+            };
+            let args = [filter("type", kind), filter("status", status)];
+            let answer = client
+                .call(
+                    Method::JobsList.name(),
+                    rmpv::Value::Map(args.into_iter().flatten().collect()),
+                )
+                .await?;
+            let list: Vec<Job> = rmpv::ext::from_value(answer)
+                .context("the answer to jobs.list does not parse: is the service of another version?")?;
             out.emit(&list, || jobs_table(&list))?;
         }
         JobsCommand::Show { id } => {

@@ -16,7 +16,8 @@ use crate::storage::{blocking, write};
 
 use super::CallContext;
 
-/// Default and largest page of `scan` and `find`.
+/// The page of `scan` and `find` when the call gives no limit (the store caps a limit
+/// at `cairn_store::MAX_SCAN_LIMIT`).
 const DEFAULT_PAGE_LIMIT: u32 = 100;
 
 /// A document key off the wire: a msgpack string of 1 to 400 bytes of UTF-8.

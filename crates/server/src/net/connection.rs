@@ -1,8 +1,9 @@
 //! One connection, over TLS or a unix socket: frames in, calls dispatched concurrently
 //! (at most `max_calls_per_connection` at once), answers out through one writer task
 //! that batches frames before each flush. Before authentication a frame may be at most
-//! 64 KiB and the connection is closed after 10 s of silence; a frame over the limit or
-//! a body that is not a message closes the connection with an error, and only it.
+//! 64 KiB and the connection is closed after `[limits] unauthenticated_idle_secs` of
+//! silence (10 s by default); a frame over the limit or a body that is not a message
+//! closes the connection with an error, and only it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
