@@ -9,12 +9,6 @@
 //! Synchronous on purpose: no tokio, no networking. The byte layout is in `FORMAT.md`.
 
 pub mod backup;
-mod backup_check;
-mod backup_env;
-mod backup_fs;
-mod backup_manifest;
-mod backup_restore;
-mod backup_verify;
 mod error;
 pub mod format;
 mod index;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{flock, renameat_with, FlockOperation, RenameFlags, CWD};
 use sha2::{Digest, Sha256};
 
-use crate::backup::Tracker;
+use super::progress::Tracker;
 use crate::error::{Result, StoreError};
 
 /// Size of the buffer of every copy and hash.
