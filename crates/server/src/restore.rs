@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn_store::{backup, JobRecord, Store, StoreError, Write, STORE_DIR};
+use cairn_store::{backup, JobRecord, Store, StoreError, Write};
 
 use crate::handlers::{now_ms, write};
 use crate::jobs::{restore_drain, timestamp_name};
@@ -29,21 +29,6 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| StoreError::io("a restore step", std::io::Error::other(e.to_string())))?
-}
-
-fn fsync_dir(path: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(path)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| StoreError::io(format!("syncing {}", path.display()), e))
-}
-
-fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
-    std::fs::rename(from, to).map_err(|e| {
-        StoreError::io(
-            format!("renaming {} to {}", from.display(), to.display()),
-            e,
-        )
-    })
 }
 
 /// Runs the restore of the backup directory `backup` for the job `job` (its record is
@@ -103,48 +88,31 @@ async fn swap_in(
     .await?;
 
     let dir = shared.dir.clone();
-    let live = dir.join(STORE_DIR);
     let replaced = dir
         .join(crate::TMP_DIR)
         .join(format!("store.replaced-{}", timestamp_name(now_ms())));
-    let incoming = staged.join(STORE_DIR);
-    let swap = {
-        let (live, replaced, dir) = (live.clone(), replaced.clone(), dir.clone());
-        blocking(move || {
-            rename(&live, &replaced)?;
-            if let Err(error) = rename(&incoming, &live) {
-                rename(&replaced, &live)?;
-                return Err(error);
-            }
-            fsync_dir(&dir)?;
-            fsync_dir(replaced.parent().unwrap_or(&dir))
-        })
-        .await
+    let swapped = {
+        let (dir, staged) = (dir.clone(), staged.to_path_buf());
+        blocking(move || Ok(backup::swap_environment(&dir, &staged, &replaced))).await
     };
     let options = shared.settings().store_options();
-    let reopened = match swap {
-        Ok(()) => {
+    let (reopened, moved) = match swapped {
+        Ok(Ok(swapped)) => {
             let (dir, options) = (dir.clone(), options.clone());
-            blocking(move || Store::open(&dir, options)).await
+            (blocking(move || Store::open(&dir, options)).await, Some(swapped))
         }
-        Err(error) => Err(error),
+        Ok(Err(failed)) => (Err(failed.error), failed.moved),
+        Err(error) => (Err(error), None),
     };
     let store = match reopened {
         Ok(store) => store,
         Err(error) => {
             tracing::error!(%error, "restore failed: putting the old environment back");
             let back = {
-                let (live, replaced, dir) = (live.clone(), replaced.clone(), dir.clone());
+                let dir = dir.clone();
                 blocking(move || {
-                    if replaced.exists() {
-                        let failed = live.with_file_name("store.failed-restore");
-                        if live.exists() {
-                            let _ = std::fs::remove_dir_all(&failed);
-                            rename(&live, &failed)?;
-                            let _ = std::fs::remove_dir_all(&failed);
-                        }
-                        rename(&replaced, &live)?;
-                        fsync_dir(&dir)?;
+                    if let Some(swapped) = moved {
+                        swapped.roll_back()?;
                     }
                     Store::open(&dir, options)
                 })

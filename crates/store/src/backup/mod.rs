@@ -1,7 +1,7 @@
 //! Backups of a working directory: making them (`create_backup`), checking them
 //! (`verify_backup`) and restoring them (`restore_backup` offline; `stage_restore` then
-//! `EnvironmentSwap` for a service, which swaps its environment directory while it is
-//! closed). A backup directory is itself a working directory, with `MANIFEST.json` on
+//! `swap_environment` for a service, which swaps its environment directory while its
+//! store is closed). A backup directory is itself a working directory, with `MANIFEST.json` on
 //! top (see FORMAT.md). Every long call reports progress and stops soon after a cancel,
 //! leaving nothing. The files of this folder:
 //!
@@ -23,7 +23,7 @@ mod fs;
 mod manifest;
 mod progress;
 mod restore;
-
+mod swap;
 mod verify;
 
 pub use create::{check_free_space, create_backup, estimate_backup_bytes, BackupSummary};
@@ -36,7 +36,7 @@ pub use restore::{
     restore_backup, restore_backup_with, stage_restore, stage_restore_with, swap_in,
     RestoreSummary, STAGING_SUFFIX,
 };
-// SWAP
+pub use swap::{swap_environment, SwapFailed, SwappedEnvironment};
 pub use verify::{verify_backup, verify_backup_with, Problem, VerifyReport};
 
 use crate::lock::LOCK_FILE;
