@@ -10,9 +10,9 @@ use std::path::Path;
 use heed::CompactionOption;
 use rustix::event::{poll, PollFd, PollFlags};
 
-use super::progress::Tracker;
 use super::fs::{HashingFile, CHUNK};
 use super::manifest::DatabaseEntry;
+use super::progress::Tracker;
 use crate::error::{Result, StoreError};
 use crate::store::{Store, StoreMeta};
 use crate::usage::used_pages;

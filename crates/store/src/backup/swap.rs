@@ -164,7 +164,10 @@ mod tests {
 
         let swapped = swap_environment(&dir, &staged, &replaced).unwrap();
         assert_eq!(swapped.replaced(), replaced);
-        assert!(!staged.join(STORE_DIR).exists(), "the staged environment moved");
+        assert!(
+            !staged.join(STORE_DIR).exists(),
+            "the staged environment moved"
+        );
         assert!(replaced.join("data.mdb").is_file());
         assert!(dir.join("cairn.toml").is_file(), "other files stay");
         assert_eq!(contents(&dir), (new_id, vec!["new".to_string()]));

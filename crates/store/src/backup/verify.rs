@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
 
-use super::progress::{BackupControl, Tracker};
-use super::{never_copied, ENV_FILE};
 use super::check::{catalog, check_database, orphans};
 use super::fs::{hash_file, walk};
 use super::manifest::{load_manifest, DatabaseEntry, Manifest, MANIFEST_FILE};
+use super::progress::{BackupControl, Tracker};
+use super::{never_copied, ENV_FILE};
 use crate::error::{Result, StoreError};
 use crate::lock::LOCK_FILE;
 use crate::store::Store;
