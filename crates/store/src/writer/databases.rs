@@ -212,3 +212,48 @@ impl GroupTxn<'_> {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::format::{DatabaseConfig, IndexDef, Retention};
+    use crate::store::{Store, StoreOptions};
+
+    #[test]
+    fn dropping_a_database_removes_its_config_record_and_index_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::create(dir.path(), StoreOptions::default()).unwrap();
+        let defs = vec![IndexDef {
+            name: "whole".to_string(),
+            field: String::new(),
+            unique: false,
+        }];
+        for name in ["keep", "gone"] {
+            store
+                .create_database_offline(name, Retention::default())
+                .unwrap();
+            store
+                .set_database_config(name, defs.clone(), Retention::default())
+                .unwrap();
+            store.set_offline(name, false).unwrap();
+            store.put(name, "a", &[0x01], None).unwrap();
+            store.put(name, "b", &[0x02], None).unwrap();
+        }
+        let counts = |store: &Store| {
+            let snapshot = store.snapshot().unwrap();
+            let tables = snapshot.tables;
+            (
+                tables.configs.unwrap().len(&snapshot.txn).unwrap(),
+                tables.indexes.unwrap().len(&snapshot.txn).unwrap(),
+            )
+        };
+        assert_eq!(counts(&store), (2, 4));
+        store.drop_database("gone").unwrap();
+        assert_eq!(counts(&store), (1, 2));
+        store.create_database("gone").unwrap();
+        assert_eq!(counts(&store), (2, 2), "a new record, no entries");
+        assert_eq!(
+            store.database_config("gone").unwrap(),
+            DatabaseConfig::default()
+        );
+    }
+}
