@@ -48,11 +48,6 @@ impl DatabaseInfo {
             offline,
         }
     }
-
-    /// Bytes used by the database: documents and change log.
-    pub fn bytes_used(&self) -> u64 {
-        self.doc_bytes + self.log_bytes
-    }
 }
 
 /// A read transaction over the whole store.

@@ -155,10 +155,6 @@ impl GroupTxn<'_> {
             } => self
                 .resync_finish(name, *errored, after.as_ref(), *limit)
                 .map(|(removed, next)| Written::ResyncFinished { removed, next }),
-            Write::SetRetention { name, retention } => {
-                self.existing_mut(name)?.retention = *retention;
-                Ok(Written::RetentionSet)
-            }
             Write::Batch { db, ops } => self.apply_batch(db, ops).map(Written::Batch),
             Write::TrimChanges => self.trim_every_database().map(Written::Trimmed),
             Write::SaveUser {

@@ -76,10 +76,6 @@ pub enum Write {
     DropDatabase {
         name: String,
     },
-    SetRetention {
-        name: String,
-        retention: Retention,
-    },
     /// Operations on one database, applied all or nothing, in order.
     Batch {
         db: String,
@@ -181,7 +177,6 @@ pub enum Written {
         next: Option<IndexEntry>,
     },
     DatabaseDropped,
-    RetentionSet,
     /// The new rev of each operation of a batch, in order (a delete's rev is the seq of
     /// its tombstone).
     Batch(Vec<u64>),

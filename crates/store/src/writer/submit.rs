@@ -151,15 +151,6 @@ impl Store {
         .map(|_| ())
     }
 
-    /// Changes a database's change-log retention (applied at its next write or trim).
-    pub fn set_retention(&self, name: &str, retention: Retention) -> Result<()> {
-        self.write(Write::SetRetention {
-            name: name.to_string(),
-            retention,
-        })
-        .map(|_| ())
-    }
-
     /// Stores a document and returns its new rev.
     pub fn put(&self, db: &str, key: &str, value: &[u8], rev: Option<u64>) -> Result<u64> {
         self.batch(

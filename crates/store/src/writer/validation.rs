@@ -23,7 +23,6 @@ pub(super) fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()
     match write {
         Write::CreateDatabase { name, .. }
         | Write::DropDatabase { name }
-        | Write::SetRetention { name, .. }
         | Write::SetOffline { name, .. } => validate_database_name(name),
         Write::ResyncFinish { name, limit, .. } => {
             validate_database_name(name)?;
