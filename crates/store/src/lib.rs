@@ -23,7 +23,7 @@ mod writer;
 pub use error::{Result, StoreError};
 pub use format::{
     Access, ChangeOp, DatabaseConfig, IndexDef, Retention, SessionRecord, UserRecord,
-    FORMAT_VERSION,
+    FORMAT_VERSION, MAX_GRANTS,
 };
 pub use index::{
     validate_index_defs, FoundPage, IndexKey, IndexQuery, MAX_INDEXES, MAX_INDEX_STRING_BYTES,

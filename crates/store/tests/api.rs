@@ -7,6 +7,7 @@ use std::path::Path;
 
 use cairn_store::{
     ChangeOp, Op, Retention, Scan, ScanRange, Store, StoreError, StoreOptions, Write, Written,
+    MAX_GRANTS,
 };
 
 /// msgpack of a small positive integer.
@@ -693,6 +694,47 @@ fn user(admin: bool) -> cairn_store::UserRecord {
         password_hash: Some("$argon2id$v=19$placeholder".to_string()),
         grants: Default::default(),
     }
+}
+
+#[test]
+fn a_user_holds_at_most_max_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let with_grants = |count: usize| cairn_store::UserRecord {
+        grants: (0..count)
+            .map(|i| (format!("db{i}"), cairn_store::Access::Read))
+            .collect(),
+        ..user(false)
+    };
+    let save = |name: &str, record, create| {
+        store.write(Write::SaveUser {
+            name: name.to_string(),
+            record,
+            create,
+        })
+    };
+    let full = with_grants(MAX_GRANTS);
+    save("alice", full.clone(), true).unwrap();
+    let stored = || store.snapshot().unwrap().user("alice").unwrap();
+    assert_eq!(stored(), Some(full.clone()));
+
+    let error = save("alice", with_grants(MAX_GRANTS + 1), false).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            StoreError::TooManyGrants { user, grants, limit }
+                if user == "alice" && *grants == MAX_GRANTS + 1 && *limit == MAX_GRANTS
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("revoke"), "{error}");
+    assert_eq!(stored(), Some(full), "the refused record changed nothing");
+    // A count a u16 cannot hold (it was stored as 0 grants before) is refused too.
+    assert!(matches!(
+        save("bob", with_grants(1 << 16), true),
+        Err(StoreError::TooManyGrants { .. })
+    ));
+    assert_eq!(store.snapshot().unwrap().user("bob").unwrap(), None);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use super::requests::{Op, Write, MAX_BATCH_OPS};
 use crate::error::{Result, StoreError};
+use crate::format::{UserRecord, MAX_GRANTS, MAX_PASSWORD_HASH_BYTES};
 use crate::index::validate_index_defs;
 use crate::store::MAX_SCAN_LIMIT;
 use crate::validate::{validate_database_name, validate_key, validate_value};
@@ -57,13 +58,7 @@ pub(super) fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()
             }
             Ok(())
         }
-        Write::SaveUser { name, record, .. } => {
-            validate_database_name(name)?;
-            for db in record.grants.keys() {
-                validate_database_name(db)?;
-            }
-            Ok(())
-        }
+        Write::SaveUser { name, record, .. } => validate_user(name, record),
         Write::DeleteUser { name } => validate_database_name(name),
         Write::SaveSession { record, .. } => validate_database_name(&record.user),
         Write::TrimChanges
@@ -76,4 +71,30 @@ pub(super) fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()
         | Write::NewEpoch => Ok(()),
         Write::SetStatus { status } => status.validate(),
     }
+}
+
+/// Checks a user record against its name rule and the limits of its layout: at most
+/// `MAX_GRANTS` grants, each on a valid database name, and a password hash of at most
+/// `MAX_PASSWORD_HASH_BYTES`.
+fn validate_user(name: &str, record: &UserRecord) -> Result<()> {
+    validate_database_name(name)?;
+    if record.grants.len() > MAX_GRANTS {
+        return Err(StoreError::TooManyGrants {
+            user: name.to_string(),
+            grants: record.grants.len(),
+            limit: MAX_GRANTS,
+        });
+    }
+    for db in record.grants.keys() {
+        validate_database_name(db)?;
+    }
+    let hash_len = record.password_hash.as_ref().map_or(0, String::len);
+    if hash_len > MAX_PASSWORD_HASH_BYTES {
+        return Err(StoreError::InvalidArgument {
+            reason: format!(
+                "the password hash of user {name:?} is {hash_len} bytes, more than the {MAX_PASSWORD_HASH_BYTES} a user record holds"
+            ),
+        });
+    }
+    Ok(())
 }
