@@ -19,7 +19,7 @@ fn int(n: u8) -> Vec<u8> {
 /// msgpack of a short string.
 fn text(s: &str) -> Vec<u8> {
     assert!(s.len() < 32);
-    let mut out = vec![0xa0 | s.len() as u8];
+    let mut out = vec![0xa0 | u8::try_from(s.len()).expect("shorter than 32")];
     out.extend_from_slice(s.as_bytes());
     out
 }

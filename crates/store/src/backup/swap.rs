@@ -62,28 +62,23 @@ pub fn swap_environment(
     dir: &Path,
     staged: &Path,
     replaced: &Path,
-) -> std::result::Result<SwappedEnvironment, SwapFailed> {
+) -> std::result::Result<SwappedEnvironment, Box<SwapFailed>> {
     let live = dir.join(STORE_DIR);
-    move_dir(&live, replaced).map_err(|error| SwapFailed { error, moved: None })?;
+    let failure = |error, moved| Box::new(SwapFailed { error, moved });
+    move_dir(&live, replaced).map_err(|error| failure(error, None))?;
     let swapped = SwappedEnvironment {
         dir: dir.to_path_buf(),
         replaced: replaced.to_path_buf(),
     };
     if let Err(error) = move_dir(&staged.join(STORE_DIR), &live) {
         return Err(match move_dir(replaced, &live) {
-            Ok(()) => SwapFailed { error, moved: None },
-            Err(error) => SwapFailed {
-                error,
-                moved: Some(swapped),
-            },
+            Ok(()) => failure(error, None),
+            Err(error) => failure(error, Some(swapped)),
         });
     }
     match sync_dir(dir).and_then(|()| sync_dir(parent(replaced))) {
         Ok(()) => Ok(swapped),
-        Err(error) => Err(SwapFailed {
-            error,
-            moved: Some(swapped),
-        }),
+        Err(error) => Err(failure(error, Some(swapped))),
     }
 }
 

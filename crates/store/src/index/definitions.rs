@@ -78,6 +78,16 @@ pub(super) fn parse_pointer(field: &str) -> std::result::Result<Vec<String>, Str
         .collect()
 }
 
+/// The byte that stands for the index at `position` in an `indexes` key. A database
+/// declares at most `MAX_INDEXES` indexes, so only a damaged configuration record can
+/// make this fail (`Corrupt`).
+pub(crate) fn position_byte(position: usize) -> Result<u8> {
+    u8::try_from(position).map_err(|_| StoreError::Corrupt {
+        table: crate::format::table::CONFIGS,
+        reason: format!("index position {position} does not fit the byte of an index key"),
+    })
+}
+
 /// The indexes of one database, ready to apply to documents.
 #[derive(Debug, Clone)]
 pub(crate) struct Compiled {

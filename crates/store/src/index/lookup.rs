@@ -101,6 +101,14 @@ fn be(value: &[u8], at: usize, width: usize) -> std::result::Result<u64, String>
     Ok(slice.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)))
 }
 
+/// The `N` bytes that follow the marker at `at` (a fixed-size number).
+fn payload<const N: usize>(value: &[u8], at: usize) -> std::result::Result<[u8; N], String> {
+    value
+        .get(at + 1..at + 1 + N)
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| format!("msgpack value truncated at byte {}", at + 1))
+}
+
 fn bytes_at(value: &[u8], at: usize, len: u64) -> std::result::Result<&[u8], String> {
     let len = usize::try_from(len).map_err(|_| "msgpack length too large".to_string())?;
     value
@@ -136,23 +144,24 @@ pub(super) fn encode_scalar(
 ) -> std::result::Result<Option<Vec<u8>>, String> {
     let marker = byte(value, at)?;
     let number = |n: f64| encode_number(n).map(|b| Some(b.to_vec()));
-    let int = |width: usize| be(value, at + 1, width);
     match marker {
         0xc0 => Ok(None),
         0xc2 => Ok(Some(vec![TAG_FALSE])),
         0xc3 => Ok(Some(vec![TAG_TRUE])),
         0x00..=0x7f => number(f64::from(marker)),
-        0xe0..=0xff => number(f64::from(marker as i8)),
-        0xcc => number(int(1)? as f64),
-        0xcd => number(int(2)? as f64),
-        0xce => number(int(4)? as f64),
-        0xcf => number(int(8)? as f64),
-        0xd0 => number(f64::from(int(1)? as u8 as i8)),
-        0xd1 => number(f64::from(int(2)? as u16 as i16)),
-        0xd2 => number(f64::from(int(4)? as u32 as i32)),
-        0xd3 => number(int(8)? as i64 as f64),
-        0xca => number(f64::from(f32::from_bits(int(4)? as u32))),
-        0xcb => number(f64::from_bits(int(8)?)),
+        0xe0..=0xff => number(f64::from(i8::from_be_bytes([marker]))),
+        0xcc => number(f64::from(u8::from_be_bytes(payload(value, at)?))),
+        0xcd => number(f64::from(u16::from_be_bytes(payload(value, at)?))),
+        0xce => number(f64::from(u32::from_be_bytes(payload(value, at)?))),
+        // 64-bit integers beyond 2^53 round to the nearest f64: every indexed number
+        // compares as an f64.
+        0xcf => number(u64::from_be_bytes(payload(value, at)?) as f64),
+        0xd0 => number(f64::from(i8::from_be_bytes(payload(value, at)?))),
+        0xd1 => number(f64::from(i16::from_be_bytes(payload(value, at)?))),
+        0xd2 => number(f64::from(i32::from_be_bytes(payload(value, at)?))),
+        0xd3 => number(i64::from_be_bytes(payload(value, at)?) as f64),
+        0xca => number(f64::from(f32::from_be_bytes(payload(value, at)?))),
+        0xcb => number(f64::from_be_bytes(payload(value, at)?)),
         0xa0..=0xbf | 0xd9..=0xdb => {
             let text = text_at(value, at)?.expect("a string marker");
             if std::str::from_utf8(text).is_err() {

@@ -20,6 +20,6 @@ pub use definitions::{validate_index_defs, MAX_INDEXES};
 pub use key::{IndexKey, MAX_INDEX_STRING_BYTES};
 pub use query::{FoundPage, IndexQuery};
 
-pub(crate) use definitions::{compile, Compiled};
+pub(crate) use definitions::{compile, position_byte, Compiled};
 pub(crate) use key::display_encoded;
 pub(crate) use lookup::index_value;

@@ -4,7 +4,7 @@
 
 use std::ops::Bound;
 
-use super::IndexKey;
+use super::{position_byte, IndexKey};
 use crate::error::{Result, StoreError};
 use crate::format::{doc_key, index_doc_key, index_key, split_doc_value, split_index_key, table};
 use crate::store::{
@@ -89,7 +89,7 @@ impl DatabaseView<'_> {
         let Some(indexes) = self.snapshot.tables.indexes else {
             return Ok(FoundPage { docs, more: false });
         };
-        let prefix = index_key(self.record.id, position as u8, &[]);
+        let prefix = index_key(self.record.id, position_byte(position)?, &[]);
         let encode = |bound: &Bound<IndexKey>| -> Result<Bound<Vec<u8>>> {
             Ok(match bound {
                 Bound::Included(v) => Bound::Included(extend(&prefix, &v.encode()?)),
@@ -97,7 +97,7 @@ impl DatabaseView<'_> {
                 Bound::Unbounded => Bound::Unbounded,
             })
         };
-        let next_index = index_key(self.record.id, position as u8 + 1, &[]);
+        let next_index = index_key(self.record.id, position_byte(position + 1)?, &[]);
         let mut low = max_low(Bound::Included(prefix.clone()), encode(&query.start)?);
         let mut high = min_high(Bound::Excluded(next_index), encode(&query.end)?);
         let after = match &query.after {

@@ -13,7 +13,7 @@ use crate::format::{
     change_key, change_record, doc_key, doc_value, index_doc_key, index_key, split_doc_value,
     table, ChangeOp, IndexDef,
 };
-use crate::index::{compile, display_encoded, index_value};
+use crate::index::{compile, display_encoded, index_value, position_byte};
 
 impl GroupTxn<'_> {
     /// Checks every condition of the batch first (against the state the earlier
@@ -173,7 +173,7 @@ impl GroupTxn<'_> {
             };
             for (position, encoded) in old.iter().enumerate() {
                 if let Some(encoded) = encoded {
-                    changes.remove(index_key(db_id, position as u8, encoded), key);
+                    changes.remove(index_key(db_id, position_byte(position)?, encoded), key);
                 }
             }
             let new = match op {
@@ -194,7 +194,7 @@ impl GroupTxn<'_> {
             };
             for (position, encoded) in new.iter().enumerate() {
                 let Some(encoded) = encoded else { continue };
-                let ikey = index_key(db_id, position as u8, encoded);
+                let ikey = index_key(db_id, position_byte(position)?, encoded);
                 if compiled[position].unique {
                     if let Some(holder) = self.holder(indexes, &changes, &ikey, key)? {
                         return Err(Failure::Request(StoreError::UniqueViolation {

@@ -16,7 +16,7 @@ use crate::format::{
     database_bounds, doc_key, doc_key_name, index_doc_key, index_key, split_doc_value,
     split_index_key,
 };
-use crate::index::{compile, display_encoded, index_value, Compiled};
+use crate::index::{compile, display_encoded, index_value, position_byte, Compiled};
 use crate::store::as_slice_bound;
 use crate::validate::validate_value;
 
@@ -68,7 +68,9 @@ impl GroupTxn<'_> {
                     Ok(()) => {
                         for (position, index) in compiled.iter().enumerate() {
                             match index_value(value, &index.pointer) {
-                                Ok(Some(encoded)) => entries.push((position as u8, encoded)),
+                                Ok(Some(encoded)) => {
+                                    entries.push((position_byte(position)?, encoded))
+                                }
                                 Ok(None) => {}
                                 Err(reason) => {
                                     errors.push(format!("index {:?}: {reason}", index.name))
