@@ -1,9 +1,9 @@
 //! Backups of a working directory: making them (`create_backup`), checking them
 //! (`verify_backup`) and restoring them (`restore_backup` offline; `stage_restore` then
 //! `swap_environment` for a service, which swaps its environment directory while its
-//! store is closed). A backup directory is itself a working directory, with `MANIFEST.json` on
-//! top (see FORMAT.md). Every long call reports progress and stops soon after a cancel,
-//! leaving nothing. The files of this folder:
+//! store is closed). A backup directory is itself a working directory, with
+//! `MANIFEST.json` on top (see FORMAT.md). Every long call reports progress and stops
+//! soon after a cancel, leaving nothing. The files of this folder:
 //!
 //! - `create.rs`: `create_backup`, the copy of a working directory into `DST.partial`,
 //!   verified, then renamed to `DST`; the free-space check before it.

@@ -36,6 +36,7 @@ use crate::error::{Result, StoreError};
 use crate::store::{StoreOptions, Tables};
 use apply::GroupTxn;
 
+/// What the writer thread receives: a write, and the callback to answer it with.
 pub(crate) enum WriterMessage {
     Write(Write, Reply),
 }
@@ -51,6 +52,7 @@ pub(crate) struct Signals {
 /// The signals, shared by the store and the writer thread.
 pub(crate) type HookSlot = Arc<Signals>;
 
+/// Starts the writer thread of `env`; it stops when every sender of its queue is gone.
 pub(crate) fn spawn(
     env: Env<WithoutTls>,
     tables: Tables,
@@ -65,6 +67,7 @@ pub(crate) fn spawn(
     (sender, thread)
 }
 
+/// The writer thread: takes a group of requests, commits it, answers its callers.
 fn run(
     env: Env<WithoutTls>,
     tables: Tables,
