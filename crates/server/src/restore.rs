@@ -99,7 +99,10 @@ async fn swap_in(
     let (reopened, moved) = match swapped {
         Ok(Ok(swapped)) => {
             let (dir, options) = (dir.clone(), options.clone());
-            (blocking(move || Store::open(&dir, options)).await, Some(swapped))
+            (
+                blocking(move || Store::open(&dir, options)).await,
+                Some(swapped),
+            )
         }
         Ok(Err(failed)) => (Err(failed.error), failed.moved),
         Err(error) => (Err(error), None),
