@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_client::methods::{ChangesArgs, DbConfigSettings, FindArgs, IndexDefArgs};
+use cairn_client::values::{FeedEndReason, FeedKind};
 use cairn_client::{Client, ClientError, ClientUrl, ConnectOptions};
 use cairn_proto::ErrorCode;
 use cairn_tests::cli::Endpoint;
@@ -170,7 +171,7 @@ fn live_feeds_end_with_a_final_message_when_the_database_goes_offline() {
             let args = ChangesArgs {
                 db: "feed".to_string(),
                 since: 3,
-                feed: Some("longpoll".to_string()),
+                feed: Some(FeedKind::Longpoll),
                 timeout_ms: Some(120_000),
                 ..ChangesArgs::default()
             };
@@ -182,7 +183,7 @@ fn live_feeds_end_with_a_final_message_when_the_database_goes_offline() {
         runtime.spawn(async move {
             let args = ChangesArgs {
                 db: "feed".to_string(),
-                feed: Some("continuous".to_string()),
+                feed: Some(FeedKind::Continuous),
                 ..ChangesArgs::default()
             };
             let mut feed = client.changes_feed(&args).await.unwrap();
@@ -200,7 +201,7 @@ fn live_feeds_end_with_a_final_message_when_the_database_goes_offline() {
     let page = runtime.block_on(longpoll).unwrap().unwrap();
     assert!(page.changes.is_empty());
     assert_eq!(page.last_seq, 3);
-    assert_eq!(page.end_reason.as_deref(), Some("database_offline"));
+    assert_eq!(page.end_reason, Some(FeedEndReason::DatabaseOffline));
     let (seen, end) = runtime.block_on(continuous).unwrap();
     assert_eq!(seen, 3, "the three changes, then the end");
     let end = end.expect("the feed ended with a final message");
@@ -214,7 +215,7 @@ fn live_feeds_end_with_a_final_message_when_the_database_goes_offline() {
     let refused = runtime
         .block_on(client.changes(&ChangesArgs {
             db: "feed".to_string(),
-            feed: Some("longpoll".to_string()),
+            feed: Some(FeedKind::Longpoll),
             ..ChangesArgs::default()
         }))
         .unwrap_err();

@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cairn_client::methods::{name, to_value, BatchOp, Doc, GetArgs, RetentionArgs};
+use cairn_client::methods::{call, to_value, BatchOp, Doc, GetArgs, RetentionArgs};
+use cairn_client::values::Op;
+use cairn_client::Call;
 use cairn_client::{Client, ClientUrl, ConnectOptions};
 use cairn_proto::Message;
 use rand::rngs::StdRng;
@@ -87,7 +89,7 @@ pub async fn load(
             .iter()
             .enumerate()
             .map(|(offset, key)| BatchOp {
-                op: "put".to_string(),
+                op: Op::Put,
                 key: Value::from(key.as_str()),
                 value: Some(values.of(chunk_index * per_batch + offset).clone()),
                 rev: None,
@@ -248,7 +250,7 @@ pub async fn get_latencies(
 pub fn get_body_sizes(key: &str, value: &Value) -> (usize, usize) {
     let call = Message::Call {
         id: TYPICAL_CALL_ID,
-        method: name::GET.to_string(),
+        method: call::Get::METHOD.name().to_string(),
         args: to_value(&GetArgs {
             db: DATABASE.to_string(),
             key: Value::from(key),

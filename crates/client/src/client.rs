@@ -10,16 +10,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_proto::methods::{self, name};
+use cairn_proto::methods::{self, call, NoArgs};
 use cairn_proto::methods::{
     AuthArgs, BatchArgs, BatchOp, BatchResult, ChangesArgs, ChangesResult, DbCreateArgs, DbInfo,
     DbNameArgs, DeleteArgs, Doc, GetArgs, LoginArgs, LoginResult, LogoutArgs, PutArgs,
     RetentionArgs, RevResult, ScanArgs, ScanResult, StatusResult, UserAddArgs, UserGrantArgs,
     UserInfo, UserNameArgs, UserPasswdArgs, UserRevokeArgs, WhoAmI,
 };
+use cairn_proto::values::{Access, FeedKind, JobKind, JobStatus, ServiceMode};
+use cairn_proto::Call;
 use rmpv::Value;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use crate::connection::Connection;
 use crate::error::ClientError;
@@ -131,16 +132,15 @@ impl Client {
                 user: user.to_string(),
                 password: password.to_string(),
             };
-            let value = connection
-                .call(name::LOGIN, methods::to_value(&args))
-                .await?;
-            login = Some(decode(name::LOGIN, value)?);
+            let method = call::Login::METHOD.name();
+            let value = connection.call(method, methods::to_value(&args)).await?;
+            login = Some(decode(method, value)?);
         } else if let Some(token) = &options.token {
             let args = AuthArgs {
                 token: token.clone(),
             };
             connection
-                .call(name::AUTH, methods::to_value(&args))
+                .call(call::Auth::METHOD.name(), methods::to_value(&args))
                 .await?;
         }
         Ok(Client {
@@ -183,38 +183,32 @@ impl Client {
         Ok(CallStream::new(self.clone(), id, method, events))
     }
 
-    async fn typed<A: Serialize, R: DeserializeOwned>(
-        &self,
-        method: &str,
-        args: &A,
-    ) -> Result<R, ClientError> {
+    /// Calls the method `C` with its arguments and decodes its result (the types the
+    /// protocol's method table gives it).
+    pub async fn request<C: Call>(&self, args: &C::Args) -> Result<C::Result, ClientError> {
+        let method = C::METHOD.name();
         let value = self.call(method, methods::to_value(args)).await?;
         decode(method, value)
     }
 
-    /// A call whose result carries nothing.
-    async fn unit<A: Serialize>(&self, method: &str, args: &A) -> Result<(), ClientError> {
-        self.call(method, methods::to_value(args)).await.map(drop)
-    }
-
     /// `status`: the service's availability; needs no authentication.
     pub async fn status(&self) -> Result<StatusResult, ClientError> {
-        decode(name::STATUS, self.call(name::STATUS, Value::Nil).await?)
+        self.request::<call::Status>(&NoArgs {}).await
     }
 
     /// `status.set` (admin): sets the service's status and messages.
     pub async fn status_set(
         &self,
-        status: &str,
+        status: ServiceMode,
         current_message: Option<&str>,
         pending_maintenance_message: Option<&str>,
     ) -> Result<StatusResult, ClientError> {
         let args = methods::StatusSetArgs {
-            status: status.to_string(),
+            status,
             current_message: current_message.map(str::to_string),
             pending_maintenance_message: pending_maintenance_message.map(str::to_string),
         };
-        self.typed(name::STATUS_SET, &args).await
+        self.request::<call::StatusSet>(&args).await
     }
 
     /// `login`: authenticates the connection as `user`; the result's token can
@@ -224,7 +218,7 @@ impl Client {
             user: user.to_string(),
             password: password.to_string(),
         };
-        self.typed(name::LOGIN, &args).await
+        self.request::<call::Login>(&args).await
     }
 
     /// `auth`: authenticates the connection with a session token.
@@ -232,7 +226,7 @@ impl Client {
         let args = AuthArgs {
             token: token.to_string(),
         };
-        self.typed(name::AUTH, &args).await
+        self.request::<call::Auth>(&args).await
     }
 
     /// `logout`: revokes `token`, or (with `None`) the token this connection
@@ -241,12 +235,12 @@ impl Client {
         let args = LogoutArgs {
             token: token.map(str::to_string),
         };
-        self.unit(name::LOGOUT, &args).await
+        self.request::<call::Logout>(&args).await
     }
 
     /// `whoami`: the user of the connection and how it authenticated.
     pub async fn whoami(&self) -> Result<WhoAmI, ClientError> {
-        decode(name::WHOAMI, self.call(name::WHOAMI, Value::Nil).await?)
+        self.request::<call::WhoAmI>(&NoArgs {}).await
     }
 
     /// `db.create`: a new database with a change-log retention.
@@ -265,7 +259,7 @@ impl Client {
 
     /// `db.create` with every argument (e.g. `offline`: created offline).
     pub async fn db_create_with(&self, args: &DbCreateArgs) -> Result<DbInfo, ClientError> {
-        self.typed(name::DB_CREATE, args).await
+        self.request::<call::DbCreate>(args).await
     }
 
     /// `db.offline`: refuses new calls on the database, lets those in flight finish, ends
@@ -279,7 +273,7 @@ impl Client {
             name: db.to_string(),
             reason: reason.map(str::to_string),
         };
-        self.typed(name::DB_OFFLINE, &args).await
+        self.request::<call::DbOffline>(&args).await
     }
 
     /// `db.online`: at once, or `Starting` for `delay_secs` first.
@@ -294,7 +288,7 @@ impl Client {
             delay_secs,
             reason: reason.map(str::to_string),
         };
-        self.typed(name::DB_ONLINE, &args).await
+        self.request::<call::DbOnline>(&args).await
     }
 
     /// `db.config`: a database's configuration and state.
@@ -302,7 +296,7 @@ impl Client {
         let args = DbNameArgs {
             name: db.to_string(),
         };
-        self.typed(name::DB_CONFIG, &args).await
+        self.request::<call::DbConfig>(&args).await
     }
 
     /// `db.config.set`: replaces the configuration of an offline database.
@@ -315,7 +309,7 @@ impl Client {
             name: db.to_string(),
             config,
         };
-        self.typed(name::DB_CONFIG_SET, &args).await
+        self.request::<call::DbConfigSet>(&args).await
     }
 
     /// `db.resync`: starts a job rebuilding the indexes of an offline database.
@@ -323,12 +317,12 @@ impl Client {
         let args = DbNameArgs {
             name: db.to_string(),
         };
-        self.typed(name::DB_RESYNC, &args).await
+        self.request::<call::DbResync>(&args).await
     }
 
     /// `find`: documents by a secondary index.
     pub async fn find(&self, args: &methods::FindArgs) -> Result<methods::FindResult, ClientError> {
-        self.typed(name::FIND, args).await
+        self.request::<call::Find>(args).await
     }
 
     /// `db.drop`: removes a database, its documents and its change log.
@@ -336,12 +330,12 @@ impl Client {
         let args = DbNameArgs {
             name: db.to_string(),
         };
-        self.unit(name::DB_DROP, &args).await
+        self.request::<call::DbDrop>(&args).await
     }
 
     /// `db.list`: the databases the user may read, in name order.
     pub async fn db_list(&self) -> Result<Vec<DbInfo>, ClientError> {
-        decode(name::DB_LIST, self.call(name::DB_LIST, Value::Nil).await?)
+        self.request::<call::DbList>(&NoArgs {}).await
     }
 
     /// `db.info`: a database's counters.
@@ -349,7 +343,7 @@ impl Client {
         let args = DbNameArgs {
             name: db.to_string(),
         };
-        self.typed(name::DB_INFO, &args).await
+        self.request::<call::DbInfo>(&args).await
     }
 
     /// `get`: a document (error `not_found` when there is none).
@@ -358,7 +352,7 @@ impl Client {
             db: db.to_string(),
             key: Value::from(key),
         };
-        self.typed(name::GET, &args).await
+        self.request::<call::Get>(&args).await
     }
 
     /// `put`: writes a document, only if its rev is `rev` when one is given (0: only if
@@ -376,7 +370,7 @@ impl Client {
             value,
             rev,
         };
-        self.typed(name::PUT, &args).await
+        self.request::<call::Put>(&args).await
     }
 
     /// `delete`: removes a document, only if its rev is `rev` when one is given.
@@ -391,12 +385,12 @@ impl Client {
             key: Value::from(key),
             rev,
         };
-        self.typed(name::DELETE, &args).await
+        self.request::<call::Delete>(&args).await
     }
 
     /// `scan`: one page of documents in key order.
     pub async fn scan(&self, args: &ScanArgs) -> Result<ScanResult, ClientError> {
-        self.typed(name::SCAN, args).await
+        self.request::<call::Scan>(args).await
     }
 
     /// `batch`: operations on one database, applied all or nothing.
@@ -405,22 +399,24 @@ impl Client {
             db: db.to_string(),
             ops,
         };
-        self.typed(name::BATCH, &args).await
+        self.request::<call::Batch>(&args).await
     }
 
     /// `changes` with a `normal` (default) or `longpoll` feed: one page of changes.
     pub async fn changes(&self, args: &ChangesArgs) -> Result<ChangesResult, ClientError> {
-        self.typed(name::CHANGES, args).await
+        self.request::<call::Changes>(args).await
     }
 
     /// `changes` with a `continuous` feed (whatever `args.feed` says): changes as they
     /// commit, until canceled or ended by the service.
     pub async fn changes_feed(&self, args: &ChangesArgs) -> Result<FeedStream, ClientError> {
         let args = ChangesArgs {
-            feed: Some("continuous".to_string()),
+            feed: Some(FeedKind::Continuous),
             ..args.clone()
         };
-        let stream = self.stream(name::CHANGES, methods::to_value(&args)).await?;
+        let stream = self
+            .stream(call::Changes::METHOD.name(), methods::to_value(&args))
+            .await?;
         Ok(FeedStream::new(stream))
     }
 
@@ -436,7 +432,7 @@ impl Client {
             password: password.map(str::to_string),
             admin,
         };
-        self.unit(name::USER_ADD, &args).await
+        self.request::<call::UserAdd>(&args).await
     }
 
     /// `user.passwd`: sets a user's password.
@@ -445,17 +441,22 @@ impl Client {
             name: user.to_string(),
             password: password.to_string(),
         };
-        self.unit(name::USER_PASSWD, &args).await
+        self.request::<call::UserPasswd>(&args).await
     }
 
     /// `user.grant`: gives a user `read` or `write` (which includes read) on a database.
-    pub async fn user_grant(&self, user: &str, db: &str, access: &str) -> Result<(), ClientError> {
+    pub async fn user_grant(
+        &self,
+        user: &str,
+        db: &str,
+        access: Access,
+    ) -> Result<(), ClientError> {
         let args = UserGrantArgs {
             name: user.to_string(),
             db: db.to_string(),
-            access: access.to_string(),
+            access,
         };
-        self.unit(name::USER_GRANT, &args).await
+        self.request::<call::UserGrant>(&args).await
     }
 
     /// `user.revoke`: removes a user's grant on a database.
@@ -464,15 +465,12 @@ impl Client {
             name: user.to_string(),
             db: db.to_string(),
         };
-        self.unit(name::USER_REVOKE, &args).await
+        self.request::<call::UserRevoke>(&args).await
     }
 
     /// `user.list`: every user with its grants.
     pub async fn user_list(&self) -> Result<Vec<UserInfo>, ClientError> {
-        decode(
-            name::USER_LIST,
-            self.call(name::USER_LIST, Value::Nil).await?,
-        )
+        self.request::<call::UserList>(&NoArgs {}).await
     }
 
     /// `user.delete`: removes a user and revokes its tokens.
@@ -480,7 +478,7 @@ impl Client {
         let args = UserNameArgs {
             name: user.to_string(),
         };
-        self.unit(name::USER_DELETE, &args).await
+        self.request::<call::UserDelete>(&args).await
     }
 
     /// `backup.start`: starts a backup job (`name` defaults to the UTC time).
@@ -488,15 +486,12 @@ impl Client {
         let args = methods::BackupStartArgs {
             name: name.map(str::to_string),
         };
-        self.typed(name::BACKUP_START, &args).await
+        self.request::<call::BackupStart>(&args).await
     }
 
     /// `backup.list`: the complete backups, newest first.
     pub async fn backup_list(&self) -> Result<Vec<methods::BackupInfo>, ClientError> {
-        decode(
-            name::BACKUP_LIST,
-            self.call(name::BACKUP_LIST, Value::Nil).await?,
-        )
+        self.request::<call::BackupList>(&NoArgs {}).await
     }
 
     /// `backup.delete`.
@@ -504,7 +499,7 @@ impl Client {
         let args = methods::BackupNameArgs {
             name: backup.to_string(),
         };
-        self.unit(name::BACKUP_DELETE, &args).await
+        self.request::<call::BackupDelete>(&args).await
     }
 
     /// `restore.start`: starts a restore job from one of the service's backups.
@@ -512,45 +507,39 @@ impl Client {
         let args = methods::BackupNameArgs {
             name: backup.to_string(),
         };
-        self.typed(name::RESTORE_START, &args).await
+        self.request::<call::RestoreStart>(&args).await
     }
 
     /// `jobs.list`, filtered by type and status when given.
     pub async fn jobs_list(
         &self,
-        kind: Option<&str>,
-        status: Option<&str>,
+        kind: Option<JobKind>,
+        status: Option<JobStatus>,
     ) -> Result<Vec<methods::Job>, ClientError> {
-        let args = methods::JobsListArgs {
-            kind: kind.map(str::to_string),
-            status: status.map(str::to_string),
-        };
-        self.typed(name::JOBS_LIST, &args).await
+        let args = methods::JobsListArgs { kind, status };
+        self.request::<call::JobsList>(&args).await
     }
 
     /// `jobs.show`.
     pub async fn jobs_show(&self, id: u64) -> Result<methods::Job, ClientError> {
-        self.typed(name::JOBS_SHOW, &methods::JobIdArgs { id })
+        self.request::<call::JobsShow>(&methods::JobIdArgs { id })
             .await
     }
 
     /// `jobs.cancel`.
     pub async fn jobs_cancel(&self, id: u64) -> Result<methods::Job, ClientError> {
-        self.typed(name::JOBS_CANCEL, &methods::JobIdArgs { id })
+        self.request::<call::JobsCancel>(&methods::JobIdArgs { id })
             .await
     }
 
     /// `usage` (admin): the room the service's data, directory and backups take.
     pub async fn usage(&self) -> Result<methods::UsageResult, ClientError> {
-        decode(name::USAGE, self.call(name::USAGE, Value::Nil).await?)
+        self.request::<call::Usage>(&NoArgs {}).await
     }
 
     /// `config.reload` (admin): the service reads its settings file again and applies
     /// what can change at run time; an invalid file is refused and changes nothing.
     pub async fn config_reload(&self) -> Result<methods::ConfigReloadResult, ClientError> {
-        decode(
-            name::CONFIG_RELOAD,
-            self.call(name::CONFIG_RELOAD, Value::Nil).await?,
-        )
+        self.request::<call::ConfigReload>(&NoArgs {}).await
     }
 }

@@ -11,8 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use cairn_proto::methods::name;
-use cairn_proto::{FrameCodec, FrameError, Message};
+use cairn_proto::{push_frame, FrameCodec, FrameError, Message, Method, MethodKind};
 use futures_util::StreamExt;
 use rmpv::Value;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -27,9 +26,11 @@ use crate::transport;
 /// The writer flushes at least this often while frames keep coming.
 const FLUSH_BYTES: usize = 64 << 10;
 
-/// Methods the service runs in order on the connection itself, outside the limit of calls
-/// in flight; they take no slot here either.
-const SESSION_METHODS: [&str; 4] = [name::LOGIN, name::AUTH, name::LOGOUT, name::WHOAMI];
+/// True for the methods the service runs in order on the connection itself, outside the
+/// limit of calls in flight; they take no slot here either.
+fn is_session_method(name: &str) -> bool {
+    Method::parse(name).is_some_and(|m| m.kind() == MethodKind::Session)
+}
 
 /// What a stream's reader receives.
 #[derive(Debug)]
@@ -261,7 +262,7 @@ impl Connection {
 
     /// Takes a slot, registers the call under a new id and queues it.
     async fn begin(&self, method: &str, args: Value, waiter: Waiter) -> Result<u64, ClientError> {
-        let slot = if SESSION_METHODS.contains(&method) {
+        let slot = if is_session_method(method) {
             None
         } else {
             let slot = self.shared.slots.clone().acquire_owned().await;
@@ -354,10 +355,10 @@ async fn write_frames<W: AsyncWrite>(
             let _ = writer.shutdown().await;
             return;
         };
-        push_frame(&mut buffer, &body);
+        frame(&mut buffer, &body);
         while buffer.len() < FLUSH_BYTES {
             match queued.try_recv() {
-                Ok(body) => push_frame(&mut buffer, &body),
+                Ok(body) => frame(&mut buffer, &body),
                 Err(_) => break,
             }
         }
@@ -376,9 +377,7 @@ async fn write_frames<W: AsyncWrite>(
     }
 }
 
-/// Appends one frame: the body's length as 4 bytes big-endian, then the body (which
-/// `begin` kept under the frame limit, so under 4 GiB).
-fn push_frame(buffer: &mut Vec<u8>, body: &[u8]) {
-    buffer.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buffer.extend_from_slice(body);
+/// Appends one frame; `begin` kept the body under the frame limit, so it always fits.
+fn frame(buffer: &mut Vec<u8>, body: &[u8]) {
+    push_frame(buffer, body).expect("a body under the frame limit fits in a frame");
 }

@@ -30,5 +30,6 @@ pub use error::ClientError;
 pub use stream::{CallStream, FeedStream};
 pub use url::{ClientUrl, TlsUrl, DEFAULT_PORT};
 
-/// The protocol's types, re-exported: the arguments and results of the typed calls.
-pub use cairn_proto::{methods, ErrorCode, WireError};
+/// The protocol's types, re-exported: the arguments and results of the typed calls, and
+/// the fixed sets of values they carry.
+pub use cairn_proto::{methods, values, Call, ErrorCode, Method, WireError};

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use cairn_client::methods::{BatchOp, ChangesArgs, FeedItem, RetentionArgs, ScanArgs};
+use cairn_client::values::{Access, FeedKind, Op};
 use cairn_client::{Client, ClientError, ClientUrl, ConnectOptions, ErrorCode};
 use cairn_server::{ServerError, Service, Settings};
 use rmpv::Value;
@@ -152,13 +153,13 @@ async fn unix_socket_calls_as_root() {
     );
     let ops = vec![
         BatchOp {
-            op: "put".into(),
+            op: Op::Put,
             key: Value::from("b"),
             value: Some(Value::from(2)),
             rev: None,
         },
         BatchOp {
-            op: "del".into(),
+            op: Op::Del,
             key: Value::from("a"),
             value: None,
             rev: Some(first.rev),
@@ -195,11 +196,13 @@ async fn unix_socket_calls_as_root() {
     root.user_add("alice", Some("alice-pw"), false)
         .await
         .unwrap();
-    root.user_grant("alice", "notes", "read").await.unwrap();
+    root.user_grant("alice", "notes", Access::Read)
+        .await
+        .unwrap();
     root.user_passwd("alice", "alice-pw2").await.unwrap();
     let users = root.user_list().await.unwrap();
     let alice = users.iter().find(|u| u.name == "alice").unwrap();
-    assert_eq!(alice.grants.get("notes").map(String::as_str), Some("read"));
+    assert_eq!(alice.grants.get("notes"), Some(&Access::Read));
     root.user_revoke("alice", "notes").await.unwrap();
     root.user_delete("alice").await.unwrap();
     assert!(root
@@ -309,7 +312,7 @@ async fn five_hundred_pipelined_gets_on_one_connection() {
         .unwrap();
     let ops = (0..500)
         .map(|i| BatchOp {
-            op: "put".into(),
+            op: Op::Put,
             key: Value::from(format!("k{i:03}")),
             value: Some(Value::from(i)),
             rev: None,
@@ -324,7 +327,7 @@ async fn five_hundred_pipelined_gets_on_one_connection() {
         let args = ChangesArgs {
             db: "many".into(),
             since,
-            feed: Some("longpoll".into()),
+            feed: Some(FeedKind::Longpoll),
             timeout_ms: Some(20_000),
             ..ChangesArgs::default()
         };
@@ -438,7 +441,7 @@ async fn longpoll_is_woken_by_a_put_from_another_connection() {
         let args = ChangesArgs {
             db: "poll".into(),
             since,
-            feed: Some("longpoll".into()),
+            feed: Some(FeedKind::Longpoll),
             timeout_ms: Some(30_000),
             ..ChangesArgs::default()
         };

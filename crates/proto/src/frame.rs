@@ -2,8 +2,8 @@
 //! from its length alone, before buffering any of its body, when it is over the limit
 //! in force (64 KiB before authentication, a configurable limit after it).
 
-use bytes::{Buf, BufMut, BytesMut};
-use tokio_util::codec::{Decoder, Encoder};
+use bytes::{Buf, BytesMut};
+use tokio_util::codec::Decoder;
 
 /// Largest frame body before a connection has authenticated.
 pub const MAX_UNAUTHENTICATED_FRAME: usize = 64 << 10;
@@ -67,21 +67,17 @@ impl Decoder for FrameCodec {
     }
 }
 
-impl Encoder<&[u8]> for FrameCodec {
-    type Error = FrameError;
-
-    fn encode(&mut self, body: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
-        if body.len() > u32::MAX as usize {
-            return Err(FrameError::TooLarge {
-                len: body.len(),
-                limit: u32::MAX as usize,
-            });
-        }
-        dst.reserve(HEADER_BYTES + body.len());
-        dst.put_u32(body.len() as u32);
-        dst.put_slice(body);
-        Ok(())
-    }
+/// Appends `body` to `buffer` as one frame: its length as 4 big-endian bytes, then the
+/// body. The one place a frame's length prefix is written.
+pub fn push_frame(buffer: &mut Vec<u8>, body: &[u8]) -> Result<(), FrameError> {
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
+        len: body.len(),
+        limit: u32::MAX as usize,
+    })?;
+    buffer.reserve(HEADER_BYTES + body.len());
+    buffer.extend_from_slice(&len.to_be_bytes());
+    buffer.extend_from_slice(body);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -91,14 +87,14 @@ mod tests {
     #[test]
     fn frames_round_trip_across_split_reads() {
         let mut codec = FrameCodec::new(1024);
-        let mut wire = BytesMut::new();
-        codec.encode(&b"hello"[..], &mut wire).unwrap();
-        codec.encode(&b""[..], &mut wire).unwrap();
-        codec.encode(&b"world!"[..], &mut wire).unwrap();
+        let mut wire = Vec::new();
+        for body in [&b"hello"[..], b"", b"world!"] {
+            push_frame(&mut wire, body).unwrap();
+        }
         let mut input = BytesMut::new();
         let mut frames = Vec::new();
         for byte in wire {
-            input.put_u8(byte);
+            input.extend_from_slice(&[byte]);
             while let Some(frame) = codec.decode(&mut input).unwrap() {
                 frames.push(frame.to_vec());
             }

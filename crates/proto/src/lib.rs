@@ -1,14 +1,19 @@
 //! `cairn-proto`: Cairn's native wire protocol, shared by the service and its clients.
 //! A connection carries frames (`frame`: a 4-byte big-endian length and a msgpack body);
 //! each body is one message (`message`: call, result, error, item, end, cancel), and
-//! errors carry a stable code from one table (`code`). Nothing here knows of LMDB or TLS.
-//! `PROTOCOL.md` beside this crate is the reference and is checked against this code.
+//! errors carry a stable code from one table (`code`). The methods, with their argument
+//! and result types, kind and permission, are one table too (`methods`), and the fixed
+//! sets of values they carry are enums sent as strings (`values`). Nothing here knows of
+//! LMDB or TLS. `PROTOCOL.md` beside this crate is the reference and is checked against
+//! this code.
 
 pub mod code;
 pub mod frame;
 pub mod message;
 pub mod methods;
+pub mod values;
 
 pub use code::{ErrorCode, WireError};
-pub use frame::{FrameCodec, FrameError, DEFAULT_MAX_FRAME, MAX_UNAUTHENTICATED_FRAME};
+pub use frame::{push_frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME, MAX_UNAUTHENTICATED_FRAME};
 pub use message::{encode_doc_result, Message, MessageError};
+pub use methods::{Call, Method, MethodKind, Need, Permission, Request};

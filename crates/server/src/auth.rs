@@ -6,32 +6,16 @@ use std::sync::OnceLock;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+pub use cairn_proto::values::Via;
+pub use cairn_proto::Need;
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{Access, Store, UserRecord};
 use sha2::{Digest, Sha256};
 
+use crate::error::internal;
+
 /// The administrator every service has.
 pub const ROOT_USER: &str = "root";
-
-/// How a connection proved who it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Via {
-    Password,
-    Token,
-    Certificate,
-    Socket,
-}
-
-impl Via {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Password => "password",
-            Via::Token => "token",
-            Via::Certificate => "certificate",
-            Via::Socket => "socket",
-        }
-    }
-}
 
 /// The user a connection is authenticated as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,22 +24,6 @@ pub struct Identity {
     pub via: Via,
     /// The session token's hash when the connection logged in or used a token.
     pub token_hash: Option<[u8; 32]>,
-}
-
-/// What a call needs of its caller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Need<'a> {
-    Anyone,
-    User,
-    Read(&'a str),
-    Write(&'a str),
-    Admin,
-    /// The named user itself, or an admin.
-    SelfOrAdmin(&'a str),
-}
-
-fn internal(reason: impl std::fmt::Display) -> WireError {
-    WireError::new(ErrorCode::Internal, format!("{reason}"))
 }
 
 /// Hashes a password with argon2id on a blocking thread.

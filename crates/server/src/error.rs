@@ -1,5 +1,5 @@
-//! The service's error type (starting and running a service), and how storage errors
-//! become wire errors with stable codes.
+//! The service's error type (starting and running a service), how storage errors become
+//! wire errors with stable codes, and the few wire errors every room makes.
 
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::StoreError;
@@ -35,6 +35,26 @@ impl ServerError {
             source,
         }
     }
+}
+
+/// A malformed call.
+pub fn bad_request(message: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::BadRequest, message)
+}
+
+/// An object in a state that refuses the call.
+pub fn conflict(message: impl Into<String>) -> WireError {
+    WireError::new(ErrorCode::Conflict, message)
+}
+
+/// An unexpected failure inside the service.
+pub fn internal(reason: impl std::fmt::Display) -> WireError {
+    WireError::new(ErrorCode::Internal, reason.to_string())
+}
+
+/// The wire form of a storage error (by value, for `map_err`).
+pub fn store_error(error: StoreError) -> WireError {
+    store_error_to_wire(&error)
 }
 
 /// The wire form of a storage error.

@@ -2,31 +2,33 @@
 //! store, certificates, sockets), authenticates users (passwords, session tokens, client
 //! certificates, the unix socket), and serves the native protocol of `cairn-proto` over
 //! TLS and unix sockets. The `cairn-service` binary wraps `Service`.
+//!
+//! Rooms, each depending only on those below it:
+//! - `service`: starting, serving and stopping a service;
+//! - `net`: listeners, TLS, connections — frames in, calls to `methods`, answers out;
+//! - `methods`: one file per family of methods, each call decoded into the typed
+//!   request of `cairn-proto`'s method table and checked as the table says;
+//! - `ops`: database lifecycles, automatic READ_ONLY, change feeds, jobs (backup,
+//!   restore, resync), the backup schedule, reloads, webhooks;
+//! - below them all: `shared` (the state every call and job shares), `config` (the
+//!   settings), `auth`, `storage` (awaiting the store), `wire` (store types in their
+//!   wire form), `error`, and `remote` / `archive` (object storage).
 
 mod archive;
 mod auth;
 mod config;
-mod connection;
 mod error;
-mod feeds;
-mod handlers;
-mod health;
-mod jobs;
-mod lifecycle;
-mod listen;
-mod reload;
+mod methods;
+mod net;
+mod ops;
 mod remote;
-mod restore;
-mod resync;
-mod schedule;
 mod service;
 mod shared;
-pub mod webhooks;
+mod storage;
+mod wire;
 
-pub use config::{
-    cairn_environment, Flags, Settings, DEFAULT_LISTEN, ENVIRONMENT_VARIABLES, SETTINGS_FILE,
-};
+pub use config::ListenUrl;
+pub use config::{cairn_environment, Flags, LogFormat, Settings, DEFAULT_LISTEN, SETTINGS_FILE};
 pub use error::ServerError;
-pub use listen::ListenUrl;
 pub use service::{Reloader, Service, BACKUPS_DIR, CERTS_DIR, SOCKET_FILE, TMP_DIR};
 pub use shared::{LogLevelSetter, ReloadSource};

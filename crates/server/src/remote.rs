@@ -514,7 +514,7 @@ impl Remote {
             .await?
             .into_iter()
             .filter_map(|o| o.strip_suffix(MANIFEST_SUFFIX).map(str::to_string))
-            .filter(|n| crate::jobs::validate_backup_name(n).is_ok())
+            .filter(|n| crate::ops::backup::validate_backup_name(n).is_ok())
             .collect();
         let fetches: Vec<_> = names.iter().map(|n| self.manifest(n)).collect();
         let fetched: Vec<Result<RemoteManifest, RemoteError>> = futures_util::stream::iter(fetches)

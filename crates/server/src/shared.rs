@@ -12,15 +12,15 @@ use std::sync::{Arc, Mutex, RwLock};
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{ServiceStatus, Store};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::config::Flags;
-use crate::feeds::Feeds;
-use crate::health::AutoStatus;
-use crate::jobs::JobRegistry;
-use crate::lifecycle::Databases;
+use crate::config::{Flags, Settings};
+use crate::ops::feeds::Feeds;
+use crate::ops::health::AutoStatus;
+use crate::ops::jobs::JobRegistry;
+use crate::ops::lifecycle::Databases;
+use crate::ops::webhooks::Webhooks;
 use crate::remote::Remote;
-use crate::webhooks::Webhooks;
-use crate::Settings;
 
 /// Sets the log filter of the process (an `EnvFilter` directive) at run time.
 pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
@@ -57,6 +57,9 @@ pub struct Shared {
     pub databases: Databases,
     /// Cancelled when the service starts to shut down.
     pub shutdown: CancellationToken,
+    /// The service's background tasks (free-space checks, delayed starts, the backup
+    /// schedule): each ends with `shutdown`, and the service waits for them.
+    pub background: TaskTracker,
     /// The working directory.
     pub dir: PathBuf,
     /// Where backups are written (without `[backup] url`).
@@ -105,6 +108,7 @@ impl Shared {
             auto: AutoStatus::default(),
             databases: Databases::default(),
             shutdown: CancellationToken::new(),
+            background: TaskTracker::new(),
             dir,
             backup_dir,
             remote,

@@ -6,7 +6,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use cairn_client::values::{Access, FeedKind, JobKind, JobStatus, ServiceMode, WireEnum};
 use cairn_client::ClientUrl;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXAMPLES: &str = "\
@@ -284,13 +286,12 @@ progress) and live change feeds end; afterwards readers must resynchronise.")]
 pub enum JobsCommand {
     /// List jobs, newest first.
     List {
-        /// Only jobs of this type: BACKUP, RESTORE or RESYNC.
-        #[arg(long = "type", value_name = "TYPE")]
-        kind: Option<String>,
-        /// Only jobs in this status: QUEUED, STARTED, IN_PROGRESS, COMPLETED, FAILED or
-        /// CANCELED.
-        #[arg(long)]
-        status: Option<String>,
+        /// Only jobs of this type (in any case).
+        #[arg(long = "type", value_name = "TYPE", ignore_case = true, value_parser = one_of::<JobKind>())]
+        kind: Option<JobKind>,
+        /// Only jobs in this status (in any case).
+        #[arg(long, ignore_case = true, value_parser = one_of::<JobStatus>())]
+        status: Option<JobStatus>,
     },
     /// Show one job.
     Show {
@@ -315,9 +316,9 @@ pub enum StatusCommand {
     /// Set the status: READ_WRITE, READ_ONLY (non-admin writes refused) or DOWN
     /// (non-admin calls refused); the messages are shown to callers.
     Set {
-        /// READ_WRITE, READ_ONLY or DOWN.
-        #[arg(value_parser = ["READ_WRITE", "READ_ONLY", "DOWN"])]
-        status: String,
+        /// The new status.
+        #[arg(value_parser = one_of::<ServiceMode>())]
+        status: ServiceMode,
         /// The current message (at most 256 characters).
         #[arg(long)]
         message: Option<String>,
@@ -493,8 +494,8 @@ pub struct ChangesOptions {
     #[arg(long, value_name = "N")]
     pub limit: Option<u32>,
     /// normal: what is there now; longpoll: wait for a change; continuous: follow changes.
-    #[arg(long, value_enum, default_value_t = Feed::Normal)]
-    pub feed: Feed,
+    #[arg(long, value_parser = one_of::<FeedKind>(), default_value = "normal")]
+    pub feed: FeedKind,
     /// The epoch of --since (from an earlier result): refused with resync_required if a
     /// restore replaced the data since.
     #[arg(long, value_name = "E")]
@@ -506,24 +507,6 @@ pub struct ChangesOptions {
     /// continuous: send a heartbeat after S seconds without a change (service default 10).
     #[arg(long, value_name = "S", value_parser = parse_seconds)]
     pub heartbeat: Option<Duration>,
-}
-
-/// The kinds of change feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Feed {
-    Normal,
-    Longpoll,
-    Continuous,
-}
-
-impl Feed {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Feed::Normal => "normal",
-            Feed::Longpoll => "longpoll",
-            Feed::Continuous => "continuous",
-        }
-    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -554,7 +537,7 @@ pub enum UserCommand {
         /// The database.
         db: String,
         /// read, or write (which includes read).
-        #[arg(value_enum)]
+        #[arg(value_parser = one_of::<Access>())]
         access: Access,
     },
     /// Remove a user's grant on a database.
@@ -573,20 +556,10 @@ pub enum UserCommand {
     },
 }
 
-/// The access a grant gives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Access {
-    Read,
-    Write,
-}
-
-impl Access {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Read => "read",
-            Access::Write => "write",
-        }
-    }
+/// A parser of one of the values of a protocol enum, listing them in `--help`.
+fn one_of<T: WireEnum + Clone + Send + Sync>() -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(T::all().iter().map(|v| v.as_str()))
+        .map(|text| T::parse_ignore_case(&text).expect("clap admits only the listed values"))
 }
 
 /// Seconds, possibly fractional, as a duration.

@@ -9,10 +9,11 @@ use anyhow::Result;
 use cairn_client::methods::{
     ChangesArgs, DbCreateArgs, FeedItem, FindArgs, FindCursor, RetentionArgs, ScanArgs,
 };
+use cairn_client::values::FeedKind;
 
 use crate::args::{
-    ChangesOptions, Cli, Command, DbCommand, Feed, FindOptions, ScanOptions, StatusCommand,
-    UsageError, UserCommand,
+    ChangesOptions, Cli, Command, DbCommand, FindOptions, ScanOptions, StatusCommand, UsageError,
+    UserCommand,
 };
 use crate::connect::Target;
 use crate::input;
@@ -39,7 +40,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         } => {
             let client = target.connect().await?;
             let status = client
-                .status_set(&status, message.as_deref(), pending.as_deref())
+                .status_set(status, message.as_deref(), pending.as_deref())
                 .await?;
             out.emit(&status, || output::status_text(&status))?;
         }
@@ -293,12 +294,12 @@ async fn find(target: &Target, out: &Output, options: FindOptions) -> Result<()>
 
 async fn changes(target: &Target, out: &Output, options: ChangesOptions) -> Result<()> {
     let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let continuous = options.feed == Feed::Continuous;
+    let continuous = options.feed == FeedKind::Continuous;
     let args = ChangesArgs {
         db: options.db,
         since: options.since,
         limit: options.limit,
-        feed: Some(options.feed.as_str().to_string()),
+        feed: Some(options.feed),
         timeout_ms: options.timeout.filter(|_| !continuous).map(millis),
         heartbeat_ms: options.heartbeat.map(millis),
         epoch: options.epoch,
@@ -401,10 +402,8 @@ async fn user(target: &Target, out: &Output, command: UserCommand) -> Result<()>
         }
         UserCommand::Grant { name, db, access } => {
             let client = target.connect().await?;
-            client.user_grant(&name, &db, access.as_str()).await?;
-            out.emit(&done, || {
-                format!("granted {} on {db} to {name}", access.as_str())
-            })?;
+            client.user_grant(&name, &db, access).await?;
+            out.emit(&done, || format!("granted {access} on {db} to {name}"))?;
         }
         UserCommand::Revoke { name, db } => {
             target.connect().await?.user_revoke(&name, &db).await?;

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use cairn_client::methods::{BatchOp, DbConfigSettings, IndexDefArgs, RetentionArgs};
+use cairn_client::values::Op;
 use rmpv::Value;
 
 use crate::args::UsageError;
@@ -126,9 +127,9 @@ fn batch_op(line: &str) -> Result<BatchOp, String> {
     let (mut op, mut key, mut value, mut rev) = (None, None, None, None);
     for (field, field_value) in entries {
         match field.as_str() {
-            Some("op") => match field_value.as_str() {
-                Some(kind @ ("put" | "del")) => op = Some(kind.to_string()),
-                _ => return Err(format!("\"op\" is \"put\" or \"del\", not {field_value}")),
+            Some("op") => match field_value.as_str().and_then(Op::parse) {
+                Some(kind) => op = Some(kind),
+                None => return Err(format!("\"op\" is \"put\" or \"del\", not {field_value}")),
             },
             Some("key") => match field_value.as_str() {
                 Some(text) => key = Some(Value::from(text)),
@@ -152,9 +153,9 @@ fn batch_op(line: &str) -> Result<BatchOp, String> {
     }
     let op = op.ok_or("the operation has no \"op\" (\"put\" or \"del\")")?;
     let key = key.ok_or("the operation has no \"key\"")?;
-    match (op.as_str(), &value) {
-        ("put", None) => return Err("a put needs a \"value\"".to_string()),
-        ("del", Some(_)) => return Err("a del takes no \"value\"".to_string()),
+    match (op, &value) {
+        (Op::Put, None) => return Err("a put needs a \"value\"".to_string()),
+        (Op::Del, Some(_)) => return Err("a del takes no \"value\"".to_string()),
         _ => {}
     }
     Ok(BatchOp {

@@ -65,7 +65,7 @@ pub async fn jobs(target: &Target, out: &Output, command: JobsCommand) -> Result
     let client = target.connect().await?;
     match command {
         JobsCommand::List { kind, status } => {
-            let list = client.jobs_list(kind.as_deref(), status.as_deref()).await?;
+            let list = client.jobs_list(kind, status).await?;
             out.emit(&list, || jobs_table(&list))?;
         }
         JobsCommand::Show { id } => {
@@ -182,8 +182,8 @@ fn jobs_table(list: &[Job]) -> String {
         .map(|job| {
             vec![
                 job.id.to_string(),
-                job.kind.clone(),
-                job.status.clone(),
+                job.kind.to_string(),
+                job.status.to_string(),
                 output::utc(job.started_on_ms),
                 job.started_by.clone(),
                 job.params.get("name").cloned().unwrap_or_default(),

@@ -12,6 +12,7 @@ use cairn_client::methods::{
     ChangeEntry, ChangesResult, DbInfo, DbStateResult, DirUsage, Doc, FeedEnd, FindResult,
     FoundDoc, RetentionArgs, ScanResult, StatusResult, UsageResult, UserInfo,
 };
+use cairn_client::values::{FeedEndReason, Op};
 use serde::Serialize;
 
 use crate::args::Format;
@@ -120,7 +121,7 @@ pub struct ChangeJson<'a> {
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
     kind: Option<&'static str>,
     seq: u64,
-    op: &'a str,
+    op: Op,
     key: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     value: Option<AsJson<'a>>,
@@ -133,7 +134,7 @@ impl<'a> ChangeJson<'a> {
         ChangeJson {
             kind: None,
             seq: change.seq,
-            op: &change.op,
+            op: change.op,
             key: &change.key,
             value: change.value.as_ref().map(AsJson),
             time_ms: change.time_ms,
@@ -172,7 +173,7 @@ pub struct ChangesJson<'a> {
     last_seq: u64,
     epoch: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    end_reason: Option<&'a str>,
+    end_reason: Option<FeedEndReason>,
 }
 
 impl<'a> ChangesJson<'a> {
@@ -181,7 +182,7 @@ impl<'a> ChangesJson<'a> {
             changes: page.changes.iter().map(ChangeJson::new).collect(),
             last_seq: page.last_seq,
             epoch: page.epoch,
-            end_reason: page.end_reason.as_deref(),
+            end_reason: page.end_reason,
         }
     }
 }
@@ -189,16 +190,16 @@ impl<'a> ChangesJson<'a> {
 /// The lines of a continuous feed besides changes: `{"type": "heartbeat", last_seq}`
 /// and, last, `{"type": "end", reason, last_seq}`.
 #[derive(Serialize)]
-pub struct FeedMark<'a> {
+pub struct FeedMark {
     #[serde(rename = "type")]
     kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
+    reason: Option<FeedEndReason>,
     last_seq: u64,
 }
 
-impl<'a> FeedMark<'a> {
-    pub fn heartbeat(last_seq: u64) -> FeedMark<'a> {
+impl FeedMark {
+    pub fn heartbeat(last_seq: u64) -> FeedMark {
         FeedMark {
             kind: "heartbeat",
             reason: None,
@@ -206,10 +207,10 @@ impl<'a> FeedMark<'a> {
         }
     }
 
-    pub fn end(end: &'a FeedEnd) -> FeedMark<'a> {
+    pub fn end(end: &FeedEnd) -> FeedMark {
         FeedMark {
             kind: "end",
-            reason: Some(&end.reason),
+            reason: Some(end.reason),
             last_seq: end.last_seq,
         }
     }
@@ -294,10 +295,10 @@ pub fn status_text(status: &StatusResult) -> String {
             text.to_string()
         }
     };
-    let mut pairs = vec![("status", status.status.clone())];
+    let mut pairs = vec![("status", status.status.to_string())];
     // The admin's own mode, when automatic reasons make the status stricter.
-    if !status.admin_status.is_empty() && status.admin_status != status.status {
-        pairs.push(("set by an admin", status.admin_status.clone()));
+    if status.admin_status != status.status {
+        pairs.push(("set by an admin", status.admin_status.to_string()));
     }
     for reason in &status.reasons {
         pairs.push((
@@ -346,7 +347,7 @@ pub fn reload_text(result: &ConfigReloadResult) -> String {
 pub fn db_info_text(info: &DbInfo) -> String {
     fields(&[
         ("name", info.name.clone()),
-        ("state", info.state.clone()),
+        ("state", info.state.to_string()),
         ("created", utc(info.created_ms)),
         ("documents", info.doc_count.to_string()),
         ("last seq", info.last_seq.to_string()),
@@ -366,7 +367,7 @@ pub fn db_table(infos: &[DbInfo]) -> String {
         .map(|info| {
             vec![
                 info.name.clone(),
-                info.state.clone(),
+                info.state.to_string(),
                 info.doc_count.to_string(),
                 info.last_seq.to_string(),
                 bytes(info.doc_bytes),
@@ -609,7 +610,7 @@ mod tests {
         );
         let put = ChangeEntry {
             seq: 4,
-            op: "put".into(),
+            op: Op::Put,
             key: "k".into(),
             value: Some(rmpv::Value::Binary(vec![1])),
             time_ms: 9,
@@ -619,7 +620,7 @@ mod tests {
             r#"{"type":"change","seq":4,"op":"put","key":"k","value":"AQ==","time_ms":9}"#
         );
         let del = ChangeEntry {
-            op: "del".into(),
+            op: Op::Del,
             value: None,
             ..put
         };
@@ -629,7 +630,7 @@ mod tests {
         );
         assert_eq!(change_line(&del), "     4  del  k");
         let end = FeedEnd {
-            reason: "canceled".into(),
+            reason: FeedEndReason::Canceled,
             last_seq: 4,
         };
         assert_eq!(

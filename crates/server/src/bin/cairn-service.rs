@@ -9,18 +9,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use cairn_server::{cairn_environment, Flags, LogLevelSetter, ReloadSource, Service, Settings};
-use clap::{Parser, ValueEnum};
+use cairn_server::{
+    cairn_environment, Flags, LogFormat, LogLevelSetter, ReloadSource, Service, Settings,
+};
+use clap::Parser;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
 
 /// Run a Cairn database service on a working directory.
 #[derive(Debug, Parser)]
@@ -51,8 +47,8 @@ struct Args {
     /// Password for the root user (also CAIRN_AUTH_PASSWD).
     #[arg(long, value_name = "PASSWORD")]
     auth_passwd: Option<String>,
-    /// Log format on stderr (also CAIRN_LOG_FORMAT).
-    #[arg(long, value_enum)]
+    /// Log format on stderr: text or json (also CAIRN_LOG_FORMAT).
+    #[arg(long, value_name = "FORMAT", value_parser = |v: &str| v.parse::<LogFormat>())]
     log_format: Option<LogFormat>,
 }
 
@@ -143,16 +139,11 @@ async fn run(args: Args, start: Start, log_level: LogLevelSetter) -> anyhow::Res
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let format =
-        args.log_format
-            .unwrap_or_else(|| match std::env::var("CAIRN_LOG_FORMAT").as_deref() {
-                Ok("json") => LogFormat::Json,
-                _ => LogFormat::Text,
-            });
     let environment = cairn_environment();
     let flags = Flags {
         listen: args.listen.clone(),
         auth_passwd: args.auth_passwd.clone(),
+        log_format: args.log_format,
     };
     let settings = match Settings::load(&args.dir, &environment, &flags) {
         Ok(settings) => settings,
@@ -161,7 +152,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let log_level = install_logging(format, &settings.log_level);
+    let log_level = install_logging(settings.log_format, &settings.log_level);
     let start = Start {
         settings,
         environment,

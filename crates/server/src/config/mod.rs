@@ -4,18 +4,28 @@
 //! The object store of remote backups (`[backup.s3]`) is the one exception to the order:
 //! what the file says wins, and the standard `AWS_*` variables fill in what it leaves
 //! out, as AWS's own tools treat them (an operator's shell may hold keys meant for
-//! something else).
+//! something else). The file's shape is in `file`, the table of every setting (its
+//! variable, whether a reload applies it) in `table`.
+
+mod file;
+mod listen;
+mod table;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use croner::parser::{CronParser, Seconds};
+use croner::Cron;
 
 use crate::error::ServerError;
-use crate::listen::ListenUrl;
 use crate::remote::{Location, S3Settings};
-use crate::webhooks::{WebhookEventKind, DEFAULT_RETRIES, DEFAULT_TIMEOUT};
+use file::parse_listen;
+
+pub use listen::ListenUrl;
+pub use table::{applied, differences};
+pub use webhooks::{display_url, WebhookEventKind, WebhookSettings};
 
 /// Name of the settings file inside a working directory.
 pub const SETTINGS_FILE: &str = "cairn.toml";
@@ -68,19 +78,17 @@ pub struct Settings {
     pub free_space_check: Duration,
     /// Where events are POSTed (`[[webhooks]]`).
     pub webhooks: Vec<WebhookSettings>,
+    /// How the service logs on stderr (`CAIRN_LOG_FORMAT`, `--log-format`).
+    pub log_format: LogFormat,
 }
 
-/// One `[[webhooks]]` table: an endpoint and the events it gets.
-#[derive(Debug, Clone, PartialEq)]
-pub struct WebhookSettings {
-    /// An `http://` or `https://` URL.
-    pub url: String,
-    /// The events POSTed to it (never empty).
-    pub events: Vec<WebhookEventKind>,
-    /// How long one attempt may take (`timeout`, seconds).
-    pub timeout: Duration,
-    /// Attempts after the first (`retries`).
-    pub retries: u32,
+/// How the service logs on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Settings {
@@ -109,112 +117,10 @@ impl Default for Settings {
             min_free_percent: 5.0,
             free_space_check: Duration::from_secs(30),
             webhooks: Vec::new(),
+            log_format: LogFormat::default(),
         }
     }
 }
-
-/// The shape of `cairn.toml`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettingsFile {
-    listen: Option<Vec<String>>,
-    #[serde(default)]
-    limits: LimitsSection,
-    #[serde(default)]
-    auth: AuthSection,
-    #[serde(default)]
-    store: StoreSection,
-    #[serde(default)]
-    backup: BackupSection,
-    #[serde(default)]
-    log: LogSection,
-    #[serde(default)]
-    status: StatusSection,
-    #[serde(default)]
-    webhooks: Vec<WebhookSection>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WebhookSection {
-    url: String,
-    events: Vec<String>,
-    /// Seconds; a fraction is fine.
-    timeout: Option<f64>,
-    retries: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LogSection {
-    level: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StatusSection {
-    min_free_bytes: Option<u64>,
-    min_free_percent: Option<f64>,
-    free_space_check_secs: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackupSection {
-    dir: Option<PathBuf>,
-    schedule: Option<String>,
-    keep: Option<usize>,
-    url: Option<String>,
-    s3: Option<S3Section>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct S3Section {
-    endpoint: Option<String>,
-    region: Option<String>,
-    access_key_id: Option<String>,
-    secret_access_key: Option<String>,
-    session_token: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LimitsSection {
-    max_connections: Option<usize>,
-    max_calls_per_connection: Option<usize>,
-    max_frame_bytes: Option<usize>,
-    max_value_bytes: Option<usize>,
-    shutdown_grace_secs: Option<u64>,
-    unauthenticated_idle_secs: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuthSection {
-    session_ttl_secs: Option<u64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoreSection {
-    map_size: Option<usize>,
-}
-
-/// The `CAIRN_*` variables the service reads.
-pub const ENVIRONMENT_VARIABLES: &[&str] = &[
-    "CAIRN_LISTEN",
-    "CAIRN_MAX_CONNECTIONS",
-    "CAIRN_MAX_CALLS_PER_CONNECTION",
-    "CAIRN_MAX_FRAME_BYTES",
-    "CAIRN_MAX_VALUE_BYTES",
-    "CAIRN_SHUTDOWN_GRACE_SECS",
-    "CAIRN_SESSION_TTL_SECS",
-    "CAIRN_MAP_SIZE",
-    "CAIRN_AUTH_PASSWD",
-    "CAIRN_CERT_DIR",
-    "CAIRN_LOG_FORMAT",
-];
 
 /// The standard `AWS_*` variables the service reads for `[backup.s3]` (for what the
 /// file leaves out); other `AWS_*` variables are left alone.
@@ -233,6 +139,7 @@ pub const AWS_VARIABLES: &[&str] = &[
 pub struct Flags {
     pub listen: Vec<String>,
     pub auth_passwd: Option<String>,
+    pub log_format: Option<LogFormat>,
 }
 
 impl Settings {
@@ -259,188 +166,19 @@ impl Settings {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(ServerError::io(format!("reading {}", path.display()), e)),
         }
-        settings.apply_env(env)?;
+        settings.apply_variables(env)?;
+        settings.apply_aws_env(env)?;
         if !flags.listen.is_empty() {
             settings.listen = parse_listen(&flags.listen)?;
         }
         if let Some(password) = &flags.auth_passwd {
             settings.root_password = Some(password.clone());
         }
+        if let Some(format) = flags.log_format {
+            settings.log_format = format;
+        }
         settings.check()?;
         Ok(settings)
-    }
-
-    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ServerError> {
-        let file: SettingsFile = toml::from_str(text).map_err(|e| {
-            // One line: the line of the file, then what is wrong there.
-            let line = e
-                .span()
-                .and_then(|span| text.get(..span.start))
-                .map(|before| before.matches('\n').count() + 1);
-            let message = e.message().trim().replace('\n', " ");
-            ServerError::Settings {
-                source_name: path.display().to_string(),
-                reason: match line {
-                    Some(line) => format!("line {line}: {message}"),
-                    None => message,
-                },
-            }
-        })?;
-        if let Some(listen) = file.listen {
-            self.listen = parse_listen(&listen)?;
-        }
-        let limits = file.limits;
-        set(&mut self.max_connections, limits.max_connections);
-        set(
-            &mut self.max_calls_per_connection,
-            limits.max_calls_per_connection,
-        );
-        set(&mut self.max_frame_bytes, limits.max_frame_bytes);
-        set(&mut self.max_value_bytes, limits.max_value_bytes);
-        set(
-            &mut self.shutdown_grace,
-            limits.shutdown_grace_secs.map(Duration::from_secs),
-        );
-        set(
-            &mut self.unauthenticated_idle,
-            limits.unauthenticated_idle_secs.map(Duration::from_secs),
-        );
-        set(
-            &mut self.session_ttl,
-            file.auth.session_ttl_secs.map(Duration::from_secs),
-        );
-        set(&mut self.map_size, file.store.map_size);
-        if let Some(level) = file.log.level {
-            tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
-                ServerError::Settings {
-                    source_name: format!("{} [log] level", path.display()),
-                    reason: format!("{level:?} is not a log filter ({e}); e.g. \"info\" or \"warn,cairn_server=debug\""),
-                }
-            })?;
-            self.log_level = level;
-        }
-        set(&mut self.min_free_bytes, file.status.min_free_bytes);
-        set(&mut self.min_free_percent, file.status.min_free_percent);
-        set(
-            &mut self.free_space_check,
-            file.status.free_space_check_secs.map(Duration::from_secs),
-        );
-        self.webhooks = file
-            .webhooks
-            .into_iter()
-            .enumerate()
-            .map(|(index, section)| webhook_settings(path, index, section))
-            .collect::<Result<_, _>>()?;
-        if let Some(dir) = file.backup.dir {
-            self.backup_dir = Some(dir);
-        }
-        if let Some(schedule) = file.backup.schedule {
-            crate::schedule::check(&schedule).map_err(|reason| ServerError::Settings {
-                source_name: format!("{} [backup] schedule", path.display()),
-                reason,
-            })?;
-            self.backup_schedule = Some(schedule);
-        }
-        set(&mut self.backup_keep, file.backup.keep.map(Some));
-        if let Some(url) = file.backup.url {
-            let location = url.parse().map_err(|reason| ServerError::Settings {
-                source_name: format!("{} [backup] url", path.display()),
-                reason,
-            })?;
-            self.backup_url = Some(location);
-        }
-        if let Some(s3) = file.backup.s3 {
-            if self.backup_url.is_none() {
-                return Err(ServerError::Settings {
-                    source_name: format!("{} [backup.s3]", path.display()),
-                    reason:
-                        "set [backup] url = \"s3://BUCKET/PREFIX\" too, or leave [backup.s3] out"
-                            .to_string(),
-                });
-            }
-            if let Some(endpoint) = &s3.endpoint {
-                check_endpoint(
-                    endpoint,
-                    &format!("{} [backup.s3] endpoint", path.display()),
-                )?;
-            }
-            self.s3 = S3Settings {
-                endpoint: s3.endpoint,
-                region: s3.region,
-                access_key_id: s3.access_key_id,
-                secret_access_key: s3.secret_access_key,
-                session_token: s3.session_token,
-            };
-        }
-        Ok(())
-    }
-
-    /// Fills in what `[backup.s3]` leaves out from the `AWS_*` variables. The credentials
-    /// go together: all from the file when it names an access key, else all from the
-    /// environment.
-    fn apply_aws_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ServerError> {
-        let var = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
-        if self.s3.endpoint.is_none() {
-            let endpoint = var("AWS_ENDPOINT_URL_S3")
-                .map(|e| ("AWS_ENDPOINT_URL_S3", e))
-                .or_else(|| var("AWS_ENDPOINT_URL").map(|e| ("AWS_ENDPOINT_URL", e)));
-            if let Some((name, endpoint)) = endpoint {
-                if self.backup_url.is_some() {
-                    check_endpoint(&endpoint, name)?;
-                }
-                self.s3.endpoint = Some(endpoint);
-            }
-        }
-        if self.s3.region.is_none() {
-            self.s3.region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
-        }
-        if self.s3.access_key_id.is_none() {
-            self.s3.access_key_id = var("AWS_ACCESS_KEY_ID");
-            self.s3.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
-            self.s3.session_token = var("AWS_SESSION_TOKEN");
-        }
-        Ok(())
-    }
-
-    fn apply_env(&mut self, env: &BTreeMap<String, String>) -> Result<(), ServerError> {
-        for (name, value) in env {
-            let number = || -> Result<u64, ServerError> {
-                value.trim().parse().map_err(|_| ServerError::Settings {
-                    source_name: name.clone(),
-                    reason: format!("{value:?} is not a whole number"),
-                })
-            };
-            match name.as_str() {
-                "CAIRN_LISTEN" => {
-                    let urls: Vec<String> =
-                        value.split(',').map(|u| u.trim().to_string()).collect();
-                    self.listen = parse_listen(&urls)?;
-                }
-                "CAIRN_MAX_CONNECTIONS" => self.max_connections = number()? as usize,
-                "CAIRN_MAX_CALLS_PER_CONNECTION" => {
-                    self.max_calls_per_connection = number()? as usize
-                }
-                "CAIRN_MAX_FRAME_BYTES" => self.max_frame_bytes = number()? as usize,
-                "CAIRN_MAX_VALUE_BYTES" => self.max_value_bytes = number()? as usize,
-                "CAIRN_SHUTDOWN_GRACE_SECS" => self.shutdown_grace = Duration::from_secs(number()?),
-                "CAIRN_SESSION_TTL_SECS" => self.session_ttl = Duration::from_secs(number()?),
-                "CAIRN_MAP_SIZE" => self.map_size = number()? as usize,
-                "CAIRN_AUTH_PASSWD" => self.root_password = Some(value.clone()),
-                "CAIRN_CERT_DIR" => self.cert_dir = Some(PathBuf::from(value)),
-                "CAIRN_LOG_FORMAT" => {}
-                aws if aws.starts_with("AWS_") => {}
-                other => {
-                    return Err(ServerError::Settings {
-                        source_name: other.to_string(),
-                        reason: format!(
-                            "unknown variable; the service reads {}",
-                            ENVIRONMENT_VARIABLES.join(", ")
-                        ),
-                    })
-                }
-            }
-        }
-        self.apply_aws_env(env)
     }
 
     /// Checks that the settings fit together.
@@ -496,101 +234,21 @@ impl Settings {
     }
 }
 
-fn set<T>(target: &mut T, value: Option<T>) {
-    if let Some(value) = value {
-        *target = value;
-    }
+/// Parses a backup schedule: standard 5-field cron, or 6 fields with seconds first.
+pub fn parse_schedule(schedule: &str) -> Result<Cron, String> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .build()
+        .parse(schedule)
+        .map_err(|e| format!("{schedule:?} is not a cron schedule ({e}); e.g. \"0 3 * * *\""))
 }
 
-/// An object store endpoint: an `http://` or `https://` URL with a host.
-fn check_endpoint(endpoint: &str, source_name: &str) -> Result<(), ServerError> {
-    let host = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .map(|rest| rest.split('/').next().unwrap_or(""));
-    match host {
-        Some(host) if !host.is_empty() => Ok(()),
-        _ => Err(ServerError::Settings {
-            source_name: source_name.to_string(),
-            reason: format!("{endpoint:?} is not an endpoint URL; e.g. http://127.0.0.1:3900"),
-        }),
-    }
-}
-
-/// The longest `timeout` of a webhook.
-const MAX_WEBHOOK_TIMEOUT_SECS: f64 = 3600.0;
-
-/// Checks the `[[webhooks]]` table number `index` (from 0) of the file `path`.
-fn webhook_settings(
-    path: &Path,
-    index: usize,
-    section: WebhookSection,
-) -> Result<WebhookSettings, ServerError> {
-    let fail = |reason: String| ServerError::Settings {
-        source_name: format!("{} [[webhooks]] #{}", path.display(), index + 1),
-        reason,
-    };
-    let url = section.url.trim().to_string();
-    match reqwest::Url::parse(&url) {
-        Ok(parsed)
-            if matches!(parsed.scheme(), "http" | "https")
-                && parsed.host_str().is_some_and(|h| !h.is_empty()) => {}
-        Ok(_) => {
-            return Err(fail(format!(
-                "url {url:?}: use an http:// or https:// URL with a host"
-            )))
-        }
-        Err(e) => {
-            return Err(fail(format!(
-                "url {url:?} is not a URL ({e}); e.g. \"https://hooks.example.net/cairn\""
-            )))
-        }
-    }
-    let names = || {
-        WebhookEventKind::ALL
-            .iter()
-            .map(|k| k.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    if section.events.is_empty() {
-        return Err(fail(format!("events is empty: name some of {}", names())));
-    }
-    let mut events = Vec::new();
-    for name in &section.events {
-        let kind = WebhookEventKind::parse(name.trim()).ok_or_else(|| {
-            fail(format!(
-                "unknown event {name:?}; the events are {}",
-                names()
-            ))
-        })?;
-        if !events.contains(&kind) {
-            events.push(kind);
-        }
-    }
-    let timeout = match section.timeout {
-        None => DEFAULT_TIMEOUT,
-        Some(secs) if secs > 0.0 && secs <= MAX_WEBHOOK_TIMEOUT_SECS => {
-            Duration::from_secs_f64(secs)
-        }
-        Some(secs) => {
-            return Err(fail(format!(
-                "timeout {secs}: give seconds above 0, at most {MAX_WEBHOOK_TIMEOUT_SECS}"
-            )))
-        }
-    };
-    Ok(WebhookSettings {
-        url,
-        events,
-        timeout,
-        retries: section.retries.unwrap_or(DEFAULT_RETRIES),
-    })
-}
-
-fn parse_listen(urls: &[String]) -> Result<Vec<ListenUrl>, ServerError> {
-    urls.iter()
-        .map(|url| url.parse::<ListenUrl>())
-        .collect::<Result<_, _>>()
+/// Checks a schedule at settings time: it parses and matches some time to come.
+pub fn check_schedule(schedule: &str) -> Result<(), String> {
+    let cron = parse_schedule(schedule)?;
+    cron.find_next_occurrence(&chrono::Utc::now(), false)
+        .map(drop)
+        .map_err(|_| format!("{schedule:?} never matches"))
 }
 
 /// The `CAIRN_*` variables and the `AWS_VARIABLES` of this process.
@@ -647,6 +305,7 @@ mod tests {
         let flags = Flags {
             listen: vec!["ssl://127.0.0.1:0".into()],
             auth_passwd: Some("secret".into()),
+            log_format: None,
         };
         let from_flags = Settings::load(dir.path(), &variables, &flags).unwrap();
         assert_eq!(from_flags.listen[0].to_string(), "ssl://127.0.0.1:0");

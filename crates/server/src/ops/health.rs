@@ -22,27 +22,11 @@ use cairn_proto::{ErrorCode, WireError};
 use cairn_store::ServiceMode;
 use tokio::sync::Notify;
 
-use crate::handlers::now_ms;
+use crate::ops::webhooks::WebhookEvent;
 use crate::shared::Shared;
-use crate::webhooks::WebhookEvent;
+use crate::storage::now_ms;
 
-/// Why the service is read-only by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum ReasonCode {
-    LowDiskSpace,
-    DiskFull,
-    MapFull,
-}
-
-impl ReasonCode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReasonCode::LowDiskSpace => "low_disk_space",
-            ReasonCode::DiskFull => "disk_full",
-            ReasonCode::MapFull => "map_full",
-        }
-    }
-}
+pub use cairn_proto::values::ReasonCode;
 
 /// One reason in force: what, a one-line message for callers, since when (ms).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,7 +296,8 @@ pub async fn check(shared: &Shared) {
 /// Checks every `[status] free_space_check_secs` (at once after a reload) until the
 /// service shuts down.
 pub fn spawn(shared: Arc<Shared>) {
-    tokio::spawn(async move {
+    let tasks = shared.background.clone();
+    tasks.spawn(async move {
         loop {
             let every = shared
                 .settings()

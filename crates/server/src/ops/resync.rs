@@ -12,10 +12,10 @@ use std::sync::Arc;
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{JobKind, JobRecord, JobStatus, ResyncChunk, Store, Write, Written};
 
-use crate::handlers::{now_ms, write};
-use crate::jobs::{register_job, JobHandle};
-use crate::lifecycle;
+use crate::ops::jobs::{register_job, JobHandle};
+use crate::ops::lifecycle;
 use crate::shared::Shared;
+use crate::storage::{now_ms, write};
 
 /// Documents per write transaction.
 const CHUNK_DOCS: usize = 1000;

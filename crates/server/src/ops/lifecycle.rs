@@ -12,17 +12,18 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use cairn_proto::methods;
+use cairn_proto::{methods, values};
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{Store, StoreError, Write, Written};
 use rmpv::Value;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::error::store_error_to_wire;
-use crate::handlers::write;
+use crate::error::store_error;
+use crate::ops::webhooks::WebhookEvent;
 use crate::shared::Shared;
-use crate::webhooks::WebhookEvent;
+use crate::storage::write;
+use crate::wire::IntoWire;
 
 /// The longest wait for calls in flight, whatever the shutdown grace says.
 const MAX_DRAIN: Duration = Duration::from_secs(24 * 3600);
@@ -40,6 +41,19 @@ pub enum DbState {
     Resyncing(u64),
 }
 
+impl IntoWire for DbState {
+    type Wire = values::DbState;
+    fn into_wire(self) -> values::DbState {
+        match self {
+            DbState::Online => values::DbState::Online,
+            DbState::Offline => values::DbState::Offline,
+            DbState::Starting => values::DbState::Starting,
+            DbState::Stopping => values::DbState::Stopping,
+            DbState::Resyncing(_) => values::DbState::Resyncing,
+        }
+    }
+}
+
 impl DbState {
     /// The state a database starts in: what the store keeps.
     fn stored(offline: bool) -> DbState {
@@ -51,13 +65,7 @@ impl DbState {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            DbState::Online => "Online",
-            DbState::Offline => "Offline",
-            DbState::Starting => "Starting",
-            DbState::Stopping => "Stopping",
-            DbState::Resyncing(_) => "Resyncing",
-        }
+        self.into_wire().as_str()
     }
 
     /// The error of a call refused in this state.
@@ -172,8 +180,8 @@ impl Transition {
     pub fn result(&self, name: &str) -> methods::DbStateResult {
         methods::DbStateResult {
             name: name.to_string(),
-            state: self.state.as_str().to_string(),
-            previous: self.previous.as_str().to_string(),
+            state: self.state.into_wire(),
+            previous: self.previous.into_wire(),
             changed: self.changed,
         }
     }
@@ -185,10 +193,6 @@ impl Transition {
             changed: false,
         }
     }
-}
-
-fn store_error(error: StoreError) -> WireError {
-    store_error_to_wire(&error)
 }
 
 fn conflict(message: String, state: DbState) -> WireError {
@@ -446,7 +450,8 @@ pub async fn bring_online(
         why.to_string(),
     );
     let task_gate = gate.clone();
-    tokio::spawn(async move {
+    let tasks = shared.background.clone();
+    tasks.spawn(async move {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = cancel.cancelled() => return,

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use cairn_proto::{
-    ErrorCode, FrameCodec, FrameError, Message, WireError, MAX_UNAUTHENTICATED_FRAME,
+    push_frame, ErrorCode, FrameCodec, FrameError, Message, Method, MethodKind, WireError,
+    MAX_UNAUTHENTICATED_FRAME,
 };
 use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -18,16 +19,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::{Caller, Identity};
-use crate::handlers::{self, Call, ConnectionChange, Outbox};
+use crate::methods::session::{self, ConnectionChange};
+use crate::methods::{CallContext, Outbox};
 use crate::shared::Shared;
 
 /// Answers waiting for the writer before callers are slowed down.
 const OUTBOX_DEPTH: usize = 1024;
-/// Methods answered in the connection's own task: short reads that never wait.
-const INLINE_METHODS: [&str; 2] = [
-    cairn_proto::methods::name::GET,
-    cairn_proto::methods::name::STATUS,
-];
 
 /// The writer flushes at least this often while answers keep coming.
 const FLUSH_BYTES: usize = 64 << 10;
@@ -166,22 +163,27 @@ impl Connection {
         }
     }
 
-    fn new_call(
-        &self,
-        id: u64,
-        method: String,
-        args: rmpv::Value,
-        cancel: CancellationToken,
-    ) -> Call {
-        Call {
+    fn new_call(&self, id: u64, method: Method, cancel: CancellationToken) -> CallContext {
+        CallContext {
             shared: self.shared.clone(),
             identity: self.identity.clone(),
             caller: self.caller.clone(),
             id,
             method,
-            args,
             outbox: self.outbox.clone(),
             cancel,
+        }
+    }
+
+    /// Applies what a session method changed about the connection.
+    fn apply(&mut self, change: ConnectionChange) {
+        match change {
+            ConnectionChange::Authenticated(identity) => {
+                tracing::info!(peer = %self.peer, user = %identity.user, via = identity.via.as_str(), "authenticated");
+                self.identity = Some(identity);
+            }
+            ConnectionChange::LoggedOut => self.identity = None,
+            ConnectionChange::None => {}
         }
     }
 
@@ -212,36 +214,43 @@ impl Connection {
         }
     }
 
-    async fn call(&mut self, id: u64, method: String, args: rmpv::Value) {
-        if handlers::is_session_method(&method) {
-            // Calls that change who the connection is run in order, one at a time.
-            let answer =
-                handlers::session_call(&self.shared, self.identity.as_ref(), &method, args).await;
-            let message = match answer {
-                Ok((value, change)) => {
-                    match change {
-                        ConnectionChange::Authenticated(identity) => {
-                            tracing::info!(peer = %self.peer, user = %identity.user, via = identity.via.as_str(), "authenticated");
-                            self.identity = Some(identity);
-                        }
-                        ConnectionChange::LoggedOut => self.identity = None,
-                        ConnectionChange::None => {}
+    async fn call(&mut self, id: u64, name: String, args: rmpv::Value) {
+        let Some(method) = Method::parse(&name) else {
+            self.send_error(
+                id,
+                ErrorCode::UnknownMethod,
+                format!("no method {name:?}; see PROTOCOL.md"),
+            )
+            .await;
+            return;
+        };
+        match method.kind() {
+            MethodKind::Session => {
+                // Calls that change who the connection is run in order, one at a time.
+                let answer =
+                    session::serve(&self.shared, self.identity.as_ref(), method, args).await;
+                let message = match answer {
+                    Ok((value, change)) => {
+                        self.apply(change);
+                        Message::Result { id, value }
                     }
-                    Message::Result { id, value }
-                }
-                Err(error) => Message::Error { id, error },
-            };
-            self.send(message).await;
-            return;
-        }
-        self.refresh_caller();
-        if INLINE_METHODS.contains(&method.as_str()) {
-            // Short reads are answered here, without a task of their own.
-            let call = self.new_call(id, method, args, CancellationToken::new());
-            if let Some(body) = call.answer().await {
-                let _ = self.outbox.send(body).await;
+                    Err(error) => Message::Error { id, error },
+                };
+                self.send(message).await;
+                return;
             }
-            return;
+            MethodKind::Inline => {
+                // Short reads are answered here, without a task of their own.
+                self.refresh_caller();
+                let call = self.new_call(id, method, CancellationToken::new());
+                if let Some(body) = call.answer(args).await {
+                    let _ = self.outbox.send(body).await;
+                }
+                return;
+            }
+            MethodKind::Write | MethodKind::Job | MethodKind::Stream | MethodKind::Plain => {
+                self.refresh_caller();
+            }
         }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             let limit = self.max_calls;
@@ -271,11 +280,11 @@ impl Connection {
             .await;
             return;
         }
-        let call = self.new_call(id, method, args, cancel);
+        let call = self.new_call(id, method, cancel);
         let cancels = self.cancels.clone();
         let outbox = self.outbox.clone();
         self.calls.spawn(async move {
-            let last = call.answer().await;
+            let last = call.answer(args).await;
             cancels.lock().expect("cancels lock").remove(&id);
             // Free the slot before the answer leaves, so that a client that starts its
             // next call on seeing the answer never finds the slot still taken.
@@ -291,10 +300,10 @@ impl Connection {
 async fn write_frames<W: AsyncWrite + Unpin>(mut writer: W, mut outgoing: mpsc::Receiver<Vec<u8>>) {
     let mut buffer = Vec::with_capacity(FLUSH_BYTES);
     while let Some(body) = outgoing.recv().await {
-        push_frame(&mut buffer, &body);
+        frame(&mut buffer, &body);
         while buffer.len() < FLUSH_BYTES {
             match outgoing.try_recv() {
-                Ok(body) => push_frame(&mut buffer, &body),
+                Ok(body) => frame(&mut buffer, &body),
                 Err(_) => break,
             }
         }
@@ -306,7 +315,9 @@ async fn write_frames<W: AsyncWrite + Unpin>(mut writer: W, mut outgoing: mpsc::
     let _ = writer.shutdown().await;
 }
 
-fn push_frame(buffer: &mut Vec<u8>, body: &[u8]) {
-    buffer.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    buffer.extend_from_slice(body);
+/// Appends an answer as a frame; an answer too large for any frame is dropped, logged.
+fn frame(buffer: &mut Vec<u8>, body: &[u8]) {
+    if let Err(error) = push_frame(buffer, body) {
+        tracing::error!(%error, "an answer does not fit in a frame; dropped");
+    }
 }

@@ -18,12 +18,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use crate::config::WebhookSettings;
+pub use crate::config::{display_url, WebhookEventKind, WebhookSettings};
 
-/// How long one attempt may take unless `timeout` says otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Attempts after the first unless `retries` says otherwise.
-pub const DEFAULT_RETRIES: u32 = 5;
 /// Events waiting per target; when full, new events for that target are dropped.
 pub const QUEUE_CAPACITY: usize = 1024;
 /// How long queued and in-flight deliveries may go on once the service stops.
@@ -31,47 +27,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// The wait before the first retry; it doubles for each next one, up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// What happened: the `event` field of the JSON body and the names of `events`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum WebhookEventKind {
-    /// The service status (READ_WRITE, READ_ONLY, DOWN) changed.
-    StatusChanged,
-    /// A database changed state (online, offline, …).
-    DbStateChanged,
-    /// A job (backup, restore, …) ended.
-    JobFinished,
-}
-
-impl WebhookEventKind {
-    pub const ALL: [WebhookEventKind; 3] = [
-        WebhookEventKind::StatusChanged,
-        WebhookEventKind::DbStateChanged,
-        WebhookEventKind::JobFinished,
-    ];
-
-    /// The wire name: `status_changed`, `db_state_changed`, `job_finished`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WebhookEventKind::StatusChanged => "status_changed",
-            WebhookEventKind::DbStateChanged => "db_state_changed",
-            WebhookEventKind::JobFinished => "job_finished",
-        }
-    }
-
-    /// The kind with the wire name `name`.
-    pub fn parse(name: &str) -> Option<WebhookEventKind> {
-        WebhookEventKind::ALL
-            .into_iter()
-            .find(|kind| kind.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for WebhookEventKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// One event, as its emitter knows it; `emit` adds the service id and the time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -570,20 +525,6 @@ fn describe_error(error: reqwest::Error, timeout: Duration) -> String {
         source = cause.source();
     }
     text
-}
-
-/// `url` fit for logs: a password and a query string (where tokens often are) hidden.
-pub fn display_url(url: &str) -> String {
-    let Ok(mut parsed) = reqwest::Url::parse(url) else {
-        return url.to_string();
-    };
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
-    }
-    if parsed.query().is_some() {
-        parsed.set_query(Some("***"));
-    }
-    parsed.to_string()
 }
 
 fn event_names(events: &[WebhookEventKind]) -> String {

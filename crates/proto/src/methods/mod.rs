@@ -1,0 +1,375 @@
+//! The methods of the protocol: one table (below) gives each method its name, argument
+//! and result types, kind and permission; the connection, the permission check, the
+//! typed client and the PROTOCOL.md test all read it. Arguments travel as the `a` map of
+//! a call and results as the `v` of a result, item or end; both are msgpack maps with
+//! the field names of the types in this module's files, one file per family of methods.
+//! Document values are msgpack values embedded as they are.
+
+mod changes;
+mod data;
+mod db;
+mod jobs;
+mod session;
+mod status;
+mod table;
+mod users;
+
+use rmpv::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::code::{ErrorCode, WireError};
+use table::method_table;
+
+pub use changes::{ChangeEntry, ChangesArgs, ChangesResult, FeedEnd, FeedItem};
+pub use data::{
+    BatchArgs, BatchOp, BatchResult, DeleteArgs, Doc, FindArgs, FindCursor, FindResult, FoundDoc,
+    GetArgs, PutArgs, RevResult, ScanArgs, ScanResult,
+};
+pub use db::{
+    DbConfig, DbConfigSetArgs, DbConfigSettings, DbCreateArgs, DbInfo, DbNameArgs, DbOfflineArgs,
+    DbOnlineArgs, DbStateResult, IndexDefArgs, RetentionArgs,
+};
+pub use jobs::{
+    BackupInfo, BackupNameArgs, BackupStartArgs, Job, JobError, JobIdArgs, JobProgress,
+    JobsListArgs,
+};
+pub use session::{AuthArgs, LoginArgs, LoginResult, LogoutArgs, WhoAmI};
+pub use status::{
+    ConfigReloadResult, DbUsage, DirUsage, EnvUsage, SettingChange, StatusReason, StatusResult,
+    StatusSetArgs, UsageResult,
+};
+pub use users::{
+    UserAddArgs, UserGrantArgs, UserInfo, UserNameArgs, UserPasswdArgs, UserRevokeArgs,
+};
+
+method_table! {
+    // Session: change or read who the connection is.
+    /// Logs in with a user and password.
+    Login = ("login", LoginArgs => LoginResult, Session, Anyone),
+    /// Authenticates with a session token.
+    Auth = ("auth", AuthArgs => WhoAmI, Session, Anyone),
+    /// Revokes a session token.
+    Logout = ("logout", LogoutArgs => (), Session, User),
+    /// Who the connection is.
+    WhoAmI = ("whoami", NoArgs => WhoAmI, Session, User),
+    // The service.
+    /// The service's mode and messages.
+    Status = ("status", NoArgs => StatusResult, Inline, Anyone),
+    /// Sets the service's mode and messages.
+    StatusSet = ("status.set", StatusSetArgs => StatusResult, Plain, Admin),
+    /// How much room the data takes.
+    Usage = ("usage", NoArgs => UsageResult, Plain, Admin),
+    /// Reads the settings file again.
+    ConfigReload = ("config.reload", NoArgs => ConfigReloadResult, Plain, Admin),
+    // Databases.
+    /// Creates a database.
+    DbCreate = ("db.create", DbCreateArgs => DbInfo, Plain, Admin),
+    /// Drops a database.
+    DbDrop = ("db.drop", DbNameArgs => (), Plain, Admin),
+    /// The databases the caller may read.
+    DbList = ("db.list", NoArgs => Vec<DbInfo>, Plain, User),
+    /// A database's counters.
+    DbInfo = ("db.info", DbNameArgs => DbInfo, Plain, Read(name)),
+    /// Takes a database offline.
+    DbOffline = ("db.offline", DbOfflineArgs => DbStateResult, Plain, Admin),
+    /// Brings a database online.
+    DbOnline = ("db.online", DbOnlineArgs => DbStateResult, Plain, Admin),
+    /// A database's configuration.
+    DbConfig = ("db.config", DbNameArgs => DbConfig, Plain, Read(name)),
+    /// Replaces an offline database's configuration.
+    DbConfigSet = ("db.config.set", DbConfigSetArgs => DbConfig, Plain, Admin),
+    /// Starts a resync job on an offline database.
+    DbResync = ("db.resync", DbNameArgs => Job, Plain, Admin),
+    // Documents.
+    /// Reads a document.
+    Get = ("get", GetArgs => Doc, Inline, Read(db)),
+    /// Writes a document.
+    Put = ("put", PutArgs => RevResult, Write, Write(db)),
+    /// Deletes a document.
+    Delete = ("delete", DeleteArgs => RevResult, Write, Write(db)),
+    /// Writes and deletes documents, all or nothing.
+    Batch = ("batch", BatchArgs => BatchResult, Write, Write(db)),
+    /// A page of documents in key order.
+    Scan = ("scan", ScanArgs => ScanResult, Plain, Read(db)),
+    /// A page of documents through a secondary index.
+    Find = ("find", FindArgs => FindResult, Plain, Read(db)),
+    /// A database's changes: a page, a longpoll, or a continuous stream.
+    Changes = ("changes", ChangesArgs => ChangesResult, Stream, Read(db)),
+    // Users.
+    /// Adds a user.
+    UserAdd = ("user.add", UserAddArgs => (), Plain, Admin),
+    /// Sets a user's password.
+    UserPasswd = ("user.passwd", UserPasswdArgs => (), Write, SelfOrAdmin(name)),
+    /// Grants a user access to a database.
+    UserGrant = ("user.grant", UserGrantArgs => (), Plain, Admin),
+    /// Revokes a user's grant.
+    UserRevoke = ("user.revoke", UserRevokeArgs => (), Plain, Admin),
+    /// Every user.
+    UserList = ("user.list", NoArgs => Vec<UserInfo>, Plain, Admin),
+    /// Deletes a user.
+    UserDelete = ("user.delete", UserNameArgs => (), Plain, Admin),
+    // Backups and jobs.
+    /// Starts a backup job.
+    BackupStart = ("backup.start", BackupStartArgs => Job, Job, Admin),
+    /// The complete backups.
+    BackupList = ("backup.list", NoArgs => Vec<BackupInfo>, Job, Admin),
+    /// Deletes a backup.
+    BackupDelete = ("backup.delete", BackupNameArgs => (), Job, Admin),
+    /// Starts a restore job.
+    RestoreStart = ("restore.start", BackupNameArgs => Job, Job, Admin),
+    /// The jobs, newest first.
+    JobsList = ("jobs.list", JobsListArgs => Vec<Job>, Job, Admin),
+    /// One job.
+    JobsShow = ("jobs.show", JobIdArgs => Job, Job, Admin),
+    /// Asks a running job to stop.
+    JobsCancel = ("jobs.cancel", JobIdArgs => Job, Job, Admin),
+}
+
+/// How a connection runs a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MethodKind {
+    /// Reads or changes who the connection is: run in order, one at a time.
+    Session,
+    /// A short read that never waits: answered in the connection's own task.
+    Inline,
+    /// A data write: refused to non-admins while the service is READ_ONLY.
+    Write,
+    /// A backup or a job: a full disk or map it meets is its target's, not the
+    /// environment's, so it never turns the service READ_ONLY.
+    Job,
+    /// May answer with a stream of items ended by an end.
+    Stream,
+    /// Any other call, answered in a task of its own.
+    Plain,
+}
+
+/// Who may call a method (`Need` is the same with the names its arguments give).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Anyone, before authentication too.
+    Anyone,
+    /// Any authenticated user.
+    User,
+    /// A user with a read grant on the database the arguments name, or an admin.
+    Read,
+    /// A user with a write grant on the database the arguments name, or an admin.
+    Write,
+    /// The user the arguments name, or an admin.
+    SelfOrAdmin,
+    Admin,
+}
+
+impl Permission {
+    /// How PROTOCOL.md names the permission at the start of a method's section.
+    pub fn documented_as(self) -> &'static str {
+        match self {
+            Permission::Anyone => "Anyone.",
+            Permission::User => "User.",
+            Permission::Read => "Read.",
+            Permission::Write => "Write.",
+            Permission::SelfOrAdmin => "Admin, or the user itself.",
+            Permission::Admin => "Admin.",
+        }
+    }
+
+    /// True when checking it needs the call's arguments (a database or user name).
+    pub fn names_an_argument(self) -> bool {
+        matches!(
+            self,
+            Permission::Read | Permission::Write | Permission::SelfOrAdmin
+        )
+    }
+}
+
+/// What a call needs of its caller: its method's permission with the database or user
+/// its arguments name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need<'a> {
+    Anyone,
+    User,
+    Read(&'a str),
+    Write(&'a str),
+    /// The named user itself, or an admin.
+    SelfOrAdmin(&'a str),
+    Admin,
+}
+
+impl Need<'_> {
+    /// The permission without the names (for the checks made before decoding).
+    pub fn of(permission: Permission) -> Option<Need<'static>> {
+        match permission {
+            Permission::Anyone => Some(Need::Anyone),
+            Permission::User => Some(Need::User),
+            Permission::Admin => Some(Need::Admin),
+            Permission::Read | Permission::Write | Permission::SelfOrAdmin => None,
+        }
+    }
+}
+
+/// A method with its argument and result types (the markers of `call` implement it).
+pub trait Call {
+    const METHOD: Method;
+    type Args: Serialize + DeserializeOwned;
+    type Result: Serialize + DeserializeOwned;
+}
+
+/// The arguments of a method that takes none (any map, or nil).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct NoArgs {}
+
+/// Decodes call arguments (nil counts as an empty map) into `T`.
+pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireError> {
+    let value = if value.is_nil() {
+        Value::Map(Vec::new())
+    } else {
+        value
+    };
+    rmpv::ext::from_value(value)
+        .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("bad arguments: {e}")))
+}
+
+/// Decodes a result (nil stays nil: a method that answers nothing) into `T`.
+pub fn result_from_value<T: DeserializeOwned>(value: Value) -> Result<T, rmpv::ext::Error> {
+    rmpv::ext::from_value(value)
+}
+
+/// Encodes arguments or results, structs as maps with their field names.
+pub fn to_value<T: Serialize>(value: &T) -> Value {
+    let bytes = rmp_serde::to_vec_named(value).expect("protocol types always encode");
+    rmpv::decode::read_value(&mut bytes.as_slice()).expect("rmp-serde writes valid msgpack")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_round_trip_and_defaults_apply() {
+        let put = PutArgs {
+            db: "users".into(),
+            key: Value::from("alice"),
+            value: Value::Map(vec![(Value::from("age"), Value::from(31))]),
+            rev: Some(4),
+        };
+        let encoded = to_value(&put);
+        assert!(encoded.is_map(), "structs travel as maps: {encoded}");
+        assert_eq!(from_value::<PutArgs>(encoded).unwrap(), put);
+        let minimal = Value::Map(vec![(Value::from("db"), Value::from("d"))]);
+        let changes: ChangesArgs = from_value(minimal).unwrap();
+        assert_eq!(
+            (changes.since, changes.feed, changes.limit),
+            (0, None, None)
+        );
+        assert_eq!(
+            from_value::<LogoutArgs>(Value::Nil).unwrap(),
+            LogoutArgs::default()
+        );
+    }
+
+    #[test]
+    fn missing_or_mistyped_arguments_are_bad_requests() {
+        let err = from_value::<GetArgs>(Value::Map(vec![])).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        let mistyped = Value::Map(vec![
+            (Value::from("db"), Value::from(7)),
+            (Value::from("key"), Value::from("k")),
+        ]);
+        assert_eq!(
+            from_value::<GetArgs>(mistyped).unwrap_err().code,
+            ErrorCode::BadRequest
+        );
+    }
+
+    #[test]
+    fn feed_items_are_tagged() {
+        let item = FeedItem::Heartbeat { last_seq: 9 };
+        let value = to_value(&item);
+        let Value::Map(fields) = &value else {
+            panic!("a map")
+        };
+        assert!(fields
+            .iter()
+            .any(|(k, v)| k.as_str() == Some("type") && v.as_str() == Some("heartbeat")));
+        assert_eq!(from_value::<FeedItem>(value).unwrap(), item);
+    }
+
+    #[test]
+    fn protocol_md_documents_every_method_with_its_permission() {
+        let doc = include_str!("../../PROTOCOL.md");
+        for method in Method::ALL {
+            let heading = format!("### `{}`\n", method.name());
+            let at = doc
+                .find(&heading)
+                .unwrap_or_else(|| panic!("PROTOCOL.md lacks a section for {method}"));
+            let section = &doc[at + heading.len()..];
+            let expected = method.permission().documented_as();
+            assert!(
+                section.starts_with(expected),
+                "PROTOCOL.md's section for {method} should start with {expected:?}"
+            );
+        }
+        let sections = doc.lines().filter(|l| l.starts_with("### `")).count();
+        assert_eq!(
+            sections,
+            Method::ALL.len(),
+            "PROTOCOL.md documents methods the table lacks"
+        );
+    }
+
+    #[test]
+    fn the_table_names_each_method_once_and_decodes_its_arguments() {
+        let mut names = std::collections::HashSet::new();
+        for method in Method::ALL {
+            assert!(names.insert(method.name()), "{method} twice");
+            assert_eq!(Method::parse(method.name()), Some(*method));
+        }
+        assert_eq!(Method::parse("no.such.method"), None);
+        let get = Value::Map(vec![
+            (Value::from("db"), Value::from("notes")),
+            (Value::from("key"), Value::from("k")),
+        ]);
+        let request = Request::decode(Method::Get, get).unwrap();
+        assert_eq!(request.method(), Method::Get);
+        assert_eq!(request.need(), Need::Read("notes"));
+        let status = Request::decode(Method::Status, Value::Nil).unwrap();
+        assert_eq!(status.need(), Need::Anyone);
+        let passwd = Value::Map(vec![
+            (Value::from("name"), Value::from("alice")),
+            (Value::from("password"), Value::from("pw")),
+        ]);
+        assert_eq!(
+            Request::decode(Method::UserPasswd, passwd).unwrap().need(),
+            Need::SelfOrAdmin("alice")
+        );
+        let bad_op = Value::Map(vec![
+            (Value::from("db"), Value::from("d")),
+            (
+                Value::from("ops"),
+                Value::Array(vec![Value::Map(vec![
+                    (Value::from("op"), Value::from("merge")),
+                    (Value::from("key"), Value::from("k")),
+                ])]),
+            ),
+        ]);
+        let error = Request::decode(Method::Batch, bad_op).unwrap_err();
+        assert_eq!(error.code, ErrorCode::BadRequest);
+        assert!(
+            error.message.contains("op is put or del"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn a_permission_without_names_is_checked_before_decoding() {
+        for method in Method::ALL {
+            let permission = method.permission();
+            assert_eq!(
+                Need::of(permission).is_none(),
+                permission.names_an_argument(),
+                "{method}"
+            );
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The document methods: `get` (answered with the stored bytes of the value, never
+//! decoded), `put`, `delete` and `batch` (through the group-commit writer), `scan` and
+//! `find` (pages read on a blocking thread). Every call is admitted by its database's
+//! lifecycle gate first.
+
+use std::ops::Bound;
+
+use cairn_proto::methods::{self, BatchArgs, DeleteArgs, FindArgs, GetArgs, PutArgs, ScanArgs};
+use cairn_proto::values::Op as WireOp;
+use cairn_proto::{ErrorCode, WireError};
+use cairn_store::{IndexKey, IndexQuery, Op, Scan, ScanRange, Written};
+use rmpv::Value;
+
+use crate::error::{bad_request, internal, store_error};
+use crate::storage::{blocking, write};
+
+use super::CallContext;
+
+/// Default and largest page of `scan` and `find`.
+const DEFAULT_PAGE_LIMIT: u32 = 100;
+
+/// A document key off the wire: a msgpack string of 1 to 400 bytes of UTF-8.
+fn key_text(key: &Value) -> Result<String, WireError> {
+    let Value::String(text) = key else {
+        return Err(WireError::new(
+            ErrorCode::InvalidKey,
+            "a key is a msgpack string",
+        ));
+    };
+    cairn_store::validate_key_bytes(text.as_bytes())
+        .map(str::to_string)
+        .map_err(store_error)
+}
+
+fn encode_value(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmpv::encode::write_value(&mut out, value).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// A stored value, decoded to be sent inside a page.
+pub(super) fn decode_value(bytes: &[u8]) -> Result<Value, WireError> {
+    rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| internal(format!("stored value: {e}")))
+}
+
+/// `get`, answered with the stored msgpack of the value as it is (no decoding).
+pub fn get(call: &CallContext, args: GetArgs) -> Result<Vec<u8>, WireError> {
+    let _admission = call.shared.databases.enter(&args.db)?;
+    let key = key_text(&args.key)?;
+    let doc = call
+        .shared
+        .store()?
+        .get(&args.db, &key)
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::NotFound,
+                format!("document {key:?} not found in database {:?}", args.db),
+            )
+        })?;
+    Ok(cairn_proto::encode_doc_result(
+        call.id, &doc.key, doc.rev, &doc.value,
+    ))
+}
+
+/// Applies `ops` on `db` in one transaction of the group commit; the new revs.
+async fn apply(call: &CallContext, db: String, ops: Vec<Op>) -> Result<Vec<u64>, WireError> {
+    match write(&call.shared.store()?, cairn_store::Write::Batch { db, ops }).await? {
+        Written::Batch(revs) => Ok(revs),
+        other => Err(internal(format!("a batch answered {other:?}"))),
+    }
+}
+
+pub async fn put(call: &CallContext, args: PutArgs) -> Result<methods::RevResult, WireError> {
+    let _admission = call.shared.databases.enter(&args.db)?;
+    let op = Op::Put {
+        key: key_text(&args.key)?,
+        value: encode_value(&args.value),
+        rev: args.rev,
+    };
+    let rev = apply(call, args.db, vec![op]).await?[0];
+    Ok(methods::RevResult { rev })
+}
+
+pub async fn delete(call: &CallContext, args: DeleteArgs) -> Result<methods::RevResult, WireError> {
+    let _admission = call.shared.databases.enter(&args.db)?;
+    let op = Op::Delete {
+        key: key_text(&args.key)?,
+        rev: args.rev,
+    };
+    let rev = apply(call, args.db, vec![op]).await?[0];
+    Ok(methods::RevResult { rev })
+}
+
+pub async fn batch(call: &CallContext, args: BatchArgs) -> Result<methods::BatchResult, WireError> {
+    let _admission = call.shared.databases.enter(&args.db)?;
+    let ops = args
+        .ops
+        .iter()
+        .map(batch_op)
+        .collect::<Result<Vec<_>, _>>()?;
+    let revs = apply(call, args.db, ops).await?;
+    Ok(methods::BatchResult { revs })
+}
+
+fn batch_op(op: &methods::BatchOp) -> Result<Op, WireError> {
+    let key = key_text(&op.key)?;
+    match op.op {
+        WireOp::Put => {
+            let value = op
+                .value
+                .as_ref()
+                .ok_or_else(|| bad_request(format!("the put of {key:?} has no value")))?;
+            Ok(Op::Put {
+                key,
+                value: encode_value(value),
+                rev: op.rev,
+            })
+        }
+        WireOp::Del => Ok(Op::Delete { key, rev: op.rev }),
+    }
+}
+
+pub async fn scan(call: &CallContext, args: ScanArgs) -> Result<methods::ScanResult, WireError> {
+    let _admission = call.shared.databases.enter(&args.db)?;
+    let scan = scan_request(&args)?;
+    let store = call.shared.store()?;
+    let db = args.db;
+    let page = blocking(move || store.scan(&db, &scan)).await?;
+    let docs = page
+        .docs
+        .into_iter()
+        .map(|doc| {
+            Ok(methods::Doc {
+                key: doc.key,
+                rev: doc.rev,
+                value: decode_value(&doc.value)?,
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(methods::ScanResult {
+        docs,
+        more: page.more,
+    })
+}
+
+fn scan_request(args: &ScanArgs) -> Result<Scan, WireError> {
+    let range = match (&args.prefix, &args.start, &args.end) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(bad_request("give a prefix or start/end bounds, not both"))
+        }
+        (Some(prefix), None, None) => ScanRange::Prefix(prefix.clone()),
+        (None, None, None) => ScanRange::All,
+        (None, start, end) => ScanRange::Keys {
+            start: match start {
+                Some(k) if args.start_exclusive => Bound::Excluded(k.clone()),
+                Some(k) => Bound::Included(k.clone()),
+                None => Bound::Unbounded,
+            },
+            end: match end {
+                Some(k) if args.end_inclusive => Bound::Included(k.clone()),
+                Some(k) => Bound::Excluded(k.clone()),
+                None => Bound::Unbounded,
+            },
+        },
+    };
+    Ok(Scan {
+        range,
+        limit: page_limit(args.limit),
+        reverse: args.reverse,
+        after: args.after.clone(),
+    })
+}
+
+/// A page's size: the limit asked for, else the default.
+fn page_limit(limit: Option<u32>) -> usize {
+    usize::try_from(limit.unwrap_or(DEFAULT_PAGE_LIMIT)).unwrap_or(usize::MAX)
+}
+
+pub async fn find(call: &CallContext, args: FindArgs) -> Result<methods::FindResult, WireError> {
+    let _admission = call.shared.databases.enter(&args.db)?;
+    let query = find_query(&args)?;
+    let store = call.shared.store()?;
+    let db = args.db;
+    let page = blocking(move || store.snapshot()?.database(&db)?.find(&query)).await?;
+    let docs = page
+        .docs
+        .into_iter()
+        .map(|(index_value, doc)| {
+            Ok(methods::FoundDoc {
+                key: doc.key,
+                rev: doc.rev,
+                value: decode_value(&doc.value)?,
+                index_value: index_key_value(index_value),
+            })
+        })
+        .collect::<Result<Vec<_>, WireError>>()?;
+    Ok(methods::FindResult {
+        docs,
+        more: page.more,
+    })
+}
+
+/// An index value off the wire: a string, a number or a boolean.
+fn index_key(value: &Value) -> Result<IndexKey, WireError> {
+    IndexKey::from_msgpack(&encode_value(value)).map_err(store_error)
+}
+
+/// The largest integer a 64-bit float holds exactly (2^53).
+const EXACT_FLOAT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+/// An index value as sent back: whole numbers that a float holds exactly as integers.
+fn index_key_value(key: IndexKey) -> Value {
+    match key {
+        IndexKey::Bool(b) => Value::from(b),
+        IndexKey::Number(n) if n.fract() == 0.0 && n.abs() < EXACT_FLOAT_INTEGERS => {
+            #[allow(clippy::cast_possible_truncation)] // whole and within ±2^53: exact
+            let whole = n as i64;
+            Value::from(whole)
+        }
+        IndexKey::Number(n) => Value::from(n),
+        IndexKey::Text(text) => Value::from(text),
+    }
+}
+
+fn find_query(args: &FindArgs) -> Result<IndexQuery, WireError> {
+    let bound = |value: &Option<Value>, exclusive: bool| -> Result<Bound<IndexKey>, WireError> {
+        Ok(match value {
+            Some(v) if exclusive => Bound::Excluded(index_key(v)?),
+            Some(v) => Bound::Included(index_key(v)?),
+            None => Bound::Unbounded,
+        })
+    };
+    let (start, end) = match (&args.value, &args.start, &args.end) {
+        (Some(_), Some(_), _) | (Some(_), _, Some(_)) => {
+            return Err(bad_request("give a value or start/end bounds, not both"))
+        }
+        (Some(value), None, None) => {
+            let key = index_key(value)?;
+            (Bound::Included(key.clone()), Bound::Included(key))
+        }
+        (None, start, end) => (
+            bound(start, args.start_exclusive)?,
+            bound(end, !args.end_inclusive)?,
+        ),
+    };
+    let after = match &args.after {
+        Some(cursor) => Some((index_key(&cursor.value)?, cursor.key.clone())),
+        None => None,
+    };
+    Ok(IndexQuery {
+        index: args.index.clone(),
+        start,
+        end,
+        limit: page_limit(args.limit),
+        reverse: args.reverse,
+        after,
+    })
+}

@@ -1,0 +1,213 @@
+//! The methods: a call is decoded once into a typed `Request` (the method table of
+//! `cairn-proto`), checked against the service's availability and the caller's rights
+//! as the table says, then served by the file of its family. Reads that can be long run
+//! on blocking threads; every write goes through the store's group-commit writer and is
+//! answered after its fsync'd commit. The connection (`crate::net`) calls in here; the
+//! operations below (`crate::ops`) never do.
+
+mod changes;
+mod data;
+mod db;
+mod jobs;
+pub(crate) mod session;
+mod status;
+mod users;
+
+use std::sync::Arc;
+
+use cairn_proto::methods::{call, to_value};
+use cairn_proto::{Call, ErrorCode, Message, Method, MethodKind, Need, Request, WireError};
+use cairn_store::{ServiceMode, UserRecord};
+use rmpv::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::{self, authorize, Caller, Identity};
+use crate::ops::health;
+use crate::shared::{Shared, RESTORE_MESSAGE};
+
+pub(crate) use status::down_error;
+
+/// Where a call sends its answers: encoded message bodies for the connection's writer.
+pub type Outbox = mpsc::Sender<Vec<u8>>;
+
+/// A call being answered, with what it needs to answer and to stream.
+pub struct CallContext {
+    pub shared: Arc<Shared>,
+    pub identity: Option<Identity>,
+    /// The connection's cached caller (`None` when unauthenticated, or when the user
+    /// went away since).
+    pub caller: Option<Arc<Caller>>,
+    pub id: u64,
+    pub method: Method,
+    pub outbox: Outbox,
+    pub cancel: CancellationToken,
+}
+
+/// How a call answered.
+enum Answer {
+    /// A result value, to encode.
+    Value(Value),
+    /// A result already encoded as a message body (`get`, from the stored bytes).
+    Encoded(Vec<u8>),
+    /// The call streamed its items and its end itself.
+    Streamed,
+}
+
+/// The answer of a method whose result type the table gives.
+fn reply<C: Call>(result: Result<C::Result, WireError>) -> Result<Answer, WireError> {
+    result.map(|value| Answer::Value(to_value(&value)))
+}
+
+impl CallContext {
+    async fn send(&self, message: Message) -> bool {
+        self.outbox.send(message.encode()).await.is_ok()
+    }
+
+    /// Serves the call. Streams send their items and end themselves; otherwise the
+    /// final message is returned for the connection to send once the call's slot is
+    /// free again.
+    pub async fn answer(self, args: Value) -> Option<Vec<u8>> {
+        let id = self.id;
+        match self.serve(args).await {
+            Ok(Answer::Value(value)) => Some(Message::Result { id, value }.encode()),
+            Ok(Answer::Encoded(body)) => Some(body),
+            Ok(Answer::Streamed) => None,
+            Err(error) => {
+                // A full map or disk turns the service READ_ONLY (jobs report the room
+                // of their own targets: not the environment's).
+                if self.method.kind() != MethodKind::Job {
+                    health::note_write_error(&self.shared, &error);
+                }
+                Some(Message::Error { id, error }.encode())
+            }
+        }
+    }
+
+    /// Availability, then the permission (before decoding when it names no argument,
+    /// so that a caller without the right learns that first), then the method.
+    async fn serve(&self, args: Value) -> Result<Answer, WireError> {
+        self.check_available()?;
+        let plain_need = Need::of(self.method.permission());
+        if let Some(need) = plain_need {
+            self.need(need)?;
+        }
+        let request = Request::decode(self.method, args)?;
+        if plain_need.is_none() {
+            self.need(request.need())?;
+        }
+        self.dispatch(request).await
+    }
+
+    async fn dispatch(&self, request: Request) -> Result<Answer, WireError> {
+        match request {
+            Request::Status(_) => reply::<call::Status>(Ok(status::status(&self.shared))),
+            Request::StatusSet(args) => reply::<call::StatusSet>(status::set(self, args).await),
+            Request::Usage(_) => reply::<call::Usage>(status::usage(self).await),
+            Request::ConfigReload(_) => {
+                reply::<call::ConfigReload>(status::reload_config(self).await)
+            }
+            Request::DbCreate(args) => reply::<call::DbCreate>(db::create(self, args).await),
+            Request::DbDrop(args) => reply::<call::DbDrop>(db::drop(self, args).await),
+            Request::DbList(_) => reply::<call::DbList>(db::list(self)),
+            Request::DbInfo(args) => reply::<call::DbInfo>(db::info(self, args)),
+            Request::DbOffline(args) => reply::<call::DbOffline>(db::offline(self, args).await),
+            Request::DbOnline(args) => reply::<call::DbOnline>(db::online(self, args).await),
+            Request::DbConfig(args) => reply::<call::DbConfig>(db::config(self, &args.name)),
+            Request::DbConfigSet(args) => {
+                reply::<call::DbConfigSet>(db::set_config(self, args).await)
+            }
+            Request::DbResync(args) => reply::<call::DbResync>(db::resync(self, args).await),
+            Request::Get(args) => data::get(self, args).map(Answer::Encoded),
+            Request::Put(args) => reply::<call::Put>(data::put(self, args).await),
+            Request::Delete(args) => reply::<call::Delete>(data::delete(self, args).await),
+            Request::Batch(args) => reply::<call::Batch>(data::batch(self, args).await),
+            Request::Scan(args) => reply::<call::Scan>(data::scan(self, args).await),
+            Request::Find(args) => reply::<call::Find>(data::find(self, args).await),
+            Request::Changes(args) => changes::changes(self, args).await,
+            Request::UserAdd(args) => reply::<call::UserAdd>(users::add(self, args).await),
+            Request::UserPasswd(args) => reply::<call::UserPasswd>(users::passwd(self, args).await),
+            Request::UserGrant(args) => reply::<call::UserGrant>(users::grant(self, args).await),
+            Request::UserRevoke(args) => reply::<call::UserRevoke>(users::revoke(self, args).await),
+            Request::UserList(_) => reply::<call::UserList>(users::list(self)),
+            Request::UserDelete(args) => reply::<call::UserDelete>(users::delete(self, args).await),
+            Request::BackupStart(args) => {
+                reply::<call::BackupStart>(jobs::start_backup(self, args).await)
+            }
+            Request::BackupList(_) => reply::<call::BackupList>(jobs::list_backups(self).await),
+            Request::BackupDelete(args) => {
+                reply::<call::BackupDelete>(jobs::delete_backup(self, args).await)
+            }
+            Request::RestoreStart(args) => {
+                reply::<call::RestoreStart>(jobs::start_restore(self, args).await)
+            }
+            Request::JobsList(args) => reply::<call::JobsList>(jobs::list(self, args)),
+            Request::JobsShow(args) => reply::<call::JobsShow>(jobs::show(self, args)),
+            Request::JobsCancel(args) => reply::<call::JobsCancel>(jobs::cancel(self, args)),
+            Request::Login(_) | Request::Auth(_) | Request::Logout(_) | Request::WhoAmI(_) => {
+                Err(WireError::new(
+                    ErrorCode::Internal,
+                    format!(
+                        "{} is a session method: the connection runs it",
+                        self.method
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Checks that the caller may do what the call needs; returns the caller's record
+    /// when there is one.
+    pub(crate) fn need(&self, need: Need<'_>) -> Result<Option<&UserRecord>, WireError> {
+        match (&self.caller, &self.identity) {
+            (_, _) if need == Need::Anyone => Ok(None),
+            (Some(caller), _) => {
+                auth::permit(caller, need)?;
+                Ok(Some(&caller.record))
+            }
+            (None, Some(identity)) => Err(auth::gone(identity)),
+            (None, None) => authorize(&self.shared.store()?, None, need).map(|_| None),
+        }
+    }
+
+    /// The user making the call, for logs and records (`-` when anonymous).
+    fn user(&self) -> &str {
+        self.identity.as_ref().map_or("-", |i| i.user.as_str())
+    }
+
+    /// While a restore runs or the service is DOWN, only admins get through (and
+    /// `status`); in READ_ONLY (the admin's or automatic), non-admin writes are refused.
+    fn check_available(&self) -> Result<(), WireError> {
+        if self.method == Method::Status {
+            return Ok(());
+        }
+        let admin = self.caller.as_ref().is_some_and(|c| c.record.admin);
+        if admin {
+            return Ok(());
+        }
+        if self.shared.is_restoring() {
+            return Err(WireError::new(ErrorCode::Unavailable, RESTORE_MESSAGE));
+        }
+        let status = self.shared.status();
+        let reasons = self.shared.auto.reasons();
+        match health::effective_mode(status.mode, !reasons.is_empty()) {
+            ServiceMode::ReadWrite => Ok(()),
+            ServiceMode::Down => Err(down_error(&status)),
+            ServiceMode::ReadOnly if self.method.kind() == MethodKind::Write => {
+                let mut parts = Vec::new();
+                if status.mode == ServiceMode::ReadOnly {
+                    parts.push(if status.current_message.is_empty() {
+                        "the service is read-only".to_string()
+                    } else {
+                        status.current_message.clone()
+                    });
+                }
+                if !reasons.is_empty() {
+                    parts.push(health::read_only_message(&reasons));
+                }
+                Err(WireError::new(ErrorCode::ReadOnly, parts.join("; ")))
+            }
+            ServiceMode::ReadOnly => Ok(()),
+        }
+    }
+}

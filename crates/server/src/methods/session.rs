@@ -1,0 +1,185 @@
+//! The session methods, which read or change who a connection is: `login`, `auth`,
+//! `logout` and `whoami`. The connection runs them one at a time, in order, and applies
+//! the change each returns.
+
+use cairn_proto::methods::{self, call, to_value, AuthArgs, LoginArgs, LogoutArgs};
+use cairn_proto::{Call, ErrorCode, Method, Need, Request, WireError};
+use cairn_store::{ServiceMode, Write};
+use rmpv::Value;
+
+use crate::auth::{self, authorize, Identity, Via};
+use crate::error::{bad_request, store_error};
+use crate::ops::health;
+use crate::shared::Shared;
+use crate::storage::{now_ms, write};
+
+use super::down_error;
+
+/// What a call changes about its connection.
+pub enum ConnectionChange {
+    None,
+    Authenticated(Identity),
+    LoggedOut,
+}
+
+/// Serves a session method for a connection authenticated as `identity`, if at all.
+pub async fn serve(
+    shared: &Shared,
+    identity: Option<&Identity>,
+    method: Method,
+    args: Value,
+) -> Result<(Value, ConnectionChange), WireError> {
+    let check = |need: Need<'_>| match need {
+        Need::Anyone => Ok(()),
+        need => authorize(&shared.store()?, identity, need).map(drop),
+    };
+    let plain_need = Need::of(method.permission());
+    if let Some(need) = plain_need {
+        check(need)?;
+    }
+    let request = Request::decode(method, args)?;
+    if plain_need.is_none() {
+        check(request.need())?;
+    }
+    match request {
+        Request::Login(args) => login(shared, args).await,
+        Request::Auth(args) => token(shared, args),
+        Request::Logout(args) => logout(shared, identity, args).await,
+        Request::WhoAmI(_) => whoami(shared, identity),
+        other => Err(WireError::new(
+            ErrorCode::Internal,
+            format!("{} is not a session method", other.method()),
+        )),
+    }
+}
+
+fn answer<C: Call>(
+    result: &C::Result,
+    change: ConnectionChange,
+) -> Result<(Value, ConnectionChange), WireError> {
+    Ok((to_value(result), change))
+}
+
+async fn login(shared: &Shared, args: LoginArgs) -> Result<(Value, ConnectionChange), WireError> {
+    let store = shared.store()?;
+    let record = store
+        .snapshot()
+        .and_then(|s| s.user(&args.user))
+        .map_err(store_error)?;
+    let usable = record.filter(|r| !r.locked);
+    let hash = usable.as_ref().and_then(|r| r.password_hash.clone());
+    if !auth::verify_password(hash, args.password).await {
+        tracing::info!(user = %args.user, "login refused");
+        return Err(WireError::new(
+            ErrorCode::BadCredentials,
+            "unknown user or wrong password",
+        ));
+    }
+    // A DOWN service lets only admins in.
+    let status = shared.status();
+    let admin = usable.as_ref().is_some_and(|r| r.admin);
+    if status.mode == ServiceMode::Down && !admin {
+        return Err(down_error(&status));
+    }
+    let (token, token_hash) = auth::new_token()?;
+    let now = now_ms();
+    let ttl_ms = u64::try_from(shared.settings().session_ttl.as_millis()).unwrap_or(u64::MAX);
+    let expires_ms = now.saturating_add(ttl_ms);
+    write(
+        &store,
+        Write::SaveSession {
+            token_hash,
+            record: cairn_store::SessionRecord {
+                user: args.user.clone(),
+                created_ms: now,
+                expires_ms,
+            },
+        },
+    )
+    .await
+    .inspect_err(|e| health::note_write_error(shared, e))?;
+    let identity = Identity {
+        user: args.user.clone(),
+        via: Via::Password,
+        token_hash: Some(token_hash),
+    };
+    let result = methods::LoginResult {
+        user: args.user,
+        token,
+        expires_ms,
+    };
+    answer::<call::Login>(&result, ConnectionChange::Authenticated(identity))
+}
+
+fn token(shared: &Shared, args: AuthArgs) -> Result<(Value, ConnectionChange), WireError> {
+    let token_hash = auth::token_hash(&args.token);
+    let snapshot = shared.store()?.snapshot().map_err(store_error)?;
+    let session = snapshot.session(&token_hash).map_err(store_error)?;
+    let refused = || {
+        WireError::new(
+            ErrorCode::BadCredentials,
+            "unknown, expired or revoked token: log in again",
+        )
+    };
+    let session = session
+        .filter(|s| s.expires_ms > now_ms())
+        .ok_or_else(refused)?;
+    let record = snapshot
+        .user(&session.user)
+        .map_err(store_error)?
+        .filter(|r| !r.locked)
+        .ok_or_else(refused)?;
+    let status = shared.status();
+    if status.mode == ServiceMode::Down && !record.admin {
+        return Err(down_error(&status));
+    }
+    let identity = Identity {
+        user: session.user.clone(),
+        via: Via::Token,
+        token_hash: Some(token_hash),
+    };
+    let result = methods::WhoAmI {
+        user: session.user,
+        admin: record.admin,
+        via: Via::Token,
+    };
+    answer::<call::Auth>(&result, ConnectionChange::Authenticated(identity))
+}
+
+async fn logout(
+    shared: &Shared,
+    identity: Option<&Identity>,
+    args: LogoutArgs,
+) -> Result<(Value, ConnectionChange), WireError> {
+    let token_hash = match (&args.token, identity.and_then(|i| i.token_hash)) {
+        (Some(token), _) => auth::token_hash(token),
+        (None, Some(hash)) => hash,
+        (None, None) => {
+            return Err(bad_request(
+                "this connection has no token: pass the token to revoke",
+            ))
+        }
+    };
+    write(&shared.store()?, Write::DeleteSession { token_hash }).await?;
+    let ends_this_session = identity.and_then(|i| i.token_hash) == Some(token_hash);
+    let change = if ends_this_session {
+        ConnectionChange::LoggedOut
+    } else {
+        ConnectionChange::None
+    };
+    answer::<call::Logout>(&(), change)
+}
+
+fn whoami(
+    shared: &Shared,
+    identity: Option<&Identity>,
+) -> Result<(Value, ConnectionChange), WireError> {
+    let record = authorize(&shared.store()?, identity, Need::User)?.expect("a user");
+    let identity = identity.expect("authorized");
+    let result = methods::WhoAmI {
+        user: identity.user.clone(),
+        admin: record.admin,
+        via: identity.via,
+    };
+    answer::<call::WhoAmI>(&result, ConnectionChange::None)
+}

@@ -1,0 +1,348 @@
+//! Listening and accepting: each listener (the service's own unix socket, other unix
+//! sockets, TLS ports) accepts connections until shutdown; a TLS handshake runs in the
+//! connection's own task (bounded in time), so that a stalled client never blocks the
+//! accept loop. A connection over `max_connections` is answered `too_many_connections`
+//! and closed; a client certificate names its user (its CN), who must exist and not be
+//! locked. The TLS configuration is rebuilt when a revocation list changes.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cairn_certs::{CertDir, ClientAuth};
+use cairn_proto::{push_frame, ErrorCode, Message, WireError};
+use tokio::net::{TcpListener, UnixListener};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Identity, Via, ROOT_USER};
+use crate::config::ListenUrl;
+use crate::error::ServerError;
+use crate::shared::Shared;
+
+/// The longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS configuration of one listener, built again when the revocation lists in
+/// the certificate directories change, so that a revocation takes effect at the next
+/// handshake without a restart.
+pub struct TlsSource {
+    dirs: Vec<CertDir>,
+    host_names: Vec<String>,
+    client_auth: ClientAuth,
+    current: std::sync::Mutex<(cairn_certs::CrlFingerprint, TlsAcceptor)>,
+}
+
+impl TlsSource {
+    fn new(
+        dirs: &[CertDir],
+        host_names: Vec<String>,
+        client_auth: ClientAuth,
+    ) -> Result<TlsSource, ServerError> {
+        let fingerprint = cairn_certs::crl_fingerprint(dirs)?;
+        let config = cairn_certs::server_config(dirs, &host_names, client_auth.clone())?;
+        Ok(TlsSource {
+            dirs: dirs.to_vec(),
+            host_names,
+            client_auth,
+            current: std::sync::Mutex::new((fingerprint, TlsAcceptor::from(Arc::new(config)))),
+        })
+    }
+
+    /// The acceptor to use now: rebuilt first if a revocation list changed. A list that
+    /// fails to load keeps the previous configuration in force, with an error logged.
+    fn acceptor(&self) -> TlsAcceptor {
+        let mut current = self.current.lock().expect("tls source lock");
+        match cairn_certs::crl_fingerprint(&self.dirs) {
+            Ok(fingerprint) if fingerprint != current.0 => {
+                match cairn_certs::server_config(
+                    &self.dirs,
+                    &self.host_names,
+                    self.client_auth.clone(),
+                ) {
+                    Ok(config) => {
+                        tracing::warn!("revocation lists changed: TLS configuration reloaded");
+                        *current = (fingerprint, TlsAcceptor::from(Arc::new(config)));
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "revocation lists changed but do not load; keeping the previous ones")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "cannot read the revocation lists"),
+        }
+        current.1.clone()
+    }
+}
+
+/// A bound listener, not yet accepting.
+pub enum Listener {
+    Tls {
+        listener: TcpListener,
+        tls: Arc<TlsSource>,
+        url: String,
+    },
+    Unix {
+        listener: UnixListener,
+        url: String,
+        /// Connections on the service's own socket are root.
+        as_root: bool,
+    },
+}
+
+impl Listener {
+    /// The listener's URL, with the real port.
+    pub fn url(&self) -> &str {
+        match self {
+            Listener::Tls { url, .. } | Listener::Unix { url, .. } => url,
+        }
+    }
+}
+
+/// An open connection, counted against `max_connections` until it is dropped.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl ConnectionSlot {
+    /// A slot, unless `max` connections are open already.
+    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| ConnectionSlot(open.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Binds a unix socket (mode 0600); `as_root`: the service's own, whose connections
+/// are root's.
+pub fn bind_unix(path: &Path, as_root: bool) -> Result<Listener, ServerError> {
+    let url = format!("unix://{}", path.display());
+    // A socket file left by a service that died; the directory lock says none runs now.
+    if as_root && path.exists() {
+        let _ = std::fs::remove_file(path);
+    }
+    let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+        url: url.clone(),
+        source,
+    })?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ServerError::io(format!("securing {}", path.display()), e))?;
+    Ok(Listener::Unix {
+        listener,
+        url,
+        as_root,
+    })
+}
+
+/// Binds a TLS port serving the host names' certificates (the embedded default's when
+/// none is named), requiring client certificates of `required_ca` when given.
+pub async fn bind_tls(
+    address: &str,
+    host_names: &[String],
+    required_ca: &Option<String>,
+    cert_dirs: &[CertDir],
+) -> Result<Listener, ServerError> {
+    let names = if host_names.is_empty() {
+        vec![cairn_certs::EMBEDDED_HOST.to_string()]
+    } else {
+        host_names.to_vec()
+    };
+    let client_auth = match required_ca {
+        Some(ca) => ClientAuth::Required { ca: ca.clone() },
+        None => ClientAuth::Optional,
+    };
+    let tls = Arc::new(TlsSource::new(cert_dirs, names, client_auth)?);
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServerError::Bind {
+            url: format!("ssl://{address}"),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| ServerError::io("reading the bound address", e))?;
+    let url = ListenUrl::Tls {
+        address: local.to_string(),
+        host_names: host_names.to_vec(),
+        required_ca: required_ca.clone(),
+    }
+    .to_string();
+    Ok(Listener::Tls { listener, tls, url })
+}
+
+/// Accepts connections on every listener until the service shuts down, then waits for
+/// the open connections to finish (bounded by the shutdown grace).
+pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>) {
+    let connections = TaskTracker::new();
+    let slots = Arc::new(AtomicUsize::new(0));
+    let accepting = TaskTracker::new();
+    for listener in listeners {
+        accepting.spawn(accept_loop(
+            listener,
+            shared.clone(),
+            connections.clone(),
+            slots.clone(),
+        ));
+    }
+    accepting.close();
+    accepting.wait().await;
+    tracing::warn!("shutting down: no new connections; waiting for calls in flight");
+    connections.close();
+    let grace = shared.settings().shutdown_grace + Duration::from_secs(2);
+    if tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after the grace period");
+    }
+}
+
+async fn accept_loop(
+    listener: Listener,
+    shared: Arc<Shared>,
+    connections: TaskTracker,
+    slots: Arc<AtomicUsize>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            _ = shared.shutdown.cancelled() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, listener = listener.url(), "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // The limit in force now: a reload changes it for the next connections.
+        let max = shared.settings().max_connections;
+        let slot = ConnectionSlot::take(&slots, max);
+        let shared = shared.clone();
+        let tls = match &listener {
+            Listener::Tls { tls, .. } => Some(tls.acceptor()),
+            Listener::Unix { .. } => None,
+        };
+        let as_root = matches!(listener, Listener::Unix { as_root: true, .. });
+        connections.spawn(async move {
+            match (stream, tls) {
+                (Accepted::Tcp(tcp), Some(acceptor)) => {
+                    let Ok(Ok(tls_stream)) =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                    else {
+                        tracing::info!(%peer, "TLS handshake failed");
+                        return;
+                    };
+                    if slot.is_none() {
+                        refuse_full(tls_stream, max).await;
+                        return;
+                    }
+                    let identity = certificate_identity(&shared, tls_stream.get_ref().1, &peer);
+                    match identity {
+                        Ok(identity) => {
+                            crate::net::connection::serve(shared, tls_stream, identity, peer).await
+                        }
+                        Err(error) => refuse(tls_stream, error).await,
+                    }
+                }
+                (Accepted::Unix(unix), _) => {
+                    if slot.is_none() {
+                        refuse_full(unix, max).await;
+                        return;
+                    }
+                    let identity = as_root.then(|| Identity {
+                        user: ROOT_USER.to_string(),
+                        via: Via::Socket,
+                        token_hash: None,
+                    });
+                    crate::net::connection::serve(shared, unix, identity, peer).await
+                }
+                (Accepted::Tcp(_), None) => {}
+            }
+            drop(slot);
+        });
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<(Accepted, String)> {
+    match listener {
+        Listener::Tls { listener, .. } => {
+            let (stream, peer) = listener.accept().await?;
+            let _ = stream.set_nodelay(true);
+            Ok((Accepted::Tcp(stream), peer.to_string()))
+        }
+        Listener::Unix { listener, url, .. } => {
+            let (stream, _) = listener.accept().await?;
+            Ok((Accepted::Unix(stream), url.clone()))
+        }
+    }
+}
+
+/// The user a verified client certificate names, if the connection presented one.
+fn certificate_identity(
+    shared: &Shared,
+    session: &rustls::ServerConnection,
+    peer: &str,
+) -> Result<Option<Identity>, WireError> {
+    let Some(chain) = session.peer_certificates() else {
+        return Ok(None);
+    };
+    let refused = |why: String| {
+        tracing::info!(%peer, reason = %why, "client certificate refused");
+        WireError::new(ErrorCode::BadCredentials, why)
+    };
+    let user = cairn_certs::peer_user(chain)
+        .ok_or_else(|| refused("the client certificate has no CN naming a user".to_string()))?;
+    let record = shared
+        .store()
+        .map_err(|e| refused(e.message))?
+        .snapshot()
+        .and_then(|s| s.user(&user))
+        .map_err(|e| refused(e.to_string()))?;
+    match record {
+        Some(record) if !record.locked => Ok(Some(Identity {
+            user,
+            via: Via::Certificate,
+            token_hash: None,
+        })),
+        _ => Err(refused(format!(
+            "the client certificate names {user:?}, who is no user here or is locked"
+        ))),
+    }
+}
+
+async fn refuse<S: tokio::io::AsyncWrite + Unpin>(mut stream: S, error: WireError) {
+    use tokio::io::AsyncWriteExt;
+    let mut frame = Vec::new();
+    if push_frame(&mut frame, &Message::Error { id: 0, error }.encode()).is_ok() {
+        let _ = stream.write_all(&frame).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+async fn refuse_full<S: tokio::io::AsyncWrite + Unpin>(stream: S, max: usize) {
+    tracing::warn!(max, "connection refused: the connection limit is reached");
+    refuse(
+        stream,
+        WireError::new(
+            ErrorCode::TooManyConnections,
+            format!("the service serves at most {max} connections: try again later"),
+        ),
+    )
+    .await;
+}

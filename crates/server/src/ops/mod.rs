@@ -1,0 +1,16 @@
+//! The operations of a service, below the methods: the lifecycle of each database, the
+//! automatic READ_ONLY (`health`), change-feed wake-ups, the jobs registry and one file
+//! per kind of job (`backup`, `restore`, `resync`), the backup schedule, settings
+//! reloads and webhooks. Methods and the service call in here; nothing here calls the
+//! methods.
+
+pub mod backup;
+pub mod feeds;
+pub mod health;
+pub mod jobs;
+pub mod lifecycle;
+pub mod reload;
+pub mod restore;
+pub mod resync;
+pub mod schedule;
+pub mod webhooks;
