@@ -104,6 +104,7 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
         StoreError::DatabaseExists { .. } => ErrorCode::DatabaseExists,
         StoreError::DatabaseMissing { .. } => ErrorCode::DatabaseMissing,
         StoreError::UserExists { .. } => ErrorCode::Conflict,
+        StoreError::TooManyGrants { .. } => ErrorCode::BadRequest,
         StoreError::StorageFull { .. } => {
             return WireError::new(ErrorCode::StorageFull, message)
                 .with_details(Value::Map(vec![(Value::from("full"), Value::from("disk"))]))

@@ -99,6 +99,14 @@ pub enum StoreError {
     #[error("user {name:?} does not exist")]
     UserMissing { name: String },
 
+    /// A user record would hold more grants than `format::MAX_GRANTS`.
+    #[error("user {user:?} would have {grants} grants, more than the {limit} a user may hold: revoke the grants it no longer needs")]
+    TooManyGrants {
+        user: String,
+        grants: usize,
+        limit: usize,
+    },
+
     /// The file system is full; nothing of the failed write was kept.
     #[error("storage full: {reason}")]
     StorageFull { reason: String },

@@ -235,20 +235,40 @@ pub struct UserRecord {
     pub grants: std::collections::BTreeMap<String, Access>,
 }
 
+/// Most grants one user may hold (the record counts them in a u16).
+pub const MAX_GRANTS: usize = 10_000;
+
+/// Longest password hash a user record holds, in bytes (its length is a u16). The
+/// argon2id hashes the service makes take about 100.
+pub const MAX_PASSWORD_HASH_BYTES: usize = 65_535;
+
 const USER_RECORD_VERSION: u8 = 1;
 
 impl UserRecord {
+    /// The stored bytes.
+    ///
+    /// # Panics
+    ///
+    /// When the layout cannot hold the record: more than 65 535 grants, a password hash
+    /// longer than `MAX_PASSWORD_HASH_BYTES`, or a grant on a name longer than 255
+    /// bytes. The writer refuses such a record before it gets here (more than
+    /// `MAX_GRANTS` grants: `TooManyGrants`; a longer hash: `InvalidArgument`; a name
+    /// that breaks the naming rule: `InvalidName`).
     pub fn encode(&self) -> Vec<u8> {
         let hash = self.password_hash.as_deref().unwrap_or_default();
+        let hash_len =
+            u16::try_from(hash.len()).expect("the writer refuses longer password hashes");
+        let grant_count = u16::try_from(self.grants.len())
+            .expect("the writer refuses more than MAX_GRANTS grants");
         let mut out = Vec::with_capacity(16 + hash.len() + 32 * self.grants.len());
         out.push(USER_RECORD_VERSION);
         out.push(u8::from(self.admin) | (u8::from(self.locked) << 1));
         out.extend_from_slice(&self.created_ms.to_be_bytes());
-        out.extend_from_slice(&(hash.len() as u16).to_be_bytes());
+        out.extend_from_slice(&hash_len.to_be_bytes());
         out.extend_from_slice(hash.as_bytes());
-        out.extend_from_slice(&(self.grants.len() as u16).to_be_bytes());
+        out.extend_from_slice(&grant_count.to_be_bytes());
         for (db, access) in &self.grants {
-            out.push(db.len() as u8);
+            out.push(u8::try_from(db.len()).expect("database names are at most 64 bytes"));
             out.extend_from_slice(db.as_bytes());
             out.push(*access as u8);
         }
@@ -301,12 +321,18 @@ pub struct SessionRecord {
 const SESSION_RECORD_VERSION: u8 = 1;
 
 impl SessionRecord {
+    /// The stored bytes.
+    ///
+    /// # Panics
+    ///
+    /// With a user name longer than 255 bytes, which the writer refuses before it gets
+    /// here (`InvalidName`: names are at most 64 bytes).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(18 + self.user.len());
         out.push(SESSION_RECORD_VERSION);
         out.extend_from_slice(&self.created_ms.to_be_bytes());
         out.extend_from_slice(&self.expires_ms.to_be_bytes());
-        out.push(self.user.len() as u8);
+        out.push(u8::try_from(self.user.len()).expect("user names are at most 64 bytes"));
         out.extend_from_slice(self.user.as_bytes());
         out
     }
@@ -439,12 +465,18 @@ pub fn change_key_seq(stored: &[u8]) -> Result<u64> {
 
 /// Value of the `changes` table: op (u8), time in ms (u64 BE), key length (u16 BE), the
 /// key's bytes, then for a put the msgpack value.
+///
+/// # Panics
+///
+/// With a key longer than 65 535 bytes, which the writer refuses before it gets here
+/// (`InvalidKey`: keys are at most `MAX_KEY_BYTES`, 400).
 pub fn change_record(op: ChangeOp, time_ms: u64, key: &str, value: Option<&[u8]>) -> Vec<u8> {
     let value = value.unwrap_or_default();
+    let key_len = u16::try_from(key.len()).expect("document keys are at most 400 bytes");
     let mut out = Vec::with_capacity(11 + key.len() + value.len());
     out.push(op as u8);
     out.extend_from_slice(&time_ms.to_be_bytes());
-    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(&key_len.to_be_bytes());
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(value);
     out

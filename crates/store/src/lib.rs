@@ -9,12 +9,6 @@
 //! Synchronous on purpose: no tokio, no networking. The byte layout is in `FORMAT.md`.
 
 pub mod backup;
-mod backup_check;
-mod backup_env;
-mod backup_fs;
-mod backup_manifest;
-mod backup_restore;
-mod backup_verify;
 mod error;
 pub mod format;
 mod index;
@@ -29,7 +23,7 @@ mod writer;
 pub use error::{Result, StoreError};
 pub use format::{
     Access, ChangeOp, DatabaseConfig, IndexDef, Retention, SessionRecord, UserRecord,
-    FORMAT_VERSION,
+    FORMAT_VERSION, MAX_GRANTS,
 };
 pub use index::{
     validate_index_defs, FoundPage, IndexKey, IndexQuery, MAX_INDEXES, MAX_INDEX_STRING_BYTES,

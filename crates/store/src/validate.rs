@@ -133,13 +133,13 @@ pub(crate) fn skip_msgpack_value(bytes: &[u8]) -> std::result::Result<usize, Str
             0xde => (0, 2 * read_be(bytes, &mut pos, 2)?),
             0xdf => (0, 2 * read_be(bytes, &mut pos, 4)?),
         };
-        let remaining = (bytes.len() - pos) as u64;
-        if skip > remaining {
+        let remaining = bytes.len() - pos;
+        let Some(skip) = usize::try_from(skip).ok().filter(|skip| *skip <= remaining) else {
             return Err(format!(
                 "msgpack value truncated: {skip} bytes announced at byte {pos}, {remaining} left"
             ));
-        }
-        pos += skip as usize;
+        };
+        pos += skip;
         if children > 0 {
             // Every child takes at least one byte: refuse counts the input cannot hold.
             if children > (bytes.len() - pos) as u64 {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use cairn_store::{
     ChangeOp, Op, Retention, Scan, ScanRange, Store, StoreError, StoreOptions, Write, Written,
+    MAX_GRANTS,
 };
 
 /// msgpack of a small positive integer.
@@ -18,7 +19,7 @@ fn int(n: u8) -> Vec<u8> {
 /// msgpack of a short string.
 fn text(s: &str) -> Vec<u8> {
     assert!(s.len() < 32);
-    let mut out = vec![0xa0 | s.len() as u8];
+    let mut out = vec![0xa0 | u8::try_from(s.len()).expect("shorter than 32")];
     out.extend_from_slice(s.as_bytes());
     out
 }
@@ -89,7 +90,6 @@ fn databases_create_list_info_drop() {
     // One document: 4-byte id + "k1", 8-byte rev + 6-byte value.
     assert_eq!(info.doc_bytes, (4 + 2 + 8 + 6) as u64);
     assert!(info.log_bytes > 0);
-    assert_eq!(info.bytes_used(), info.doc_bytes + info.log_bytes);
 
     store.drop_database("alpha").unwrap();
     assert!(matches!(
@@ -474,16 +474,20 @@ fn retention_by_age_trims_on_demand() {
     let store = new_store(dir.path());
     store.create_database("db").unwrap();
     store.put("db", "old", &int(1), None).unwrap();
-    // Written "now"; one second of age removes it once that second has passed.
+    // Written "now"; one second of age removes it once that second has passed. The
+    // retention changes through the database's configuration, which needs it offline.
+    store.set_offline("db", true).unwrap();
     store
-        .set_retention(
+        .set_database_config(
             "db",
+            Vec::new(),
             Retention {
                 max_changes: None,
                 max_age_secs: Some(1),
             },
         )
         .unwrap();
+    store.set_offline("db", false).unwrap();
     let mut trimmed = 0;
     for _ in 0..50 {
         std::thread::sleep(std::time::Duration::from_millis(100));
@@ -690,6 +694,47 @@ fn user(admin: bool) -> cairn_store::UserRecord {
         password_hash: Some("$argon2id$v=19$placeholder".to_string()),
         grants: Default::default(),
     }
+}
+
+#[test]
+fn a_user_holds_at_most_max_grants() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    let with_grants = |count: usize| cairn_store::UserRecord {
+        grants: (0..count)
+            .map(|i| (format!("db{i}"), cairn_store::Access::Read))
+            .collect(),
+        ..user(false)
+    };
+    let save = |name: &str, record, create| {
+        store.write(Write::SaveUser {
+            name: name.to_string(),
+            record,
+            create,
+        })
+    };
+    let full = with_grants(MAX_GRANTS);
+    save("alice", full.clone(), true).unwrap();
+    let stored = || store.snapshot().unwrap().user("alice").unwrap();
+    assert_eq!(stored(), Some(full.clone()));
+
+    let error = save("alice", with_grants(MAX_GRANTS + 1), false).unwrap_err();
+    assert!(
+        matches!(
+            &error,
+            StoreError::TooManyGrants { user, grants, limit }
+                if user == "alice" && *grants == MAX_GRANTS + 1 && *limit == MAX_GRANTS
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("revoke"), "{error}");
+    assert_eq!(stored(), Some(full), "the refused record changed nothing");
+    // A count a u16 cannot hold (it was stored as 0 grants before) is refused too.
+    assert!(matches!(
+        save("bob", with_grants(1 << 16), true),
+        Err(StoreError::TooManyGrants { .. })
+    ));
+    assert_eq!(store.snapshot().unwrap().user("bob").unwrap(), None);
 }
 
 #[test]

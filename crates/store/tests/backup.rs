@@ -20,7 +20,11 @@ use cairn_store::{ChangeOp, DirLock, Op, Scan, Store, StoreError, StoreOptions};
 /// msgpack bin of `len` bytes of `fill`.
 fn blob(len: usize, fill: u8) -> Vec<u8> {
     let mut value = vec![0xc6];
-    value.extend_from_slice(&(len as u32).to_be_bytes());
+    value.extend_from_slice(
+        &u32::try_from(len)
+            .expect("test blobs are small")
+            .to_be_bytes(),
+    );
     value.extend(std::iter::repeat_n(fill, len));
     value
 }
@@ -231,7 +235,7 @@ fn a_backup_under_concurrent_writers_is_consistent() {
                 let mut i = 0usize;
                 while !stop.load(Ordering::SeqCst) {
                     let key = format!("t{t}-{}", i % 40);
-                    let value = blob(2000 + i % 500, i as u8);
+                    let value = blob(2000 + i % 500, i.to_le_bytes()[0]);
                     match i % 7 {
                         3 => {
                             let _ = store.delete(db, &key, None);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_proto::{ErrorCode, WireError};
-use cairn_store::{backup, JobKind, JobRecord, JobStatus, Store, StoreError, Write, STORE_DIR};
+use cairn_store::{backup, JobKind, JobRecord, JobStatus, Store, StoreError, Write};
 use rmpv::Value;
 use tokio::sync::mpsc;
 
@@ -111,21 +111,6 @@ fn failure(reason: impl Into<String>) -> StoreError {
     }
 }
 
-fn fsync_dir(path: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(path)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|e| StoreError::io(format!("syncing {}", path.display()), e))
-}
-
-fn rename(from: &Path, to: &Path) -> Result<(), StoreError> {
-    std::fs::rename(from, to).map_err(|e| {
-        StoreError::io(
-            format!("renaming {} to {}", from.display(), to.display()),
-            e,
-        )
-    })
-}
-
 /// Runs the restore of the backup directory `backup` for the job `job` (its record is
 /// kept up to date by the caller).
 pub async fn run(
@@ -184,48 +169,37 @@ async fn swap_in(
     .await?;
 
     let dir = shared.dir.clone();
-    let live = dir.join(STORE_DIR);
     let replaced = dir
         .join(crate::TMP_DIR)
         .join(format!("store.replaced-{}", timestamp_name(now_ms())));
-    let incoming = staged.join(STORE_DIR);
-    let swap = {
-        let (live, replaced, dir) = (live.clone(), replaced.clone(), dir.clone());
+    let swapped = {
+        let (dir, staged) = (dir.clone(), staged.to_path_buf());
         blocking_store("a restore step", move || {
-            rename(&live, &replaced)?;
-            if let Err(error) = rename(&incoming, &live) {
-                rename(&replaced, &live)?;
-                return Err(error);
-            }
-            fsync_dir(&dir)?;
-            fsync_dir(replaced.parent().unwrap_or(&dir))
+            Ok(backup::swap_environment(&dir, &staged, &replaced))
         })
         .await
     };
     let options = shared.settings().store_options();
-    let reopened = match swap {
-        Ok(()) => {
+    let (reopened, moved) = match swapped {
+        Ok(Ok(swapped)) => {
             let (dir, options) = (dir.clone(), options.clone());
-            blocking_store("a restore step", move || Store::open(&dir, options)).await
+            (
+                blocking_store("a restore step", move || Store::open(&dir, options)).await,
+                Some(swapped),
+            )
         }
-        Err(error) => Err(error),
+        Ok(Err(failed)) => (Err(failed.error), failed.moved),
+        Err(error) => (Err(error), None),
     };
     let store = match reopened {
         Ok(store) => store,
         Err(error) => {
             tracing::error!(%error, "restore failed: putting the old environment back");
             let back = {
-                let (live, replaced, dir) = (live.clone(), replaced.clone(), dir.clone());
+                let dir = dir.clone();
                 blocking_store("a restore step", move || {
-                    if replaced.exists() {
-                        let failed = live.with_file_name("store.failed-restore");
-                        if live.exists() {
-                            let _ = std::fs::remove_dir_all(&failed);
-                            rename(&live, &failed)?;
-                            let _ = std::fs::remove_dir_all(&failed);
-                        }
-                        rename(&replaced, &live)?;
-                        fsync_dir(&dir)?;
+                    if let Some(swapped) = moved {
+                        swapped.roll_back()?;
                     }
                     Store::open(&dir, options)
                 })

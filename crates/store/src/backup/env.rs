@@ -10,9 +10,9 @@ use std::path::Path;
 use heed::CompactionOption;
 use rustix::event::{poll, PollFd, PollFlags};
 
-use crate::backup::Tracker;
-use crate::backup_fs::{HashingFile, CHUNK};
-use crate::backup_manifest::DatabaseEntry;
+use super::fs::{HashingFile, CHUNK};
+use super::manifest::DatabaseEntry;
+use super::progress::Tracker;
 use crate::error::{Result, StoreError};
 use crate::store::{Store, StoreMeta};
 use crate::usage::used_pages;

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backup_fs::HashingFile;
+use super::fs::HashingFile;
 use crate::error::{Result, StoreError};
 
 /// File name of the manifest at the top of a backup directory.
@@ -133,7 +133,7 @@ pub(crate) fn is_backup_path(path: &str) -> bool {
     path.split('/')
         .all(|part| !part.is_empty() && part != "." && part != "..")
         && path != MANIFEST_FILE
-        && !crate::backup::never_copied(path)
+        && !super::never_copied(path)
 }
 
 /// Where the digits of `"manifest_sha256": "<digits>"` begin in `bytes`.

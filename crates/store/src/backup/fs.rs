@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{flock, renameat_with, FlockOperation, RenameFlags, CWD};
 use sha2::{Digest, Sha256};
 
-use crate::backup::Tracker;
+use super::progress::Tracker;
 use crate::error::{Result, StoreError};
 
 /// Size of the buffer of every copy and hash.
@@ -312,7 +312,8 @@ pub(crate) fn parent(path: &Path) -> &Path {
 /// `ms` since the epoch as a UTC stamp for file names: `20261121T205800Z`.
 pub fn utc_stamp(ms: u64) -> String {
     let secs = ms / 1000;
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let days = i64::try_from(secs / 86_400).expect("u64::MAX ms are some 2e11 days");
+    let rest = secs % 86_400;
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

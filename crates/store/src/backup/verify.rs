@@ -12,10 +12,11 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{flock, FlockOperation};
 
-use crate::backup::{never_copied, BackupControl, Tracker, ENV_FILE};
-use crate::backup_check::{catalog, check_database, orphans};
-use crate::backup_fs::{hash_file, walk};
-use crate::backup_manifest::{load_manifest, DatabaseEntry, Manifest, MANIFEST_FILE};
+use super::check::{catalog, check_database, orphans};
+use super::fs::{hash_file, walk};
+use super::manifest::{load_manifest, DatabaseEntry, Manifest, MANIFEST_FILE};
+use super::progress::{BackupControl, Tracker};
+use super::{never_copied, ENV_FILE};
 use crate::error::{Result, StoreError};
 use crate::lock::LOCK_FILE;
 use crate::store::Store;
@@ -345,8 +346,8 @@ fn check_environment(
 mod tests {
     use super::*;
     use crate::backup::create_backup;
-    use crate::backup_fs::hash_file;
-    use crate::backup_manifest::write_manifest;
+    use crate::backup::fs::hash_file;
+    use crate::backup::manifest::write_manifest;
     use crate::format::{change_key, doc_key, doc_value};
     use crate::store::StoreOptions;
 

@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ops::Bound;
 
-use crate::backup::Tracker;
+use super::progress::Tracker;
 use crate::error::Result;
 use crate::format::{
     change_key, change_key_seq, database_bounds, decode_change_record, doc_key, doc_key_name,

@@ -14,13 +14,15 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::backup::{check_free_space, BackupControl, Tracker, RUNTIME_ENTRIES};
-use crate::backup_fs::{
+use super::create::check_free_space;
+use super::fs::{
     absolute, copy_file, create_parents, exchange, parent, rename_new, sibling, sync_dir,
     utc_stamp, ClaimedDir,
 };
-use crate::backup_manifest::Manifest;
-use crate::backup_verify::verify_held;
+use super::manifest::Manifest;
+use super::progress::{BackupControl, Tracker};
+use super::verify::verify_held;
+use super::RUNTIME_ENTRIES;
 use crate::error::{Result, StoreError};
 use crate::lock::DirLock;
 use crate::store::{now_ms, Store, StoreOptions, STORE_DIR};

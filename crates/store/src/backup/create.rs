@@ -1,127 +1,24 @@
-//! Backups of a working directory. `create_backup` copies the environment with LMDB's
-//! compacting copy (one read transaction: consistent, and writers never wait) and the
-//! directory's other files beside it (`cairn.toml`, `certs/`; never `backups/`, `tmp/`,
-//! `sock` or `service.lock`), writes `MANIFEST.json` (see FORMAT.md), fsyncs, verifies
-//! the copy, and only then renames `DST.partial` to `DST`. A backup directory is itself a
-//! working directory. `verify_backup` re-checks any backup; `restore_backup` (offline) or
-//! `stage_restore` + `swap_in` (the service, with its environment closed) restore one.
-//! Every long call reports progress and stops soon after a cancel, leaving nothing.
+//! Making a backup: `create_backup` checks that the target has room, copies the
+//! environment with LMDB's compacting copy (one read transaction: consistent, and
+//! writers never wait) and the directory's other files beside it (`cairn.toml`,
+//! `certs/`; never `backups/`, `tmp/`, `sock` or `service.lock`) into `DST.partial`,
+//! writes `MANIFEST.json`, fsyncs, verifies the copy, and only then renames it to `DST`.
+//! Any failure or a cancel removes everything it wrote.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use crate::backup_fs::utc_stamp;
-pub use crate::backup_manifest::{
-    read_manifest, DatabaseEntry, FileEntry, Manifest, MANIFEST_FILE, MANIFEST_VERSION,
-};
-pub use crate::backup_restore::{
-    restore_backup, restore_backup_with, stage_restore, stage_restore_with, swap_in,
-    RestoreSummary, STAGING_SUFFIX,
-};
-pub use crate::backup_verify::{verify_backup, verify_backup_with, Problem, VerifyReport};
-
-use crate::backup_env::{content_bytes, copy_env, copy_facts, estimate_env_bytes};
-use crate::backup_fs::{
+use super::env::{content_bytes, copy_env, copy_facts, estimate_env_bytes};
+use super::fs::{
     absolute, copy_file, create_dir, create_parents, free_bytes, parent, rename_new, sibling,
     sync_dir, walk, ClaimedDir,
 };
-use crate::backup_manifest::write_manifest;
-use crate::backup_verify::verify_dir;
+use super::manifest::{write_manifest, FileEntry, Manifest, MANIFEST_FILE, MANIFEST_VERSION};
+use super::progress::{BackupControl, Tracker};
+use super::verify::{verify_dir, Problem};
+use super::{never_copied, ENV_FILE, PARTIAL_SUFFIX};
 use crate::error::{Result, StoreError};
-use crate::lock::LOCK_FILE;
 use crate::store::{now_ms, Store, STORE_DIR};
-
-/// Entries at the top of a working directory that a backup never holds: the service's
-/// backups, its scratch, its socket and its lock.
-pub const RUNTIME_ENTRIES: [&str; 4] = ["backups", "tmp", "sock", LOCK_FILE];
-
-/// The environment's file inside a backup (and a working directory).
-pub const ENV_FILE: &str = "store/data.mdb";
-
-/// Suffix of the directory a backup is written in before it is renamed into place.
-pub const PARTIAL_SUFFIX: &str = ".partial";
-
-/// True for a relative path that no backup holds: a runtime entry or something under
-/// one, or LMDB's lock file.
-pub(crate) fn never_copied(rel: &str) -> bool {
-    let top = rel.split('/').next().unwrap_or(rel);
-    RUNTIME_ENTRIES.contains(&top) || rel == "store/lock.mdb"
-}
-
-/// A progress callback.
-pub type ProgressFn = Arc<dyn Fn(&BackupProgress) + Send + Sync>;
-
-/// Where a backup, verification or restore is, reported now and then (a few times a
-/// second at most, and at each new step).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackupProgress {
-    /// Work done, in bytes: copied, then read back to verify.
-    pub bytes_done: u64,
-    /// Work expected in all (an estimate that may grow while it runs).
-    pub bytes_total: u64,
-    /// The current step, e.g. "copying the environment".
-    pub message: String,
-}
-
-/// How a caller steers a backup, verification or restore: the name written into the
-/// manifest, a cancel flag, and a progress callback.
-#[derive(Clone)]
-pub struct BackupControl {
-    /// What the manifest names as the maker, e.g. `cairn-backup 0.1.0`.
-    pub tool: String,
-    /// Set it to stop the work soon (within about 100 ms); the call then removes what
-    /// it wrote and returns `StoreError::Canceled`.
-    pub cancel: Arc<AtomicBool>,
-    pub progress: Option<ProgressFn>,
-}
-
-impl BackupControl {
-    /// A control whose manifests name `tool`, not canceled, without progress reports.
-    pub fn new(tool: impl Into<String>) -> BackupControl {
-        BackupControl {
-            tool: tool.into(),
-            cancel: Arc::new(AtomicBool::new(false)),
-            progress: None,
-        }
-    }
-
-    /// The same control, calling `report` with progress.
-    pub fn with_progress(
-        mut self,
-        report: impl Fn(&BackupProgress) + Send + Sync + 'static,
-    ) -> BackupControl {
-        self.progress = Some(Arc::new(report));
-        self
-    }
-
-    /// Asks the work to stop.
-    pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_canceled(&self) -> bool {
-        self.cancel.load(Ordering::SeqCst)
-    }
-}
-
-impl Default for BackupControl {
-    fn default() -> BackupControl {
-        BackupControl::new(format!("cairn-store {}", env!("CARGO_PKG_VERSION")))
-    }
-}
-
-impl fmt::Debug for BackupControl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BackupControl")
-            .field("tool", &self.tool)
-            .field("canceled", &self.is_canceled())
-            .field("progress", &self.progress.is_some())
-            .finish()
-    }
-}
 
 /// What a finished backup is.
 #[derive(Debug, Clone)]
@@ -136,86 +33,6 @@ pub struct BackupSummary {
     pub elapsed: Duration,
     /// Always true: a backup that does not verify is not renamed into place.
     pub verified: bool,
-}
-
-/// Counts work, reports progress now and then, and turns a cancel into an error.
-pub(crate) struct Tracker<'c> {
-    control: &'c BackupControl,
-    done: u64,
-    total: u64,
-    message: String,
-    last_report: Option<Instant>,
-}
-
-/// Least time between two progress reports within a step.
-const REPORT_EVERY: Duration = Duration::from_millis(200);
-
-impl<'c> Tracker<'c> {
-    pub(crate) fn new(control: &'c BackupControl) -> Tracker<'c> {
-        Tracker {
-            control,
-            done: 0,
-            total: 0,
-            message: String::new(),
-            last_report: None,
-        }
-    }
-
-    /// Makes sure at least `bytes` of work are expected beyond what is done: a step
-    /// that a caller already counted in (a backup counts its verification in up front)
-    /// does not grow the total again.
-    pub(crate) fn need(&mut self, bytes: u64) {
-        self.total = self.total.max(self.done + bytes);
-    }
-
-    /// `Canceled` once the cancel flag is set.
-    pub(crate) fn check(&self) -> Result<()> {
-        if self.control.is_canceled() {
-            Err(StoreError::Canceled)
-        } else {
-            Ok(())
-        }
-    }
-
-    /// Begins a step: reports it at once.
-    pub(crate) fn phase(&mut self, message: &str) -> Result<()> {
-        self.check()?;
-        self.message = message.to_string();
-        self.report();
-        Ok(())
-    }
-
-    /// Counts `bytes` of work done.
-    pub(crate) fn advance(&mut self, bytes: u64) -> Result<()> {
-        self.check()?;
-        self.done += bytes;
-        self.total = self.total.max(self.done);
-        if self
-            .last_report
-            .is_none_or(|last| last.elapsed() >= REPORT_EVERY)
-        {
-            self.report();
-        }
-        Ok(())
-    }
-
-    /// The work is done: a last report at 100%.
-    pub(crate) fn finish(&mut self, message: &str) {
-        self.done = self.total;
-        self.message = message.to_string();
-        self.report();
-    }
-
-    fn report(&mut self) {
-        self.last_report = Some(Instant::now());
-        if let Some(progress) = &self.control.progress {
-            progress(&BackupProgress {
-                bytes_done: self.done,
-                bytes_total: self.total,
-                message: self.message.clone(),
-            });
-        }
-    }
 }
 
 /// Bytes a backup of `source` (working directory `src_dir`) needs: the pages in use of
@@ -312,7 +129,7 @@ fn refuse_existing(dst: &Path) -> Result<()> {
 }
 
 /// `create_backup` after its checks: writes, verifies and renames into place.
-pub(crate) fn write_backup(
+fn write_backup(
     source: &Store,
     src_dir: &Path,
     dst: &Path,
@@ -396,7 +213,7 @@ fn fill(source: &Store, src_dir: &Path, partial: &Path, tracker: &mut Tracker) -
         format_version: meta.format_version,
         service_id: meta.service_id,
         created_ms,
-        tool: tracker.control.tool.clone(),
+        tool: tracker.tool().to_string(),
         source: src_dir.display().to_string(),
         files,
         databases,

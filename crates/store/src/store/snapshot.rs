@@ -1,0 +1,216 @@
+//! `Snapshot`: a read transaction over the whole store, any thread's, and what it reads:
+//! the catalog of databases (`DatabaseInfo`), their configurations, users, sessions,
+//! jobs, the service status and the change-log epoch; one database through
+//! `Snapshot::database`.
+
+use heed::{RoTxn, WithoutTls};
+
+use super::open::Tables;
+use super::view::DatabaseView;
+use super::Store;
+use crate::error::{Result, StoreError};
+use crate::format::{
+    meta_key, CatalogRecord, DatabaseConfig, Retention, SessionRecord, UserRecord,
+};
+use crate::jobs::JobRecord;
+use crate::status::ServiceStatus;
+
+/// What `database_info` and `list_databases` report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    pub name: String,
+    pub created_ms: u64,
+    pub doc_count: u64,
+    /// Seq of the newest change; 0 before the first.
+    pub last_seq: u64,
+    /// Seq of the oldest change still in the log.
+    pub oldest_seq: u64,
+    /// Bytes of stored documents (keys and values).
+    pub doc_bytes: u64,
+    /// Bytes of the change log (keys and records).
+    pub log_bytes: u64,
+    pub retention: Retention,
+    /// The configuration's offline flag: batches are refused while it is set.
+    pub offline: bool,
+}
+
+impl DatabaseInfo {
+    pub(super) fn from_record(name: &str, record: &CatalogRecord, offline: bool) -> DatabaseInfo {
+        DatabaseInfo {
+            name: name.to_string(),
+            created_ms: record.created_ms,
+            doc_count: record.doc_count,
+            last_seq: record.last_seq,
+            oldest_seq: record.trimmed_through + 1,
+            doc_bytes: record.doc_bytes,
+            log_bytes: record.log_bytes,
+            retention: record.retention,
+            offline,
+        }
+    }
+}
+
+/// A read transaction over the whole store.
+pub struct Snapshot {
+    pub(crate) txn: RoTxn<'static, WithoutTls>,
+    pub(crate) tables: Tables,
+    // Keeps the environment open for as long as the transaction lives.
+    _store: Store,
+}
+
+impl Snapshot {
+    /// Opens a read transaction on `store` (see `Store::snapshot`).
+    pub(super) fn begin(store: &Store) -> Result<Snapshot> {
+        Ok(Snapshot {
+            txn: store.env().clone().static_read_txn()?,
+            tables: store.shared.tables,
+            _store: store.clone(),
+        })
+    }
+
+    /// Every database, in name order.
+    pub fn list_databases(&self) -> Result<Vec<DatabaseInfo>> {
+        let mut out = Vec::new();
+        for entry in self.tables.catalog.iter(&self.txn)? {
+            let (name, bytes) = entry?;
+            let offline = read_config(&self.txn, self.tables, name)?.is_some_and(|c| c.offline);
+            out.push(DatabaseInfo::from_record(
+                name,
+                &CatalogRecord::decode(bytes)?,
+                offline,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// The configuration of one database; `DatabaseMissing` if it does not exist.
+    pub fn database_config(&self, name: &str) -> Result<DatabaseConfig> {
+        if read_catalog(&self.txn, self.tables, name)?.is_none() {
+            return Err(StoreError::DatabaseMissing {
+                name: name.to_string(),
+            });
+        }
+        Ok(read_config(&self.txn, self.tables, name)?.unwrap_or_default())
+    }
+
+    /// The configuration of every database, in name order (the default for a database
+    /// without a record).
+    pub fn database_configs(&self) -> Result<Vec<(String, DatabaseConfig)>> {
+        let mut out = Vec::new();
+        for entry in self.tables.catalog.iter(&self.txn)? {
+            let (name, _) = entry?;
+            let config = read_config(&self.txn, self.tables, name)?.unwrap_or_default();
+            out.push((name.to_string(), config));
+        }
+        Ok(out)
+    }
+
+    /// One user, or `None`.
+    pub fn user(&self, name: &str) -> Result<Option<UserRecord>> {
+        self.tables
+            .users
+            .get(&self.txn, name)?
+            .map(UserRecord::decode)
+            .transpose()
+    }
+
+    /// Every user, in name order.
+    pub fn users(&self) -> Result<Vec<(String, UserRecord)>> {
+        let mut out = Vec::new();
+        for entry in self.tables.users.iter(&self.txn)? {
+            let (name, bytes) = entry?;
+            out.push((name.to_string(), UserRecord::decode(bytes)?));
+        }
+        Ok(out)
+    }
+
+    /// The session whose token hashes to `token_hash`, expired or not.
+    pub fn session(&self, token_hash: &[u8; 32]) -> Result<Option<SessionRecord>> {
+        self.tables
+            .sessions
+            .get(&self.txn, token_hash)?
+            .map(SessionRecord::decode)
+            .transpose()
+    }
+
+    /// The change-log epoch: it changes when a restore replaces the data, so that a
+    /// cursor (a seq) taken before can be told apart from one taken after.
+    pub fn epoch(&self) -> Result<u64> {
+        Ok(self
+            .tables
+            .meta
+            .get(&self.txn, meta_key::EPOCH)?
+            .and_then(|b| b.try_into().ok().map(u64::from_be_bytes))
+            .unwrap_or(0))
+    }
+
+    /// The service status an admin set (READ_WRITE with no messages when never set).
+    pub fn status(&self) -> Result<ServiceStatus> {
+        self.tables
+            .meta
+            .get(&self.txn, meta_key::STATUS)?
+            .map(ServiceStatus::decode)
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// One job, or `None`.
+    pub fn job(&self, id: u64) -> Result<Option<JobRecord>> {
+        self.tables
+            .jobs
+            .get(&self.txn, &id.to_be_bytes())?
+            .map(JobRecord::decode)
+            .transpose()
+    }
+
+    /// Every job, newest first.
+    pub fn jobs(&self) -> Result<Vec<JobRecord>> {
+        let mut out = Vec::new();
+        for entry in self.tables.jobs.rev_iter(&self.txn)? {
+            out.push(JobRecord::decode(entry?.1)?);
+        }
+        Ok(out)
+    }
+
+    /// A view of one database; `DatabaseMissing` if it does not exist.
+    pub fn database(&self, name: &str) -> Result<DatabaseView<'_>> {
+        let record = read_catalog(&self.txn, self.tables, name)?.ok_or_else(|| {
+            StoreError::DatabaseMissing {
+                name: name.to_string(),
+            }
+        })?;
+        Ok(DatabaseView {
+            snapshot: self,
+            name: name.to_string(),
+            record,
+        })
+    }
+}
+
+pub(crate) fn read_catalog(
+    txn: &RoTxn,
+    tables: Tables,
+    name: &str,
+) -> Result<Option<CatalogRecord>> {
+    tables
+        .catalog
+        .get(txn, name)?
+        .map(CatalogRecord::decode)
+        .transpose()
+}
+
+/// The configuration record of `name`, `None` when it has none (or the store has no
+/// `configs` table yet).
+pub(crate) fn read_config(
+    txn: &RoTxn,
+    tables: Tables,
+    name: &str,
+) -> Result<Option<DatabaseConfig>> {
+    let Some(configs) = tables.configs else {
+        return Ok(None);
+    };
+    configs
+        .get(txn, name)?
+        .map(DatabaseConfig::decode)
+        .transpose()
+}

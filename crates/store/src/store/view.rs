@@ -1,0 +1,242 @@
+//! `DatabaseView`: one database inside a snapshot, and its reads: one document, scans of
+//! key ranges (pages of owned `Document`s, or `DocRef`s borrowed from the snapshot) and
+//! its change log. Index queries (`DatabaseView::find`) are in `crate::index`.
+
+use std::ops::Bound;
+
+use super::bounds::{as_slice_bound, scan_bounds};
+use super::snapshot::{read_config, DatabaseInfo, Snapshot};
+use super::{MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT};
+use crate::error::{Result, StoreError};
+use crate::format::{
+    change_key, change_key_seq, database_bounds, decode_change_record, doc_key, doc_key_name,
+    split_doc_value, CatalogRecord, ChangeOp, DatabaseConfig,
+};
+
+/// A document borrowed from a snapshot (see `DatabaseView::visit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocRef<'a> {
+    pub key: &'a str,
+    pub rev: u64,
+    pub value: &'a [u8],
+}
+
+/// A scan page reserves room for at most this many documents up front.
+const MAX_PREALLOCATED_DOCS: usize = 16_384;
+
+/// A document as read: its key, its rev (seq of its last change) and its msgpack value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    pub key: String,
+    pub rev: u64,
+    pub value: Vec<u8>,
+}
+
+/// One entry of a change log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub seq: u64,
+    pub op: ChangeOp,
+    pub key: String,
+    /// The new value of a put; `None` for a delete (tombstone).
+    pub value: Option<Vec<u8>>,
+    pub time_ms: u64,
+}
+
+/// Which documents a scan visits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanRange {
+    /// Every document of the database.
+    All,
+    /// Documents whose key starts with this prefix.
+    Prefix(String),
+    /// Documents whose key lies between the bounds.
+    Keys {
+        start: Bound<String>,
+        end: Bound<String>,
+    },
+}
+
+/// A scan request: range, page size, direction and cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    pub range: ScanRange,
+    /// Most documents returned (1 to `MAX_SCAN_LIMIT`).
+    pub limit: usize,
+    /// Descending key order.
+    pub reverse: bool,
+    /// Resume after this key (the last key of the previous page).
+    pub after: Option<String>,
+}
+
+impl Scan {
+    /// A forward scan of the whole database.
+    pub fn all(limit: usize) -> Scan {
+        Scan {
+            range: ScanRange::All,
+            limit,
+            reverse: false,
+            after: None,
+        }
+    }
+}
+
+/// One page of scan results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    pub docs: Vec<Document>,
+    /// True when more documents lie in the range after this page; resume with
+    /// `after` = the last key of `docs`.
+    pub more: bool,
+}
+
+/// One database inside a snapshot.
+pub struct DatabaseView<'s> {
+    pub(crate) snapshot: &'s Snapshot,
+    pub(crate) name: String,
+    pub(crate) record: CatalogRecord,
+}
+
+impl DatabaseView<'_> {
+    /// Counters of this database.
+    pub fn info(&self) -> Result<DatabaseInfo> {
+        let offline = self.config()?.offline;
+        Ok(DatabaseInfo::from_record(&self.name, &self.record, offline))
+    }
+
+    /// The configuration of this database.
+    pub fn config(&self) -> Result<DatabaseConfig> {
+        Ok(read_config(&self.snapshot.txn, self.snapshot.tables, &self.name)?.unwrap_or_default())
+    }
+
+    /// One document, or `None` when absent. An invalid key is an error, not `None`.
+    pub fn get(&self, key: &str) -> Result<Option<Document>> {
+        crate::validate::validate_key(key)?;
+        let stored = self
+            .snapshot
+            .tables
+            .docs
+            .get(&self.snapshot.txn, &doc_key(self.record.id, key))?;
+        stored
+            .map(|bytes| {
+                let (rev, value) = split_doc_value(bytes)?;
+                Ok(Document {
+                    key: key.to_string(),
+                    rev,
+                    value: value.to_vec(),
+                })
+            })
+            .transpose()
+    }
+
+    /// Calls `visit` with each document of `range` in key order (or reverse key order),
+    /// after the key `after` if given, borrowing keys and values from the snapshot
+    /// without copying them, until `visit` returns false.
+    pub fn visit(
+        &self,
+        range: &ScanRange,
+        reverse: bool,
+        after: Option<&str>,
+        mut visit: impl FnMut(DocRef<'_>) -> bool,
+    ) -> Result<()> {
+        let (low, high) = scan_bounds(self.record.id, range, reverse, after)?;
+        let bounds = (as_slice_bound(&low), as_slice_bound(&high));
+        let docs_table = self.snapshot.tables.docs;
+        let txn = &self.snapshot.txn;
+        let mut offer = |key: &[u8], value: &[u8]| -> Result<bool> {
+            let (rev, value) = split_doc_value(value)?;
+            Ok(visit(DocRef {
+                key: doc_key_name(key)?,
+                rev,
+                value,
+            }))
+        };
+        if reverse {
+            for entry in docs_table.rev_range(txn, &bounds)? {
+                let (key, value) = entry?;
+                if !offer(key, value)? {
+                    break;
+                }
+            }
+        } else {
+            for entry in docs_table.range(txn, &bounds)? {
+                let (key, value) = entry?;
+                if !offer(key, value)? {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One page of documents in key order (or reverse key order).
+    pub fn scan(&self, scan: &Scan) -> Result<ScanPage> {
+        if scan.limit == 0 || scan.limit > MAX_SCAN_LIMIT {
+            return Err(StoreError::InvalidArgument {
+                reason: format!(
+                    "scan limit must be 1 to {MAX_SCAN_LIMIT}, not {}",
+                    scan.limit
+                ),
+            });
+        }
+        let mut docs = Vec::with_capacity(scan.limit.min(MAX_PREALLOCATED_DOCS));
+        let mut more = false;
+        self.visit(&scan.range, scan.reverse, scan.after.as_deref(), |doc| {
+            if docs.len() == scan.limit {
+                more = true;
+                return false;
+            }
+            docs.push(Document {
+                key: doc.key.to_string(),
+                rev: doc.rev,
+                value: doc.value.to_vec(),
+            });
+            true
+        })?;
+        Ok(ScanPage { docs, more })
+    }
+
+    /// The changes with a seq greater than `since`, oldest first, at most `limit`.
+    /// `ChangesCompacted` when retention already removed some of them.
+    pub fn changes(&self, since: u64, limit: usize) -> Result<Vec<Change>> {
+        if limit == 0 || limit > MAX_CHANGES_LIMIT {
+            return Err(StoreError::InvalidArgument {
+                reason: format!("changes limit must be 1 to {MAX_CHANGES_LIMIT}, not {limit}"),
+            });
+        }
+        if since < self.record.trimmed_through {
+            return Err(StoreError::ChangesCompacted {
+                db: self.name.clone(),
+                since,
+                oldest: self.record.trimmed_through + 1,
+            });
+        }
+        let mut out = Vec::new();
+        if since >= self.record.last_seq {
+            return Ok(out);
+        }
+        let low = change_key(self.record.id, since + 1);
+        let (_, high) = database_bounds(self.record.id);
+        let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
+        for entry in self
+            .snapshot
+            .tables
+            .changes
+            .range(&self.snapshot.txn, &bounds)?
+        {
+            let (key, record) = entry?;
+            let record_ref = decode_change_record(record)?;
+            out.push(Change {
+                seq: change_key_seq(key)?,
+                op: record_ref.op,
+                key: record_ref.key.to_string(),
+                value: record_ref.value.map(<[u8]>::to_vec),
+                time_ms: record_ref.time_ms,
+            });
+            if out.len() == limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
