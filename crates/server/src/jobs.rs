@@ -1,7 +1,7 @@
 //! Jobs of the service: backups and restores run in the background, each with a stored
 //! record (see `cairn_store::JobRecord`) that callers list, watch and cancel. One backup
 //! or restore runs at a time; a second is refused with the running job's id. With
-//! `[backup] url` set, backups live in object storage (see `crate::remote`): a backup job
+//! `[backup] url` set, backups live in object storage (see `cairn_remote`): a backup job
 //! writes its verified copy into the scratch directory and uploads it, a restore job
 //! downloads and unpacks one there, and the listing and deletion are the bucket's.
 
@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use cairn_proto::methods::{self, from_value, name, to_value};
 use cairn_proto::{ErrorCode, WireError};
+use cairn_remote::{Remote, RemoteBackup, RemoteError};
 use cairn_store::backup::{self, BackupControl, BackupProgress, ProgressFn};
 use cairn_store::{JobKind, JobRecord, JobStatus, Store, StoreError, Write, Written};
 use rmpv::Value;
@@ -21,9 +22,8 @@ use tokio::sync::{mpsc, OwnedMutexGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Need;
-use crate::error::store_error_to_wire;
+use crate::error::{remote_error_to_wire, store_error_to_wire};
 use crate::handlers::{now_ms, write, Call};
-use crate::remote::{Remote, RemoteError};
 use crate::shared::Shared;
 use crate::webhooks::WebhookEvent;
 
@@ -147,7 +147,7 @@ impl Failure {
     fn describe(&self) -> (String, String) {
         let (wire, s3) = match self {
             Failure::Store(error) => (store_error_to_wire(error), None),
-            Failure::Remote(error) => (error.to_wire(), error.s3_facts()),
+            Failure::Remote(error) => (remote_error_to_wire(error), error.s3_facts()),
         };
         let mut details = serde_json::json!({
             "code": wire.code.as_str(),
@@ -169,20 +169,8 @@ impl Failure {
 
 /// A backup name: 1-128 of `A-Z a-z 0-9 . _ -`, not starting with `.` (never a path).
 pub fn validate_backup_name(name: &str) -> Result<(), WireError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(WireError::new(
-            ErrorCode::InvalidName,
-            format!("backup name {name:?}: use 1-128 of A-Z a-z 0-9 . _ -, not starting with ."),
-        ))
-    }
+    cairn_remote::check_backup_name(name)
+        .map_err(|reason| WireError::new(ErrorCode::InvalidName, reason))
 }
 
 /// The default backup name: the UTC time, `20261121T030000Z`.
@@ -351,7 +339,8 @@ fn find_job(shared: &Shared, id: u64) -> Result<JobRecord, WireError> {
 /// The complete backups, newest first: the backup directory's, or the bucket's.
 pub async fn list_backups(shared: &Shared) -> Result<Vec<methods::BackupInfo>, WireError> {
     if let Some(remote) = &shared.remote {
-        return remote.list().await.map_err(|e| e.to_wire());
+        let backups = remote.list().await.map_err(|e| remote_error_to_wire(&e))?;
+        return Ok(backups.into_iter().map(remote_backup_to_wire).collect());
     }
     let dir = shared.backup_dir.clone();
     tokio::task::spawn_blocking(move || list_local_backups(&dir))
@@ -366,7 +355,10 @@ pub async fn delete_backup(shared: &Shared, name: &str) -> Result<(), WireError>
         return Err(conflict(format!("job {job} uses backup {name:?}")));
     }
     if let Some(remote) = &shared.remote {
-        return remote.delete(name).await.map_err(|e| e.to_wire());
+        return remote
+            .delete(name)
+            .await
+            .map_err(|e| remote_error_to_wire(&e));
     }
     let path = shared.backup_dir.join(name);
     if !path.join(backup::MANIFEST_FILE).exists() {
@@ -379,6 +371,20 @@ pub async fn delete_backup(shared: &Shared, name: &str) -> Result<(), WireError>
         .await
         .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))?
         .map_err(|e| WireError::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// The wire form of a backup in the bucket.
+fn remote_backup_to_wire(backup: RemoteBackup) -> methods::BackupInfo {
+    methods::BackupInfo {
+        name: backup.name,
+        location: backup.archive_url,
+        created_ms: backup.manifest.created_ms,
+        service_id: backup.manifest.service_id.clone(),
+        format_version: backup.manifest.format_version,
+        bytes: backup.manifest.bytes(),
+        files: backup.manifest.files.len() as u64,
+        databases: backup.manifest.databases.len() as u64,
+    }
 }
 
 fn list_local_backups(dir: &Path) -> Result<Vec<methods::BackupInfo>, WireError> {
@@ -817,9 +823,7 @@ async fn run_remote_restore(
             )
             .await?;
         crate::restore::run(shared, &mut job.record, &unpacked, cancel).await?;
-        Ok::<_, Failure>(Some(
-            remote.url(&format!("{name}{}", crate::remote::ARCHIVE_SUFFIX)),
-        ))
+        Ok::<_, Failure>(Some(remote.url(&cairn_remote::archive_object(name))))
     }
     .await;
     remove_scratch(local).await;

@@ -3,7 +3,6 @@
 //! certificates, the unix socket), and serves the native protocol of `cairn-proto` over
 //! TLS and unix sockets. The `cairn-service` binary wraps `Service`.
 
-mod archive;
 mod auth;
 mod config;
 mod connection;
@@ -15,7 +14,6 @@ mod jobs;
 mod lifecycle;
 mod listen;
 mod reload;
-mod remote;
 mod restore;
 mod resync;
 mod schedule;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_certs::{CertDir, ClientAuth};
+use cairn_remote::Remote;
 use cairn_store::{DirLock, Store, UserRecord, Write};
 use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
@@ -22,7 +23,6 @@ use crate::auth::{self, Identity, Via, ROOT_USER};
 use crate::error::ServerError;
 use crate::handlers;
 use crate::listen::ListenUrl;
-use crate::remote::Remote;
 use crate::shared::{ReloadSource, Shared};
 use crate::Settings;
 

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use cairn_proto::{ErrorCode, WireError};
+use cairn_remote::Remote;
 use cairn_store::{ServiceStatus, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +19,6 @@ use crate::feeds::Feeds;
 use crate::health::AutoStatus;
 use crate::jobs::JobRegistry;
 use crate::lifecycle::Databases;
-use crate::remote::Remote;
 use crate::webhooks::Webhooks;
 use crate::Settings;
 
