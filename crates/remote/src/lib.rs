@@ -10,7 +10,7 @@
 //! signed S3 requests sent over `reqwest`; the object store's refusals keep its HTTP
 //! status and S3 error code as values (`RemoteError`).
 
-pub mod archive;
+mod archive;
 mod download;
 mod error;
 mod http;
@@ -27,11 +27,7 @@ mod upload;
 
 pub use error::{RemoteError, NO_SUCH_BUCKET};
 pub use location::{check_backup_name, BackupUrl, Location};
-pub use manifest::{
-    archive_object, manifest_object, ArchiveInfo, RemoteBackup, RemoteManifest, ARCHIVE_FORMAT,
-    ARCHIVE_SUFFIX, MANIFEST_SUFFIX, REMOTE_MANIFEST_VERSION,
-};
+pub use manifest::{archive_object, RemoteBackup};
 pub use remote::Remote;
 pub use s3::StoredObject;
-pub use settings::{check_endpoint, S3Settings, AWS_VARIABLES, DEFAULT_REGION};
-pub use upload::PART_BYTES;
+pub use settings::{check_endpoint, S3Settings, AWS_VARIABLES};

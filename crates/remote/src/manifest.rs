@@ -7,13 +7,13 @@ use cairn_store::backup::Manifest;
 use serde::{Deserialize, Serialize};
 
 /// Suffix of a backup's archive object.
-pub const ARCHIVE_SUFFIX: &str = ".tar.zst";
+pub(crate) const ARCHIVE_SUFFIX: &str = ".tar.zst";
 /// Suffix of a backup's manifest object.
-pub const MANIFEST_SUFFIX: &str = ".manifest.json";
+pub(crate) const MANIFEST_SUFFIX: &str = ".manifest.json";
 /// Layout version of a manifest object.
-pub const REMOTE_MANIFEST_VERSION: u32 = 1;
+const REMOTE_MANIFEST_VERSION: u32 = 1;
 /// How the archive is made, as the manifest object names it.
-pub const ARCHIVE_FORMAT: &str = "tar+zstd";
+const ARCHIVE_FORMAT: &str = "tar+zstd";
 
 /// The archive object's name of the backup `name`.
 pub fn archive_object(name: &str) -> String {
@@ -21,13 +21,13 @@ pub fn archive_object(name: &str) -> String {
 }
 
 /// The manifest object's name of the backup `name`.
-pub fn manifest_object(name: &str) -> String {
+pub(crate) fn manifest_object(name: &str) -> String {
     format!("{name}{MANIFEST_SUFFIX}")
 }
 
 /// What a manifest object (`NAME.manifest.json`) holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RemoteManifest {
+pub(crate) struct RemoteManifest {
     /// `REMOTE_MANIFEST_VERSION`.
     pub remote_manifest_version: u32,
     /// The backup's name.
@@ -39,7 +39,7 @@ pub struct RemoteManifest {
 
 /// The archive object of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ArchiveInfo {
+pub(crate) struct ArchiveInfo {
     /// Its object name beside the manifest object, `NAME.tar.zst`.
     pub object: String,
     /// `tar+zstd`.
@@ -52,7 +52,7 @@ pub struct ArchiveInfo {
 impl RemoteManifest {
     /// The manifest object of the backup `name` whose archive is `size` bytes with the
     /// SHA-256 `sha256`.
-    pub fn new(name: &str, size: u64, sha256: String, manifest: Manifest) -> RemoteManifest {
+    pub(crate) fn new(name: &str, size: u64, sha256: String, manifest: Manifest) -> RemoteManifest {
         RemoteManifest {
             remote_manifest_version: REMOTE_MANIFEST_VERSION,
             name: name.to_string(),
@@ -68,7 +68,7 @@ impl RemoteManifest {
 
     /// `Err` with the reason when this is not the manifest object of backup `name` in a
     /// layout this version reads.
-    pub fn check(&self, name: &str) -> Result<(), String> {
+    pub(crate) fn check(&self, name: &str) -> Result<(), String> {
         if self.remote_manifest_version != REMOTE_MANIFEST_VERSION
             || self.name != name
             || self.archive.object != archive_object(name)

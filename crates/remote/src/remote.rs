@@ -44,10 +44,6 @@ impl Remote {
         Ok(Remote { s3, location })
     }
 
-    pub fn location(&self) -> &Location {
-        &self.location
-    }
-
     /// The key of `object` under the prefix.
     pub(crate) fn key(&self, object: &str) -> String {
         if self.location.prefix.is_empty() {
@@ -91,7 +87,7 @@ impl Remote {
     }
 
     /// Reads the manifest object of the backup `name`: `Missing` when there is none.
-    pub async fn manifest(&self, name: &str) -> Result<RemoteManifest, RemoteError> {
+    pub(crate) async fn manifest(&self, name: &str) -> Result<RemoteManifest, RemoteError> {
         let object = manifest_object(name);
         let what = format!("reading {}", self.url(&object));
         let bytes = match self.s3.get_bytes(&self.key(&object), &what).await {

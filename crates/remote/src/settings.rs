@@ -18,7 +18,7 @@ pub const AWS_VARIABLES: &[&str] = &[
 ];
 
 /// The region signed for when none is set.
-pub const DEFAULT_REGION: &str = "us-east-1";
+const DEFAULT_REGION: &str = "us-east-1";
 
 /// How to reach the object store.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -27,7 +27,7 @@ use crate::steps::{blocking, cancellable};
 
 /// Size of the parts of an archive's multipart upload (all but the last), unless the
 /// backup is too large for `MAX_PARTS` of them.
-pub const PART_BYTES: usize = 8 << 20;
+const PART_BYTES: usize = 8 << 20;
 /// Parts uploaded at once.
 const PARTS_IN_FLIGHT: usize = 2;
 /// The most parts S3 takes in one multipart upload.
