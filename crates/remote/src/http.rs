@@ -1,6 +1,6 @@
 //! HTTP for the object store: the client (rustls with the ring provider named outright,
-//! since rustls will not pick one by itself where more than one is linked, and the
-//! system's CA certificates), and sending a request with retries (see `retry`): a
+//! as everywhere in Cairn, never a process-wide default, and the system's CA
+//! certificates), and sending a request with retries (see `retry`): a
 //! request is sent again after an answer of 5xx, 429 or 408, and after a failure to
 //! connect; an idempotent one also after a timeout or a connection cut part way. Any
 //! other error answer becomes `RemoteError::Refused` with the object store's status and
@@ -196,6 +196,40 @@ pub(crate) async fn wait_to_retry(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::s3::S3;
+    use crate::test_server::{answer, serve};
+
+    #[tokio::test]
+    async fn a_server_error_is_tried_again_and_a_refusal_is_not() {
+        let (settings, server) = serve(vec![
+            answer(
+                "503 Service Unavailable",
+                &[],
+                b"<Error><Code>SlowDown</Code></Error>",
+                None,
+            ),
+            answer("200 OK", &[], b"{}", None),
+            answer(
+                "403 Forbidden",
+                &[],
+                b"<Error><Code>AccessDenied</Code><Message>no</Message></Error>",
+                None,
+            ),
+        ])
+        .await;
+        let s3 = S3::new(&settings, "bucket").unwrap();
+        let got = s3
+            .get_bytes("b1.manifest.json", "reading b1")
+            .await
+            .unwrap();
+        assert_eq!(&got[..], b"{}");
+        let refused = s3
+            .get_bytes("b2.manifest.json", "reading b2")
+            .await
+            .unwrap_err();
+        assert_eq!(refused.s3_facts(), Some((403, Some("AccessDenied"))));
+        assert_eq!(server.await.unwrap().len(), 3, "the 403 was not sent again");
+    }
 
     #[test]
     fn only_answers_that_may_change_are_retried() {

@@ -23,6 +23,8 @@ mod retry;
 mod s3;
 mod settings;
 mod steps;
+#[cfg(test)]
+mod test_server;
 mod upload;
 
 pub use error::{RemoteError, NO_SUCH_BUCKET};

@@ -1,7 +1,8 @@
 //! Reading a large object chunk by chunk. When the connection breaks part way, the
 //! rest is asked for again (`Range: bytes=N-`, `If-Match` the object's ETag, so that a
-//! replaced object is never spliced onto the old one), within the retry budget of the
-//! read (see `retry`).
+//! replaced object is never spliced onto the old one), within a retry budget (see
+//! `retry`) counted from the last bytes that arrived: a long download may resume more
+//! than once, a dead one gives up.
 
 use bytes::Bytes;
 use reqwest::header::{CONTENT_RANGE, ETAG, IF_MATCH, RANGE};
@@ -49,6 +50,7 @@ impl<'s> ObjectReader<'s> {
             let broken = match self.response.chunk().await {
                 Ok(chunk) => {
                     self.offset += chunk.as_ref().map_or(0, |c| c.len() as u64);
+                    self.retries = Retries::new();
                     return Ok(chunk);
                 }
                 Err(error) => http::failure(&self.what, error),
@@ -103,5 +105,63 @@ impl<'s> ObjectReader<'s> {
                 self.offset
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_server::{answer, serve};
+
+    async fn read_all(reader: &mut ObjectReader<'_>) -> Result<Vec<u8>, RemoteError> {
+        let mut all = Vec::new();
+        while let Some(chunk) = reader.chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
+    }
+
+    #[tokio::test]
+    async fn a_broken_read_resumes_where_it_stopped() {
+        let (settings, server) = serve(vec![
+            answer("200 OK", &["etag: \"e1\""], b"01234", Some(10)),
+            answer(
+                "206 Partial Content",
+                &["etag: \"e1\"", "content-range: bytes 5-9/10"],
+                b"56789",
+                None,
+            ),
+        ])
+        .await;
+        let s3 = S3::new(&settings, "bucket").unwrap();
+        let mut reader = s3.get("p/b1.tar.zst", "reading b1").await.unwrap();
+        assert_eq!(read_all(&mut reader).await.unwrap(), b"0123456789");
+        let heads = server.await.unwrap();
+        assert!(
+            heads[0].starts_with("get /bucket/p/b1.tar.zst?"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[1].contains("range: bytes=5-") && heads[1].contains("if-match: \"e1\""),
+            "{}",
+            heads[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_object_replaced_while_read_is_refused() {
+        let (settings, _server) = serve(vec![
+            answer("200 OK", &["etag: \"e1\""], b"01234", Some(10)),
+            answer("412 Precondition Failed", &[], b"", None),
+        ])
+        .await;
+        let s3 = S3::new(&settings, "bucket").unwrap();
+        let mut reader = s3.get("b1.tar.zst", "reading b1").await.unwrap();
+        let error = read_all(&mut reader).await.unwrap_err();
+        assert!(
+            matches!(error, RemoteError::Mismatch { .. }) && error.to_string().contains("replaced"),
+            "{error}"
+        );
     }
 }
