@@ -12,10 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
-use futures_util::StreamExt;
-use object_store::aws::AmazonS3Builder;
-use object_store::ObjectStore;
+use anyhow::{anyhow, bail, Context, Result};
+use cairn_remote::{Location, Remote, S3Settings};
 
 /// Where `.ci/run` installs garage.
 pub const DEFAULT_GARAGE_BIN: &str = "/opt/garage/bin/garage";
@@ -201,27 +199,25 @@ impl Garage {
 
     /// The objects under `prefix` (every level), as `(key, size)`, sorted by key.
     pub fn objects(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
-        let store = AmazonS3Builder::new()
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_region(REGION)
-            .with_bucket_name(&self.bucket)
-            .with_access_key_id(&self.key_id)
-            .with_secret_access_key(&self.secret)
-            .build()?;
+        let location: Location = format!("s3://{}/{prefix}", self.bucket)
+            .parse()
+            .map_err(|e: String| anyhow!(e))?;
+        let settings = S3Settings {
+            endpoint: Some(self.endpoint.clone()),
+            region: Some(REGION.to_string()),
+            access_key_id: Some(self.key_id.clone()),
+            secret_access_key: Some(self.secret.clone()),
+            session_token: None,
+        };
+        let remote = Remote::new(location, &settings)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let prefix = object_store::path::Path::from(prefix);
-        let mut objects = runtime.block_on(async {
-            let mut listing = store.list(Some(&prefix));
-            let mut objects = Vec::new();
-            while let Some(meta) = listing.next().await {
-                let meta = meta?;
-                objects.push((meta.location.to_string(), meta.size));
-            }
-            Ok::<_, object_store::Error>(objects)
-        })?;
+        let mut objects: Vec<(String, u64)> = runtime
+            .block_on(remote.stored_objects())?
+            .into_iter()
+            .map(|object| (object.key, object.size))
+            .collect();
         objects.sort();
         Ok(objects)
     }

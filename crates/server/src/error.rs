@@ -1,7 +1,9 @@
-//! The service's error type (starting and running a service), how storage errors become
-//! wire errors with stable codes, and the few wire errors every room makes.
+//! The service's error type (starting and running a service), how storage errors and
+//! remote backup errors become wire errors with stable codes, and the few wire errors
+//! every room makes.
 
 use cairn_proto::{ErrorCode, WireError};
+use cairn_remote::RemoteError;
 use cairn_store::StoreError;
 use rmpv::Value;
 
@@ -130,9 +132,73 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
     WireError::new(code, message)
 }
 
+/// The wire form of a remote backup error: `not_found`, `conflict`, the storage error's
+/// code, or `internal`, with the object store's status and code in `details` when it
+/// answered.
+pub fn remote_error_to_wire(error: &RemoteError) -> WireError {
+    let code = match error {
+        RemoteError::Local(error) => return store_error_to_wire(error),
+        RemoteError::Missing { .. } => ErrorCode::NotFound,
+        RemoteError::Refused { status: 404, .. } => ErrorCode::NotFound,
+        RemoteError::Exists { .. } | RemoteError::Mismatch { .. } => ErrorCode::Conflict,
+        RemoteError::Refused { .. } | RemoteError::Failed { .. } => ErrorCode::Internal,
+    };
+    let wire = WireError::new(code, error.to_string());
+    match error.s3_facts() {
+        Some((status, s3_code)) => {
+            let mut details = vec![(Value::from("s3_status"), Value::from(status))];
+            if let Some(s3_code) = s3_code {
+                details.push((Value::from("s3_code"), Value::from(s3_code)));
+            }
+            wire.with_details(Value::Map(details))
+        }
+        None => wire,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_object_store_s_refusal_is_kept_on_the_wire() {
+        let refused = RemoteError::Refused {
+            what: "listing s3://b/p/".into(),
+            status: 403,
+            code: Some("AccessDenied".into()),
+            message: "Forbidden: Invalid signature".into(),
+        };
+        let wire = remote_error_to_wire(&refused);
+        assert_eq!(wire.code, ErrorCode::Internal);
+        assert_eq!(
+            wire.message,
+            "listing s3://b/p/: the object store refused it (403 AccessDenied): Forbidden: Invalid signature"
+        );
+        assert_eq!(
+            wire.details.unwrap().to_string(),
+            r#"{"s3_status": 403, "s3_code": "AccessDenied"}"#
+        );
+        let no_bucket = RemoteError::Refused {
+            what: "reading s3://nope/b1.manifest.json".into(),
+            status: 404,
+            code: Some("NoSuchBucket".into()),
+            message: "Bucket not found".into(),
+        };
+        assert_eq!(remote_error_to_wire(&no_bucket).code, ErrorCode::NotFound);
+        let missing = RemoteError::Missing {
+            name: "b1".into(),
+            location: "s3://b/p".into(),
+        };
+        let wire = remote_error_to_wire(&missing);
+        assert_eq!((wire.code, wire.details), (ErrorCode::NotFound, None));
+        let exists = RemoteError::Exists {
+            name: "b1".into(),
+            location: "s3://b/p".into(),
+        };
+        assert_eq!(remote_error_to_wire(&exists).code, ErrorCode::Conflict);
+        let canceled = RemoteError::Local(StoreError::Canceled);
+        assert_eq!(remote_error_to_wire(&canceled).code, ErrorCode::Conflict);
+    }
 
     #[test]
     fn storage_errors_keep_their_meaning_on_the_wire() {

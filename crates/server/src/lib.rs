@@ -12,16 +12,14 @@
 //!   restore, resync), the backup schedule, reloads, webhooks;
 //! - below them all: `shared` (the state every call and job shares), `config` (the
 //!   settings), `auth`, `storage` (awaiting the store), `wire` (store types in their
-//!   wire form), `error`, and `remote` / `archive` (object storage).
+//!   wire form) and `error`. Object storage is `cairn-remote`'s.
 
-mod archive;
 mod auth;
 mod config;
 mod error;
 mod methods;
 mod net;
 mod ops;
-mod remote;
 mod service;
 mod shared;
 mod storage;

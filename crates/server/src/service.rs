@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_certs::CertDir;
+use cairn_remote::Remote;
 use cairn_store::{DirLock, Store, UserRecord, Write};
 use tokio_util::sync::CancellationToken;
 
@@ -18,7 +19,6 @@ use crate::config::ListenUrl;
 use crate::error::ServerError;
 use crate::net::{self, Listener};
 use crate::ops::{health, jobs, reload, schedule, webhooks};
-use crate::remote::Remote;
 use crate::shared::{ReloadSource, Shared};
 use crate::storage::{now_ms, write};
 use crate::Settings;

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
 use cairn_proto::{ErrorCode, WireError};
+use cairn_remote::Remote;
 use cairn_store::{ServiceStatus, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -20,7 +21,6 @@ use crate::ops::health::AutoStatus;
 use crate::ops::jobs::JobRegistry;
 use crate::ops::lifecycle::Databases;
 use crate::ops::webhooks::Webhooks;
-use crate::remote::Remote;
 
 /// Sets the log filter of the process (an `EnvFilter` directive) at run time.
 pub type LogLevelSetter = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;

@@ -1,12 +1,15 @@
 //! `cairn-backup`: backups of a Cairn working directory, made live beside a running
 //! service (LMDB's compacting copy under one read transaction: consistent, writers never
-//! wait), verified before they are renamed into place; `--verify` re-checks any backup
-//! and `--restore` puts one back offline, atomically. Exit status: 0 on success, 1 on an
-//! error or a backup that does not verify, 2 for usage errors.
+//! wait), verified before they are renamed into place or uploaded to object storage
+//! (`s3://BUCKET/PREFIX/NAME`, as a service's backup jobs do); `--verify` re-checks any
+//! backup, `--restore` puts one back offline, atomically, and `--list` shows those in a
+//! bucket. Exit status: 0 on success, 1 on an error or a backup that does not verify, 2
+//! for usage errors.
 
 mod args;
 mod output;
 mod progress;
+mod remote;
 mod run;
 mod signals;
 
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
     install_logging(args.log_format);
     let control = BackupControl::new(format!("cairn-backup {}", env!("CARGO_PKG_VERSION")));
     signals::cancel_on_signals(control.cancel.clone());
-    match run::run(action, args.output, control) {
+    match run::run(action, &args.remote_flags(), args.output, control) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("cairn-backup: error: {error:#}");

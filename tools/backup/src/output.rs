@@ -1,10 +1,12 @@
 //! What `cairn-backup` prints on stdout when it is done: a short text summary, or with
 //! `-o json` one JSON object (operation, path, bytes, seconds, files, databases,
-//! verified, and for a verification the problems found).
+//! verified, and for a verification the problems found); for a listing, one line per
+//! backup, or a JSON array as `cairn backup list -o json` prints it.
 
 use std::time::Duration;
 
-use cairn_store::backup::{BackupSummary, RestoreSummary, VerifyReport};
+use cairn_remote::RemoteBackup;
+use cairn_store::backup::{utc_stamp, BackupSummary, RestoreSummary, VerifyReport};
 use serde_json::{json, Value};
 
 use crate::args::Output;
@@ -33,21 +35,31 @@ fn print(output: Output, text: String, value: Value) {
     }
 }
 
+/// A backup written to a directory.
 pub fn backup(output: Output, summary: &BackupSummary) {
+    let path = summary.path.display().to_string();
+    backup_at(output, summary, "written to", &path, summary.elapsed);
+}
+
+/// A backup uploaded as the archive `url`, after `elapsed` in all.
+pub fn upload(output: Output, summary: &BackupSummary, url: &str, elapsed: Duration) {
+    backup_at(output, summary, "uploaded to", url, elapsed);
+}
+
+fn backup_at(output: Output, summary: &BackupSummary, verb: &str, path: &str, elapsed: Duration) {
     let text = format!(
-        "backup written to {}\n  {}, {} bytes ({}), {}, verified, in {:.1} s",
-        summary.path.display(),
+        "backup {verb} {path}\n  {}, {} bytes ({}), {}, verified, in {:.1} s",
         count(summary.files, "file"),
         summary.bytes,
         mib(summary.bytes),
         count(summary.databases, "database"),
-        summary.elapsed.as_secs_f64()
+        elapsed.as_secs_f64()
     );
     let value = json!({
         "operation": "backup",
-        "path": summary.path.display().to_string(),
+        "path": path,
         "bytes": summary.bytes,
-        "seconds": seconds(summary.elapsed),
+        "seconds": seconds(elapsed),
         "files": summary.files,
         "databases": summary.databases,
         "verified": summary.verified,
@@ -57,11 +69,11 @@ pub fn backup(output: Output, summary: &BackupSummary) {
     print(output, text, value);
 }
 
-pub fn verify(output: Output, report: &VerifyReport, elapsed: Duration) {
+/// The verification of the backup `subject` (its directory, or its URL).
+pub fn verify(output: Output, subject: &str, report: &VerifyReport, elapsed: Duration) {
     let mut text = if report.is_ok() {
         format!(
-            "{} verifies: {}, {} bytes ({}), {}, in {:.1} s",
-            report.dir.display(),
+            "{subject} verifies: {}, {} bytes ({}), {}, in {:.1} s",
             count(report.files, "file"),
             report.bytes,
             mib(report.bytes),
@@ -70,8 +82,7 @@ pub fn verify(output: Output, report: &VerifyReport, elapsed: Duration) {
         )
     } else {
         format!(
-            "{} does not verify: {}",
-            report.dir.display(),
+            "{subject} does not verify: {}",
             count(report.problems.len(), "problem")
         )
     };
@@ -85,7 +96,7 @@ pub fn verify(output: Output, report: &VerifyReport, elapsed: Duration) {
         .collect();
     let value = json!({
         "operation": "verify",
-        "path": report.dir.display().to_string(),
+        "path": subject,
         "bytes": report.bytes,
         "seconds": seconds(elapsed),
         "files": report.files,
@@ -123,4 +134,42 @@ pub fn restore(output: Output, summary: &RestoreSummary) {
         "verified": true,
     });
     print(output, text, value);
+}
+
+/// The backups in object storage, newest first.
+pub fn list(output: Output, backups: &[RemoteBackup]) {
+    match output {
+        Output::Text => {
+            for backup in backups {
+                let bytes = backup.manifest.bytes();
+                println!(
+                    "{}  {}  {} bytes ({}), {}  {}",
+                    backup.name,
+                    utc_stamp(backup.manifest.created_ms),
+                    bytes,
+                    mib(bytes),
+                    count(backup.manifest.databases.len(), "database"),
+                    backup.archive_url
+                );
+            }
+        }
+        Output::Json => {
+            let list: Vec<Value> = backups
+                .iter()
+                .map(|backup| {
+                    json!({
+                        "name": backup.name,
+                        "location": backup.archive_url,
+                        "created_ms": backup.manifest.created_ms,
+                        "service_id": backup.manifest.service_id,
+                        "format_version": backup.manifest.format_version,
+                        "bytes": backup.manifest.bytes(),
+                        "files": backup.manifest.files.len(),
+                        "databases": backup.manifest.databases.len(),
+                    })
+                })
+                .collect();
+            println!("{}", Value::Array(list));
+        }
+    }
 }

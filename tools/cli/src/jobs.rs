@@ -5,9 +5,9 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use cairn_client::methods::Job;
-use cairn_client::Client;
+use cairn_client::{Client, Method};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::args::{BackupCommand, JobsCommand, RestoreCommand};
@@ -77,8 +77,9 @@ pub async fn jobs(target: &Target, out: &Output, command: JobsCommand) -> Result
                     rmpv::Value::Map(args.into_iter().flatten().collect()),
                 )
                 .await?;
-            let list: Vec<Job> = rmpv::ext::from_value(answer)
-                .context("the answer to jobs.list does not parse: is the service of another version?")?;
+            let list: Vec<Job> = rmpv::ext::from_value(answer).context(
+                "the answer to jobs.list does not parse: is the service of another version?",
+            )?;
             out.emit(&list, || jobs_table(&list))?;
         }
         JobsCommand::Show { id } => {

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::webhooks::{webhook_settings, WebhookSection};
 use super::{check_schedule, ListenUrl, Settings};
 use crate::error::ServerError;
-use crate::remote::S3Settings;
+use cairn_remote::S3Settings;
 
 /// The shape of `cairn.toml`.
 #[derive(Debug, Default, Deserialize)]
@@ -198,32 +198,17 @@ impl Settings {
         Ok(())
     }
 
-    /// Fills in what `[backup.s3]` leaves out from the `AWS_*` variables. The credentials
-    /// go together: all from the file when it names an access key, else all from the
-    /// environment.
+    /// Fills in what `[backup.s3]` leaves out from the `AWS_*` variables (see
+    /// `S3Settings::fill_from_env`); an endpoint from them is checked only with a url.
     pub(super) fn apply_aws_env(
         &mut self,
         env: &BTreeMap<String, String>,
     ) -> Result<(), ServerError> {
-        let var = |name: &str| env.get(name).filter(|v| !v.is_empty()).cloned();
-        if self.s3.endpoint.is_none() {
-            let endpoint = var("AWS_ENDPOINT_URL_S3")
-                .map(|e| ("AWS_ENDPOINT_URL_S3", e))
-                .or_else(|| var("AWS_ENDPOINT_URL").map(|e| ("AWS_ENDPOINT_URL", e)));
-            if let Some((name, endpoint)) = endpoint {
-                if self.backup_url.is_some() {
-                    check_endpoint(&endpoint, name)?;
-                }
-                self.s3.endpoint = Some(endpoint);
-            }
-        }
-        if self.s3.region.is_none() {
-            self.s3.region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
-        }
-        if self.s3.access_key_id.is_none() {
-            self.s3.access_key_id = var("AWS_ACCESS_KEY_ID");
-            self.s3.secret_access_key = var("AWS_SECRET_ACCESS_KEY");
-            self.s3.session_token = var("AWS_SESSION_TOKEN");
+        let endpoint_from = self.s3.fill_from_env(|name| env.get(name).cloned());
+        if let (Some(name), Some(endpoint), Some(_)) =
+            (endpoint_from, &self.s3.endpoint, &self.backup_url)
+        {
+            check_endpoint(endpoint, name)?;
         }
         Ok(())
     }
@@ -237,17 +222,10 @@ fn set<T>(target: &mut T, value: Option<T>) {
 
 /// An object store endpoint: an `http://` or `https://` URL with a host.
 fn check_endpoint(endpoint: &str, source_name: &str) -> Result<(), ServerError> {
-    let host = endpoint
-        .strip_prefix("http://")
-        .or_else(|| endpoint.strip_prefix("https://"))
-        .map(|rest| rest.split('/').next().unwrap_or(""));
-    match host {
-        Some(host) if !host.is_empty() => Ok(()),
-        _ => Err(ServerError::Settings {
-            source_name: source_name.to_string(),
-            reason: format!("{endpoint:?} is not an endpoint URL; e.g. http://127.0.0.1:3900"),
-        }),
-    }
+    cairn_remote::check_endpoint(endpoint).map_err(|reason| ServerError::Settings {
+        source_name: source_name.to_string(),
+        reason,
+    })
 }
 
 pub(super) fn parse_listen(urls: &[String]) -> Result<Vec<ListenUrl>, ServerError> {

@@ -20,7 +20,7 @@ use croner::parser::{CronParser, Seconds};
 use croner::Cron;
 
 use crate::error::ServerError;
-use crate::remote::{Location, S3Settings};
+use cairn_remote::{Location, S3Settings, AWS_VARIABLES};
 use file::parse_listen;
 
 pub use listen::ListenUrl;
@@ -121,18 +121,6 @@ impl Default for Settings {
         }
     }
 }
-
-/// The standard `AWS_*` variables the service reads for `[backup.s3]` (for what the
-/// file leaves out); other `AWS_*` variables are left alone.
-pub const AWS_VARIABLES: &[&str] = &[
-    "AWS_ENDPOINT_URL_S3",
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-];
 
 /// Command-line overrides.
 #[derive(Debug, Clone, Default)]

@@ -1,7 +1,7 @@
 //! Backup jobs and the backup location: a backup job writes a live, compacted, verified
 //! copy of the working directory into the backup directory, or with `[backup] url`
 //! writes it into the scratch directory and uploads it to object storage (see
-//! `crate::remote`); the listing and deletion are the backup directory's, or the
+//! `cairn_remote`); the listing and deletion are the backup directory's, or the
 //! bucket's.
 
 use std::path::Path;
@@ -10,35 +10,23 @@ use std::sync::Arc;
 
 use cairn_proto::methods::BackupInfo;
 use cairn_proto::{ErrorCode, WireError};
+use cairn_remote::{Remote, RemoteBackup};
 use cairn_store::backup::{self, BackupControl};
 use cairn_store::{JobKind, JobRecord, JobStatus, StoreError};
 use tokio::sync::mpsc;
 
-use crate::error::{conflict, internal};
+use crate::error::{conflict, internal, remote_error_to_wire};
 use crate::ops::jobs::{
     register_exclusive_job, remove_scratch, reporter, scratch, Failure, JobHandle,
 };
 use crate::ops::schedule;
-use crate::remote::Remote;
 use crate::shared::Shared;
 use crate::storage::blocking_store;
 
 /// A backup name: 1-128 of `A-Z a-z 0-9 . _ -`, not starting with `.` (never a path).
 pub fn validate_backup_name(name: &str) -> Result<(), WireError> {
-    let ok = !name.is_empty()
-        && name.len() <= 128
-        && !name.starts_with('.')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(WireError::new(
-            ErrorCode::InvalidName,
-            format!("backup name {name:?}: use 1-128 of A-Z a-z 0-9 . _ -, not starting with ."),
-        ))
-    }
+    cairn_remote::check_backup_name(name)
+        .map_err(|reason| WireError::new(ErrorCode::InvalidName, reason))
 }
 
 /// The default backup name: the UTC time, `20261121T030000Z`.
@@ -142,7 +130,8 @@ async fn run_remote_backup(
 /// The complete backups, newest first: the backup directory's, or the bucket's.
 pub async fn list_backups(shared: &Shared) -> Result<Vec<BackupInfo>, WireError> {
     if let Some(remote) = &shared.remote {
-        return remote.list().await.map_err(|e| e.to_wire());
+        let backups = remote.list().await.map_err(|e| remote_error_to_wire(&e))?;
+        return Ok(backups.into_iter().map(remote_backup_info).collect());
     }
     let dir = shared.backup_dir.clone();
     tokio::task::spawn_blocking(move || list_local_backups(&dir))
@@ -157,7 +146,10 @@ pub async fn delete_backup(shared: &Shared, name: &str) -> Result<(), WireError>
         return Err(conflict(format!("job {job} uses backup {name:?}")));
     }
     if let Some(remote) = &shared.remote {
-        return remote.delete(name).await.map_err(|e| e.to_wire());
+        return remote
+            .delete(name)
+            .await
+            .map_err(|e| remote_error_to_wire(&e));
     }
     let path = shared.backup_dir.join(name);
     if !path.join(backup::MANIFEST_FILE).exists() {
@@ -170,6 +162,20 @@ pub async fn delete_backup(shared: &Shared, name: &str) -> Result<(), WireError>
         .await
         .map_err(internal)?
         .map_err(internal)
+}
+
+/// The wire form of a backup in the bucket.
+fn remote_backup_info(backup: RemoteBackup) -> BackupInfo {
+    BackupInfo {
+        name: backup.name,
+        location: backup.archive_url,
+        created_ms: backup.manifest.created_ms,
+        service_id: backup.manifest.service_id.clone(),
+        format_version: backup.manifest.format_version,
+        bytes: backup.manifest.bytes(),
+        files: backup.manifest.files.len() as u64,
+        databases: backup.manifest.databases.len() as u64,
+    }
 }
 
 fn list_local_backups(dir: &Path) -> Result<Vec<BackupInfo>, WireError> {
@@ -207,19 +213,4 @@ fn list_local_backups(dir: &Path) -> Result<Vec<BackupInfo>, WireError> {
     }
     list.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.name.cmp(&a.name)));
     Ok(list)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backup_names_are_never_paths() {
-        for good in ["20261121T030000Z", "nightly-1", "a.b_c"] {
-            assert!(validate_backup_name(good).is_ok(), "{good}");
-        }
-        for bad in ["", ".hidden", "../x", "a/b", "a b", &"x".repeat(129)] {
-            assert!(validate_backup_name(bad).is_err(), "{bad:?}");
-        }
-    }
 }

@@ -13,15 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_proto::{ErrorCode, WireError};
+use cairn_remote::RemoteError;
 use cairn_store::backup::{BackupProgress, ProgressFn};
 use cairn_store::{JobKind, JobRecord, JobStatus, Store, StoreError, Write, Written};
 use rmpv::Value;
 use tokio::sync::{mpsc, OwnedMutexGuard};
 use tokio_util::task::TaskTracker;
 
-use crate::error::{conflict, internal, store_error, store_error_to_wire};
+use crate::error::{conflict, internal, remote_error_to_wire, store_error, store_error_to_wire};
 use crate::ops::webhooks::WebhookEvent;
-use crate::remote::RemoteError;
 use crate::shared::Shared;
 use crate::storage::{now_ms, write};
 
@@ -153,7 +153,7 @@ impl Failure {
     fn describe(&self) -> (String, String) {
         let (wire, s3) = match self {
             Failure::Store(error) => (store_error_to_wire(error), None),
-            Failure::Remote(error) => (error.to_wire(), error.s3_facts()),
+            Failure::Remote(error) => (remote_error_to_wire(error), error.s3_facts()),
         };
         let mut details = serde_json::json!({
             "code": wire.code.as_str(),

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_proto::{ErrorCode, WireError};
+use cairn_remote::Remote;
 use cairn_store::{backup, JobKind, JobRecord, JobStatus, Store, StoreError, Write};
 use rmpv::Value;
 use tokio::sync::mpsc;
@@ -21,7 +22,6 @@ use crate::ops::backup::{timestamp_name, validate_backup_name};
 use crate::ops::jobs::{
     register_exclusive_job, remove_scratch, reporter, scratch, Failure, JobHandle,
 };
-use crate::remote::Remote;
 use crate::shared::Shared;
 use crate::storage::{blocking_store, now_ms, write};
 
@@ -96,9 +96,7 @@ async fn run_remote_restore(
             )
             .await?;
         run(shared, &mut job.record, &unpacked, cancel).await?;
-        Ok::<_, Failure>(Some(
-            remote.url(&format!("{name}{}", crate::remote::ARCHIVE_SUFFIX)),
-        ))
+        Ok::<_, Failure>(Some(remote.url(&cairn_remote::archive_object(name))))
     }
     .await;
     remove_scratch(local).await;

@@ -21,7 +21,7 @@ const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 
 /// Called with the bytes of each file read (packing) or written (unpacking); an error
 /// (a cancel) stops the work.
-pub type Tick<'t> = &'t mut dyn FnMut(u64) -> io::Result<()>;
+pub(crate) type Tick<'t> = &'t mut dyn FnMut(u64) -> io::Result<()>;
 
 fn invalid(reason: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, reason)
@@ -29,7 +29,7 @@ fn invalid(reason: String) -> io::Error {
 
 /// Packs the backup directory `dir`, whose manifest is `manifest`, into `out` (see the
 /// module doc); returns `out` once the archive is complete.
-pub fn pack<W: Write>(dir: &Path, manifest: &Manifest, out: W, tick: Tick) -> io::Result<W> {
+pub(crate) fn pack<W: Write>(dir: &Path, manifest: &Manifest, out: W, tick: Tick) -> io::Result<W> {
     let mtime = manifest.created_ms / 1000;
     let mut builder = tar::Builder::new(zstd::Encoder::new(out, ZSTD_LEVEL)?);
     let header = |kind: tar::EntryType, size: u64, mode: u32| {
@@ -98,7 +98,12 @@ pub fn pack<W: Write>(dir: &Path, manifest: &Manifest, out: W, tick: Tick) -> io
 
 /// Unpacks an archive read from `input` into the new directory `dest` (see the module
 /// doc), checking every file against `manifest`, the one the archive is said to hold.
-pub fn unpack<R: Read>(input: R, dest: &Path, manifest: &Manifest, tick: Tick) -> io::Result<()> {
+pub(crate) fn unpack<R: Read>(
+    input: R,
+    dest: &Path,
+    manifest: &Manifest,
+    tick: Tick,
+) -> io::Result<()> {
     fs::create_dir(dest)?;
     fs::set_permissions(dest, fs::Permissions::from_mode(0o700))?;
     let mut archive = tar::Archive::new(zstd::Decoder::new(input)?);
