@@ -2,15 +2,16 @@
 //! user's cache, `${XDG_CACHE_HOME:-$HOME/.cache}/cairn-tests/garage-VERSION/bin/garage`:
 //! outside every work tree, so that all clones and later runs share one build. Building it
 //! takes minutes, once; the test says so on stderr (past the test harness's capture).
-//! Threads and processes that need it at the same time take turns on a file lock beside
-//! it: the first builds it into `garage-VERSION.partial` and renames that into place, the
-//! others wait and then find it there. A failed build fails the test with a line saying
-//! how to install garage by hand.
+//! The threads of a test process share one attempt; processes that need it at the same
+//! time take turns on a file lock beside it: the first builds it into
+//! `garage-VERSION.partial` and renames that into place, the others wait and then find it
+//! there. A failed build fails the tests with a line saying how to install garage by hand.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -37,6 +38,17 @@ const LOG_LINES_SHOWN: usize = 30;
 
 /// The garage binary in the user's cache, installed there first when it is missing.
 pub fn cached_garage() -> Result<PathBuf> {
+    // One attempt per process: the other threads wait for it and share its outcome.
+    static GARAGE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    GARAGE
+        .get_or_init(|| find_or_install().map_err(|error| format!("{error:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+/// The garage binary in the user's cache, after installing it unless it is there or
+/// another process installed it meanwhile.
+fn find_or_install() -> Result<PathBuf> {
     let cache = cache_dir()?;
     let root = cache.join(format!("garage-{GARAGE_VERSION}"));
     let bin = root.join("bin/garage");
