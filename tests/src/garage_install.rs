@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Instant;
 
@@ -116,8 +116,7 @@ fn install(cache: &Path, root: &Path) -> Result<()> {
     let started = Instant::now();
     let log =
         File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let status = crate::process::cargo()
         .args(CARGO_INSTALL_ARGS)
         .arg("--root")
         .arg(&partial)

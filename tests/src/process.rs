@@ -32,28 +32,8 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !built.iter().any(|b| b == name) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let mut build = Command::new(cargo);
+        let mut build = cargo();
         build.args(["build", "--quiet", "-p", package, "--bin", name]);
-        // Cargo gives a test its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, …).
-        // Build scripts watch some of them (ring's does CARGO_MANIFEST_DIR): a build that
-        // sees them would rebuild what the test run's own build made, and back again.
-        for (variable, _) in std::env::vars_os() {
-            let variable = variable.to_string_lossy();
-            if [
-                "CARGO_MANIFEST_",
-                "CARGO_PKG_",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-            ]
-            .iter()
-            .any(|prefix| variable.starts_with(prefix))
-            {
-                build.env_remove(&*variable);
-            }
-        }
         if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
             build.arg("--release");
         }
@@ -77,6 +57,31 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
         built.push(name.to_string());
     }
     Ok(path)
+}
+
+/// A command running the cargo that runs the tests (`CARGO`, else `cargo`) without the
+/// variables cargo gives a test about its package (CARGO_MANIFEST_DIR, CARGO_PKG_*, …).
+/// Build scripts watch some of them (ring's does CARGO_MANIFEST_DIR): a build that saw
+/// them would rebuild what the test run's own build made, and back again.
+pub fn cargo() -> Command {
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (variable, _) in std::env::vars_os() {
+        let variable = variable.to_string_lossy();
+        if [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .iter()
+        .any(|prefix| variable.starts_with(prefix))
+        {
+            cargo.env_remove(&*variable);
+        }
+    }
+    cargo
 }
 
 /// Every line an exited process wrote: its reader thread forwards what is left in the
