@@ -62,7 +62,7 @@ fn find_or_install() -> Result<PathBuf> {
         .with_context(|| format!("creating the lock file {}", lock_path.display()))?;
     if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
         say(&format!(
-            "waiting for another test installing garage {GARAGE_VERSION} (lock {})",
+            "waiting for another test process installing garage {GARAGE_VERSION} (lock {})",
             lock_path.display()
         ));
         flock(&lock, FlockOperation::LockExclusive)
