@@ -1,7 +1,7 @@
 //! A real S3-compatible object store for end-to-end tests: a garage server started on
 //! 127.0.0.1 (free ports, a temporary directory, one node with an applied layout), with a
 //! bucket and an access key that may read and write it, killed when the value drops.
-//! The binary is `GARAGE_BIN`, else `/opt/garage/bin/garage`, which `.ci/run` installs;
+//! The binary is `GARAGE_BIN`, else one [`crate::garage_install`] puts in the user's cache;
 //! every wait is bounded. `objects` lists what the bucket holds, through the same S3 API
 //! the service uses, so that a test sees exactly what was left behind.
 
@@ -15,10 +15,6 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use cairn_remote::{Location, Remote, S3Settings};
 
-/// Where `.ci/run` installs garage.
-pub const DEFAULT_GARAGE_BIN: &str = "/opt/garage/bin/garage";
-/// How `.ci/run` installs it.
-pub const INSTALL_COMMAND: &str = "cargo install garage --version 2.5.0 --locked --no-default-features --features bundled-libs,lmdb --root /opt/garage";
 /// The region garage is configured with (and clients must sign for).
 pub const REGION: &str = "garage";
 /// The bucket every test server has.
@@ -43,15 +39,17 @@ pub struct Garage {
     _dir: tempfile::TempDir,
 }
 
-/// The garage binary, or an error that says how to install it.
+/// The garage binary: `GARAGE_BIN`, else the one in the user's cache, which is installed
+/// on first use; or an error that says how to install it.
 pub fn garage_bin() -> Result<PathBuf> {
-    let bin = std::env::var_os("GARAGE_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_GARAGE_BIN));
+    let Some(bin) = std::env::var_os("GARAGE_BIN").map(PathBuf::from) else {
+        return crate::garage_install::cached_garage();
+    };
     if !bin.is_file() {
         bail!(
-            "the S3 tests need garage at {} (GARAGE_BIN, else {DEFAULT_GARAGE_BIN}): install it with `{INSTALL_COMMAND}` (.ci/run does)",
-            bin.display()
+            "GARAGE_BIN is {}, which is not a file: point it at a garage {} binary, or unset it and the S3 tests install one",
+            bin.display(),
+            crate::garage_install::GARAGE_VERSION
         );
     }
     Ok(bin)

@@ -2,12 +2,15 @@
 //! library holds what a test binary and the test that checks it must agree on, such as
 //! the keys, values and acknowledgement lines of the crash writer (see [`crash`]), and
 //! the tools of the end-to-end tests: real service processes ([`process`]), a raw
-//! protocol client ([`raw`]), a real S3-compatible object store ([`garage`]),
-//! and a real HTTP endpoint that records webhook deliveries ([`webhook`]).
+//! protocol client ([`raw`]), a real S3-compatible object store ([`garage`], installed
+//! on first use by [`garage_install`]), a small file system in a namespace of the test's
+//! own ([`tmpfs`]) and a real HTTP endpoint that records webhook deliveries
+//! ([`webhook`]).
 
 pub mod cli;
 pub mod crash;
 pub mod garage;
+pub mod garage_install;
 pub mod process;
 pub mod raw;
 pub mod tmpfs;

@@ -1,6 +1,7 @@
 //! Real service processes for end-to-end tests: finds the workspace's binaries (building
-//! one with cargo when this test run did not), starts `cairn-service` on a directory,
-//! waits until it listens, and stops it with a signal, bounded in time throughout.
+//! one with cargo when this test run did not, or taking it as built when cargo cannot be
+//! run), starts `cairn-service` on a directory, waits until it listens, and stops it with
+//! a signal, bounded in time throughout.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The path of the workspace binary `name` (of package `package`), built by cargo once
 /// per test process so that a test never runs a stale binary (cargo does nothing when it
-/// is up to date).
+/// is up to date). A test binary run without cargo at hand takes the binary as built.
 pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe()?;
@@ -31,38 +32,56 @@ pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     if !built.iter().any(|b| b == name) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let mut build = Command::new(cargo);
+        let mut build = cargo();
         build.args(["build", "--quiet", "-p", package, "--bin", name]);
-        // Cargo gives a test its package's variables (CARGO_MANIFEST_DIR, CARGO_PKG_*, …).
-        // Build scripts watch some of them (ring's does CARGO_MANIFEST_DIR): a build that
-        // sees them would rebuild what the test run's own build made, and back again.
-        for (variable, _) in std::env::vars_os() {
-            let variable = variable.to_string_lossy();
-            if [
-                "CARGO_MANIFEST_",
-                "CARGO_PKG_",
-                "CARGO_CRATE_NAME",
-                "CARGO_BIN_",
-                "CARGO_PRIMARY_PACKAGE",
-                "CARGO_TARGET_TMPDIR",
-            ]
-            .iter()
-            .any(|prefix| variable.starts_with(prefix))
-            {
-                build.env_remove(&*variable);
-            }
-        }
         if profile_dir.file_name().and_then(|n| n.to_str()) == Some("release") {
             build.arg("--release");
         }
-        let status = build.status().context("running cargo build")?;
+        let status = match build.status() {
+            Ok(status) => status,
+            // No cargo to run (a test binary started by hand, by a user without the
+            // toolchain): what this test run's build made is the binary to test.
+            Err(error) if path.exists() => {
+                eprintln!(
+                    "cannot run cargo ({error}): using {} as it was built",
+                    path.display()
+                );
+                built.push(name.to_string());
+                return Ok(path);
+            }
+            Err(error) => return Err(error).context("running cargo build"),
+        };
         if !status.success() || !path.exists() {
             bail!("cannot build {name}: run cargo build -p {package} --bin {name}");
         }
         built.push(name.to_string());
     }
     Ok(path)
+}
+
+/// A command running the cargo that runs the tests (`CARGO`, else `cargo`) without the
+/// variables cargo gives a test about its package (CARGO_MANIFEST_DIR, CARGO_PKG_*, …).
+/// Build scripts watch some of them (ring's does CARGO_MANIFEST_DIR): a build that saw
+/// them would rebuild what the test run's own build made, and back again.
+pub fn cargo() -> Command {
+    let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (variable, _) in std::env::vars_os() {
+        let variable = variable.to_string_lossy();
+        if [
+            "CARGO_MANIFEST_",
+            "CARGO_PKG_",
+            "CARGO_CRATE_NAME",
+            "CARGO_BIN_",
+            "CARGO_PRIMARY_PACKAGE",
+            "CARGO_TARGET_TMPDIR",
+        ]
+        .iter()
+        .any(|prefix| variable.starts_with(prefix))
+        {
+            cargo.env_remove(&*variable);
+        }
+    }
+    cargo
 }
 
 /// Every line an exited process wrote: its reader thread forwards what is left in the

@@ -1,10 +1,10 @@
-//! A full file system: the store runs on a 4 MiB tmpfs (mounted by this test, which needs
-//! root, as on every Cairn development and CI machine) and is written to until the disk
+//! A full file system: the store runs on a 4 MiB tmpfs (mounted in the test's own user
+//! and mount namespace, see `cairn_tests::tmpfs`) and is written to until the disk
 //! refuses. The refusal must reach the caller as `StorageFull`, never a panic, and every
 //! write acknowledged before it must still be there, before and after a reopen.
 
 use cairn_store::{Store, StoreError, StoreOptions};
-use cairn_tests::tmpfs::Tmpfs;
+use cairn_tests::tmpfs::with_tmpfs;
 
 /// msgpack bin32 of `len` bytes.
 fn blob(len: usize, fill: u8) -> Vec<u8> {
@@ -16,55 +16,54 @@ fn blob(len: usize, fill: u8) -> Vec<u8> {
 
 #[test]
 fn a_full_disk_is_an_error_and_loses_nothing_acknowledged() {
-    let scratch = tempfile::tempdir().unwrap();
-    let mount = Tmpfs::mount(&scratch.path().join("small"), "4m");
-    let options = StoreOptions {
-        map_size: 64 << 20,
-        ..StoreOptions::default()
-    };
-    let store = Store::create(mount.path(), options.clone()).unwrap();
-    store.create_database("db").unwrap();
+    with_tmpfs("4m", |small| {
+        let options = StoreOptions {
+            map_size: 64 << 20,
+            ..StoreOptions::default()
+        };
+        let store = Store::create(small, options.clone()).unwrap();
+        store.create_database("db").unwrap();
 
-    let mut acknowledged = Vec::new();
-    let mut refusal = None;
-    for i in 0..1000u32 {
-        let key = format!("doc-{i:04}");
-        match store.put("db", &key, &blob(64 << 10, i as u8), None) {
-            Ok(rev) => acknowledged.push((key, rev, i as u8)),
-            Err(error) => {
-                refusal = Some(error);
-                break;
+        let mut acknowledged = Vec::new();
+        let mut refusal = None;
+        for i in 0..1000u32 {
+            let key = format!("doc-{i:04}");
+            match store.put("db", &key, &blob(64 << 10, i as u8), None) {
+                Ok(rev) => acknowledged.push((key, rev, i as u8)),
+                Err(error) => {
+                    refusal = Some(error);
+                    break;
+                }
             }
         }
-    }
-    let refusal = refusal.expect("a 4 MiB file system fills up");
-    assert!(
-        matches!(refusal, StoreError::StorageFull { .. }),
-        "expected StorageFull, got {refusal:?}"
-    );
-    assert!(
-        refusal.to_string().contains("file system is full"),
-        "{refusal}"
-    );
-    assert!(!acknowledged.is_empty());
+        let refusal = refusal.expect("a 4 MiB file system fills up");
+        assert!(
+            matches!(refusal, StoreError::StorageFull { .. }),
+            "expected StorageFull, got {refusal:?}"
+        );
+        assert!(
+            refusal.to_string().contains("file system is full"),
+            "{refusal}"
+        );
+        assert!(!acknowledged.is_empty());
 
-    // Reads still work, and every acknowledged write is intact.
-    for (key, rev, fill) in &acknowledged {
-        let doc = store.get("db", key).unwrap().expect("acknowledged write");
-        assert_eq!((doc.rev, doc.value), (*rev, blob(64 << 10, *fill)));
-    }
-    // The writer thread survived: a second refusal is again a clean error.
-    let again = store.put("db", "one-more", &blob(64 << 10, 1), None);
-    assert!(
-        matches!(again, Err(StoreError::StorageFull { .. })),
-        "{again:?}"
-    );
+        // Reads still work, and every acknowledged write is intact.
+        for (key, rev, fill) in &acknowledged {
+            let doc = store.get("db", key).unwrap().expect("acknowledged write");
+            assert_eq!((doc.rev, doc.value), (*rev, blob(64 << 10, *fill)));
+        }
+        // The writer thread survived: a second refusal is again a clean error.
+        let again = store.put("db", "one-more", &blob(64 << 10, 1), None);
+        assert!(
+            matches!(again, Err(StoreError::StorageFull { .. })),
+            "{again:?}"
+        );
 
-    drop(store);
-    let store = Store::open(mount.path(), options).unwrap();
-    let info = store.database_info("db").unwrap();
-    assert_eq!(info.doc_count, acknowledged.len() as u64);
-    assert_eq!(info.last_seq, acknowledged.last().unwrap().1);
-    drop(store);
-    drop(mount);
+        drop(store);
+        let store = Store::open(small, options).unwrap();
+        let info = store.database_info("db").unwrap();
+        assert_eq!(info.doc_count, acknowledged.len() as u64);
+        assert_eq!(info.last_seq, acknowledged.last().unwrap().1);
+        drop(store);
+    });
 }

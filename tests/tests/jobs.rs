@@ -321,36 +321,36 @@ fn scheduled_backups_keep_the_newest_two() {
 
 #[test]
 fn a_backup_job_on_a_full_file_system_fails_clearly_and_the_service_serves_on() {
-    let scratch = tempfile::tempdir().unwrap();
-    let tmpfs = cairn_tests::tmpfs::Tmpfs::mount(&scratch.path().join("small"), "4m");
-    let small = tmpfs.path().to_path_buf();
-    let dir = scratch.path().join("data");
-    write_settings(
-        &dir,
-        &format!("[backup]\ndir = {:?}\n", small.display().to_string()),
-    );
-    let service = ServiceProcess::start(&dir, &[]).unwrap();
-    let cli = Endpoint::unix(&service);
-    cli.run(&["db", "create", "big"]).ok();
-    load(&cli, "big", "doc", 2);
+    cairn_tests::tmpfs::with_tmpfs("4m", |small| {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("data");
+        write_settings(
+            &dir,
+            &format!("[backup]\ndir = {:?}\n", small.display().to_string()),
+        );
+        let service = ServiceProcess::start(&dir, &[]).unwrap();
+        let cli = Endpoint::unix(&service);
+        cli.run(&["db", "create", "big"]).ok();
+        load(&cli, "big", "doc", 2);
 
-    let failed = cli.run(&["-o", "json", "backup", "start", "--name", "b1", "--wait"]);
-    assert_eq!(failed.code, 1, "{}", failed.stderr);
-    let job: Value = serde_json::from_str(failed.stdout.trim()).unwrap();
-    assert_eq!(job["status"], "FAILED");
-    let message = job["error"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("bytes") && message.contains("available"),
-        "{message}"
-    );
-    assert_eq!(
-        std::fs::read_dir(&small).unwrap().count(),
-        0,
-        "nothing left behind"
-    );
-    cli.run(&["put", "big", "after", "1"]).ok();
-    assert_eq!(cli.value("big", "after"), Value::from(1));
-    service.stop().unwrap();
+        let failed = cli.run(&["-o", "json", "backup", "start", "--name", "b1", "--wait"]);
+        assert_eq!(failed.code, 1, "{}", failed.stderr);
+        let job: Value = serde_json::from_str(failed.stdout.trim()).unwrap();
+        assert_eq!(job["status"], "FAILED");
+        let message = job["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("bytes") && message.contains("available"),
+            "{message}"
+        );
+        assert_eq!(
+            std::fs::read_dir(small).unwrap().count(),
+            0,
+            "nothing left behind"
+        );
+        cli.run(&["put", "big", "after", "1"]).ok();
+        assert_eq!(cli.value("big", "after"), Value::from(1));
+        service.stop().unwrap();
+    });
 }
 
 #[test]

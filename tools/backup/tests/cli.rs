@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use cairn_store::backup::read_manifest;
 use cairn_store::{ChangeOp, DirLock, Op, Scan, Store, StoreOptions};
+use cairn_tests::tmpfs::with_tmpfs;
 use serde_json::Value;
 
 fn command() -> Command {
@@ -416,45 +417,24 @@ fn restores_refuse_bad_backups_and_held_directories_and_otherwise_swap() {
     assert_eq!(store.database_info("big").unwrap().doc_count, 2);
 }
 
-/// A tmpfs mounted for the life of the value (needs root, as on CI).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(path: &Path, size: &str) -> Tmpfs {
-        fs::create_dir_all(path).unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(path)
-            .status()
-            .expect("running mount");
-        assert!(status.success(), "mounting a tmpfs needs root");
-        Tmpfs(path.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_target_is_refused_with_bytes_needed_and_available() {
-    let scratch = tempfile::tempdir().unwrap();
-    let (dir, store) = source(scratch.path(), 10);
-    drop(store);
-    let before = files(&dir);
-    let small = Tmpfs::mount(&scratch.path().join("small"), "4m");
-    let dst = small.0.join("backup");
-    let (_, stderr) = fails(run(&[&dir, &dst]), 1);
-    assert!(
-        stderr.contains("storage full: the backup needs")
-            && stderr.contains("are available there")
-            && stderr.contains("free some space"),
-        "{stderr}"
-    );
-    assert!(names_in(&small.0).is_empty(), "no DST, no DST.partial");
-    assert_eq!(files(&dir), before, "the source is untouched");
+    with_tmpfs("4m", |small| {
+        let scratch = tempfile::tempdir().unwrap();
+        let (dir, store) = source(scratch.path(), 10);
+        drop(store);
+        let before = files(&dir);
+        let dst = small.join("backup");
+        let (_, stderr) = fails(run(&[&dir, &dst]), 1);
+        assert!(
+            stderr.contains("storage full: the backup needs")
+                && stderr.contains("are available there")
+                && stderr.contains("free some space"),
+            "{stderr}"
+        );
+        assert!(names_in(small).is_empty(), "no DST, no DST.partial");
+        assert_eq!(files(&dir), before, "the source is untouched");
+    });
 }
 
 #[test]
