@@ -4,7 +4,9 @@
 //! PKCS#12 bundles, revocation lists ([`CertDir::revoke`], [`crl_fingerprint`]), the
 //! first-start defaults of a service ([`ensure_embedded_default`]), and the rustls
 //! configurations of the service ([`server_config`]) and of its clients
-//! ([`client_config`]): TLS 1.3 only, ring as the crypto provider, ALPN [`ALPN`].
+//! ([`client_config`]): TLS 1.3 only, ring as the crypto provider, ALPN [`ALPN`]; and
+//! the configuration of HTTPS clients of other services, trusting the system's CAs
+//! ([`system_trust_http_config`]).
 
 mod ca;
 mod client;
@@ -22,6 +24,7 @@ mod peer;
 mod pin;
 mod san;
 mod server;
+mod system;
 
 pub use client::{client_config, Trust};
 pub use crl::{crl_fingerprint, CrlFingerprint, Revocation};
@@ -36,6 +39,7 @@ pub use peer::peer_user;
 pub use pin::{cert_sha256, format_pin, parse_pin};
 pub use san::San;
 pub use server::{server_config, ClientAuth};
+pub use system::{system_trust_http_config, SystemTrust};
 
 /// The ALPN protocol of Cairn's native RPC; both configurations offer only this one.
 pub const ALPN: &[u8] = b"cairn/1";

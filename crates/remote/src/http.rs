@@ -6,7 +6,6 @@
 //! other error answer becomes `RemoteError::Refused` with the object store's status and
 //! S3 error code.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,26 +33,13 @@ pub(crate) enum Repeat {
 /// system's roots, bounded waits for a connection and for each read (a large body may
 /// take as long as it needs).
 pub(crate) fn build_client() -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        tracing::warn!(%error, "object storage: cannot read some of the system's CA certificates");
+    let trust =
+        cairn_certs::system_trust_http_config().map_err(|e| format!("TLS configuration: {e}"))?;
+    for warning in &trust.warnings {
+        tracing::warn!("object storage: {warning}");
     }
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        tracing::warn!(
-            "object storage: no CA certificates found on this system: https endpoints will fail"
-        );
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(trust.config)
         .connect_timeout(CONNECT_TIMEOUT)
         .read_timeout(READ_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())

@@ -9,10 +9,11 @@
 //! - `methods`: one file per family of methods, each call decoded into the typed
 //!   request of `cairn-proto`'s method table and checked as the table says;
 //! - `ops`: database lifecycles, automatic READ_ONLY, change feeds, jobs (backup,
-//!   restore, resync), the backup schedule, reloads, webhooks;
-//! - below them all: `shared` (the state every call and job shares), `config` (the
-//!   settings), `auth`, `storage` (awaiting the store), `wire` (store types in their
-//!   wire form) and `error`. Object storage is `cairn-remote`'s.
+//!   restore, resync), the backup schedule, reloads, webhooks, and `ops::shared`, the
+//!   state every call and job shares;
+//! - below them all: `config` (the settings and the working directory's layout), `auth`,
+//!   `storage` (awaiting the store), `wire` (store types in their wire form) and
+//!   `error`. Object storage is `cairn-remote`'s.
 
 mod auth;
 mod config;
@@ -21,12 +22,12 @@ mod methods;
 mod net;
 mod ops;
 mod service;
-mod shared;
 mod storage;
 mod wire;
 
 pub use config::ListenUrl;
 pub use config::{cairn_environment, Flags, LogFormat, Settings, DEFAULT_LISTEN, SETTINGS_FILE};
+pub use config::{BACKUPS_DIR, CERTS_DIR, SOCKET_FILE, TMP_DIR};
 pub use error::ServerError;
-pub use service::{Reloader, Service, BACKUPS_DIR, CERTS_DIR, SOCKET_FILE, TMP_DIR};
-pub use shared::{LogLevelSetter, ReloadSource};
+pub use ops::shared::{LogLevelSetter, ReloadSource};
+pub use service::{Reloader, Service};

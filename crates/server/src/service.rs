@@ -15,20 +15,12 @@ use cairn_store::{DirLock, Store, UserRecord, Write};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, ROOT_USER};
-use crate::config::ListenUrl;
+use crate::config::{ListenUrl, Settings, BACKUPS_DIR, CERTS_DIR, SOCKET_FILE, TMP_DIR};
 use crate::error::ServerError;
 use crate::net::{self, Listener};
+use crate::ops::shared::{ReloadSource, Shared};
 use crate::ops::{health, jobs, reload, schedule, webhooks};
-use crate::shared::{ReloadSource, Shared};
 use crate::storage::{now_ms, write};
-use crate::Settings;
-
-/// The unix socket every service serves, inside its working directory.
-pub const SOCKET_FILE: &str = "sock";
-/// Sub-directories of a working directory.
-pub const CERTS_DIR: &str = "certs";
-pub const BACKUPS_DIR: &str = "backups";
-pub const TMP_DIR: &str = "tmp";
 
 /// A started service, listening but not yet serving.
 pub struct Service {

@@ -27,6 +27,15 @@ pub use listen::ListenUrl;
 pub use table::{applied, differences};
 pub use webhooks::{display_url, WebhookEventKind, WebhookSettings};
 
+/// The unix socket every service serves, inside its working directory (root's).
+pub const SOCKET_FILE: &str = "sock";
+/// The service's own certificate directory, inside its working directory.
+pub const CERTS_DIR: &str = "certs";
+/// Where backup jobs write by default, inside the working directory.
+pub const BACKUPS_DIR: &str = "backups";
+/// Scratch space, emptied at every start and never copied into a backup.
+pub const TMP_DIR: &str = "tmp";
+
 /// Name of the settings file inside a working directory.
 pub const SETTINGS_FILE: &str = "cairn.toml";
 

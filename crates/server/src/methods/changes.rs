@@ -13,7 +13,7 @@ use rmpv::Value;
 use tokio::sync::watch;
 
 use crate::ops::lifecycle::DbState;
-use crate::shared::RESTORE_MESSAGE;
+use crate::ops::shared::RESTORE_MESSAGE;
 use crate::storage::blocking;
 use crate::wire::IntoWire;
 

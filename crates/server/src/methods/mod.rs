@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, authorize, Caller, Identity};
 use crate::ops::health;
-use crate::shared::{Shared, RESTORE_MESSAGE};
+use crate::ops::shared::{Shared, RESTORE_MESSAGE};
 
 pub(crate) use status::down_error;
 

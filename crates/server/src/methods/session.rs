@@ -10,7 +10,7 @@ use rmpv::Value;
 use crate::auth::{self, authorize, Identity, Via};
 use crate::error::{bad_request, store_error};
 use crate::ops::health;
-use crate::shared::Shared;
+use crate::ops::shared::Shared;
 use crate::storage::{now_ms, write};
 
 use super::down_error;

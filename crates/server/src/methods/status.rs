@@ -5,9 +5,9 @@ use cairn_proto::methods::{self, StatusSetArgs};
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{ServiceStatus, StoreError, Write};
 
+use crate::ops::shared::{Shared, RESTORE_MESSAGE};
 use crate::ops::webhooks::WebhookEvent;
 use crate::ops::{health, reload};
-use crate::shared::{Shared, RESTORE_MESSAGE};
 use crate::storage::{blocking, now_ms, write};
 use crate::wire::{IntoStore, IntoWire};
 

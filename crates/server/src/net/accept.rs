@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Identity, Via, ROOT_USER};
 use crate::config::ListenUrl;
 use crate::error::ServerError;
-use crate::shared::Shared;
+use crate::ops::shared::Shared;
 
 /// The longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

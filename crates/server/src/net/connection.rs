@@ -22,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Caller, Identity};
 use crate::methods::session::{self, ConnectionChange};
 use crate::methods::{CallContext, Outbox};
-use crate::shared::Shared;
+use crate::ops::shared::Shared;
 
 /// Answers waiting for the writer before callers are slowed down.
 const OUTBOX_DEPTH: usize = 1024;

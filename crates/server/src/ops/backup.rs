@@ -20,7 +20,7 @@ use crate::ops::jobs::{
     register_exclusive_job, remove_scratch, reporter, scratch, Failure, JobHandle,
 };
 use crate::ops::schedule;
-use crate::shared::Shared;
+use crate::ops::shared::Shared;
 use crate::storage::blocking_store;
 
 /// A backup name: 1-128 of `A-Z a-z 0-9 . _ -`, not starting with `.` (never a path).

@@ -22,8 +22,8 @@ use cairn_proto::{ErrorCode, WireError};
 use cairn_store::ServiceMode;
 use tokio::sync::Notify;
 
+use crate::ops::shared::Shared;
 use crate::ops::webhooks::WebhookEvent;
-use crate::shared::Shared;
 use crate::storage::now_ms;
 
 pub use cairn_proto::values::ReasonCode;

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, OwnedMutexGuard};
 use tokio_util::task::TaskTracker;
 
 use crate::error::{conflict, internal, remote_error_to_wire, store_error, store_error_to_wire};
+use crate::ops::shared::Shared;
 use crate::ops::webhooks::WebhookEvent;
-use crate::shared::Shared;
 use crate::storage::{now_ms, write};
 
 /// Progress within a step is written to the job's record at most this often.
@@ -420,7 +420,7 @@ pub fn reporter(sender: mpsc::UnboundedSender<BackupProgress>, offset: u64) -> P
 pub fn scratch(shared: &Shared, what: &str, name: &str) -> PathBuf {
     shared
         .dir
-        .join(crate::TMP_DIR)
+        .join(crate::config::TMP_DIR)
         .join(format!("{what}-{name}"))
 }
 

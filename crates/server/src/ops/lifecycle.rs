@@ -20,8 +20,8 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::store_error;
+use crate::ops::shared::Shared;
 use crate::ops::webhooks::WebhookEvent;
-use crate::shared::Shared;
 use crate::storage::write;
 use crate::wire::IntoWire;
 

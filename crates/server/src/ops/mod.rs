@@ -13,4 +13,5 @@ pub mod reload;
 pub mod restore;
 pub mod resync;
 pub mod schedule;
+pub mod shared;
 pub mod webhooks;

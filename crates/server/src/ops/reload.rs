@@ -10,7 +10,7 @@ use cairn_proto::methods::{ConfigReloadResult, SettingChange};
 use cairn_proto::{ErrorCode, WireError};
 
 use crate::config::{applied, differences, Settings, SETTINGS_FILE};
-use crate::shared::Shared;
+use crate::ops::shared::Shared;
 
 /// A refused reload: one line naming the file and the problem.
 fn refused(file: &str, error: impl std::fmt::Display) -> WireError {

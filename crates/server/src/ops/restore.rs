@@ -22,7 +22,7 @@ use crate::ops::backup::{timestamp_name, validate_backup_name};
 use crate::ops::jobs::{
     register_exclusive_job, remove_scratch, reporter, scratch, Failure, JobHandle,
 };
-use crate::shared::Shared;
+use crate::ops::shared::Shared;
 use crate::storage::{blocking_store, now_ms, write};
 
 /// How long a restore waits for calls in flight to let go of the store.
@@ -168,7 +168,7 @@ async fn swap_in(
 
     let dir = shared.dir.clone();
     let replaced = dir
-        .join(crate::TMP_DIR)
+        .join(crate::config::TMP_DIR)
         .join(format!("store.replaced-{}", timestamp_name(now_ms())));
     let swapped = {
         let (dir, staged) = (dir.clone(), staged.to_path_buf());

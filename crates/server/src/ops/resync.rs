@@ -14,7 +14,7 @@ use cairn_store::{JobKind, JobRecord, JobStatus, ResyncChunk, Store, Write, Writ
 
 use crate::ops::jobs::{register_job, JobHandle};
 use crate::ops::lifecycle;
-use crate::shared::Shared;
+use crate::ops::shared::Shared;
 use crate::storage::{now_ms, write};
 
 /// Documents per write transaction.

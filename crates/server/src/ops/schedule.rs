@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::parse_schedule;
 use crate::ops::backup;
-use crate::shared::Shared;
+use crate::ops::shared::Shared;
 
 /// Prefix of the names of scheduled backups (the only ones `keep` deletes).
 pub const SCHEDULED_PREFIX: &str = "scheduled-";

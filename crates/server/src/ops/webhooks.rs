@@ -477,30 +477,16 @@ fn backoff(options: &Options, attempt: u32) -> Duration {
         .min(options.max_backoff)
 }
 
-/// The HTTP client of every target: HTTP/1.1, no redirects, and TLS with an explicit
-/// rustls provider (ring) and the system's roots — both ring and aws-lc-rs are linked,
-/// so rustls would refuse to pick a provider by itself.
+/// The HTTP client of every target: HTTP/1.1, no redirects, TLS trusting the system's
+/// CAs (see `cairn_certs::system_trust_http_config`).
 fn build_client() -> Result<reqwest::Client, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        tracing::warn!(%error, "webhooks: cannot read some of the system's CA certificates");
+    let trust = cairn_certs::system_trust_http_config()
+        .map_err(|e| format!("webhooks: TLS configuration: {e}"))?;
+    for warning in &trust.warnings {
+        tracing::warn!("webhooks: {warning}");
     }
-    roots.add_parsable_certificates(found.certs);
-    if roots.is_empty() {
-        tracing::warn!(
-            "webhooks: no CA certificates found on this system: https targets will fail"
-        );
-    }
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("webhooks: TLS configuration: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
+        .tls_backend_preconfigured(trust.config)
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("cairn-service/", env!("CARGO_PKG_VERSION")))
