@@ -642,6 +642,8 @@ fn raw_env(dir: &Path) -> heed::Env<heed::WithoutTls> {
     std::fs::create_dir_all(&path).unwrap();
     let mut options = heed::EnvOpenOptions::new().read_txn_without_tls();
     options.max_dbs(16).map_size(1 << 30);
+    // SAFETY: the tests open an environment here only while no store has it open, and
+    // nothing truncates or rewrites its files behind LMDB's back.
     unsafe { options.open(&path) }.unwrap()
 }
 
