@@ -70,8 +70,8 @@ pub enum CertError {
         crl: PathBuf,
     },
 
-    /// A validity of zero days.
-    #[error("invalid validity of {0} days: give at least 1 day")]
+    /// A validity of zero days, or one that would end after the year 9999.
+    #[error("invalid validity of {0} days: give at least 1 day, ending before the year 10000")]
     BadDays(u32),
 
     /// The home directory is unknown, so the default certificate directory is too.

@@ -160,7 +160,9 @@ fn base_params(name: &str, days: u32) -> Result<CertificateParams> {
     params.distinguished_name = dn;
     let now = OffsetDateTime::now_utc();
     params.not_before = now - Duration::hours(1);
-    params.not_after = now + Duration::days(i64::from(days));
+    params.not_after = now
+        .checked_add(Duration::days(i64::from(days)))
+        .ok_or(CertError::BadDays(days))?;
     params.serial_number = Some(random_serial()?);
     Ok(params)
 }

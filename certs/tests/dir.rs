@@ -94,6 +94,10 @@ fn bad_names_are_refused_and_change_nothing() {
         dir.gen_user("alice", "acme", 0),
         Err(CertError::BadDays(0))
     ));
+    assert!(matches!(
+        dir.gen_user("alice", "acme", u32::MAX),
+        Err(CertError::BadDays(u32::MAX))
+    ));
     assert!(dir.names(Kind::User).unwrap().is_empty());
     assert_eq!(fs::read_dir(dir.root().join("users")).unwrap().count(), 0);
 }

@@ -96,8 +96,9 @@ pub fn cairn(args: &[String], stdin: &str) -> Run {
     let output = match receiver.recv_timeout(RUN_TIMEOUT) {
         Ok(output) => output.expect("waiting for cairn"),
         Err(_) => {
+            let pid = libc::pid_t::try_from(pid).expect("a pid fits pid_t");
             // SAFETY: kill(2) on the pid of our own child, still unreaped.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            unsafe { libc::kill(pid, libc::SIGKILL) };
             panic!("{command} did not finish within {RUN_TIMEOUT:?}");
         }
     };

@@ -141,12 +141,11 @@ pub fn msgpack_u64(n: u64) -> Vec<u8> {
 
 /// msgpack str: fixstr up to 31 bytes, str 8 up to 255.
 pub fn msgpack_str(s: &str) -> Vec<u8> {
-    let len = s.len();
-    let mut out = Vec::with_capacity(len + 2);
+    let len = u8::try_from(s.len()).expect("crash-writer strings are short");
+    let mut out = Vec::with_capacity(s.len() + 2);
     if len < 32 {
-        out.push(0xa0 | len as u8);
+        out.push(0xa0 | len);
     } else {
-        let len = u8::try_from(len).expect("crash-writer strings are short");
         out.extend_from_slice(&[0xd9, len]);
     }
     out.extend_from_slice(s.as_bytes());

@@ -227,8 +227,9 @@ impl ServiceProcess {
 
     /// Sends SIGTERM and waits for the exit; returns the status and stderr.
     pub fn stop(mut self) -> Result<(ExitStatus, String)> {
+        let pid = libc::pid_t::try_from(self.child.id())?;
         // SAFETY: kill(2) on the pid of our own live child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        unsafe { libc::kill(pid, libc::SIGTERM) };
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {

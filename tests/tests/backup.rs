@@ -76,7 +76,7 @@ fn a_live_backup_is_consistent_and_a_service_starts_on_it() {
                 let mut connection = RawConnection::unix(&socket).unwrap();
                 let mut i = 0u32;
                 while !stop.load(Ordering::SeqCst) {
-                    let value = Value::Binary(vec![i as u8; 2000]);
+                    let value = Value::Binary(vec![u8::try_from(i % 256).unwrap(); 2000]);
                     put(&mut connection, "live", &format!("w{t}-{}", i % 50), value);
                     i += 1;
                 }

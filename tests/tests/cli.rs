@@ -360,10 +360,8 @@ fn expired_tokens_are_refused() {
     let me = no_cert.run(&["-o", "json", "whoami"]).ok().json();
     assert_eq!((&me["user"], &me["via"]), (&"root".into(), &"token".into()));
     let expires_ms = login["expires_ms"].as_u64().unwrap();
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    let now_ms = u64::try_from(since_epoch.as_millis()).unwrap();
     std::thread::sleep(Duration::from_millis(
         expires_ms.saturating_sub(now_ms) + 200,
     ));

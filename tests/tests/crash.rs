@@ -321,7 +321,7 @@ fn check(store: &Store, acked: &Acked, runs: u32) -> Result<Checked> {
 
     // (a) Every acknowledged write is in the log at its rev, as acknowledged.
     for (rev, ack) in &acked.by_rev {
-        let change = log.get(*rev as usize - 1).with_context(|| {
+        let change = log.get(usize::try_from(*rev)? - 1).with_context(|| {
             format!(
                 "acknowledged {ack:?} is lost: the log ends at seq {}",
                 log.len()

@@ -9,7 +9,7 @@ use cairn_tests::tmpfs::with_tmpfs;
 /// msgpack bin32 of `len` bytes.
 fn blob(len: usize, fill: u8) -> Vec<u8> {
     let mut value = vec![0xc6];
-    value.extend_from_slice(&(len as u32).to_be_bytes());
+    value.extend_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
     value.extend(std::iter::repeat_n(fill, len));
     value
 }
@@ -28,8 +28,9 @@ fn a_full_disk_is_an_error_and_loses_nothing_acknowledged() {
         let mut refusal = None;
         for i in 0..1000u32 {
             let key = format!("doc-{i:04}");
-            match store.put("db", &key, &blob(64 << 10, i as u8), None) {
-                Ok(rev) => acknowledged.push((key, rev, i as u8)),
+            let fill = u8::try_from(i % 256).unwrap();
+            match store.put("db", &key, &blob(64 << 10, fill), None) {
+                Ok(rev) => acknowledged.push((key, rev, fill)),
                 Err(error) => {
                     refusal = Some(error);
                     break;

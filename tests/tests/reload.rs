@@ -12,10 +12,8 @@ use cairn_tests::process::{write_settings, ServiceProcess};
 use serde_json::Value;
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    u64::try_from(since_epoch.as_millis()).unwrap()
 }
 
 /// How long a session of `user` logging in now lasts, in seconds (retried while the
@@ -44,8 +42,9 @@ fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
 }
 
 fn sighup(service: &ServiceProcess) {
+    let pid = libc::pid_t::try_from(service.pid()).unwrap();
     // SAFETY: kill(2) on the pid of our own live child.
-    unsafe { libc::kill(service.pid() as i32, libc::SIGHUP) };
+    unsafe { libc::kill(pid, libc::SIGHUP) };
 }
 
 fn setting<'a>(changes: &'a Value, name: &str) -> Option<&'a Value> {

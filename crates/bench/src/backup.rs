@@ -303,7 +303,8 @@ fn build_source(dir: &Path, target_bytes: u64) -> Result<Built> {
 fn bin16_value(rng: &mut StdRng) -> Vec<u8> {
     let mut value = vec![0u8; VALUE_PAYLOAD + 3];
     value[0] = 0xc5;
-    value[1..3].copy_from_slice(&(VALUE_PAYLOAD as u16).to_be_bytes());
+    let payload = u16::try_from(VALUE_PAYLOAD).expect("VALUE_PAYLOAD fits a bin 16");
+    value[1..3].copy_from_slice(&payload.to_be_bytes());
     rng.fill(&mut value[3..]);
     value
 }

@@ -77,7 +77,7 @@ pub fn msgpack_bin_value(rng: &mut impl Rng) -> Vec<u8> {
     let payload = VALUE_BYTES - 2;
     let mut value = vec![0u8; VALUE_BYTES];
     value[0] = MSGPACK_BIN8;
-    value[1] = payload as u8;
+    value[1] = u8::try_from(payload).expect("VALUE_BYTES fits a bin 8");
     rng.fill(&mut value[2..]);
     value
 }

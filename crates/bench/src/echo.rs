@@ -35,10 +35,11 @@ impl Drop for EchoServer {
 }
 
 /// A length-prefixed frame of `body_bytes` zero bytes.
-fn frame(body_bytes: usize) -> Vec<u8> {
+fn frame(body_bytes: usize) -> Result<Vec<u8>> {
+    let length = u32::try_from(body_bytes).context("an echo frame of 4 GiB or more")?;
     let mut frame = vec![0; 4 + body_bytes];
-    frame[..4].copy_from_slice(&(body_bytes as u32).to_be_bytes());
-    frame
+    frame[..4].copy_from_slice(&length.to_be_bytes());
+    Ok(frame)
 }
 
 /// Reads one length-prefixed frame into `body`.
@@ -68,7 +69,7 @@ pub async fn start_server(certs: &Path, reply_bytes: usize) -> Result<EchoServer
     let acceptor = TlsAcceptor::from(Arc::new(config));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
-    let reply = Arc::new(frame(reply_bytes));
+    let reply = Arc::new(frame(reply_bytes)?);
     let accepting = tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             let _ = tcp.set_nodelay(true);
@@ -116,7 +117,7 @@ impl EchoClient {
             .context("TLS handshake with the echo server")?;
         Ok(EchoClient {
             stream,
-            request: frame(request_bytes),
+            request: frame(request_bytes)?,
             reply: Vec::new(),
         })
     }

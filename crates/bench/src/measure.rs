@@ -73,7 +73,8 @@ pub fn repeat_for(duration: Duration, mut step: impl FnMut() -> Result<u64>) -> 
 /// there are no samples.
 pub fn percentile(sorted: &[Duration], percent: u64) -> Option<Duration> {
     let rank = (percent * sorted.len() as u64).div_ceil(100);
-    sorted.get(rank.max(1) as usize - 1).copied()
+    let index = usize::try_from(rank.max(1) - 1).ok()?;
+    sorted.get(index).copied()
 }
 
 #[cfg(test)]

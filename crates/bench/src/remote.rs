@@ -170,7 +170,7 @@ pub async fn get_for(
         let data = data.clone();
         let values = values.clone();
         async move {
-            let index = (random % data.keys.len() as u64) as usize;
+            let index = index_below(random, data.keys.len());
             get_checked(&client, &data, &values, index).await
         }
     })
@@ -216,9 +216,14 @@ pub async fn put_while(
     .await
 }
 
+/// The index below `len` that the random number `random` picks.
+fn index_below(random: u64, len: usize) -> usize {
+    usize::try_from(random % len as u64).expect("less than `len`, a usize")
+}
+
 /// One durable put of the new key `random` (as 16 hex digits).
 async fn put_random(client: Client, random: u64, values: Arc<Values>) -> Result<()> {
-    let value = values.of(random as usize).clone();
+    let value = values.of(index_below(random, VALUE_POOL)).clone();
     client
         .put(DATABASE, &format!("{random:016x}"), value, None)
         .await?;

@@ -172,7 +172,7 @@ pub(crate) async fn wait_to_retry(
     tracing::info!(
         error = %failure,
         retry = retries.done(),
-        wait_ms = wait.as_millis() as u64,
+        wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         "object storage: trying again"
     );
     tokio::time::sleep(wait).await;

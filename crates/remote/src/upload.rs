@@ -30,8 +30,8 @@ use crate::steps::{blocking, cancellable};
 const PART_BYTES: usize = 8 << 20;
 /// Parts uploaded at once.
 const PARTS_IN_FLIGHT: usize = 2;
-/// The most parts S3 takes in one multipart upload.
-const MAX_PARTS: u64 = 10_000;
+/// The most parts S3 takes in one multipart upload (numbered from 1).
+const MAX_PARTS: u16 = 10_000;
 /// The longest the clean-up after a failed upload may take.
 const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -39,7 +39,9 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// the archive to fit in nine tenths of `MAX_PARTS` (an archive of files that do not
 /// compress is a little larger than they are).
 fn part_bytes(bytes: u64) -> usize {
-    let needed = bytes.div_ceil(MAX_PARTS * 9 / 10).next_multiple_of(1 << 20);
+    let needed = bytes
+        .div_ceil(u64::from(MAX_PARTS) * 9 / 10)
+        .next_multiple_of(1 << 20);
     PART_BYTES.max(usize::try_from(needed).unwrap_or(usize::MAX))
 }
 
@@ -209,7 +211,7 @@ impl Remote {
             })
         };
         let mut etags: Vec<String> = Vec::new();
-        let mut parts_begun: u64 = 0;
+        let mut parts_begun: u16 = 0;
         let mut in_flight = FuturesUnordered::new();
         let fed: Result<(), RemoteError> = async {
             loop {
@@ -240,7 +242,7 @@ impl Remote {
                     });
                 }
                 let (key, upload_id, what) = (&key, &upload_id, &what);
-                let number = parts_begun as u16;
+                let number = parts_begun;
                 in_flight.push(async move {
                     let etag = self
                         .s3
@@ -337,7 +339,10 @@ mod tests {
         let huge: u64 = 1 << 40;
         let part = part_bytes(huge) as u64;
         assert!(part > PART_BYTES as u64 && part % (1 << 20) == 0, "{part}");
-        assert!(huge.div_ceil(part) <= MAX_PARTS * 9 / 10, "{part}");
+        assert!(
+            huge.div_ceil(part) <= u64::from(MAX_PARTS) * 9 / 10,
+            "{part}"
+        );
 
         let mut etags = Vec::new();
         record(&mut etags, (2, "b".into()));

@@ -506,6 +506,31 @@ fn retention_by_age_trims_on_demand() {
 }
 
 #[test]
+fn a_retention_age_beyond_the_clock_keeps_everything() {
+    for max_age_secs in [u64::MAX / 1000 + 1, u64::MAX] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = new_store(dir.path());
+        store
+            .create_database_with(
+                "db",
+                Retention {
+                    max_changes: None,
+                    max_age_secs: Some(max_age_secs),
+                },
+            )
+            .unwrap();
+        store.put("db", "old", &int(1), None).unwrap();
+        store.put("db", "new", &int(2), None).unwrap();
+        assert_eq!(store.trim_changes().unwrap(), 0, "{max_age_secs}");
+        assert_eq!(
+            store.changes("db", 0, 10).unwrap().len(),
+            2,
+            "{max_age_secs}"
+        );
+    }
+}
+
+#[test]
 fn data_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
@@ -617,6 +642,8 @@ fn raw_env(dir: &Path) -> heed::Env<heed::WithoutTls> {
     std::fs::create_dir_all(&path).unwrap();
     let mut options = heed::EnvOpenOptions::new().read_txn_without_tls();
     options.max_dbs(16).map_size(1 << 30);
+    // SAFETY: the tests open an environment here only while no store has it open, and
+    // nothing truncates or rewrites its files behind LMDB's back.
     unsafe { options.open(&path) }.unwrap()
 }
 

@@ -28,7 +28,9 @@ fn fill_up(path: &Path, room: u64) {
         if available <= room {
             return;
         }
-        let len = chunk.len().min((available - room) as usize);
+        let len = chunk
+            .len()
+            .min(usize::try_from(available - room).unwrap_or(usize::MAX));
         match file.write_all(&chunk[..len]) {
             Ok(()) => {}
             Err(error) if error.raw_os_error() == Some(NO_SPACE) => return,

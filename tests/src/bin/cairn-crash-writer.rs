@@ -99,6 +99,10 @@ struct Rng(u64);
 
 impl Rng {
     fn new(run: u32, thread: u32) -> Rng {
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "the low 64 bits of the time are the seed"
+        )]
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)

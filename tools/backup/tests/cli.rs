@@ -58,7 +58,7 @@ fn fails(output: Output, code: i32) -> (String, String) {
 /// msgpack bin32 of `len` bytes of `fill`.
 fn blob(len: usize, fill: u8) -> Vec<u8> {
     let mut value = vec![0xc6];
-    value.extend_from_slice(&(len as u32).to_be_bytes());
+    value.extend_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
     value.extend(std::iter::repeat_n(fill, len));
     value
 }
@@ -74,7 +74,7 @@ fn source(root: &Path, mib: usize) -> (PathBuf, Store) {
         let ops = (0..10.min(mib - chunk * 10))
             .map(|i| Op::Put {
                 key: format!("doc-{chunk}-{i}"),
-                value: blob(1 << 20, i as u8),
+                value: blob(1 << 20, u8::try_from(i).unwrap()),
                 rev: None,
             })
             .collect();
@@ -169,7 +169,12 @@ fn a_backup_beside_live_writers_is_consistent_and_verifies() {
                         let _ = store.delete("small", &key, None);
                     } else {
                         store
-                            .put("small", &key, &blob(5000, i as u8), None)
+                            .put(
+                                "small",
+                                &key,
+                                &blob(5000, u8::try_from(i % 256).unwrap()),
+                                None,
+                            )
                             .unwrap();
                     }
                     i += 1;
@@ -258,7 +263,7 @@ fn a_killed_backup_leaves_no_target_and_a_rerun_succeeds() {
         std::thread::sleep(Duration::from_millis(1));
     }
     // SAFETY: kill(2) on the pid of our own live child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), libc::SIGKILL) };
     child.wait().unwrap();
     assert!(!dst.exists(), "no DST after a kill part way");
 

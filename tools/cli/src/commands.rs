@@ -333,7 +333,8 @@ async fn follow(
     stop_after: Option<Duration>,
 ) -> Result<()> {
     let mut feed = client.changes_feed(args).await?;
-    let mut deadline = stop_after.map(|after| tokio::time::Instant::now() + after);
+    // A stop too far off for the clock to hold is no stop.
+    let mut deadline = stop_after.and_then(|after| tokio::time::Instant::now().checked_add(after));
     loop {
         let next = match deadline {
             Some(at) => match tokio::time::timeout_at(at, feed.next()).await {

@@ -195,7 +195,7 @@ impl Settings {
         if self.max_frame_bytes < cairn_proto::MAX_UNAUTHENTICATED_FRAME {
             return fail("max_frame_bytes must be at least 65536");
         }
-        if self.max_value_bytes + (64 << 10) > self.max_frame_bytes {
+        if self.max_value_bytes.saturating_add(64 << 10) > self.max_frame_bytes {
             return fail("max_value_bytes must leave 64 KiB of room under max_frame_bytes");
         }
         if self.unauthenticated_idle.is_zero() {
@@ -350,6 +350,23 @@ mod tests {
 
         std::fs::write(dir.path().join(SETTINGS_FILE), "listen = [\"http://x\"]\n").unwrap();
         assert!(Settings::load(dir.path(), &env(&[]), &Flags::default()).is_err());
+    }
+
+    #[test]
+    fn a_value_limit_without_room_under_the_frame_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let largest = u64::MAX.to_string();
+        let message = Settings::load(
+            dir.path(),
+            &env(&[("CAIRN_MAX_VALUE_BYTES", &largest)]),
+            &Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            message.contains("max_value_bytes must leave 64 KiB"),
+            "{message}"
+        );
     }
 
     #[test]

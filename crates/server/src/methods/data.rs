@@ -215,7 +215,10 @@ fn index_key_value(key: IndexKey) -> Value {
     match key {
         IndexKey::Bool(b) => Value::from(b),
         IndexKey::Number(n) if n.fract() == 0.0 && n.abs() < EXACT_FLOAT_INTEGERS => {
-            #[allow(clippy::cast_possible_truncation)] // whole and within ±2^53: exact
+            #[allow(
+                clippy::cast_possible_truncation,
+                reason = "whole and within ±2^53: exact"
+            )]
             let whole = n as i64;
             Value::from(whole)
         }

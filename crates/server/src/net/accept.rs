@@ -197,7 +197,10 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>) {
     accepting.wait().await;
     tracing::warn!("shutting down: no new connections; waiting for calls in flight");
     connections.close();
-    let grace = shared.settings().shutdown_grace + Duration::from_secs(2);
+    let grace = shared
+        .settings()
+        .shutdown_grace
+        .saturating_add(Duration::from_secs(2));
     if tokio::time::timeout(grace, connections.wait())
         .await
         .is_err()

@@ -115,6 +115,11 @@ pub fn effective_mode(admin: ServiceMode, automatic: bool) -> ServiceMode {
 /// The free room below which the service turns read-only: `min_free_bytes` or
 /// `min_free_percent` of the file system's `total` bytes, whichever is smaller.
 pub fn threshold(total: u64, min_free_bytes: u64, min_free_percent: f64) -> u64 {
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "a share between 0 and `total`, rounded down, is the meaning"
+    )]
     let share = (total as f64 * min_free_percent.clamp(0.0, 100.0) / 100.0) as u64;
     share.min(min_free_bytes)
 }

@@ -106,7 +106,9 @@ impl WebhookEvent {
 
     /// The JSON body POSTed for this event, emitted by `service_id` at `time_ms`.
     pub fn to_json(&self, service_id: &str, time_ms: u64) -> serde_json::Value {
-        let time = chrono::DateTime::from_timestamp_millis(time_ms as i64)
+        let time = i64::try_from(time_ms)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         let mut body = serde_json::json!({

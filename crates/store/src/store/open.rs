@@ -82,10 +82,11 @@ fn open_env(dir: &Path, options: &StoreOptions, access: EnvAccess) -> Result<Env
     match access {
         EnvAccess::Writable => std::fs::create_dir_all(&path)
             .map_err(|e| StoreError::io(format!("creating {}", path.display()), e))?,
-        // SAFETY: read-only flags; NO_LOCK only where no other process uses the files.
+        // SAFETY: read-only flags, which change nothing in the files.
         EnvAccess::Shared => unsafe {
             env_options.flags(EnvFlags::READ_ONLY);
         },
+        // SAFETY: read-only, and NO_LOCK only where no other process uses the files.
         EnvAccess::Unshared => unsafe {
             env_options.flags(EnvFlags::READ_ONLY | EnvFlags::NO_LOCK);
         },

@@ -179,7 +179,9 @@ impl GroupTxn<'_> {
         let keep_from_count = max_changes
             .map(|max| record.last_seq.saturating_sub(max))
             .unwrap_or(0);
-        let age_cutoff_ms = max_age_secs.map(|secs| self.now_ms.saturating_sub(secs * 1000));
+        // An age in milliseconds past u64 is older than anything: it keeps everything.
+        let age_cutoff_ms =
+            max_age_secs.map(|secs| self.now_ms.saturating_sub(secs.saturating_mul(1000)));
         let low = change_key(record.id, record.trimmed_through + 1);
         let (_, high) = database_bounds(record.id);
         let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));

@@ -1,7 +1,10 @@
 //! Helpers of the `cairn-easycert` tests: run the real binary on a temporary certificate
 //! directory, run openssl on what it wrote, and read certificates.
 
-#![allow(dead_code)] // Each test file uses its own part of these helpers.
+#![allow(
+    dead_code,
+    reason = "each test file uses its own part of these helpers"
+)]
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
