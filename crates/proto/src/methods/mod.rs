@@ -225,8 +225,9 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireError> {
     } else {
         value
     };
-    rmpv::ext::from_value(value)
-        .map_err(|e| WireError::new(ErrorCode::BadRequest, format!("bad arguments: {e}")))
+    rmpv::ext::from_value(value).map_err(|rmpv::ext::Error::Syntax(reason)| {
+        WireError::new(ErrorCode::BadRequest, format!("bad arguments: {reason}"))
+    })
 }
 
 /// Decodes a result (nil stays nil: a method that answers nothing) into `T`.
