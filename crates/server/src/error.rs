@@ -118,11 +118,16 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
         StoreError::Closed | StoreError::ReadOnly { .. } => ErrorCode::Unavailable,
         StoreError::Canceled => ErrorCode::Conflict,
         StoreError::BackupInvalid { .. } => ErrorCode::Conflict,
+        // Logged at ERROR by the store where it found it.
+        StoreError::Damaged { .. } => ErrorCode::Corrupt,
+        StoreError::Corrupt { .. } => {
+            tracing::error!(%error, "storage failure");
+            ErrorCode::Corrupt
+        }
         StoreError::FormatMismatch { .. }
         | StoreError::DirectoryInUse { .. }
         | StoreError::NoStore { .. }
         | StoreError::StoreExists { .. }
-        | StoreError::Corrupt { .. }
         | StoreError::Io { .. }
         | StoreError::Lmdb(_) => {
             tracing::error!(%error, "storage failure");

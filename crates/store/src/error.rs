@@ -146,6 +146,11 @@ pub enum StoreError {
     #[error("corrupt record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
 
+    /// A stored document or change record fails its checksum: its bytes on disk changed
+    /// since they were written (bit rot, a damaged disk). Never served as they are.
+    #[error("database {db:?}: {what} fails its checksum: the bytes on disk are damaged; restore the database from a backup")]
+    Damaged { db: String, what: String },
+
     /// The writer thread has stopped (the store is closing).
     #[error("the store is closed")]
     Closed,
@@ -202,16 +207,14 @@ fn summarise(problems: &[String]) -> String {
 }
 
 fn format_mismatch_message(found: u32, expected: u32, dir: &std::path::Path) -> String {
+    let dir = dir.display();
     if found < expected {
         format!(
-            "{} is format {found}, this build reads format {expected}: run cairn-migrate --src {} --dest NEW_DIR",
-            dir.display(),
-            dir.display()
+            "{dir} is format {found}; this release reads format {expected}: run cairn-migrate --src {dir} --dest NEWDIR (for the directory of a running service, migrate a backup of it instead, made with that service's own release: cairn-backup {dir} BACKUP)"
         )
     } else {
         format!(
-            "{} is format {found}, newer than this build's format {expected}: upgrade cairn to open it",
-            dir.display()
+            "{dir} is format {found}, newer than this release, which reads format {expected}: upgrade cairn to a release that reads format {found}"
         )
     }
 }

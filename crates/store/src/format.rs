@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Result, StoreError};
 
 /// The format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Names of the LMDB tables (named databases) in the environment.
 pub mod table {
@@ -27,9 +27,12 @@ pub mod table {
     pub const JOBS: &str = "jobs";
     /// One configuration record per database (msgpack map), keyed by its name.
     pub const CONFIGS: &str = "configs";
-    /// Secondary index entries (DUP_SORT): database id, index position and encoded
-    /// value as the key, the document key as each duplicate.
+    /// Secondary index entries: database id, index position, encoded value and
+    /// document key as the key, an empty value.
     pub const INDEXES: &str = "indexes";
+    /// Where each database stands in the change log of the service it follows or was
+    /// migrated from (msgpack map), keyed by its name.
+    pub const SYNC: &str = "sync";
 }
 
 /// Keys of the `meta` table.
@@ -49,6 +52,9 @@ pub mod meta_key {
     pub const EPOCH: &str = "epoch";
     /// msgpack map: the service status an admin set (READ_WRITE when absent).
     pub const STATUS: &str = "status";
+    /// msgpack map: where a migrated store came from and how far its migration went
+    /// (absent in a store that was created, not migrated).
+    pub const MIGRATION: &str = "migration";
 }
 
 /// Size of the database id that prefixes keys of `docs` and `changes`.
@@ -185,8 +191,9 @@ impl DatabaseConfig {
     }
 }
 
-/// Key of the `indexes` table: database id (u32 BE), index position (u8), then the
-/// index value encoded by `crate::index` (sortable).
+/// The start of the keys of the `indexes` entries of one value: database id (u32 BE),
+/// index position (u8), then the value encoded by `crate::index` (sortable and
+/// self-delimiting). Every key that starts with it is an entry of that value.
 pub fn index_key(db_id: u32, position: u8, encoded: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(DATABASE_ID_BYTES + 1 + encoded.len());
     out.extend_from_slice(&db_id.to_be_bytes());
@@ -195,26 +202,33 @@ pub fn index_key(db_id: u32, position: u8, encoded: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The index position and the encoded value inside an `indexes` key.
-pub fn split_index_key(stored: &[u8]) -> Result<(u8, &[u8])> {
-    match stored.get(DATABASE_ID_BYTES..) {
-        Some([position, encoded @ ..]) if !encoded.is_empty() => Ok((*position, encoded)),
-        _ => Err(StoreError::Corrupt {
-            table: table::INDEXES,
-            reason: format!("index key of {} bytes", stored.len()),
-        }),
-    }
+/// Key of one `indexes` entry: the value's key (`index_key`) then the document key's
+/// UTF-8 bytes. Keys sort by (value, document key).
+pub fn index_entry(value_key: &[u8], doc_key: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(value_key.len() + doc_key.len());
+    out.extend_from_slice(value_key);
+    out.extend_from_slice(doc_key.as_bytes());
+    out
 }
 
-/// The document key held as an `indexes` duplicate.
-pub fn index_doc_key(stored: &[u8]) -> Result<&str> {
-    std::str::from_utf8(stored).map_err(|_| StoreError::Corrupt {
+/// The index position, the encoded value and the document key of an `indexes` key.
+pub fn split_index_entry(stored: &[u8]) -> Result<(u8, &[u8], &str)> {
+    let corrupt = || StoreError::Corrupt {
         table: table::INDEXES,
-        reason: "an index entry's document key is not UTF-8".to_string(),
-    })
+        reason: format!("index key of {} bytes is not an index entry", stored.len()),
+    };
+    let Some([position, rest @ ..]) = stored.get(DATABASE_ID_BYTES..) else {
+        return Err(corrupt());
+    };
+    let value_len = crate::index::encoded_len(rest).ok_or_else(corrupt)?;
+    let (encoded, doc) = rest.split_at(value_len);
+    let doc = std::str::from_utf8(doc).map_err(|_| corrupt())?;
+    if doc.is_empty() {
+        return Err(corrupt());
+    }
+    Ok((*position, encoded, doc))
 }
 
-/// What a user may do with one database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
     Read = 1,
@@ -424,24 +438,64 @@ pub fn doc_key_name(stored: &[u8]) -> Result<&str> {
         })
 }
 
-/// Value of the `docs` table: rev (u64 BE) then the msgpack value.
-pub fn doc_value(rev: u64, value: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + value.len());
-    out.extend_from_slice(&rev.to_be_bytes());
+/// Bytes of the CRC-32C checksum stored with every document and change record.
+pub const CHECKSUM_BYTES: usize = 4;
+
+/// The CRC-32C (Castagnoli) of `parts`, one after the other.
+fn checksum(parts: &[&[u8]]) -> u32 {
+    parts
+        .iter()
+        .fold(0, |crc, part| crc32c::crc32c_append(crc, part))
+}
+
+/// The error of a stored record whose checksum does not match, logged at ERROR where it
+/// is found: damaged bytes are never served.
+fn damaged(db: &str, what: String) -> StoreError {
+    tracing::error!(db, what, "a stored record fails its checksum");
+    StoreError::Damaged {
+        db: db.to_string(),
+        what,
+    }
+}
+
+/// Value of the `docs` table: rev (u64 BE), the CRC-32C (u32 BE) of database id ‖
+/// document key ‖ rev ‖ value, then the msgpack value.
+pub fn doc_value(db_id: u32, key: &str, rev: u64, value: &[u8]) -> Vec<u8> {
+    let rev_bytes = rev.to_be_bytes();
+    let crc = checksum(&[&db_id.to_be_bytes(), key.as_bytes(), &rev_bytes, value]);
+    let mut out = Vec::with_capacity(8 + CHECKSUM_BYTES + value.len());
+    out.extend_from_slice(&rev_bytes);
+    out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(value);
     out
 }
 
-/// Splits a `docs` value into its rev and msgpack value.
-pub fn split_doc_value(stored: &[u8]) -> Result<(u64, &[u8])> {
-    if stored.len() < 8 {
-        return Err(StoreError::Corrupt {
-            table: table::DOCS,
-            reason: format!("document value of {} bytes", stored.len()),
-        });
+/// The rev and msgpack value of the stored document `key` of database `db` (id
+/// `db_id`), after checking its checksum: `Damaged` when it does not match.
+pub fn read_doc_value<'a>(
+    db: &str,
+    db_id: u32,
+    key: &str,
+    stored: &'a [u8],
+) -> Result<(u64, &'a [u8])> {
+    let Some((rev_bytes, rest)) = stored.split_first_chunk::<8>() else {
+        return Err(damaged(
+            db,
+            format!("document {key:?} ({} bytes)", stored.len()),
+        ));
+    };
+    let Some((crc, value)) = rest.split_first_chunk::<CHECKSUM_BYTES>() else {
+        return Err(damaged(
+            db,
+            format!("document {key:?} ({} bytes)", stored.len()),
+        ));
+    };
+    if u32::from_be_bytes(*crc)
+        != checksum(&[&db_id.to_be_bytes(), key.as_bytes(), rev_bytes, value])
+    {
+        return Err(damaged(db, format!("document {key:?}")));
     }
-    let rev = u64::from_be_bytes(stored[..8].try_into().expect("8 bytes"));
-    Ok((rev, &stored[8..]))
+    Ok((u64::from_be_bytes(*rev_bytes), value))
 }
 
 /// Key of the `changes` table: database id (u32 BE) then seq (u64 BE).
@@ -463,22 +517,33 @@ pub fn change_key_seq(stored: &[u8]) -> Result<u64> {
         })
 }
 
-/// Value of the `changes` table: op (u8), time in ms (u64 BE), key length (u16 BE), the
-/// key's bytes, then for a put the msgpack value.
+/// Value of the `changes` table: the CRC-32C (u32 BE) of the change's key (database id
+/// ‖ seq) and of the body, then the body: op (u8), time in ms (u64 BE), key length (u16
+/// BE), the key's bytes, then for a put the msgpack value.
 ///
 /// # Panics
 ///
 /// With a key longer than 65 535 bytes, which the writer refuses before it gets here
 /// (`InvalidKey`: keys are at most `MAX_KEY_BYTES`, 400).
-pub fn change_record(op: ChangeOp, time_ms: u64, key: &str, value: Option<&[u8]>) -> Vec<u8> {
+pub fn change_record(
+    db_id: u32,
+    seq: u64,
+    op: ChangeOp,
+    time_ms: u64,
+    key: &str,
+    value: Option<&[u8]>,
+) -> Vec<u8> {
     let value = value.unwrap_or_default();
     let key_len = u16::try_from(key.len()).expect("document keys are at most 400 bytes");
-    let mut out = Vec::with_capacity(11 + key.len() + value.len());
+    let mut out = Vec::with_capacity(CHECKSUM_BYTES + 11 + key.len() + value.len());
+    out.extend_from_slice(&[0; CHECKSUM_BYTES]);
     out.push(op as u8);
     out.extend_from_slice(&time_ms.to_be_bytes());
     out.extend_from_slice(&key_len.to_be_bytes());
     out.extend_from_slice(key.as_bytes());
     out.extend_from_slice(value);
+    let crc = checksum(&[&change_key(db_id, seq), &out[CHECKSUM_BYTES..]]);
+    out[..CHECKSUM_BYTES].copy_from_slice(&crc.to_be_bytes());
     out
 }
 
@@ -491,7 +556,28 @@ pub struct ChangeRecordRef<'a> {
     pub value: Option<&'a [u8]>,
 }
 
-pub fn decode_change_record(stored: &[u8]) -> Result<ChangeRecordRef<'_>> {
+/// The change `seq` of database `db` (id `db_id`), after checking its checksum:
+/// `Damaged` when it does not match.
+pub fn read_change_record<'a>(
+    db: &str,
+    db_id: u32,
+    seq: u64,
+    stored: &'a [u8],
+) -> Result<ChangeRecordRef<'a>> {
+    let Some((crc, body)) = stored.split_first_chunk::<CHECKSUM_BYTES>() else {
+        return Err(damaged(
+            db,
+            format!("change {seq} ({} bytes)", stored.len()),
+        ));
+    };
+    if u32::from_be_bytes(*crc) != checksum(&[&change_key(db_id, seq), body]) {
+        return Err(damaged(db, format!("change {seq}")));
+    }
+    decode_change_body(body)
+}
+
+/// The body of a change record (format 1's whole record): op, time, key, value.
+pub(crate) fn decode_change_body(stored: &[u8]) -> Result<ChangeRecordRef<'_>> {
     let corrupt = |reason: &str| StoreError::Corrupt {
         table: table::CHANGES,
         reason: reason.to_string(),
@@ -560,16 +646,56 @@ mod tests {
     }
 
     #[test]
-    fn change_records_round_trip() {
-        let put = change_record(ChangeOp::Put, 99, "kéy", Some(&[0x2a]));
-        let decoded = decode_change_record(&put).unwrap();
+    fn change_records_round_trip_and_their_checksum_holds_them() {
+        let put = change_record(7, 42, ChangeOp::Put, 99, "kéy", Some(&[0x2a]));
+        let decoded = read_change_record("d", 7, 42, &put).unwrap();
         assert_eq!(decoded.op, ChangeOp::Put);
         assert_eq!(decoded.time_ms, 99);
         assert_eq!(decoded.key, "kéy");
         assert_eq!(decoded.value, Some(&[0x2a][..]));
-        let delete = change_record(ChangeOp::Delete, 5, "k", None);
-        assert_eq!(decode_change_record(&delete).unwrap().value, None);
-        assert!(decode_change_record(&delete[..5]).is_err());
+        let delete = change_record(7, 43, ChangeOp::Delete, 5, "k", None);
+        assert_eq!(read_change_record("d", 7, 43, &delete).unwrap().value, None);
+        // A flipped bit, a record moved to another seq or database, a short record.
+        let mut flipped = put.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        for (db_id, seq, stored) in [
+            (7, 42, &flipped[..]),
+            (7, 43, &put[..]),
+            (8, 42, &put[..]),
+            (7, 43, &delete[..5]),
+        ] {
+            let error = read_change_record("d", db_id, seq, stored).unwrap_err();
+            assert!(
+                matches!(&error, StoreError::Damaged { db, what } if db == "d" && what.starts_with(&format!("change {seq}"))),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn document_values_round_trip_and_their_checksum_holds_them() {
+        let stored = doc_value(3, "k", 9, b"\x92\x01\x02");
+        assert_eq!(stored.len(), 8 + CHECKSUM_BYTES + 3);
+        assert_eq!(
+            read_doc_value("d", 3, "k", &stored).unwrap(),
+            (9, &b"\x92\x01\x02"[..])
+        );
+        let mut flipped = stored.clone();
+        flipped[2] ^= 0x10;
+        for (db_id, key, bytes) in [
+            (3, "k", &flipped[..]),
+            (3, "other", &stored[..]),
+            (4, "k", &stored[..]),
+            (3, "k", &stored[..10]),
+        ] {
+            assert!(
+                matches!(
+                    read_doc_value("d", db_id, key, bytes),
+                    Err(StoreError::Damaged { .. })
+                ),
+                "{db_id} {key} {bytes:02x?}"
+            );
+        }
     }
 
     #[test]
@@ -639,11 +765,19 @@ mod tests {
     }
 
     #[test]
-    fn index_keys_split_back() {
-        let key = index_key(3, 2, &[0x40, b'x']);
-        assert_eq!(key, [0, 0, 0, 3, 2, 0x40, b'x']);
-        assert_eq!(split_index_key(&key).unwrap(), (2, &[0x40, b'x'][..]));
-        assert!(split_index_key(&key[..5]).is_err());
+    fn index_entries_split_back() {
+        let value = index_key(3, 2, &[0x40, b'x', 0, 0]);
+        assert_eq!(value, [0, 0, 0, 3, 2, 0x40, b'x', 0, 0]);
+        let entry = index_entry(&value, "doc");
+        assert_eq!(
+            split_index_entry(&entry).unwrap(),
+            (2, &[0x40, b'x', 0, 0][..], "doc")
+        );
+        let number = index_entry(&index_key(3, 0, &[0x20, 1, 2, 3, 4, 5, 6, 7, 8]), "n");
+        assert_eq!(split_index_entry(&number).unwrap().2, "n");
+        for bad in [&entry[..5], &value[..], &entry[..7]] {
+            assert!(split_index_entry(bad).is_err(), "{bad:02x?}");
+        }
     }
 
     #[test]

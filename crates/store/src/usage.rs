@@ -88,15 +88,11 @@ pub(crate) fn used_pages(snapshot: &Snapshot, env: &Env<WithoutTls>) -> Result<(
         t.users.stat(txn)?,
         t.sessions.stat(txn)?,
         t.jobs.stat(txn)?,
+        t.configs.stat(txn)?,
+        t.indexes.stat(txn)?,
+        t.sync.stat(txn)?,
         env.unnamed_database_stat(),
     ];
-    let mut stats = stats.to_vec();
-    if let Some(configs) = t.configs {
-        stats.push(configs.stat(txn)?);
-    }
-    if let Some(indexes) = t.indexes {
-        stats.push(indexes.stat(txn)?);
-    }
     let pages: u64 = stats
         .iter()
         .map(|s| (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64)

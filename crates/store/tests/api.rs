@@ -87,8 +87,8 @@ fn databases_create_list_info_drop() {
     assert_eq!(info.doc_count, 1);
     assert_eq!(info.last_seq, 3);
     assert_eq!(info.oldest_seq, 1);
-    // One document: 4-byte id + "k1", 8-byte rev + 6-byte value.
-    assert_eq!(info.doc_bytes, (4 + 2 + 8 + 6) as u64);
+    // One document: 4-byte id + "k1", 8-byte rev + 4-byte checksum + 6-byte value.
+    assert_eq!(info.doc_bytes, (4 + 2 + 8 + 4 + 6) as u64);
     assert!(info.log_bytes > 0);
 
     store.drop_database("alpha").unwrap();
@@ -674,7 +674,7 @@ fn a_creation_cut_short_before_its_commit_is_created_again() {
 
 #[test]
 fn another_format_version_is_refused_with_what_to_do() {
-    for (found, advice) in [(0u32, "cairn-migrate --src"), (2, "upgrade cairn")] {
+    for (found, advice) in [(1u32, "cairn-migrate --src"), (3, "upgrade cairn")] {
         let dir = tempfile::tempdir().unwrap();
         drop(new_store(dir.path()));
         let env = raw_env(dir.path());

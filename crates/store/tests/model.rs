@@ -178,7 +178,7 @@ fn check_store_matches_model(store: &Store, model: &Model) {
         let doc_bytes: usize = db
             .docs
             .iter()
-            .map(|(k, (_, v))| 4 + k.len() + 8 + v.len())
+            .map(|(k, (_, v))| 4 + k.len() + 8 + 4 + v.len())
             .sum();
         assert_eq!(info.doc_bytes, doc_bytes as u64, "doc_bytes of {name}");
         check_index_matches_model(store, name, db);

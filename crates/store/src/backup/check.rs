@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use std::ops::Bound;
 
 use super::progress::Tracker;
-use crate::error::Result;
+use crate::error::{Result, StoreError};
 use crate::format::{
-    change_key, change_key_seq, database_bounds, decode_change_record, doc_key, doc_key_name,
-    split_doc_value, CatalogRecord, ChangeOp,
+    change_key, change_key_seq, database_bounds, doc_key, doc_key_name, read_change_record,
+    read_doc_value, CatalogRecord, ChangeOp,
 };
 use crate::store::Snapshot;
 
@@ -63,21 +63,23 @@ pub(crate) struct Checked {
     pub changes: u64,
 }
 
-/// Checks one database's documents and change log against its record and each other.
+/// Checks one database's documents and change log against their checksums, its record
+/// and each other.
 pub(crate) fn check_database(
     snapshot: &Snapshot,
+    name: &str,
     record: &CatalogRecord,
     tracker: &mut Tracker,
 ) -> Result<Checked> {
     let mut findings = Findings::default();
-    let docs = check_documents(snapshot, record, tracker, &mut findings)?;
+    let docs = check_documents(snapshot, name, record, tracker, &mut findings)?;
     if docs != record.doc_count {
         findings.add(format!(
             "{docs} documents, its catalog says {}",
             record.doc_count
         ));
     }
-    let changes = check_log(snapshot, record, tracker, &mut findings)?;
+    let changes = check_log(snapshot, name, record, tracker, &mut findings)?;
     Ok(Checked {
         findings,
         docs,
@@ -88,6 +90,7 @@ pub(crate) fn check_database(
 /// Walks the documents; returns how many there are.
 fn check_documents(
     snapshot: &Snapshot,
+    name: &str,
     record: &CatalogRecord,
     tracker: &mut Tracker,
     findings: &mut Findings,
@@ -103,7 +106,13 @@ fn check_documents(
         bytes += size;
         tracker.advance(size)?;
         let key = doc_key_name(stored_key)?;
-        let (rev, value) = split_doc_value(stored)?;
+        let (rev, value) = match read_doc_value(name, record.id, key, stored) {
+            Ok(read) => read,
+            Err(error) => {
+                findings.add(damage(error));
+                continue;
+            }
+        };
         if rev == 0 || rev > record.last_seq {
             findings.add(format!(
                 "document {key:?} has rev {rev}, outside 1..={}",
@@ -115,8 +124,10 @@ fn check_documents(
             continue; // its change was trimmed by retention
         }
         let change = tables.changes.get(txn, &change_key(record.id, rev))?;
-        let agrees = match change.map(decode_change_record).transpose()? {
-            Some(c) => c.op == ChangeOp::Put && c.key == key && c.value == Some(value),
+        let agrees = match change.map(|c| read_change_record(name, record.id, rev, c)) {
+            Some(Ok(c)) => c.op == ChangeOp::Put && c.key == key && c.value == Some(value),
+            // A damaged change is reported by the walk of the log.
+            Some(Err(_)) => true,
             None => false,
         };
         if !agrees {
@@ -137,6 +148,7 @@ fn check_documents(
 /// Walks the change log in seq order; returns how many entries it has.
 fn check_log(
     snapshot: &Snapshot,
+    name: &str,
     record: &CatalogRecord,
     tracker: &mut Tracker,
     findings: &mut Findings,
@@ -168,9 +180,18 @@ fn check_log(
             ));
         }
         next = next.max(seq + 1);
-        let change = decode_change_record(stored)?;
+        let change = match read_change_record(name, record.id, seq, stored) {
+            Ok(change) => change,
+            Err(error) => {
+                findings.add(damage(error));
+                continue;
+            }
+        };
         let doc = tables.docs.get(txn, &doc_key(record.id, change.key))?;
-        let rev = doc.map(split_doc_value).transpose()?.map(|(rev, _)| rev);
+        // A damaged document is reported by the walk of the documents.
+        let rev = doc.map(|stored| {
+            read_doc_value(name, record.id, change.key, stored).map_or(u64::MAX, |(rev, _)| rev)
+        });
         match (change.op, rev) {
             (ChangeOp::Put, Some(rev)) if rev < seq => findings.add(format!(
                 "document {:?} has rev {rev}, older than its change {seq}",
@@ -213,6 +234,16 @@ fn check_log(
         ));
     }
     Ok(count)
+}
+
+/// A finding for a record that fails its checksum (or does not decode).
+fn damage(error: StoreError) -> String {
+    match error {
+        StoreError::Damaged { what, .. } => {
+            format!("{what} fails its checksum: the bytes on disk are damaged")
+        }
+        other => other.to_string(),
+    }
 }
 
 /// Entries of the `docs` and `changes` tables that belong to no database in the catalog.

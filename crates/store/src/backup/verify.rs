@@ -314,7 +314,7 @@ fn check_environment(
                 }
             }
         }
-        match check_database(&snapshot, record, tracker) {
+        match check_database(&snapshot, name, record, tracker) {
             Ok(checked) => {
                 docs += checked.docs;
                 changes += checked.changes;
@@ -422,12 +422,16 @@ mod tests {
             let tables = store.shared.tables;
             tables
                 .docs
-                .put(wtxn, &doc_key(1, "k3"), &doc_value(4, &[99]))
+                .put(wtxn, &doc_key(1, "k3"), &doc_value(1, "k3", 4, &[99]))
                 .unwrap();
             tables.docs.delete(wtxn, &doc_key(1, "k5")).unwrap();
             tables
                 .docs
-                .put(wtxn, &doc_key(9, "orphan"), &doc_value(1, &[1]))
+                .put(
+                    wtxn,
+                    &doc_key(9, "orphan"),
+                    &doc_value(9, "orphan", 1, &[1]),
+                )
                 .unwrap();
         });
         let found = reasons(&dst);
@@ -436,6 +440,45 @@ mod tests {
             "database alpha: 9 documents, its catalog says 10",
             "database alpha: document \"k5\" is missing though change 6 put it",
             "store/data.mdb: 1 documents belong to no database",
+        ] {
+            assert!(
+                found.contains(&expected.to_string()),
+                "{expected}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn damaged_documents_and_changes_are_found_by_their_checksums() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dst = backup(scratch.path());
+        tamper(&dst, |store, wtxn| {
+            let tables = store.shared.tables;
+            // Flip one bit of a document's value and one of a change record's, in place.
+            let mut doc = tables
+                .docs
+                .get(wtxn, &doc_key(1, "k2"))
+                .unwrap()
+                .unwrap()
+                .to_vec();
+            *doc.last_mut().unwrap() ^= 0x04;
+            tables.docs.put(wtxn, &doc_key(1, "k2"), &doc).unwrap();
+            let mut change = tables
+                .changes
+                .get(wtxn, &change_key(1, 5))
+                .unwrap()
+                .unwrap()
+                .to_vec();
+            *change.last_mut().unwrap() ^= 0x80;
+            tables
+                .changes
+                .put(wtxn, &change_key(1, 5), &change)
+                .unwrap();
+        });
+        let found = reasons(&dst);
+        for expected in [
+            "database alpha: document \"k2\" fails its checksum: the bytes on disk are damaged",
+            "database alpha: change 5 fails its checksum: the bytes on disk are damaged",
         ] {
             assert!(
                 found.contains(&expected.to_string()),

@@ -1,6 +1,7 @@
 //! The sortable byte encoding of indexed values (see FORMAT.md, `indexes`): `IndexKey`
 //! (a bool, a number or a string) and its encoding, whose byte order is value order, so
-//! that LMDB's key order serves range queries.
+//! that LMDB's key order serves range queries, and which says where it ends, so that the
+//! document key can follow it in one `indexes` key.
 
 use std::fmt;
 
@@ -8,9 +9,15 @@ use super::lookup::encode_scalar;
 use crate::error::{Result, StoreError};
 use crate::validate::validate_value;
 
-/// Longest indexed string in bytes: an `indexes` key (4 + 1 + 1 + 500 bytes) stays
-/// under LMDB's 511-byte key limit.
+/// Longest indexed string in bytes: an `indexes` key (4 + 1 + at most 1 + 2 × 500 + 2
+/// bytes of value + 400 of document key) stays under LMDB's key limit (1982 bytes with
+/// 4 KiB pages and `longer-keys`).
 pub const MAX_INDEX_STRING_BYTES: usize = 500;
+
+/// The byte a string's encoding writes for a 0 byte of the string (after a 0).
+const ESCAPED_ZERO: u8 = 0xff;
+/// The two bytes that end a string's encoding.
+const TEXT_END: [u8; 2] = [0, 0];
 
 pub(super) const TAG_FALSE: u8 = 0x10;
 pub(super) const TAG_TRUE: u8 = 0x11;
@@ -74,9 +81,12 @@ impl IndexKey {
                 };
                 Ok(IndexKey::Number(f64::from_bits(bits)))
             }
-            [TAG_TEXT, rest @ ..] => std::str::from_utf8(rest)
-                .map(|t| IndexKey::Text(t.to_string()))
-                .map_err(|_| corrupt()),
+            [TAG_TEXT, rest @ ..] => {
+                let bytes = unescape_text(rest).ok_or_else(corrupt)?;
+                String::from_utf8(bytes)
+                    .map(IndexKey::Text)
+                    .map_err(|_| corrupt())
+            }
             _ => Err(corrupt()),
         }
     }
@@ -118,6 +128,9 @@ pub(super) fn encode_number(n: f64) -> std::result::Result<[u8; 9], String> {
     Ok(out)
 }
 
+/// `0x40` then the string's bytes, each 0 byte written as `0x00 0xff`, then `0x00 0x00`:
+/// a shorter string sorts before the longer ones it begins, and the encoding ends where
+/// its terminator is.
 pub(super) fn encode_text(text: &[u8]) -> std::result::Result<Vec<u8>, String> {
     if text.len() > MAX_INDEX_STRING_BYTES {
         return Err(format!(
@@ -125,10 +138,56 @@ pub(super) fn encode_text(text: &[u8]) -> std::result::Result<Vec<u8>, String> {
             text.len()
         ));
     }
-    let mut out = Vec::with_capacity(1 + text.len());
+    let mut out = Vec::with_capacity(1 + text.len() + TEXT_END.len());
     out.push(TAG_TEXT);
-    out.extend_from_slice(text);
+    for &byte in text {
+        out.push(byte);
+        if byte == 0 {
+            out.push(ESCAPED_ZERO);
+        }
+    }
+    out.extend_from_slice(&TEXT_END);
     Ok(out)
+}
+
+/// The bytes of an encoded string after its tag, when they are exactly one escaped
+/// string and its terminator.
+fn unescape_text(escaped: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(escaped.len());
+    let mut bytes = escaped.iter();
+    while let Some(&byte) = bytes.next() {
+        if byte != 0 {
+            out.push(byte);
+            continue;
+        }
+        match bytes.next() {
+            Some(&ESCAPED_ZERO) => out.push(0),
+            Some(0) if bytes.as_slice().is_empty() => return Some(out),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// The length of the encoded value at the start of `bytes` (an `indexes` key after its
+/// database id and position), or `None` when no encoded value starts there.
+pub(crate) fn encoded_len(bytes: &[u8]) -> Option<usize> {
+    match bytes.first()? {
+        &TAG_FALSE | &TAG_TRUE => Some(1),
+        &TAG_NUMBER => (bytes.len() >= 9).then_some(9),
+        &TAG_TEXT => {
+            let mut at = 1;
+            loop {
+                match bytes.get(at..at + 2)? {
+                    [0, 0] => return Some(at + 2),
+                    [0, ESCAPED_ZERO] => at += 2,
+                    [0, _] => return None,
+                    _ => at += 1,
+                }
+            }
+        }
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -176,6 +235,43 @@ mod tests {
             IndexKey::Text("ab".into()).encode().unwrap()
                 < IndexKey::Text("b".into()).encode().unwrap()
         );
+    }
+
+    #[test]
+    fn strings_sort_by_bytes_and_say_where_they_end() {
+        let texts = [
+            "", "\0", "\0\0", "\0a", "a", "a\0", "a\0b", "a\u{1}", "ab", "b", "é",
+        ];
+        let encoded: Vec<Vec<u8>> = texts
+            .iter()
+            .map(|t| IndexKey::Text(t.to_string()).encode().unwrap())
+            .collect();
+        for (pair, names) in encoded.windows(2).zip(texts.windows(2)) {
+            assert!(pair[0] < pair[1], "{names:?}");
+        }
+        for (bytes, text) in encoded.iter().zip(texts) {
+            assert_eq!(
+                IndexKey::decode(bytes).unwrap(),
+                IndexKey::Text(text.into())
+            );
+            // Whatever follows (a document key), the encoding says where it ends.
+            let mut entry = bytes.clone();
+            entry.extend_from_slice(b"\0key");
+            assert_eq!(encoded_len(&entry), Some(bytes.len()), "{text:?}");
+            // A shorter value's entries sort before a longer value's, whatever the key.
+            let mut low = bytes.clone();
+            low.extend_from_slice(&[0xff; 8]);
+            assert!(encoded
+                .iter()
+                .filter(|other| *other > bytes)
+                .all(|other| low < *other));
+        }
+        assert_eq!(encoded_len(&num(1.5)), Some(9));
+        assert_eq!(encoded_len(&[TAG_TRUE, b'k']), Some(1));
+        for bad in [&[][..], &[0x40, b'a'], &[0x40, 0, 1], &[0x20, 1], &[0x33]] {
+            assert_eq!(encoded_len(bad), None, "{bad:02x?}");
+        }
+        assert!(IndexKey::decode(&[0x40, b'a', 0, 0, b'x']).is_err());
     }
 
     #[test]

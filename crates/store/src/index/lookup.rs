@@ -201,7 +201,7 @@ mod tests {
         ];
         let at = |field: &str| index_value(doc, &pointer(field));
         assert_eq!(at("/a/b~1c/0").unwrap(), Some(num(10.0)));
-        assert_eq!(at("/a/b~1c/1").unwrap(), Some(vec![TAG_TEXT, b'x']));
+        assert_eq!(at("/a/b~1c/1").unwrap(), Some(vec![TAG_TEXT, b'x', 0, 0]));
         assert_eq!(at("/a/b~1c/2").unwrap(), None, "nil is not indexed");
         assert_eq!(at("/a/b~1c/3").unwrap(), None, "past the end");
         assert_eq!(at("/a/b~1c/01").unwrap(), None, "leading zero");

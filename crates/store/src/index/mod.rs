@@ -21,5 +21,5 @@ pub use key::{IndexKey, MAX_INDEX_STRING_BYTES};
 pub use query::{FoundPage, IndexQuery};
 
 pub(crate) use definitions::{compile, position_byte, Compiled};
-pub(crate) use key::display_encoded;
+pub(crate) use key::{display_encoded, encoded_len};
 pub(crate) use lookup::index_value;

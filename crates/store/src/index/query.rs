@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use super::{position_byte, IndexKey};
 use crate::error::{Result, StoreError};
-use crate::format::{doc_key, index_doc_key, index_key, split_doc_value, split_index_key, table};
+use crate::format::{doc_key, index_key, read_doc_value, split_index_entry, table};
 use crate::store::{
     as_slice_bound, bounds_empty, extend, max_low, min_high, DatabaseView, Document, MAX_SCAN_LIMIT,
 };
@@ -58,9 +58,8 @@ impl DatabaseView<'_> {
     /// declares no such index, `IndexStale` while its entries wait for a resync. An
     /// entry whose document is missing is `Corrupt`.
     ///
-    /// Resuming inside a run of equal values steps over the documents of that value
-    /// before the cursor, so paging through one value held by very many documents
-    /// costs more per page as it goes.
+    /// A page starts with one seek, wherever its cursor lies: inside a run of equal
+    /// values held by a million documents as anywhere else.
     pub fn find(&self, query: &IndexQuery) -> Result<FoundPage> {
         if query.limit == 0 || query.limit > MAX_SCAN_LIMIT {
             return Err(StoreError::InvalidArgument {
@@ -86,56 +85,47 @@ impl DatabaseView<'_> {
             });
         }
         let mut docs = Vec::new();
-        let Some(indexes) = self.snapshot.tables.indexes else {
-            return Ok(FoundPage { docs, more: false });
-        };
         let prefix = index_key(self.record.id, position_byte(position)?, &[]);
-        let encode = |bound: &Bound<IndexKey>| -> Result<Bound<Vec<u8>>> {
-            Ok(match bound {
-                Bound::Included(v) => Bound::Included(extend(&prefix, &v.encode()?)),
-                Bound::Excluded(v) => Bound::Excluded(extend(&prefix, &v.encode()?)),
-                Bound::Unbounded => Bound::Unbounded,
-            })
+        // The entries of one value are the keys that start with `prefix ‖ value`: every
+        // key at or past `prefix ‖ value ‖ 0xff` belongs to a greater value (document
+        // keys are UTF-8, which never holds a 0xff byte).
+        let value_key =
+            |value: &IndexKey| -> Result<Vec<u8>> { Ok(extend(&prefix, &value.encode()?)) };
+        let past_value =
+            |value: &IndexKey| -> Result<Vec<u8>> { Ok(extend(&value_key(value)?, &[0xff])) };
+        let low = match &query.start {
+            Bound::Included(value) => Bound::Included(value_key(value)?),
+            Bound::Excluded(value) => Bound::Included(past_value(value)?),
+            Bound::Unbounded => Bound::Unbounded,
+        };
+        let high = match &query.end {
+            Bound::Included(value) => Bound::Excluded(past_value(value)?),
+            Bound::Excluded(value) => Bound::Excluded(value_key(value)?),
+            Bound::Unbounded => Bound::Unbounded,
         };
         let next_index = index_key(self.record.id, position_byte(position + 1)?, &[]);
-        let mut low = max_low(Bound::Included(prefix.clone()), encode(&query.start)?);
-        let mut high = min_high(Bound::Excluded(next_index), encode(&query.end)?);
-        let after = match &query.after {
-            Some((value, key)) => {
-                crate::validate::validate_key(key)?;
-                let cursor = extend(&prefix, &value.encode()?);
-                if query.reverse {
-                    high = min_high(high, Bound::Included(cursor.clone()));
-                } else {
-                    low = max_low(low, Bound::Included(cursor.clone()));
-                }
-                Some((cursor, key.as_bytes()))
+        let mut low = max_low(Bound::Included(prefix.clone()), low);
+        let mut high = min_high(Bound::Excluded(next_index), high);
+        if let Some((value, key)) = &query.after {
+            crate::validate::validate_key(key)?;
+            let cursor = Bound::Excluded(extend(&value_key(value)?, key.as_bytes()));
+            if query.reverse {
+                high = min_high(high, cursor);
+            } else {
+                low = max_low(low, cursor);
             }
-            None => None,
-        };
+        }
         if bounds_empty(&low, &high) {
             return Ok(FoundPage { docs, more: false });
         }
         let txn = &self.snapshot.txn;
         let mut more = false;
-        let mut offer = |key: &[u8], dup: &[u8]| -> Result<bool> {
-            if let Some((cursor, after_key)) = &after {
-                let skip = key == cursor.as_slice()
-                    && if query.reverse {
-                        dup >= *after_key
-                    } else {
-                        dup <= *after_key
-                    };
-                if skip {
-                    return Ok(true);
-                }
-            }
+        let mut offer = |key: &[u8]| -> Result<bool> {
             if docs.len() == query.limit {
                 more = true;
                 return Ok(false);
             }
-            let (_, encoded) = split_index_key(key)?;
-            let name = index_doc_key(dup)?;
+            let (_, encoded, name) = split_index_entry(key)?;
             let stored = self
                 .snapshot
                 .tables
@@ -148,7 +138,7 @@ impl DatabaseView<'_> {
                         query.index, self.name
                     ),
                 })?;
-            let (rev, value) = split_doc_value(stored)?;
+            let (rev, value) = read_doc_value(&self.name, self.record.id, name, stored)?;
             docs.push((
                 IndexKey::decode(encoded)?,
                 Document {
@@ -159,25 +149,17 @@ impl DatabaseView<'_> {
             ));
             Ok(true)
         };
+        let indexes = self.snapshot.tables.indexes;
+        let bounds = (as_slice_bound(&low), as_slice_bound(&high));
         if query.reverse {
-            // heed's reverse range starts on the first duplicate of an included end key
-            // and would skip the others: ask for "below the next key" instead.
-            let high = match high {
-                Bound::Included(end) => Bound::Excluded(extend(&end, &[0])),
-                other => other,
-            };
-            let bounds = (as_slice_bound(&low), as_slice_bound(&high));
             for entry in indexes.rev_range(txn, &bounds)? {
-                let (key, doc) = entry?;
-                if !offer(key, doc)? {
+                if !offer(entry?.0)? {
                     break;
                 }
             }
         } else {
-            let bounds = (as_slice_bound(&low), as_slice_bound(&high));
             for entry in indexes.range(txn, &bounds)? {
-                let (key, doc) = entry?;
-                if !offer(key, doc)? {
+                if !offer(entry?.0)? {
                     break;
                 }
             }

@@ -1,14 +1,15 @@
 //! Opening and creating the environment of a working directory (`DIR/store`): the LMDB
 //! flags of writable and read-only opens, the tables of a new store and its meta keys
-//! written in one commit, the tables of an existing one (with those format 1 gained
-//! later created when missing), and the `Store` constructors that start the writer
-//! thread (or, read-only, a thread that refuses every write).
+//! written in one commit, the tables of an existing one (after its format version is
+//! checked: any other format is refused before a table is touched), and the `Store`
+//! constructors that start the writer thread (or, read-only, a thread that refuses
+//! every write).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use heed::types::{Bytes, Str};
-use heed::{CommitOrAbort, Database, DatabaseFlags, Env, EnvFlags, EnvOpenOptions, WithoutTls};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithoutTls};
 
 use super::{now_ms, Shared, Store, StoreMeta, StoreOptions, STORE_DIR};
 use crate::error::{Result, StoreError};
@@ -25,29 +26,41 @@ pub(crate) struct Tables {
     pub users: Database<'static, Str, Bytes>,
     pub sessions: Database<'static, Bytes, Bytes>,
     pub jobs: Database<'static, Bytes, Bytes>,
-    /// `None` only in a read-only store opened on a directory made before the table
-    /// was added: it reads as empty.
-    pub configs: Option<Database<'static, Str, Bytes>>,
-    /// DUP_SORT; `None` as `configs`.
-    pub indexes: Option<Database<'static, Bytes, Bytes>>,
+    pub configs: Database<'static, Str, Bytes>,
+    pub indexes: Database<'static, Bytes, Bytes>,
+    pub sync: Database<'static, Str, Bytes>,
 }
+
+/// The names of the tables, in the order `Tables::from_handles` takes their handles.
+const TABLE_NAMES: [&str; 10] = [
+    table::META,
+    table::CATALOG,
+    table::DOCS,
+    table::CHANGES,
+    table::USERS,
+    table::SESSIONS,
+    table::JOBS,
+    table::CONFIGS,
+    table::INDEXES,
+    table::SYNC,
+];
 
 impl Tables {
-    /// The `configs` table, which a writable store always has.
-    pub fn configs(&self) -> Result<Database<'static, Str, Bytes>> {
-        self.configs.ok_or_else(|| missing_table(table::CONFIGS))
-    }
-
-    /// The `indexes` table, which a writable store always has.
-    pub fn indexes(&self) -> Result<Database<'static, Bytes, Bytes>> {
-        self.indexes.ok_or_else(|| missing_table(table::INDEXES))
-    }
-}
-
-fn missing_table(name: &'static str) -> StoreError {
-    StoreError::Corrupt {
-        table: name,
-        reason: "missing".to_string(),
+    /// The tables from their handles, opened or created in `TABLE_NAMES` order.
+    fn from_handles(handles: [Database<'static, Bytes, Bytes>; TABLE_NAMES.len()]) -> Tables {
+        let [meta, catalog, docs, changes, users, sessions, jobs, configs, indexes, sync] = handles;
+        Tables {
+            meta: meta.remap_key_type(),
+            catalog: catalog.remap_key_type(),
+            docs,
+            changes,
+            users: users.remap_key_type(),
+            sessions,
+            jobs,
+            configs: configs.remap_key_type(),
+            indexes,
+            sync: sync.remap_key_type(),
+        }
     }
 }
 
@@ -149,22 +162,16 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
     })?;
     let created_ms = now_ms();
     let wtxn = env.write_txn()?;
-    let (meta, catalog, docs, changes, users, sessions, jobs, configs, indexes) = env
+    let tables = env
         .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
-            let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
-            let catalog = opener.create_database(wtxn, Some(table::CATALOG))?;
-            let docs = opener.create_database(wtxn, Some(table::DOCS))?;
-            let changes = opener.create_database(wtxn, Some(table::CHANGES))?;
-            let users = opener.create_database(wtxn, Some(table::USERS))?;
-            let sessions = opener.create_database(wtxn, Some(table::SESSIONS))?;
-            let jobs = opener.create_database(wtxn, Some(table::JOBS))?;
-            let configs = opener.create_database(wtxn, Some(table::CONFIGS))?;
-            let indexes = opener
-                .database_options()
-                .types::<Bytes, Bytes>()
-                .name(table::INDEXES)
-                .flags(DatabaseFlags::DUP_SORT)
-                .create(wtxn)?;
+            let mut created = Vec::with_capacity(TABLE_NAMES.len());
+            for name in TABLE_NAMES {
+                created.push(opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?);
+            }
+            let tables: [Database<Bytes, Bytes>; TABLE_NAMES.len()] = created
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("one handle per table name"));
+            let meta = tables[0].remap_key_type::<Str>();
             meta.put(
                 wtxn,
                 meta_key::FORMAT_VERSION,
@@ -174,22 +181,10 @@ fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
             meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
             meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
             meta.put(wtxn, meta_key::EPOCH, &random_epoch()?.to_be_bytes())?;
-            Ok(CommitOrAbort::<_, ()>::Commit((
-                meta, catalog, docs, changes, users, sessions, jobs, configs, indexes,
-            )))
+            Ok(CommitOrAbort::<_, ()>::Commit(tables))
         })?
         .unwrap_commit();
-    let tables = Tables {
-        meta,
-        catalog,
-        docs,
-        changes,
-        users,
-        sessions,
-        jobs,
-        configs: Some(configs),
-        indexes: Some(indexes),
-    };
+    let tables = Tables::from_handles(tables);
     let meta = StoreMeta {
         format_version: FORMAT_VERSION,
         service_id: hex(&service_id),
@@ -221,33 +216,16 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
             table: name,
             reason: "missing".to_string(),
         };
-        let catalog = opener
-            .open_database(rtxn, Some(table::CATALOG))?
-            .ok_or_else(|| missing(table::CATALOG))?;
-        let docs = opener
-            .open_database(rtxn, Some(table::DOCS))?
-            .ok_or_else(|| missing(table::DOCS))?;
-        let changes = opener
-            .open_database(rtxn, Some(table::CHANGES))?
-            .ok_or_else(|| missing(table::CHANGES))?;
-        let users = opener
-            .open_database(rtxn, Some(table::USERS))?
-            .ok_or_else(|| missing(table::USERS))?;
-        let sessions = opener
-            .open_database(rtxn, Some(table::SESSIONS))?
-            .ok_or_else(|| missing(table::SESSIONS))?;
-        let jobs = opener
-            .open_database(rtxn, Some(table::JOBS))?
-            .ok_or_else(|| missing(table::JOBS))?;
-        // Added to format 1 later: a directory made before has neither (see
-        // `add_missing_tables`).
-        let configs = opener.open_database::<Str, Bytes>(rtxn, Some(table::CONFIGS))?;
-        let indexes = opener
-            .database_options()
-            .types::<Bytes, Bytes>()
-            .name(table::INDEXES)
-            .flags(DatabaseFlags::DUP_SORT)
-            .open(rtxn)?;
+        let mut opened = Vec::with_capacity(TABLE_NAMES.len());
+        for name in TABLE_NAMES {
+            let table = opener
+                .open_database::<Bytes, Bytes>(rtxn, Some(name))?
+                .ok_or_else(|| missing(name))?;
+            opened.push(table);
+        }
+        let tables: [Database<Bytes, Bytes>; TABLE_NAMES.len()] = opened
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("one handle per table name"));
         let service_id = meta
             .get(rtxn, meta_key::SERVICE_ID)?
             .map(hex)
@@ -262,59 +240,14 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
             service_id,
             created_ms,
         };
-        Ok(CommitOrAbort::Commit((
-            (meta, catalog, docs, changes, users, sessions, jobs),
-            (configs, indexes),
-            OwnedMeta(store_meta),
-        )))
+        Ok(CommitOrAbort::Commit((tables, OwnedMeta(store_meta))))
     })?;
     Ok(match opened {
-        CommitOrAbort::Commit((
-            (meta, catalog, docs, changes, users, sessions, jobs),
-            (configs, indexes),
-            OwnedMeta(store_meta),
-        )) => {
-            let tables = Tables {
-                meta,
-                catalog,
-                docs,
-                changes,
-                users,
-                sessions,
-                jobs,
-                configs,
-                indexes,
-            };
-            Some((tables, store_meta))
+        CommitOrAbort::Commit((tables, OwnedMeta(store_meta))) => {
+            Some((Tables::from_handles(tables), store_meta))
         }
         CommitOrAbort::Abort(()) => None,
     })
-}
-
-/// Creates the tables that format 1 gained after its first release (`configs`,
-/// `indexes`) in a writable environment made before they existed. Both start empty,
-/// which is what their absence meant.
-fn add_missing_tables(env: &Env<WithoutTls>, tables: &mut Tables) -> Result<()> {
-    if tables.configs.is_some() && tables.indexes.is_some() {
-        return Ok(());
-    }
-    let wtxn = env.write_txn()?;
-    let (configs, indexes) = env
-        .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
-            let configs = opener.create_database::<Str, Bytes>(wtxn, Some(table::CONFIGS))?;
-            let indexes = opener
-                .database_options()
-                .types::<Bytes, Bytes>()
-                .name(table::INDEXES)
-                .flags(DatabaseFlags::DUP_SORT)
-                .create(wtxn)?;
-            Ok(CommitOrAbort::<_, ()>::Commit((configs, indexes)))
-        })?
-        .unwrap_commit();
-    tables.configs = Some(configs);
-    tables.indexes = Some(indexes);
-    tracing::info!("added the configs and indexes tables");
-    Ok(())
 }
 
 /// What `Store::open_with` may do with the directory.
@@ -354,9 +287,7 @@ impl Store {
             (Ok(Some(_)), OpenMode::MustBeNew) => Err(StoreError::StoreExists {
                 dir: dir.to_path_buf(),
             }),
-            (Ok(Some((mut tables, meta))), _) => {
-                add_missing_tables(&env, &mut tables).map(|()| (tables, meta))
-            }
+            (Ok(Some(loaded)), _) => Ok(loaded),
             (Ok(None), OpenMode::MustExist) => Err(StoreError::NoStore {
                 dir: dir.to_path_buf(),
             }),
@@ -477,106 +408,5 @@ impl heed::OnCommit for OwnedMeta {
     type Committed = OwnedMeta;
     fn on_commit(self, _token: &heed::CommitToken) -> OwnedMeta {
         self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::{
-        change_key, change_record, doc_key, doc_value, CatalogRecord, ChangeOp, DatabaseConfig,
-        Retention,
-    };
-    use crate::index::{IndexKey, IndexQuery};
-
-    /// Writes a store as builds before the `configs` and `indexes` tables made it: the
-    /// seven first tables, the meta keys and one database "old" with one document.
-    fn make_store_without_config_tables(dir: &Path) {
-        let env = open_env(dir, &StoreOptions::default(), EnvAccess::Writable).unwrap();
-        let wtxn = env.write_txn().unwrap();
-        env.create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
-            let meta: Database<Str, Bytes> = opener.create_database(wtxn, Some(table::META))?;
-            let catalog: Database<Str, Bytes> =
-                opener.create_database(wtxn, Some(table::CATALOG))?;
-            let docs: Database<Bytes, Bytes> = opener.create_database(wtxn, Some(table::DOCS))?;
-            let changes: Database<Bytes, Bytes> =
-                opener.create_database(wtxn, Some(table::CHANGES))?;
-            for name in [table::USERS, table::SESSIONS, table::JOBS] {
-                opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?;
-            }
-            meta.put(
-                wtxn,
-                meta_key::FORMAT_VERSION,
-                &FORMAT_VERSION.to_be_bytes(),
-            )?;
-            meta.put(wtxn, meta_key::SERVICE_ID, &[7u8; 16])?;
-            meta.put(wtxn, meta_key::CREATED_MS, &1u64.to_be_bytes())?;
-            meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &2u32.to_be_bytes())?;
-            let value = [0x81, 0xa1, b'a', 0x01]; // {"a": 1}
-            let stored = doc_value(1, &value);
-            docs.put(wtxn, &doc_key(1, "k"), &stored)?;
-            let change = change_record(ChangeOp::Put, 1, "k", Some(&value));
-            changes.put(wtxn, &change_key(1, 1), &change)?;
-            let record = CatalogRecord {
-                id: 1,
-                created_ms: 1,
-                last_seq: 1,
-                trimmed_through: 0,
-                doc_count: 1,
-                doc_bytes: (5 + stored.len()) as u64,
-                log_bytes: (12 + change.len()) as u64,
-                retention: Retention::default(),
-            };
-            catalog.put(wtxn, "old", &record.encode())?;
-            Ok(CommitOrAbort::<_, ()>::Commit(()))
-        })
-        .unwrap();
-        close_env(env);
-    }
-
-    #[test]
-    fn stores_made_before_the_config_tables_open() {
-        let dir = tempfile::tempdir().unwrap();
-        make_store_without_config_tables(dir.path());
-        {
-            // Read-only: the missing tables read as empty.
-            let store = Store::open_read_only(dir.path(), StoreOptions::default()).unwrap();
-            assert!(store.shared.tables.configs.is_none() && store.shared.tables.indexes.is_none());
-            assert_eq!(
-                store.database_config("old").unwrap(),
-                DatabaseConfig::default()
-            );
-            assert!(!store.database_info("old").unwrap().offline);
-            let err = store
-                .find("old", &IndexQuery::exact("i", IndexKey::Bool(true), 1))
-                .unwrap_err();
-            assert!(matches!(err, StoreError::IndexMissing { .. }), "{err}");
-        }
-        {
-            // Writable: they are created, and work.
-            let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
-            assert!(store.set_offline("old", true).unwrap());
-            let defs = vec![crate::format::IndexDef {
-                name: "by_a".to_string(),
-                field: "/a".to_string(),
-                unique: true,
-            }];
-            assert_eq!(
-                store
-                    .set_database_config("old", defs, Retention::default())
-                    .unwrap(),
-                (true, true)
-            );
-            let chunk = store.resync_chunk("old", None, 10).unwrap();
-            assert_eq!((chunk.processed, chunk.changed), (1, 1));
-            store.resync_finish("old", 0).unwrap();
-            store.set_offline("old", false).unwrap();
-        }
-        let store = Store::open_read_only(dir.path(), StoreOptions::default()).unwrap();
-        let page = store
-            .find("old", &IndexQuery::exact("by_a", IndexKey::Number(1.0), 10))
-            .unwrap();
-        assert_eq!(page.docs.len(), 1);
-        assert_eq!(page.docs[0].1.key, "k");
     }
 }

@@ -199,17 +199,14 @@ pub(crate) fn read_catalog(
         .transpose()
 }
 
-/// The configuration record of `name`, `None` when it has none (or the store has no
-/// `configs` table yet).
+/// The configuration record of `name`, `None` when it has none.
 pub(crate) fn read_config(
     txn: &RoTxn,
     tables: Tables,
     name: &str,
 ) -> Result<Option<DatabaseConfig>> {
-    let Some(configs) = tables.configs else {
-        return Ok(None);
-    };
-    configs
+    tables
+        .configs
         .get(txn, name)?
         .map(DatabaseConfig::decode)
         .transpose()

@@ -9,8 +9,8 @@ use super::snapshot::{read_config, DatabaseInfo, Snapshot};
 use super::{MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT};
 use crate::error::{Result, StoreError};
 use crate::format::{
-    change_key, change_key_seq, database_bounds, decode_change_record, doc_key, doc_key_name,
-    split_doc_value, CatalogRecord, ChangeOp, DatabaseConfig,
+    change_key, change_key_seq, database_bounds, doc_key, doc_key_name, read_change_record,
+    read_doc_value, CatalogRecord, ChangeOp, DatabaseConfig,
 };
 
 /// A document borrowed from a snapshot (see `DatabaseView::visit`).
@@ -119,7 +119,7 @@ impl DatabaseView<'_> {
             .get(&self.snapshot.txn, &doc_key(self.record.id, key))?;
         stored
             .map(|bytes| {
-                let (rev, value) = split_doc_value(bytes)?;
+                let (rev, value) = read_doc_value(&self.name, self.record.id, key, bytes)?;
                 Ok(Document {
                     key: key.to_string(),
                     rev,
@@ -144,12 +144,9 @@ impl DatabaseView<'_> {
         let docs_table = self.snapshot.tables.docs;
         let txn = &self.snapshot.txn;
         let mut offer = |key: &[u8], value: &[u8]| -> Result<bool> {
-            let (rev, value) = split_doc_value(value)?;
-            Ok(visit(DocRef {
-                key: doc_key_name(key)?,
-                rev,
-                value,
-            }))
+            let key = doc_key_name(key)?;
+            let (rev, value) = read_doc_value(&self.name, self.record.id, key, value)?;
+            Ok(visit(DocRef { key, rev, value }))
         };
         if reverse {
             for entry in docs_table.rev_range(txn, &bounds)? {
@@ -225,9 +222,10 @@ impl DatabaseView<'_> {
             .range(&self.snapshot.txn, &bounds)?
         {
             let (key, record) = entry?;
-            let record_ref = decode_change_record(record)?;
+            let seq = change_key_seq(key)?;
+            let record_ref = read_change_record(&self.name, self.record.id, seq, record)?;
             out.push(Change {
-                seq: change_key_seq(key)?,
+                seq,
                 op: record_ref.op,
                 key: record_ref.key.to_string(),
                 value: record_ref.value.map(<[u8]>::to_vec),

@@ -96,7 +96,7 @@ impl GroupTxn<'_> {
         config: DatabaseConfig,
     ) -> Result<(), Failure> {
         self.tables
-            .configs()?
+            .configs
             .put(&mut self.wtxn, name, &config.encode())?;
         self.cached(name)?.config = Some(config);
         Ok(())

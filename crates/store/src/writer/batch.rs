@@ -10,8 +10,8 @@ use super::requests::Op;
 use super::Failure;
 use crate::error::StoreError;
 use crate::format::{
-    change_key, change_record, doc_key, doc_value, index_doc_key, index_key, split_doc_value,
-    table, ChangeOp, IndexDef,
+    change_key, change_record, doc_key, doc_value, index_entry, index_key, read_doc_value,
+    split_index_entry, table, ChangeOp, IndexDef,
 };
 use crate::index::{compile, display_encoded, index_value, position_byte};
 
@@ -46,7 +46,7 @@ impl GroupTxn<'_> {
             let current = match overlay.get(key) {
                 Some(rev) => *rev,
                 None => match self.tables.docs.get(&self.wtxn, &doc_key(record.id, key))? {
-                    Some(stored) => split_doc_value(stored)?.0,
+                    Some(stored) => read_doc_value(db, record.id, key, stored)?.0,
                     None => 0,
                 },
             };
@@ -82,7 +82,7 @@ impl GroupTxn<'_> {
             let stored_key = doc_key(record.id, key);
             let change = match op {
                 Op::Put { value, .. } => {
-                    let stored = doc_value(seq, value);
+                    let stored = doc_value(record.id, key, seq, value);
                     let replaced = self
                         .tables
                         .docs
@@ -95,7 +95,7 @@ impl GroupTxn<'_> {
                         record.doc_count += 1;
                     }
                     record.doc_bytes += (stored_key.len() + stored.len()) as u64;
-                    change_record(ChangeOp::Put, self.now_ms, key, Some(value))
+                    change_record(record.id, seq, ChangeOp::Put, self.now_ms, key, Some(value))
                 }
                 Op::Delete { .. } => {
                     let old_len = self
@@ -110,7 +110,7 @@ impl GroupTxn<'_> {
                     self.tables.docs.delete(&mut self.wtxn, &stored_key)?;
                     record.doc_count -= 1;
                     record.doc_bytes -= (stored_key.len() + old_len) as u64;
-                    change_record(ChangeOp::Delete, self.now_ms, key, None)
+                    change_record(record.id, seq, ChangeOp::Delete, self.now_ms, key, None)
                 }
             };
             let log_key = change_key(record.id, seq);
@@ -120,16 +120,14 @@ impl GroupTxn<'_> {
             revs.push(seq);
         }
         if let Some(changes) = index_changes {
-            let indexes = self.tables.indexes()?;
-            for (entry, change) in &changes.entries {
+            let indexes = self.tables.indexes;
+            for ((value_key, doc), change) in &changes.entries {
                 match (change.before, change.after) {
-                    (false, true) => indexes.put(&mut self.wtxn, &entry.0, entry.1.as_bytes())?,
+                    (false, true) => {
+                        indexes.put(&mut self.wtxn, &index_entry(value_key, doc), &[])?
+                    }
                     (true, false) => {
-                        indexes.delete_one_duplicate(
-                            &mut self.wtxn,
-                            &entry.0,
-                            entry.1.as_bytes(),
-                        )?;
+                        indexes.delete(&mut self.wtxn, &index_entry(value_key, doc))?;
                     }
                     _ => {}
                 }
@@ -150,7 +148,7 @@ impl GroupTxn<'_> {
         ops: &'o [Op],
     ) -> Result<IndexChanges<'o>, Failure> {
         let compiled = compile(defs)?;
-        let indexes = self.tables.indexes()?;
+        let indexes = self.tables.indexes;
         // The entries of each key the batch touched, as its earlier operations left it.
         let mut current: HashMap<&str, Vec<Option<Vec<u8>>>> = HashMap::new();
         let mut changes = IndexChanges::default();
@@ -162,7 +160,7 @@ impl GroupTxn<'_> {
                     // What the stored value yields; a value an index could not hold
                     // has no entry there.
                     Some(stored) => {
-                        let (_, value) = split_doc_value(stored)?;
+                        let (_, value) = read_doc_value(db, db_id, key, stored)?;
                         compiled
                             .iter()
                             .map(|index| index_value(value, &index.pointer).ok().flatten())
@@ -213,8 +211,8 @@ impl GroupTxn<'_> {
         Ok(changes)
     }
 
-    /// A document other than `key` that holds the index entry `ikey`, taking the
-    /// batch's changes so far into account.
+    /// A document other than `key` that holds the value `ikey` of a unique index,
+    /// taking the batch's changes so far into account.
     fn holder(
         &self,
         indexes: heed::Database<heed::types::Bytes, heed::types::Bytes>,
@@ -225,12 +223,10 @@ impl GroupTxn<'_> {
         if let Some(holder) = changes.added_holder(ikey, key) {
             return Ok(Some(holder.to_string()));
         }
-        if let Some(stored) = indexes.get_duplicates(&self.wtxn, ikey)? {
-            for entry in stored {
-                let holder = index_doc_key(entry?.1)?;
-                if holder != key && !changes.removed(ikey, holder) {
-                    return Ok(Some(holder.to_string()));
-                }
+        for entry in indexes.prefix_iter(&self.wtxn, ikey)? {
+            let (_, _, holder) = split_index_entry(entry?.0)?;
+            if holder != key && !changes.removed(ikey, holder) {
+                return Ok(Some(holder.to_string()));
             }
         }
         Ok(None)

@@ -10,7 +10,7 @@ use super::requests::Written;
 use super::Failure;
 use crate::error::StoreError;
 use crate::format::{
-    change_key, change_key_seq, database_bounds, decode_change_record, meta_key, table,
+    change_key, change_key_seq, database_bounds, meta_key, read_change_record, table,
     CatalogRecord, DatabaseConfig, IndexDef, Retention, MAX_DATABASE_ID,
 };
 
@@ -34,7 +34,7 @@ impl GroupTxn<'_> {
             ..DatabaseConfig::default()
         };
         self.tables
-            .configs()?
+            .configs
             .put(&mut self.wtxn, name, &config.encode())?;
         self.catalog.insert(
             name.to_string(),
@@ -64,10 +64,8 @@ impl GroupTxn<'_> {
         let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
         self.tables.docs.delete_range(&mut self.wtxn, &bounds)?;
         self.tables.changes.delete_range(&mut self.wtxn, &bounds)?;
-        self.tables
-            .indexes()?
-            .delete_range(&mut self.wtxn, &bounds)?;
-        self.tables.configs()?.delete(&mut self.wtxn, name)?;
+        self.tables.indexes.delete_range(&mut self.wtxn, &bounds)?;
+        self.tables.configs.delete(&mut self.wtxn, name)?;
         self.catalog.insert(
             name.to_string(),
             CachedEntry {
@@ -107,9 +105,7 @@ impl GroupTxn<'_> {
         if indexes_changed {
             let (low, high) = database_bounds(id);
             let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
-            self.tables
-                .indexes()?
-                .delete_range(&mut self.wtxn, &bounds)?;
+            self.tables.indexes.delete_range(&mut self.wtxn, &bounds)?;
             config.indexes = indexes.to_vec();
             // An empty database's new indexes are complete at once.
             config.indexes_stale = doc_count > 0 && !indexes.is_empty();
@@ -193,7 +189,7 @@ impl GroupTxn<'_> {
             let seq = change_key_seq(key)?;
             let too_many = seq <= keep_from_count;
             let too_old = age_cutoff_ms.is_some_and(|cutoff| {
-                decode_change_record(value).is_ok_and(|r| r.time_ms < cutoff)
+                read_change_record(name, record.id, seq, value).is_ok_and(|r| r.time_ms < cutoff)
             });
             if !too_many && !too_old {
                 break;
@@ -244,8 +240,8 @@ mod tests {
             let snapshot = store.snapshot().unwrap();
             let tables = snapshot.tables;
             (
-                tables.configs.unwrap().len(&snapshot.txn).unwrap(),
-                tables.indexes.unwrap().len(&snapshot.txn).unwrap(),
+                tables.configs.len(&snapshot.txn).unwrap(),
+                tables.indexes.len(&snapshot.txn).unwrap(),
             )
         };
         assert_eq!(counts(&store), (2, 4));

@@ -132,12 +132,11 @@ pub enum Write {
     },
 }
 
-/// One entry of the `indexes` table: its key (database id, index position, encoded
-/// value) and its duplicate (the document key); a cursor of the last resync steps.
+/// The key of one entry of the `indexes` table (database id, index position, encoded
+/// value, document key): a cursor of the last resync steps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexEntry {
     pub key: Vec<u8>,
-    pub doc_key: Vec<u8>,
 }
 
 /// What one resync step did.

@@ -6,15 +6,12 @@
 
 use std::ops::Bound;
 
-use heed::PutFlags;
-
 use super::apply::GroupTxn;
 use super::requests::{IndexEntry, ResyncChunk};
 use super::Failure;
-use crate::error::StoreError;
 use crate::format::{
-    database_bounds, doc_key, doc_key_name, index_doc_key, index_key, split_doc_value,
-    split_index_key,
+    database_bounds, doc_key, doc_key_name, index_entry, index_key, read_doc_value,
+    split_index_entry,
 };
 use crate::index::{compile, display_encoded, index_value, position_byte, Compiled};
 use crate::store::as_slice_bound;
@@ -32,7 +29,7 @@ impl GroupTxn<'_> {
         let config = self.offline_config(name)?;
         let record = self.existing(name)?.clone();
         let compiled = compile(&config.indexes)?;
-        let indexes = self.tables.indexes()?;
+        let indexes = self.tables.indexes;
         // First read: what each document yields (nothing is written while the cursor
         // is open).
         struct Checked {
@@ -54,9 +51,20 @@ impl GroupTxn<'_> {
                 }
                 let (stored_key, stored) = entry?;
                 let key = doc_key_name(stored_key)?.to_string();
-                let (rev, value) = split_doc_value(stored)?;
                 let mut errors = Vec::new();
                 let mut entries = Vec::new();
+                let (rev, value) = match read_doc_value(name, record.id, &key, stored) {
+                    Ok(read) => read,
+                    Err(damaged) => {
+                        errors.push(damaged.to_string());
+                        checked.push(Checked {
+                            key,
+                            entries,
+                            errors,
+                        });
+                        continue;
+                    }
+                };
                 if rev == 0 || rev > record.last_seq {
                     errors.push(format!(
                         "rev {rev} is outside 1..={} (the database's last seq)",
@@ -102,20 +110,18 @@ impl GroupTxn<'_> {
                 let ikey = index_key(record.id, position, &encoded);
                 let index = &compiled[usize::from(position)];
                 if index.unique {
-                    let holders: Vec<String> = match indexes.get_duplicates(&self.wtxn, &ikey)? {
-                        Some(iter) => iter
-                            .map(|e| Ok(index_doc_key(e?.1)?.to_string()))
-                            .collect::<Result<_, StoreError>>()?,
-                        None => Vec::new(),
-                    };
+                    let holders: Vec<String> = indexes
+                        .prefix_iter(&self.wtxn, &ikey)?
+                        .map(|e| Ok(split_index_entry(e?.0)?.2.to_string()))
+                        .collect::<Result<_, Failure>>()?;
                     let mut duplicate = None;
                     for holder in holders.into_iter().filter(|h| *h != key) {
-                        if self.yields(record.id, &holder, &index.pointer, &encoded)? {
+                        if self.yields(name, record.id, &holder, &index.pointer, &encoded)? {
                             duplicate = Some(holder);
                             break;
                         }
                         // An orphan: its document no longer holds the value.
-                        indexes.delete_one_duplicate(&mut self.wtxn, &ikey, holder.as_bytes())?;
+                        indexes.delete(&mut self.wtxn, &index_entry(&ikey, &holder))?;
                     }
                     if let Some(holder) = duplicate {
                         errors.push(format!(
@@ -126,15 +132,10 @@ impl GroupTxn<'_> {
                         continue;
                     }
                 }
-                match indexes.put_with_flags(
-                    &mut self.wtxn,
-                    PutFlags::NO_DUP_DATA,
-                    &ikey,
-                    key.as_bytes(),
-                ) {
-                    Ok(()) => changed = true,
-                    Err(heed::Error::Mdb(heed::MdbError::KeyExist)) => {}
-                    Err(e) => return Err(e.into()),
+                let entry = index_entry(&ikey, &key);
+                if indexes.get(&self.wtxn, &entry)?.is_none() {
+                    indexes.put(&mut self.wtxn, &entry, &[])?;
+                    changed = true;
                 }
             }
             if changed {
@@ -147,9 +148,11 @@ impl GroupTxn<'_> {
         Ok(chunk)
     }
 
-    /// True when the document `key` exists and yields `encoded` at `pointer`.
+    /// True when the document `key` exists, is sound and yields `encoded` at
+    /// `pointer`.
     fn yields(
         &self,
+        db: &str,
         db_id: u32,
         key: &str,
         pointer: &[String],
@@ -157,10 +160,12 @@ impl GroupTxn<'_> {
     ) -> Result<bool, Failure> {
         Ok(
             match self.tables.docs.get(&self.wtxn, &doc_key(db_id, key))? {
-                Some(stored) => {
-                    let (_, value) = split_doc_value(stored)?;
-                    index_value(value, pointer).ok().flatten().as_deref() == Some(encoded)
-                }
+                Some(stored) => match read_doc_value(db, db_id, key, stored) {
+                    Ok((_, value)) => {
+                        index_value(value, pointer).ok().flatten().as_deref() == Some(encoded)
+                    }
+                    Err(_) => false,
+                },
                 None => false,
             },
         )
@@ -178,37 +183,38 @@ impl GroupTxn<'_> {
         let mut config = self.offline_config(name)?;
         let id = self.existing(name)?.id;
         let compiled: Vec<Compiled> = compile(&config.indexes)?;
-        let indexes = self.tables.indexes()?;
+        let indexes = self.tables.indexes;
         let (low, high) = database_bounds(id);
-        let start = after.map_or(&low[..], |entry| &entry.key[..]);
-        let bounds = (Bound::Included(start), Bound::Excluded(&high[..]));
-        let mut doomed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        let start = match after {
+            Some(entry) => Bound::Excluded(&entry.key[..]),
+            None => Bound::Included(&low[..]),
+        };
+        let bounds = (start, Bound::Excluded(&high[..]));
+        let mut doomed: Vec<Vec<u8>> = Vec::new();
         let mut checked = 0;
         let mut last = None;
         for entry in indexes.range(&self.wtxn, &bounds)? {
-            let (ikey, dup) = entry?;
-            if after.is_some_and(|a| (ikey, dup) <= (&a.key[..], &a.doc_key[..])) {
-                continue;
-            }
+            let (stored, _) = entry?;
             if checked == limit {
                 break;
             }
             checked += 1;
             last = Some(IndexEntry {
-                key: ikey.to_vec(),
-                doc_key: dup.to_vec(),
+                key: stored.to_vec(),
             });
-            let (position, encoded) = split_index_key(ikey)?;
-            let backed = match (compiled.get(usize::from(position)), index_doc_key(dup)) {
-                (Some(index), Ok(key)) => self.yields(id, key, &index.pointer, encoded)?,
-                _ => false,
+            let backed = match split_index_entry(stored) {
+                Ok((position, encoded, key)) => match compiled.get(usize::from(position)) {
+                    Some(index) => self.yields(name, id, key, &index.pointer, encoded)?,
+                    None => false,
+                },
+                Err(_) => false,
             };
             if !backed {
-                doomed.push((ikey.to_vec(), dup.to_vec()));
+                doomed.push(stored.to_vec());
             }
         }
-        for (ikey, dup) in &doomed {
-            indexes.delete_one_duplicate(&mut self.wtxn, ikey, dup)?;
+        for key in &doomed {
+            indexes.delete(&mut self.wtxn, key)?;
         }
         let next = if checked == limit { last } else { None };
         if next.is_none() {
