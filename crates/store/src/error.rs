@@ -146,6 +146,14 @@ pub enum StoreError {
     #[error("corrupt record in table {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
 
+    /// The store holds a migration that has not finished: it is never served half-done.
+    #[error("{} holds an unfinished migration from {from}: finish it with cairn-migrate --src {from} --dest {} --from-last, or remove it", dir.display(), dir.display())]
+    MigrationUnfinished { dir: PathBuf, from: String },
+
+    /// A migration refused to start or go on, with what to do (the message is complete).
+    #[error("{reason}")]
+    Migration { reason: String },
+
     /// A stored document or change record fails its checksum: its bytes on disk changed
     /// since they were written (bit rot, a damaged disk). Never served as they are.
     #[error("database {db:?}: {what} fails its checksum: the bytes on disk are damaged; restore the database from a backup")]

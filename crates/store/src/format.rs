@@ -191,6 +191,33 @@ impl DatabaseConfig {
     }
 }
 
+/// Where a database stands in the change log of another service (value of the `sync`
+/// table, keyed by the database's name): the service, its change-log epoch, and the
+/// seq of the last change of that database applied here. A migration writes the
+/// positions of the source it read; a follower moves them along with every change it
+/// applies. A msgpack map; readers ignore keys they do not know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncPosition {
+    pub source_service_id: String,
+    pub source_epoch: u64,
+    pub seq: u64,
+    /// When it was written (ms since the epoch).
+    pub updated_ms: u64,
+}
+
+impl SyncPosition {
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("a sync position always encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<SyncPosition> {
+        rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            table: table::SYNC,
+            reason: format!("sync position: {e}"),
+        })
+    }
+}
+
 /// The start of the keys of the `indexes` entries of one value: database id (u32 BE),
 /// index position (u8), then the value encoded by `crate::index` (sortable and
 /// self-delimiting). Every key that starts with it is an entry of that value.
@@ -461,8 +488,13 @@ fn damaged(db: &str, what: String) -> StoreError {
 /// Value of the `docs` table: rev (u64 BE), the CRC-32C (u32 BE) of database id ‖
 /// document key ‖ rev ‖ value, then the msgpack value.
 pub fn doc_value(db_id: u32, key: &str, rev: u64, value: &[u8]) -> Vec<u8> {
+    doc_value_of_bytes(db_id, key.as_bytes(), rev, value)
+}
+
+/// `doc_value` for a key given as bytes (a migration copying a key as it is).
+pub(crate) fn doc_value_of_bytes(db_id: u32, key: &[u8], rev: u64, value: &[u8]) -> Vec<u8> {
     let rev_bytes = rev.to_be_bytes();
-    let crc = checksum(&[&db_id.to_be_bytes(), key.as_bytes(), &rev_bytes, value]);
+    let crc = checksum(&[&db_id.to_be_bytes(), key, &rev_bytes, value]);
     let mut out = Vec::with_capacity(8 + CHECKSUM_BYTES + value.len());
     out.extend_from_slice(&rev_bytes);
     out.extend_from_slice(&crc.to_be_bytes());
@@ -544,6 +576,16 @@ pub fn change_record(
     out.extend_from_slice(value);
     let crc = checksum(&[&change_key(db_id, seq), &out[CHECKSUM_BYTES..]]);
     out[..CHECKSUM_BYTES].copy_from_slice(&crc.to_be_bytes());
+    out
+}
+
+/// The change record `seq` of database `db_id` made of a body (format 1's record, as a
+/// migration copies it): its checksum, then the body as it is.
+pub(crate) fn change_record_of_body(db_id: u32, seq: u64, body: &[u8]) -> Vec<u8> {
+    let crc = checksum(&[&change_key(db_id, seq), body]);
+    let mut out = Vec::with_capacity(CHECKSUM_BYTES + body.len());
+    out.extend_from_slice(&crc.to_be_bytes());
+    out.extend_from_slice(body);
     out
 }
 

@@ -14,6 +14,7 @@ pub mod format;
 mod index;
 mod jobs;
 mod lock;
+pub mod migrate;
 mod status;
 mod store;
 mod usage;

@@ -28,15 +28,18 @@ mod verify;
 
 pub use create::{check_free_space, create_backup, estimate_backup_bytes, BackupSummary};
 pub use fs::utc_stamp;
+pub(crate) use fs::{absolute, copy_file, create_dir, create_parents, sync_dir, walk};
 pub use manifest::{
     read_manifest, DatabaseEntry, FileEntry, Manifest, MANIFEST_FILE, MANIFEST_VERSION,
 };
+pub(crate) use progress::Tracker;
 pub use progress::{BackupControl, BackupProgress, ProgressFn};
 pub use restore::{
     restore_backup, restore_backup_with, stage_restore, stage_restore_with, swap_in,
     RestoreSummary, STAGING_SUFFIX,
 };
 pub use swap::{swap_environment, SwapFailed, SwappedEnvironment};
+pub(crate) use verify::hold_against_services;
 pub use verify::{verify_backup, verify_backup_with, Problem, VerifyReport};
 
 use crate::lock::LOCK_FILE;

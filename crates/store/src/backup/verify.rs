@@ -139,7 +139,7 @@ pub(crate) fn verify_held(dir: &Path, tracker: &mut Tracker) -> Result<VerifyRep
 /// A shared lock on `DIR/service.lock` when there is one, so that no service starts on
 /// the backup while it is checked; `DirectoryInUse` when a service runs on it (it is no
 /// longer a backup then). Writes nothing.
-fn hold_against_services(dir: &Path) -> Result<Option<File>> {
+pub(crate) fn hold_against_services(dir: &Path) -> Result<Option<File>> {
     let Ok(file) = File::open(dir.join(LOCK_FILE)) else {
         return Ok(None);
     };

@@ -22,7 +22,9 @@ pub use snapshot::{DatabaseInfo, Snapshot};
 pub use view::{Change, DatabaseView, DocRef, Document, Scan, ScanPage, ScanRange};
 
 pub(crate) use bounds::{as_slice_bound, bounds_empty, extend, max_low, min_high};
-pub(crate) use open::{random_epoch, Tables};
+pub(crate) use open::{
+    close_env, initialise_with, load, open_env, random_epoch, EnvAccess, Tables, Unfinished,
+};
 pub(crate) use snapshot::{read_catalog, read_config};
 
 use crate::error::Result;

@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use heed::types::{Bytes, Str};
-use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithoutTls};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RwTxn, WithoutTls};
 
 use super::{now_ms, Shared, Store, StoreMeta, StoreOptions, STORE_DIR};
 use crate::error::{Result, StoreError};
 use crate::format::{meta_key, table, FORMAT_VERSION};
+use crate::migrate::MigrationRecord;
 use crate::writer::{self, WriterMessage};
 
 /// The LMDB tables of the environment, as opened handles.
@@ -74,7 +75,7 @@ fn environment_exists(dir: &Path) -> bool {
 
 /// How `open_env` opens an environment: writable, or read-only in one of two ways.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum EnvAccess {
+pub(crate) enum EnvAccess {
     /// Read and write; the store directory is created when missing.
     Writable,
     /// `MDB_RDONLY`: data.mdb is opened read-only; readers still register in lock.mdb,
@@ -85,7 +86,11 @@ enum EnvAccess {
     Unshared,
 }
 
-fn open_env(dir: &Path, options: &StoreOptions, access: EnvAccess) -> Result<Env<WithoutTls>> {
+pub(crate) fn open_env(
+    dir: &Path,
+    options: &StoreOptions,
+    access: EnvAccess,
+) -> Result<Env<WithoutTls>> {
     let path = store_path(dir);
     let mut env_options = EnvOpenOptions::new().read_txn_without_tls();
     env_options
@@ -148,54 +153,84 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Closes an environment that will not be used, and waits until LMDB has let it go.
-fn close_env(env: Env<WithoutTls>) {
+pub(crate) fn close_env(env: Env<WithoutTls>) {
     env.prepare_for_closing().wait();
 }
 
-/// Writes the tables and the meta of a new store in one commit. A crash before that
-/// commit leaves an environment without a `meta` table, which `create` and
-/// `open_or_create` take for an empty one and initialise again.
+/// Creates the tables and the meta of a new store. The tables are created first; the
+/// meta (the format version last of all) is written in one later commit. A crash
+/// before that commit leaves an environment without a format version, which `create`
+/// and `open_or_create` take for an empty one and initialise again.
 fn initialise(env: &Env<WithoutTls>) -> Result<(Tables, StoreMeta)> {
-    let mut service_id = [0u8; 16];
-    getrandom::fill(&mut service_id).map_err(|e| {
-        StoreError::io("drawing a service id", std::io::Error::other(e.to_string()))
-    })?;
-    let created_ms = now_ms();
+    initialise_with(env, |_, _| Ok(()))
+}
+
+/// `initialise`, with `more` written in the commit of the meta (a migration's first
+/// records, and its own service id and epoch over the ones drawn here).
+pub(crate) fn initialise_with(
+    env: &Env<WithoutTls>,
+    more: impl FnOnce(&Tables, &mut RwTxn) -> Result<()>,
+) -> Result<(Tables, StoreMeta)> {
     let wtxn = env.write_txn()?;
-    let tables = env
+    let handles = env
         .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
             let mut created = Vec::with_capacity(TABLE_NAMES.len());
             for name in TABLE_NAMES {
                 created.push(opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?);
             }
-            let tables: [Database<Bytes, Bytes>; TABLE_NAMES.len()] = created
+            let handles: [Database<Bytes, Bytes>; TABLE_NAMES.len()] = created
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("one handle per table name"));
-            let meta = tables[0].remap_key_type::<Str>();
-            meta.put(
-                wtxn,
-                meta_key::FORMAT_VERSION,
-                &FORMAT_VERSION.to_be_bytes(),
-            )?;
-            meta.put(wtxn, meta_key::SERVICE_ID, &service_id)?;
-            meta.put(wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
-            meta.put(wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
-            meta.put(wtxn, meta_key::EPOCH, &random_epoch()?.to_be_bytes())?;
-            Ok(CommitOrAbort::<_, ()>::Commit(tables))
+            Ok(CommitOrAbort::<_, ()>::Commit(handles))
         })?
         .unwrap_commit();
-    let tables = Tables::from_handles(tables);
+    let tables = Tables::from_handles(handles);
+    let mut service_id = [0u8; 16];
+    getrandom::fill(&mut service_id).map_err(|e| {
+        StoreError::io("drawing a service id", std::io::Error::other(e.to_string()))
+    })?;
+    let created_ms = now_ms();
+    let mut wtxn = env.write_txn()?;
+    let meta = tables.meta;
+    meta.put(&mut wtxn, meta_key::SERVICE_ID, &service_id)?;
+    meta.put(&mut wtxn, meta_key::CREATED_MS, &created_ms.to_be_bytes())?;
+    meta.put(&mut wtxn, meta_key::NEXT_DATABASE_ID, &1u32.to_be_bytes())?;
+    meta.put(&mut wtxn, meta_key::EPOCH, &random_epoch()?.to_be_bytes())?;
+    more(&tables, &mut wtxn)?;
+    meta.put(
+        &mut wtxn,
+        meta_key::FORMAT_VERSION,
+        &FORMAT_VERSION.to_be_bytes(),
+    )?;
+    let service_id = meta
+        .get(&wtxn, meta_key::SERVICE_ID)?
+        .map(hex)
+        .unwrap_or_default();
+    wtxn.commit()?;
     let meta = StoreMeta {
         format_version: FORMAT_VERSION,
-        service_id: hex(&service_id),
+        service_id,
         created_ms,
     };
     Ok((tables, meta))
 }
 
+/// Whether `load` opens a store whose migration is unfinished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unfinished {
+    /// `MigrationUnfinished`: it is never served half-migrated.
+    Refuse,
+    /// The migration itself, resuming.
+    Open,
+}
+
 /// Opens the tables of an existing store. `Ok(None)` when the environment holds no
 /// store (no `meta` table, or no format version in it: creation never committed).
-fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>> {
+pub(crate) fn load(
+    env: &Env<WithoutTls>,
+    dir: &Path,
+    unfinished: Unfinished,
+) -> Result<Option<(Tables, StoreMeta)>> {
     let rtxn = env.read_txn()?;
     let opened = env.open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
         let Some(meta) = opener.open_database::<Str, Bytes>(rtxn, Some(table::META))? else {
@@ -211,6 +246,17 @@ fn load(env: &Env<WithoutTls>, dir: &Path) -> Result<Option<(Tables, StoreMeta)>
                 found: version,
                 expected: FORMAT_VERSION,
             });
+        }
+        if unfinished == Unfinished::Refuse {
+            if let Some(record) = meta.get(rtxn, meta_key::MIGRATION)? {
+                let record = MigrationRecord::decode(record)?;
+                if !record.is_finished() {
+                    return Err(StoreError::MigrationUnfinished {
+                        dir: dir.to_path_buf(),
+                        from: record.source_dir,
+                    });
+                }
+            }
         }
         let missing = |name: &'static str| StoreError::Corrupt {
             table: name,
@@ -283,7 +329,7 @@ impl Store {
             });
         }
         let env = open_env(dir, &options, EnvAccess::Writable)?;
-        let outcome = match (load(&env, dir), mode) {
+        let outcome = match (load(&env, dir, Unfinished::Refuse), mode) {
             (Ok(Some(_)), OpenMode::MustBeNew) => Err(StoreError::StoreExists {
                 dir: dir.to_path_buf(),
             }),
@@ -336,7 +382,7 @@ impl Store {
             });
         }
         let env = open_env(dir, &options, access)?;
-        let loaded = match load(&env, dir) {
+        let loaded = match load(&env, dir, Unfinished::Refuse) {
             Ok(Some(loaded)) => loaded,
             Ok(None) => {
                 close_env(env);
