@@ -124,8 +124,11 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
             tracing::error!(%error, "storage failure");
             ErrorCode::Corrupt
         }
+        // A backup of another format given to a restore: migrate it first.
         StoreError::FormatMismatch { .. }
-        | StoreError::DirectoryInUse { .. }
+        | StoreError::MigrationUnfinished { .. }
+        | StoreError::Migration { .. } => ErrorCode::Conflict,
+        StoreError::DirectoryInUse { .. }
         | StoreError::NoStore { .. }
         | StoreError::StoreExists { .. }
         | StoreError::Io { .. }

@@ -19,11 +19,12 @@ use super::fs::{
     absolute, copy_file, create_parents, exchange, parent, rename_new, sibling, sync_dir,
     utc_stamp, ClaimedDir,
 };
-use super::manifest::Manifest;
+use super::manifest::{read_manifest, Manifest};
 use super::progress::{BackupControl, Tracker};
 use super::verify::verify_held;
 use super::RUNTIME_ENTRIES;
 use crate::error::{Result, StoreError};
+use crate::format::FORMAT_VERSION;
 use crate::lock::DirLock;
 use crate::store::{now_ms, Store, StoreOptions, STORE_DIR};
 use crate::writer::Write;
@@ -73,6 +74,17 @@ pub fn stage_restore_with(backup: &Path, dir: &Path, control: &BackupControl) ->
 }
 
 fn stage(backup: &Path, dir: &Path, tracker: &mut Tracker) -> Result<(PathBuf, Manifest)> {
+    // A backup of another format is refused before anything is read or written, with
+    // what to do (migrate it first).
+    if let Ok(manifest) = read_manifest(backup) {
+        if manifest.format_version != FORMAT_VERSION {
+            return Err(StoreError::FormatMismatch {
+                dir: backup.to_path_buf(),
+                found: manifest.format_version,
+                expected: FORMAT_VERSION,
+            });
+        }
+    }
     let manifest = verify_held(backup, tracker)?.into_manifest()?;
     let target = parent(dir);
     fs::create_dir_all(target)
