@@ -48,15 +48,17 @@ const CHILD_MAX_SECS: u64 = 120;
 const PAGE: usize = 4096;
 
 /// Bytes a document takes in the catalog's `doc_bytes`: the stored key (database id and
-/// key) and the stored value (rev and msgpack), as laid out in `cairn_store::format`.
+/// key) and the stored value (rev, checksum and msgpack), as laid out in
+/// `cairn_store::format`.
 fn doc_bytes(key: &str, value: &[u8]) -> u64 {
-    (4 + key.len() + 8 + value.len()) as u64
+    (4 + key.len() + 8 + cairn_store::format::CHECKSUM_BYTES + value.len()) as u64
 }
 
 /// Bytes a change takes in the catalog's `log_bytes`: its 12-byte key (database id and
-/// seq) and its record (op, time, key length, key, value).
+/// seq) and its record (checksum, op, time, key length, key, value).
 fn log_bytes(key: &str, value: Option<&[u8]>) -> u64 {
-    (12 + 11 + key.len() + value.map_or(0, <[u8]>::len)) as u64
+    (12 + cairn_store::format::CHECKSUM_BYTES + 11 + key.len() + value.map_or(0, <[u8]>::len))
+        as u64
 }
 
 /// A running child, killed (and reaped) if the test leaves early.

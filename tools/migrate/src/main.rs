@@ -28,11 +28,21 @@ fn print_json<T: serde::Serialize>(value: &T) {
 
 /// Prints the counts of the source and the destination.
 fn counts(args: &Args) -> anyhow::Result<ExitCode> {
-    let counts = migrate::counts(&args.src, &args.dest)
-        .with_context(|| format!("counting {} and {}", args.src.display(), args.dest.display()))?;
+    let counts = migrate::counts(&args.src, &args.dest).with_context(|| {
+        format!(
+            "counting {} and {}",
+            args.src.display(),
+            args.dest.display()
+        )
+    })?;
     match args.output {
         Output::Text => println!("{}", output::counts_text(&counts)),
-        Output::Json => print_json(&counts.iter().map(output::CountsJson::new).collect::<Vec<_>>()),
+        Output::Json => print_json(
+            &counts
+                .iter()
+                .map(output::CountsJson::new)
+                .collect::<Vec<_>>(),
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -48,8 +58,13 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
     let bar = Bar::new();
     let outcome = migrate::migrate(&args.src, &args.dest, &options, &mut |p| bar.show(p));
     bar.clear();
-    let summary = outcome
-        .with_context(|| format!("migrating {} to {}", args.src.display(), args.dest.display()))?;
+    let summary = outcome.with_context(|| {
+        format!(
+            "migrating {} to {}",
+            args.src.display(),
+            args.dest.display()
+        )
+    })?;
     match args.output {
         Output::Text => println!("{}", output::summary_text(&summary)),
         Output::Json => print_json(&output::SummaryJson::new(&summary)),
@@ -70,7 +85,11 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let outcome = if args.counts { counts(&args) } else { run(&args) };
+    let outcome = if args.counts {
+        counts(&args)
+    } else {
+        run(&args)
+    };
     match outcome {
         Ok(code) => code,
         Err(error) => {

@@ -221,7 +221,10 @@ pub fn counts_text(counts: &[DatabaseCounts]) -> String {
                     count.name, "diff", d.documents, d.changes, d.last_seq
                 ));
             }
-            None => lines.push(format!("{:width$}  {:>6}  not there yet", count.name, "dest")),
+            None => lines.push(format!(
+                "{:width$}  {:>6}  not there yet",
+                count.name, "dest"
+            )),
         }
     }
     lines.join("\n")

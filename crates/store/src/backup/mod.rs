@@ -28,7 +28,7 @@ mod verify;
 
 pub use create::{check_free_space, create_backup, estimate_backup_bytes, BackupSummary};
 pub use fs::utc_stamp;
-pub(crate) use fs::{absolute, copy_file, create_dir, create_parents, sync_dir, walk};
+pub(crate) use fs::{absolute, copy_file, create_dir, create_parents, parent, sync_dir, walk};
 pub use manifest::{
     read_manifest, DatabaseEntry, FileEntry, Manifest, MANIFEST_FILE, MANIFEST_VERSION,
 };

@@ -332,11 +332,11 @@ pub fn migrate(
             )))
         }
     };
+    check_room(src, dest, &databases)?;
     if !dest.exists() {
         crate::backup::create_dir(dest, 0o700)?;
     }
     let _lock = DirLock::acquire(dest)?;
-    check_room(src, dest, &databases)?;
     let env = open_env(dest, &options.store, EnvAccess::Writable)?;
     let outcome = Migration {
         source: &source,
@@ -369,7 +369,13 @@ fn check_room(src: &Path, dest: &Path, databases: &[SourceDatabase]) -> Result<(
         .sum();
     let written = std::fs::metadata(dest.join(crate::backup::ENV_FILE)).map_or(0, |m| m.len());
     let needed = (data + data / 8 + files + (1 << 20)).saturating_sub(written);
-    check_free_space(dest, needed, "the migration")
+    // A destination not made yet is checked where it will be made.
+    let at = if dest.exists() {
+        dest
+    } else {
+        crate::backup::parent(dest)
+    };
+    check_free_space(at, needed, "the migration")
 }
 
 /// One run of a migration.
