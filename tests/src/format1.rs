@@ -8,11 +8,11 @@
 //! first use from `git archive 03ebda0` of the repository the tests run in (a clone with
 //! main's history; a shallow one is told to `git fetch --unshallow`) with
 //! `cargo build --locked -p cairn-server -p cairn-cli -p cairn-backup`: only those three
-//! binaries, not the old tests, with the old Cargo.lock. A debug build: about two
-//! minutes on two cores (126 s measured alone, 184 s beside other work) where a release
-//! build took 411 s, and the fixtures are small enough for unoptimised binaries. They go
-//! to the user's cache, outside every work tree, so that all clones and runs (and CI,
-//! which keeps the cache) share one build:
+//! binaries, not the old tests, with the old Cargo.lock. A debug build: 126 s on two
+//! otherwise idle cores (3 to 5 minutes beside other builds), where a release build
+//! took 411 s (right after, with some other load), and the fixtures are small enough
+//! for unoptimised binaries. They go to the user's cache, outside every work tree, so
+//! that all clones and runs (and CI, which keeps the cache) share one build:
 //! `${XDG_CACHE_HOME:-$HOME/.cache}/cairn-tests/format1-03ebda0/`, with the source in
 //! `src/` and the binaries in `bin/`; cargo's target directory (`target/` beside `src/`
 //! while building, 2 GB) is removed once the binaries are out of it. The threads of a
