@@ -2,7 +2,7 @@
 //! code and output, and the connection options (`--dir` or `--url`) of a service.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
@@ -67,8 +67,14 @@ impl Run {
 
 /// Runs `cairn ARGS` with `stdin`, for at most [`RUN_TIMEOUT`].
 pub fn cairn(args: &[String], stdin: &str) -> Run {
+    run_program(cairn_exe(), args, stdin)
+}
+
+/// Runs the CLI binary `program` (the workspace's `cairn`, or another release's) with
+/// `args` and `stdin`, for at most [`RUN_TIMEOUT`].
+pub fn run_program(program: &Path, args: &[String], stdin: &str) -> Run {
     let command = format!("cairn {}", args.join(" "));
-    let mut child = Command::new(cairn_exe())
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -167,6 +173,12 @@ impl Endpoint {
 
     pub fn run_with_stdin(&self, args: &[&str], stdin: &str) -> Run {
         cairn(&self.args(args), stdin)
+    }
+
+    /// Runs the CLI binary `program` instead of the workspace's `cairn` (see
+    /// [`run_program`]).
+    pub fn run_program(&self, program: &Path, args: &[&str], stdin: &str) -> Run {
+        run_program(program, &self.args(args), stdin)
     }
 
     /// Starts `cairn ARGS` with its stdout piped, for streams.

@@ -5,17 +5,18 @@
 //! The threads of a test process share one attempt; processes that need it at the same
 //! time take turns on a file lock beside it: the first builds it into
 //! `garage-VERSION.partial` and renames that into place, the others wait and then find it
-//! there. A failed build fails the tests with a line saying how to install garage by hand.
+//! there (the cache, its lock and these messages: [`crate::cache`]). A failed build fails
+//! the tests with a line saying how to install garage by hand.
 
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use rustix::fs::{flock, FlockOperation};
+use anyhow::{Context, Result};
+
+use crate::cache::{last_lines, say};
 
 /// The garage release the S3 tests run.
 pub const GARAGE_VERSION: &str = "2.5.0";
@@ -33,9 +34,6 @@ const CARGO_INSTALL_ARGS: [&str; 8] = [
     "bundled-libs,lmdb",
 ];
 
-/// How many of the last lines of cargo's output a failed install shows.
-const LOG_LINES_SHOWN: usize = 30;
-
 /// The garage binary in the user's cache, installed there first when it is missing.
 pub fn cached_garage() -> Result<PathBuf> {
     // One attempt per process: the other threads wait for it and share its outcome.
@@ -49,46 +47,23 @@ pub fn cached_garage() -> Result<PathBuf> {
 /// The garage binary in the user's cache, after installing it unless it is there or
 /// another process installed it meanwhile.
 fn find_or_install() -> Result<PathBuf> {
-    let cache = cache_dir()?;
+    let cache = crate::cache::dir().with_context(|| format!(
+        "the S3 tests install garage into the user's cache: set HOME or XDG_CACHE_HOME, or GARAGE_BIN to a garage {GARAGE_VERSION} binary"
+    ))?;
     let root = cache.join(format!("garage-{GARAGE_VERSION}"));
     let bin = root.join("bin/garage");
     if bin.is_file() {
         return Ok(bin);
     }
-    std::fs::create_dir_all(&cache)
-        .with_context(|| format!("creating the cache directory {}", cache.display()))?;
-    let lock_path = cache.join(format!("garage-{GARAGE_VERSION}.lock"));
-    let lock = File::create(&lock_path)
-        .with_context(|| format!("creating the lock file {}", lock_path.display()))?;
-    if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-        say(&format!(
-            "waiting for another test process installing garage {GARAGE_VERSION} (lock {})",
-            lock_path.display()
-        ));
-        flock(&lock, FlockOperation::LockExclusive)
-            .with_context(|| format!("locking {}", lock_path.display()))?;
-    }
+    let _lock = crate::cache::lock(
+        &cache,
+        &format!("garage-{GARAGE_VERSION}"),
+        &format!("installing garage {GARAGE_VERSION}"),
+    )?;
     if !bin.is_file() {
         install(&cache, &root)?;
     }
     Ok(bin)
-}
-
-/// `$XDG_CACHE_HOME/cairn-tests` when that is an absolute path, else
-/// `$HOME/.cache/cairn-tests`.
-fn cache_dir() -> Result<PathBuf> {
-    let xdg_cache = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute());
-    let home_cache = || {
-        std::env::var_os("HOME")
-            .filter(|home| !home.is_empty())
-            .map(|home| PathBuf::from(home).join(".cache"))
-    };
-    let Some(cache) = xdg_cache.or_else(home_cache) else {
-        bail!("the S3 tests install garage into the user's cache: set HOME or XDG_CACHE_HOME, or GARAGE_BIN to a garage {GARAGE_VERSION} binary");
-    };
-    Ok(cache.join("cairn-tests"))
 }
 
 /// Builds garage with `cargo install` into `root`, by way of a partial directory beside
@@ -146,17 +121,4 @@ fn install(cache: &Path, root: &Path) -> Result<()> {
         started.elapsed().as_secs()
     ));
     Ok(())
-}
-
-/// The last lines of the file at `path`.
-fn last_lines(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(LOG_LINES_SHOWN)..].join("\n")
-}
-
-/// Writes a line on stderr itself, which the test harness does not capture (it only
-/// captures `eprintln!`): a test that waits minutes says why at once.
-fn say(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
 }

@@ -128,22 +128,41 @@ impl ServiceProcess {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Result<ServiceProcess> {
-        ServiceProcess::spawn(dir, extra, env, true)
+        ServiceProcess::spawn(
+            &binary("cairn-server", "cairn-service")?,
+            dir,
+            extra,
+            env,
+            true,
+        )
+    }
+
+    /// As [`ServiceProcess::start`], running the service binary `program` instead of the
+    /// workspace's (the format-1 release's, for instance: see [`crate::format1`]).
+    pub fn start_program(program: &Path, dir: &Path, extra: &[&str]) -> Result<ServiceProcess> {
+        ServiceProcess::spawn(program, dir, extra, &[], true)
     }
 
     /// Starts a service on `dir` whose listeners come from `DIR/cairn.toml` alone (no
     /// `--listen` flag, which would win over the file); the file must name a TLS URL.
     pub fn start_listening_from_file(dir: &Path) -> Result<ServiceProcess> {
-        ServiceProcess::spawn(dir, &[], &[], false)
+        ServiceProcess::spawn(
+            &binary("cairn-server", "cairn-service")?,
+            dir,
+            &[],
+            &[],
+            false,
+        )
     }
 
     fn spawn(
+        program: &Path,
         dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
         default_listen: bool,
     ) -> Result<ServiceProcess> {
-        let mut command = Command::new(binary("cairn-server", "cairn-service")?);
+        let mut command = Command::new(program);
         command.arg(dir);
         if default_listen && !extra.contains(&"--listen") {
             command.args(["--listen", "ssl://127.0.0.1:0"]);
