@@ -652,10 +652,10 @@ impl Migration<'_> {
         stored: &'v [u8],
         build_indexes: bool,
     ) -> Checked<'v> {
-        let lossy = String::from_utf8_lossy(key).into_owned();
+        let lossy = || String::from_utf8_lossy(key).into_owned();
         let Some((rev, value)) = split_format1_doc(stored) else {
             return Checked::Refuse(Refusal {
-                key: lossy,
+                key: lossy(),
                 rev: 0,
                 error: format!(
                     "the stored value has {} bytes, fewer than a rev",
@@ -665,7 +665,7 @@ impl Migration<'_> {
         };
         let refuse = |error: String| {
             Checked::Refuse(Refusal {
-                key: lossy.clone(),
+                key: lossy(),
                 rev,
                 error,
             })
