@@ -369,13 +369,14 @@ fn check_room(src: &Path, dest: &Path, databases: &[SourceDatabase]) -> Result<(
         .sum();
     let written = std::fs::metadata(dest.join(crate::backup::ENV_FILE)).map_or(0, |m| m.len());
     let needed = (data + data / 8 + files + (1 << 20)).saturating_sub(written);
-    // A destination not made yet is checked where it will be made.
+    // A destination not made yet is checked where it will be made (the parent of a
+    // relative `new` is the current directory).
     let at = if dest.exists() {
-        dest
+        dest.to_path_buf()
     } else {
-        crate::backup::parent(dest)
+        crate::backup::parent(&crate::backup::absolute(dest)?).to_path_buf()
     };
-    check_free_space(at, needed, "the migration")
+    check_free_space(&at, needed, "the migration")
 }
 
 /// One run of a migration.
