@@ -1,8 +1,10 @@
-//! What a migration writes outside the environment: the other files of the source
-//! directory (`cairn.toml`, `certs/`, …, copied with their permission bits, fsync'd),
-//! `migration/offsets.json` (where the source's change logs stood: a follower starts
-//! there), and the dump of refused documents (JSON lines, cut back to its length at the
-//! last commit when a migration resumes, so that it lists each refusal once).
+//! What a migration writes outside the environment: `migration/started` (first of all,
+//! so that a destination killed before its store's first commit is still known for
+//! one), the other files of the source directory (`cairn.toml`, `certs/`, …, copied
+//! with their permission bits, fsync'd), `migration/offsets.json` (where the source's
+//! change logs stood: a follower starts there), and the dump of refused documents (JSON
+//! lines, cut back to its length at the last commit when a migration resumes, so that
+//! it lists each refusal once).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -22,12 +24,33 @@ use crate::store::{now_ms, STORE_DIR};
 /// Where the offsets go, inside the destination.
 pub const OFFSETS_FILE: &str = "migration/offsets.json";
 
+/// The directory of `OFFSETS_FILE` and `STARTED_FILE`, inside the destination.
+pub(super) const MIGRATION_DIR: &str = "migration";
+
+/// The mark of a migration started in a directory: the source directory's absolute
+/// path and a newline, written before the destination's environment, and kept.
+pub const STARTED_FILE: &str = "migration/started";
+
+/// Writes `STARTED_FILE` into `dest` (durably, before anything else of the migration
+/// is written there): a directory that holds it but no store yet is refused by every
+/// open as an unfinished migration, never taken for an empty directory.
+pub(super) fn mark_started(dest: &Path, source_dir: &Path) -> Result<()> {
+    write_durably(dest, STARTED_FILE, &format!("{}\n", source_dir.display()))
+}
+
+/// The source directory of the migration started in `dir`, when `dir` holds its mark
+/// (see `mark_started`).
+pub(crate) fn started_from(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join(STARTED_FILE)).ok()?;
+    Some(text.trim_end_matches('\n').to_string())
+}
+
 /// True for what of a source directory is not copied as a file: its environment (the
 /// migration moves it), a backup's manifest (it describes the old environment), what
 /// no backup holds either (runtime entries), and an earlier migration's offsets.
 pub(super) fn skipped(rel: &str) -> bool {
     let top = rel.split('/').next().unwrap_or(rel);
-    top == STORE_DIR || top == "migration" || rel == MANIFEST_FILE || never_copied(rel)
+    top == STORE_DIR || top == MIGRATION_DIR || rel == MANIFEST_FILE || never_copied(rel)
 }
 
 /// Copies the source's files into the destination (replacing what an interrupted run
@@ -81,14 +104,21 @@ pub(super) fn write_offsets(
         read_ms: now_ms(),
         databases: positions.iter().map(|(n, s)| (n.as_str(), *s)).collect(),
     };
-    let path = dest.join(OFFSETS_FILE);
+    let mut text = serde_json::to_string_pretty(&offsets).expect("offsets always encode");
+    text.push('\n');
+    write_durably(dest, OFFSETS_FILE, &text)
+}
+
+/// Writes `text` into the file `rel` of `dest` (in `MIGRATION_DIR`, created when
+/// missing) under a temporary name first, fsync'd, renamed, with its directory fsync'd.
+fn write_durably(dest: &Path, rel: &str, text: &str) -> Result<()> {
+    let path = dest.join(rel);
     let dir = path.parent().expect("a file in a directory");
     if !dir.is_dir() {
         create_dir(dir, 0o700)?;
     }
-    let mut text = serde_json::to_string_pretty(&offsets).expect("offsets always encode");
-    text.push('\n');
-    let temporary = path.with_extension("json.tmp");
+    let mut temporary = path.clone().into_os_string();
+    temporary.push(".tmp");
     let written = (|| -> std::io::Result<()> {
         let mut file = File::create(&temporary)?;
         file.write_all(text.as_bytes())?;
