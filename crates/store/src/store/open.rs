@@ -73,6 +73,24 @@ fn environment_exists(dir: &Path) -> bool {
     store_path(dir).join("data.mdb").exists()
 }
 
+/// `FormatMismatch` when `dir` holds a store of another format, found with the
+/// environment opened read-only without its lock file, so that a refused directory is
+/// left as it was, LMDB's lock file included (a writable open rewrites it). Anything
+/// else (no store yet, an error) is left to the open that follows.
+fn refuse_other_formats(dir: &Path) -> Result<()> {
+    if !environment_exists(dir) {
+        return Ok(());
+    }
+    match crate::migrate::directory_format(dir) {
+        Ok(found) if found != FORMAT_VERSION => Err(StoreError::FormatMismatch {
+            dir: dir.to_path_buf(),
+            found,
+            expected: FORMAT_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// True when a migration into `dir` was started (its mark is there).
 fn migration_started(dir: &Path) -> bool {
     crate::migrate::started_from(dir).is_some()
@@ -348,6 +366,7 @@ impl Store {
         if !create && !environment_exists(dir) {
             return Err(no_store(dir));
         }
+        refuse_other_formats(dir)?;
         let env = open_env(dir, &options, EnvAccess::Writable)?;
         let outcome = match (load(&env, dir, Unfinished::Refuse), mode) {
             (Ok(Some(_)), OpenMode::MustBeNew) => Err(StoreError::StoreExists {
@@ -397,6 +416,7 @@ impl Store {
         if !environment_exists(dir) {
             return Err(no_store(dir));
         }
+        refuse_other_formats(dir)?;
         let env = open_env(dir, &options, access)?;
         let loaded = match load(&env, dir, Unfinished::Refuse) {
             Ok(Some(loaded)) => loaded,
