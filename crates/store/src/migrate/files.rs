@@ -31,23 +31,48 @@ pub(super) const MIGRATION_DIR: &str = "migration";
 /// path and a newline, written before the destination's environment, and kept.
 pub const STARTED_FILE: &str = "migration/started";
 
-/// Writes `STARTED_FILE` into `dest` (durably, before anything else of the migration
-/// is written there): a directory that holds it but no store yet is refused by every
-/// open as an unfinished migration, never taken for an empty directory.
+/// Writes `STARTED_FILE` into `dest` unless it is there (durably, before anything else
+/// of the migration is written there): a directory that holds it but no store yet is
+/// refused by every open as an unfinished migration, never taken for an empty
+/// directory. Written in place, not renamed into place: the mark counts from the moment
+/// the file exists (its text only names the source in messages).
 pub(super) fn mark_started(dest: &Path, source_dir: &Path) -> Result<()> {
-    write_durably(dest, STARTED_FILE, &format!("{}\n", source_dir.display()))
+    let path = dest.join(STARTED_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = dest.join(MIGRATION_DIR);
+    if !dir.is_dir() {
+        create_dir(&dir, 0o700)?;
+    }
+    let written = (|| -> std::io::Result<()> {
+        let mut file = File::create(&path)?;
+        file.write_all(format!("{}\n", source_dir.display()).as_bytes())?;
+        file.sync_all()
+    })();
+    written.map_err(|e| StoreError::io(format!("writing {}", path.display()), e))?;
+    sync_dir(&dir)?;
+    sync_dir(dest)
 }
 
 /// The source directory of the migration started in `dir`, when `dir` holds its mark
-/// (see `mark_started`).
+/// (see `mark_started`; empty when the mark cannot be read, lossy when it is not
+/// UTF-8: the mark is the file, the text only names the source).
 pub(crate) fn started_from(dir: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(dir.join(STARTED_FILE)).ok()?;
-    Some(text.trim_end_matches('\n').to_string())
+    let path = dir.join(STARTED_FILE);
+    std::fs::symlink_metadata(&path).ok()?;
+    let text = std::fs::read(&path).unwrap_or_default();
+    Some(
+        String::from_utf8_lossy(&text)
+            .trim_end_matches('\n')
+            .to_string(),
+    )
 }
 
 /// True for what of a source directory is not copied as a file: its environment (the
 /// migration moves it), a backup's manifest (it describes the old environment), what
-/// no backup holds either (runtime entries), and an earlier migration's offsets.
+/// no backup holds either (runtime entries), and an earlier migration's `migration/`
+/// (its offsets and mark).
 pub(super) fn skipped(rel: &str) -> bool {
     let top = rel.split('/').next().unwrap_or(rel);
     top == STORE_DIR || top == MIGRATION_DIR || rel == MANIFEST_FILE || never_copied(rel)
@@ -104,21 +129,14 @@ pub(super) fn write_offsets(
         read_ms: now_ms(),
         databases: positions.iter().map(|(n, s)| (n.as_str(), *s)).collect(),
     };
-    let mut text = serde_json::to_string_pretty(&offsets).expect("offsets always encode");
-    text.push('\n');
-    write_durably(dest, OFFSETS_FILE, &text)
-}
-
-/// Writes `text` into the file `rel` of `dest` (in `MIGRATION_DIR`, created when
-/// missing) under a temporary name first, fsync'd, renamed, with its directory fsync'd.
-fn write_durably(dest: &Path, rel: &str, text: &str) -> Result<()> {
-    let path = dest.join(rel);
+    let path = dest.join(OFFSETS_FILE);
     let dir = path.parent().expect("a file in a directory");
     if !dir.is_dir() {
         create_dir(dir, 0o700)?;
     }
-    let mut temporary = path.clone().into_os_string();
-    temporary.push(".tmp");
+    let mut text = serde_json::to_string_pretty(&offsets).expect("offsets always encode");
+    text.push('\n');
+    let temporary = path.with_extension("json.tmp");
     let written = (|| -> std::io::Result<()> {
         let mut file = File::create(&temporary)?;
         file.write_all(text.as_bytes())?;
