@@ -76,7 +76,9 @@ fn environment_exists(dir: &Path) -> bool {
 /// `FormatMismatch` when `dir` holds a store of another format, found with the
 /// environment opened read-only without its lock file, so that a refused directory is
 /// left as it was, LMDB's lock file included (a writable open rewrites it). Anything
-/// else (no store yet, an error) is left to the open that follows.
+/// else (no store yet, an error) is left to the open that follows. Only before a
+/// writable open, which no other process may share: a reader beside a running service
+/// (`open_read_only`) registers in the lock file, as it must.
 fn refuse_other_formats(dir: &Path) -> Result<()> {
     if !environment_exists(dir) {
         return Ok(());
@@ -416,7 +418,6 @@ impl Store {
         if !environment_exists(dir) {
             return Err(no_store(dir));
         }
-        refuse_other_formats(dir)?;
         let env = open_env(dir, &options, access)?;
         let loaded = match load(&env, dir, Unfinished::Refuse) {
             Ok(Some(loaded)) => loaded,
