@@ -70,17 +70,19 @@ pub fn cairn(args: &[String], stdin: &str) -> Run {
     run_program(cairn_exe(), args, stdin)
 }
 
-/// Runs the CLI binary `program` (the workspace's `cairn`, or another release's) with
-/// `args` and `stdin`, for at most [`RUN_TIMEOUT`].
+/// Runs the CLI binary `program` (the workspace's `cairn`, another release's, or
+/// another tool such as `cairn-migrate`) with `args` and `stdin`, for at most
+/// [`RUN_TIMEOUT`].
 pub fn run_program(program: &Path, args: &[String], stdin: &str) -> Run {
-    let command = format!("cairn {}", args.join(" "));
+    let name = program.file_name().unwrap_or_default().to_string_lossy();
+    let command = format!("{name} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawning cairn");
+        .unwrap_or_else(|e| panic!("spawning {command}: {e}"));
     // A command that does not read stdin may exit first: a broken pipe is no failure.
     let written = child
         .stdin

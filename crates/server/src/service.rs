@@ -131,16 +131,17 @@ impl Service {
     ) -> Result<Service, ServerError> {
         create_private_dir(dir)?;
         let lock = DirLock::acquire(dir)?;
-        for sub in [CERTS_DIR, BACKUPS_DIR, TMP_DIR] {
-            create_private_dir(&dir.join(sub))?;
-        }
-        empty_dir(&dir.join(TMP_DIR))?;
-
         let options = settings.store_options();
         let store_dir = dir.to_path_buf();
         let store = tokio::task::spawn_blocking(move || Store::open_or_create(&store_dir, options))
             .await
             .map_err(|e| ServerError::io("opening the store", std::io::Error::other(e)))??;
+        // Only once the store opened: a directory refused (another format, an
+        // unfinished migration) is left as it was.
+        for sub in [CERTS_DIR, BACKUPS_DIR, TMP_DIR] {
+            create_private_dir(&dir.join(sub))?;
+        }
+        empty_dir(&dir.join(TMP_DIR))?;
         ensure_root(&store, settings.root_password.as_deref()).await?;
         write(&store, Write::PurgeSessions { now_ms: now_ms() })
             .await

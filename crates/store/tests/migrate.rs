@@ -654,7 +654,8 @@ fn refusals_change_nothing() {
     )
     .unwrap_err();
     assert!(
-        matches!(error, StoreError::FormatMismatch { found: 2, .. }),
+        matches!(error, StoreError::Migration { .. })
+            && error.to_string().contains("is format 2 already"),
         "{error}"
     );
     let error = Store::open(&src, StoreOptions::default()).unwrap_err();
@@ -686,4 +687,64 @@ fn refusals_change_nothing() {
     );
     drop(lock);
     assert!(!scratch.path().join("y").exists());
+}
+
+#[test]
+fn a_migration_killed_before_its_first_commit_is_never_taken_for_an_empty_directory() {
+    let scratch = tempfile::tempdir().unwrap();
+    let src = scratch.path().join("old");
+    format1::write(&src, &spec(&keys(3)));
+    // What a migration killed right after its mark leaves: the mark, then (killed a
+    // little later) an environment whose creation never committed.
+    let dest = scratch.path().join("new");
+    std::fs::create_dir_all(dest.join("migration")).unwrap();
+    std::fs::write(
+        dest.join(migrate::STARTED_FILE),
+        format!("{}\n", src.display()),
+    )
+    .unwrap();
+    for with_environment in [false, true] {
+        if with_environment {
+            std::fs::create_dir_all(dest.join("store")).unwrap();
+            let mut options = heed::EnvOpenOptions::new().read_txn_without_tls();
+            options.max_dbs(16);
+            // SAFETY: a fresh environment that nothing else opens.
+            let env = unsafe { options.open(dest.join("store")) }.unwrap();
+            env.prepare_for_closing().wait();
+        }
+        let files = |dir: &Path| snapshot_files(dir).into_keys().collect::<Vec<_>>();
+        let before = files(&dest);
+        for refused in [
+            Store::open_or_create(&dest, StoreOptions::default()).unwrap_err(),
+            Store::create(&dest, StoreOptions::default()).unwrap_err(),
+            Store::open(&dest, StoreOptions::default()).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&refused, StoreError::MigrationUnfinished { from, .. } if *from == src.display().to_string()),
+                "{refused}"
+            );
+        }
+        // (LMDB may write its first meta pages into the empty environment.)
+        assert_eq!(files(&dest), before, "no store is created");
+        let without =
+            migrate::migrate(&src, &dest, &MigrateOptions::default(), &mut |_| {}).unwrap_err();
+        assert!(
+            without.to_string().contains(&format!(
+                "unfinished migration from {}: add --from-last",
+                src.display()
+            )),
+            "{without}"
+        );
+    }
+    let summary = migrate(
+        &src,
+        &dest,
+        &MigrateOptions {
+            from_last: true,
+            ..MigrateOptions::default()
+        },
+    );
+    assert_eq!(summary.refused(), 0);
+    let store = Store::open(&dest, StoreOptions::default()).unwrap();
+    assert_eq!(store.list_databases().unwrap().len(), 3);
 }

@@ -79,7 +79,14 @@ fn backup(
     bar: &Bar,
 ) -> Result<()> {
     let store = open_source(src)?;
-    let summary = create_backup(&store, src, dst, control).map_err(explain)?;
+    let summary = create_backup(&store, src, dst, control).map_err(|error| match error {
+        // The copy holds what the source holds: the damage it names is the source's.
+        StoreError::BackupInvalid { .. } => anyhow!(
+            "{error}: nothing was kept; the copy holds what {} holds, so what fails is damaged there: restore that database from an earlier backup",
+            src.display()
+        ),
+        other => explain(other),
+    })?;
     bar.clear();
     output::backup(output, &summary);
     Ok(())

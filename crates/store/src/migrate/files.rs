@@ -1,8 +1,10 @@
-//! What a migration writes outside the environment: the other files of the source
-//! directory (`cairn.toml`, `certs/`, …, copied with their permission bits, fsync'd),
-//! `migration/offsets.json` (where the source's change logs stood: a follower starts
-//! there), and the dump of refused documents (JSON lines, cut back to its length at the
-//! last commit when a migration resumes, so that it lists each refusal once).
+//! What a migration writes outside the environment: `migration/started` (first of all,
+//! so that a destination killed before its store's first commit is still known for
+//! one), the other files of the source directory (`cairn.toml`, `certs/`, …, copied
+//! with their permission bits, fsync'd), `migration/offsets.json` (where the source's
+//! change logs stood: a follower starts there), and the dump of refused documents (JSON
+//! lines, cut back to its length at the last commit when a migration resumes, so that
+//! it lists each refusal once).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Seek, SeekFrom, Write};
@@ -22,12 +24,58 @@ use crate::store::{now_ms, STORE_DIR};
 /// Where the offsets go, inside the destination.
 pub const OFFSETS_FILE: &str = "migration/offsets.json";
 
+/// The directory of `OFFSETS_FILE` and `STARTED_FILE`, inside the destination.
+pub(super) const MIGRATION_DIR: &str = "migration";
+
+/// The mark of a migration started in a directory: the source directory's absolute
+/// path and a newline, written before the destination's environment, and kept.
+pub const STARTED_FILE: &str = "migration/started";
+
+/// Writes `STARTED_FILE` into `dest` unless it is there (durably, before anything else
+/// of the migration is written there): a directory that holds it but no store yet is
+/// refused by every open as an unfinished migration, never taken for an empty
+/// directory. Written in place, not renamed into place: the mark counts from the moment
+/// the file exists (its text only names the source in messages).
+pub(super) fn mark_started(dest: &Path, source_dir: &Path) -> Result<()> {
+    let path = dest.join(STARTED_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = dest.join(MIGRATION_DIR);
+    if !dir.is_dir() {
+        create_dir(&dir, 0o700)?;
+    }
+    let written = (|| -> std::io::Result<()> {
+        let mut file = File::create(&path)?;
+        file.write_all(format!("{}\n", source_dir.display()).as_bytes())?;
+        file.sync_all()
+    })();
+    written.map_err(|e| StoreError::io(format!("writing {}", path.display()), e))?;
+    sync_dir(&dir)?;
+    sync_dir(dest)
+}
+
+/// The source directory of the migration started in `dir`, when `dir` holds its mark
+/// (see `mark_started`; empty when the mark cannot be read, lossy when it is not
+/// UTF-8: the mark is the file, the text only names the source).
+pub(crate) fn started_from(dir: &Path) -> Option<String> {
+    let path = dir.join(STARTED_FILE);
+    std::fs::symlink_metadata(&path).ok()?;
+    let text = std::fs::read(&path).unwrap_or_default();
+    Some(
+        String::from_utf8_lossy(&text)
+            .trim_end_matches('\n')
+            .to_string(),
+    )
+}
+
 /// True for what of a source directory is not copied as a file: its environment (the
 /// migration moves it), a backup's manifest (it describes the old environment), what
-/// no backup holds either (runtime entries), and an earlier migration's offsets.
+/// no backup holds either (runtime entries), and an earlier migration's `migration/`
+/// (its offsets and mark).
 pub(super) fn skipped(rel: &str) -> bool {
     let top = rel.split('/').next().unwrap_or(rel);
-    top == STORE_DIR || top == "migration" || rel == MANIFEST_FILE || never_copied(rel)
+    top == STORE_DIR || top == MIGRATION_DIR || rel == MANIFEST_FILE || never_copied(rel)
 }
 
 /// Copies the source's files into the destination (replacing what an interrupted run

@@ -33,7 +33,9 @@ use heed::{Env, PutFlags, RwTxn, WithoutTls};
 
 pub use record::{Cursor, MigrationRecord, Stage};
 
-use self::files::{copy_files, write_offsets, Dump, OFFSETS_FILE};
+pub(crate) use self::files::started_from;
+pub use self::files::STARTED_FILE;
+use self::files::{copy_files, mark_started, write_offsets, Dump, MIGRATION_DIR, OFFSETS_FILE};
 use self::source::{format_of, meta_value, Source, SourceDatabase, SourceMeta};
 use crate::backup::check_free_space;
 use crate::error::{Result, StoreError};
@@ -225,8 +227,10 @@ fn destination_counts(dest: &Path) -> Result<BTreeMap<String, SideCounts>> {
 enum Destination {
     /// Missing, or an empty directory.
     Empty,
-    /// An environment whose creation never committed: nothing was started.
-    NotStarted,
+    /// A migration's mark (see `files::mark_started`) and at most an environment
+    /// whose creation never committed: started, killed before its first commit. The
+    /// source directory the mark names, if any.
+    NotStarted(Option<String>),
     /// A store with a migration record.
     Migration(MigrationRecord),
     /// Anything else.
@@ -248,8 +252,12 @@ fn inspect(dest: &Path) -> Result<Destination> {
         return Ok(Destination::Empty);
     }
     match format_of(dest) {
-        Err(StoreError::NoStore { .. }) if names.iter().all(|n| n == crate::store::STORE_DIR) => {
-            Ok(Destination::NotStarted)
+        Err(StoreError::NoStore { .. })
+            if names
+                .iter()
+                .all(|n| n == crate::store::STORE_DIR || n == MIGRATION_DIR) =>
+        {
+            Ok(Destination::NotStarted(started_from(dest)))
         }
         Err(StoreError::NoStore { .. }) => Ok(Destination::Other("holds files".to_string())),
         Err(error) => Err(error),
@@ -290,12 +298,16 @@ pub fn migrate(
     };
     let state = inspect(dest)?;
     let resumed = match (&state, options.from_last) {
-        (Destination::Empty, _) | (Destination::NotStarted, true) => false,
-        (Destination::NotStarted, false) => {
+        (Destination::Empty, _) | (Destination::NotStarted(_), true) => false,
+        (Destination::NotStarted(from), false) => {
+            let from = from
+                .as_ref()
+                .map(|from| format!(" from {from}"))
+                .unwrap_or_default();
             return Err(refuse(format!(
-                "{} holds an unfinished migration: add --from-last, or remove it",
+                "{} holds an unfinished migration{from}: add --from-last, or remove it",
                 dest.display()
-            )))
+            )));
         }
         (Destination::Migration(record), _) if record.is_finished() => {
             return Err(refuse(format!(
@@ -337,6 +349,7 @@ pub fn migrate(
         crate::backup::create_dir(dest, 0o700)?;
     }
     let _lock = DirLock::acquire(dest)?;
+    mark_started(dest, &source_dir)?;
     let env = open_env(dest, &options.store, EnvAccess::Writable)?;
     let outcome = Migration {
         source: &source,
@@ -369,13 +382,14 @@ fn check_room(src: &Path, dest: &Path, databases: &[SourceDatabase]) -> Result<(
         .sum();
     let written = std::fs::metadata(dest.join(crate::backup::ENV_FILE)).map_or(0, |m| m.len());
     let needed = (data + data / 8 + files + (1 << 20)).saturating_sub(written);
-    // A destination not made yet is checked where it will be made.
+    // A destination not made yet is checked where it will be made (the parent of a
+    // relative `new` is the current directory).
     let at = if dest.exists() {
-        dest
+        dest.to_path_buf()
     } else {
-        crate::backup::parent(dest)
+        crate::backup::parent(&crate::backup::absolute(dest)?).to_path_buf()
     };
-    check_free_space(at, needed, "the migration")
+    check_free_space(&at, needed, "the migration")
 }
 
 /// One run of a migration.

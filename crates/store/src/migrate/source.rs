@@ -16,7 +16,9 @@ use heed::{Database, Env, RoTxn, WithoutTls};
 
 use crate::backup::hold_against_services;
 use crate::error::{Result, StoreError};
-use crate::format::{database_bounds, meta_key, table, CatalogRecord, DatabaseConfig};
+use crate::format::{
+    database_bounds, meta_key, table, CatalogRecord, DatabaseConfig, FORMAT_VERSION,
+};
 use crate::store::{close_env, open_env, EnvAccess, StoreOptions};
 
 /// The format this file reads.
@@ -119,15 +121,31 @@ pub(crate) fn format_of(dir: &Path) -> Result<u32> {
 
 impl Source {
     /// Opens the format-1 store of `dir`: `DirectoryInUse` (with the pid) when a service
-    /// runs on it, `FormatMismatch` when it is of another format.
+    /// runs on it, `Migration` when it is of this release's format already,
+    /// `FormatMismatch` when it is of another format.
     pub(crate) fn open(dir: &Path) -> Result<Source> {
         let held = hold_against_services(dir)?;
         let found = format_of(dir)?;
+        if found == FORMAT_VERSION {
+            return Err(StoreError::Migration {
+                reason: format!(
+                    "{} is format {found} already, the format this release reads: nothing to migrate (cairn-service {} serves it)",
+                    dir.display(),
+                    dir.display()
+                ),
+            });
+        }
         if found != SOURCE_FORMAT {
+            // A newer format is named against the format this release reads (and
+            // writes), not the one it migrates from.
             return Err(StoreError::FormatMismatch {
                 dir: dir.to_path_buf(),
                 found,
-                expected: SOURCE_FORMAT,
+                expected: if found > FORMAT_VERSION {
+                    FORMAT_VERSION
+                } else {
+                    SOURCE_FORMAT
+                },
             });
         }
         let env = open_env(dir, &StoreOptions::default(), EnvAccess::Unshared)?;

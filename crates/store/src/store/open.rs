@@ -73,6 +73,45 @@ fn environment_exists(dir: &Path) -> bool {
     store_path(dir).join("data.mdb").exists()
 }
 
+/// `FormatMismatch` when `dir` holds a store of another format, found with the
+/// environment opened read-only without its lock file, so that a refused directory is
+/// left as it was, LMDB's lock file included (a writable open rewrites it). Anything
+/// else (no store yet, an error) is left to the open that follows. Only before a
+/// writable open, which no other process may share: a reader beside a running service
+/// (`open_read_only`) registers in the lock file, as it must.
+fn refuse_other_formats(dir: &Path) -> Result<()> {
+    if !environment_exists(dir) {
+        return Ok(());
+    }
+    match crate::migrate::directory_format(dir) {
+        Ok(found) if found != FORMAT_VERSION => Err(StoreError::FormatMismatch {
+            dir: dir.to_path_buf(),
+            found,
+            expected: FORMAT_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// True when a migration into `dir` was started (its mark is there).
+fn migration_started(dir: &Path) -> bool {
+    crate::migrate::started_from(dir).is_some()
+}
+
+/// The error for a directory that holds no store: `MigrationUnfinished` when a
+/// migration into it was started and killed before its first commit, else `NoStore`.
+fn no_store(dir: &Path) -> StoreError {
+    match crate::migrate::started_from(dir) {
+        Some(from) => StoreError::MigrationUnfinished {
+            dir: dir.to_path_buf(),
+            from,
+        },
+        None => StoreError::NoStore {
+            dir: dir.to_path_buf(),
+        },
+    }
+}
+
 /// How `open_env` opens an environment: writable, or read-only in one of two ways.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum EnvAccess {
@@ -323,20 +362,20 @@ impl Store {
     }
 
     fn open_with(dir: &Path, options: StoreOptions, mode: OpenMode) -> Result<Store> {
-        if mode == OpenMode::MustExist && !environment_exists(dir) {
-            return Err(StoreError::NoStore {
-                dir: dir.to_path_buf(),
-            });
+        // A migration killed before its first commit left its mark and at most an
+        // empty environment: never a store to create (it finishes with --from-last).
+        let create = mode != OpenMode::MustExist && !migration_started(dir);
+        if !create && !environment_exists(dir) {
+            return Err(no_store(dir));
         }
+        refuse_other_formats(dir)?;
         let env = open_env(dir, &options, EnvAccess::Writable)?;
         let outcome = match (load(&env, dir, Unfinished::Refuse), mode) {
             (Ok(Some(_)), OpenMode::MustBeNew) => Err(StoreError::StoreExists {
                 dir: dir.to_path_buf(),
             }),
             (Ok(Some(loaded)), _) => Ok(loaded),
-            (Ok(None), OpenMode::MustExist) => Err(StoreError::NoStore {
-                dir: dir.to_path_buf(),
-            }),
+            (Ok(None), _) if !create => Err(no_store(dir)),
             (Ok(None), _) => {
                 let created = initialise(&env);
                 if created.is_ok() {
@@ -377,18 +416,14 @@ impl Store {
 
     fn open_reader(dir: &Path, options: StoreOptions, access: EnvAccess) -> Result<Store> {
         if !environment_exists(dir) {
-            return Err(StoreError::NoStore {
-                dir: dir.to_path_buf(),
-            });
+            return Err(no_store(dir));
         }
         let env = open_env(dir, &options, access)?;
         let loaded = match load(&env, dir, Unfinished::Refuse) {
             Ok(Some(loaded)) => loaded,
             Ok(None) => {
                 close_env(env);
-                return Err(StoreError::NoStore {
-                    dir: dir.to_path_buf(),
-                });
+                return Err(no_store(dir));
             }
             Err(error) => {
                 close_env(env);
