@@ -94,9 +94,9 @@ struct Built {
 }
 
 /// How long a copy took and how big its environment file is.
-struct Copied {
-    elapsed: Duration,
-    env_bytes: u64,
+pub struct Copied {
+    pub elapsed: Duration,
+    pub env_bytes: u64,
 }
 
 /// Puts of the live service without and during backups, and how long the jobs took.
@@ -263,7 +263,7 @@ pub fn run_backup_comparison(sizes: BackupSizes, base: &Path) -> Result<BackupRe
 }
 
 /// `bytes` in MiB, as printed.
-fn mib(bytes: u64) -> String {
+pub fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
@@ -311,7 +311,7 @@ fn bin16_value(rng: &mut StdRng) -> Vec<u8> {
 
 /// Runs `command` after a sync (so that no earlier copy's writes are flushed during
 /// it); its wall time and the size of the environment file `env_file` it wrote.
-fn time_copy(command: &mut Command, env_file: &Path) -> Result<Copied> {
+pub fn time_copy(command: &mut Command, env_file: &Path) -> Result<Copied> {
     rustix::fs::sync();
     let start = Instant::now();
     let output = command

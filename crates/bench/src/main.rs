@@ -1,20 +1,25 @@
 //! `cairn-bench`: side-by-side benchmarks of Cairn against raw heed. `cairn-bench store`
 //! runs the same workloads (batched random puts, random gets, an ordered scan, and group
-//! commit under many writers) through raw heed and through cairn-store in one process.
-//! `cairn-bench service` starts a real `cairn-service` and measures it over TLS on
+//! commit under many writers) through raw heed and through cairn-store in one process,
+//! and tells what cairn-store's per-record checksums cost alone. `cairn-bench service` starts a real `cairn-service` and measures it over TLS on
 //! loopback (durable puts and gets from many callers, pipelined gets, get latency beside
 //! a bare TLS echo, memory after a load, time to ready) beside raw heed in-process.
 //! `cairn-bench backup` times `cairn-backup` beside `mdb_copy -c` and `cp -r` on a
 //! directory of about 1 GiB, and a live service's durable puts during backup jobs
-//! beside those without one. Each prints each pair of figures, their ratio and target,
-//! then how they were measured.
+//! beside those without one. `cairn-bench migrate` times `cairn_store::migrate` on a
+//! format-1 directory written with raw heed beside `mdb_copy -c` of it, and a `find`
+//! page deep inside one index value in format 1 and in format 2 beside a point get.
+//! Each prints each pair of figures, their ratio and target, then how they were
+//! measured.
 
 mod backup;
 mod cairn;
 mod data;
 mod echo;
+mod format1;
 mod mdb_copy;
 mod measure;
+mod migrate;
 mod process;
 mod procfs;
 mod raw;
@@ -29,6 +34,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backup::BackupSizes;
+use crate::migrate::MigrateSizes;
 use crate::report::{Row, Sides};
 use crate::service::ServiceSizes;
 use crate::workloads::Sizes;
@@ -74,6 +80,17 @@ Examples:
   # Rows as JSON, the directories on another disk:
   ./target/release/cairn-bench backup --json --dir /mnt/nvme/tmp";
 
+const MIGRATE_EXAMPLES: &str = "\
+Examples:
+  # The full comparison (1,000,000 documents; gcc builds mdb_copy at run time):
+  cargo run --release -p cairn-bench -- migrate
+
+  # A quick smoke check (20,000 documents, finds timed for 0.2 s each):
+  cargo run --release -p cairn-bench -- migrate --quick
+
+  # Rows as JSON, the directories on another disk:
+  cargo run --release -p cairn-bench -- migrate --json --dir /mnt/nvme/tmp";
+
 const EXAMPLES: &str = "\
 Examples:
   # cairn-store against raw heed, in one process:
@@ -84,6 +101,9 @@ Examples:
 
   # cairn-backup against mdb_copy -c and cp -r, and puts during a backup:
   cargo run --release -p cairn-bench -- backup --quick
+
+  # Migration from format 1 against mdb_copy -c, and deep find pages:
+  cargo run --release -p cairn-bench -- migrate --quick
 
   # Rows as JSON:
   cargo run --release -p cairn-bench -- service --json";
@@ -99,6 +119,11 @@ const SERVICE_SIDES: Sides = Sides {
 };
 
 const BACKUP_SIDES: Sides = Sides {
+    baseline: "baseline",
+    measured: "cairn",
+};
+
+const MIGRATE_SIDES: Sides = Sides {
     baseline: "baseline",
     measured: "cairn",
 };
@@ -121,7 +146,8 @@ enum Command {
     ///
     /// Runs batched random puts, random gets, an ordered scan and group commit through
     /// both, in fresh temporary directories, and prints each pair of throughputs with
-    /// their ratio and target, then the peak RSS. Every commit fsyncs, so the disk under
+    /// their ratio and target, then what the per-record CRC-32C checksums cost alone
+    /// beside a get and a put, and the peak RSS. Every commit fsyncs, so the disk under
     /// --dir is part of what is measured.
     #[command(after_help = STORE_EXAMPLES)]
     Store(StoreArgs),
@@ -149,6 +175,20 @@ enum Command {
     /// jobs (backup.start) with those without one, in alternating rounds.
     #[command(after_help = BACKUP_EXAMPLES)]
     Backup(BackupArgs),
+
+    /// Times the migration from format 1 beside mdb_copy -c, and deep find pages.
+    ///
+    /// Writes a format-1 working directory with raw heed (1,000,000 documents of 100
+    /// bytes in one database, one index whose one value they all hold, their change
+    /// log), builds mdb_copy with gcc from the LMDB sources heed links, and times in 3
+    /// rounds, from a warm page cache: mdb_copy -c of it, and cairn_store::migrate (what
+    /// cairn-migrate runs) into a new directory with its checks and with --safety-off.
+    /// Then it times pages of 100 documents (and of 1) of that index value, from its
+    /// start, its middle and its end, in format 1 (raw heed, stepping over the value's documents up
+    /// to the cursor as format 1's find did) and in format 2 (Store::find on the migrated
+    /// copy), beside a point get.
+    #[command(after_help = MIGRATE_EXAMPLES)]
+    Migrate(MigrateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -158,7 +198,7 @@ struct StoreArgs {
     quick: bool,
 
     /// Prints the rows as a JSON array of {name, baseline, cairn, unit, ratio} objects
-    /// (the peak RSS then goes to stderr).
+    /// (the checksums' cost and the peak RSS then go to stderr).
     #[arg(long)]
     json: bool,
 
@@ -204,12 +244,42 @@ struct BackupArgs {
     dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// Smaller sizes for a smoke check: 20,000 documents, finds timed for 0.2 s each.
+    #[arg(long)]
+    quick: bool,
+
+    /// Prints the rows as a JSON array of {name, baseline, cairn, unit, ratio} objects
+    /// (baseline and ratio are null for rows without a baseline; the notes on how they
+    /// were measured then go to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Directory in which the format-1 directory and the copies are made [default: the
+    /// system temporary directory]. Use a directory on the disk you want to measure.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Store(args) => run_store(&args),
         Command::Service(args) => run_service(&args),
         Command::Backup(args) => run_backup(&args),
+        Command::Migrate(args) => run_migrate(&args),
     }
+}
+
+fn run_migrate(args: &MigrateArgs) -> Result<()> {
+    let sizes = if args.quick {
+        MigrateSizes::quick()
+    } else {
+        MigrateSizes::full()
+    };
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report = migrate::run_migrate_comparison(sizes, &base)?;
+    print_report(&report.rows, MIGRATE_SIDES, &report.notes, args.json)
 }
 
 fn run_backup(args: &BackupArgs) -> Result<()> {
@@ -230,9 +300,11 @@ fn run_store(args: &StoreArgs) -> Result<()> {
         Sizes::full()
     };
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    let rows = workloads::run_store_comparison(sizes, &base)?;
-    let peak_rss = format!("peak RSS (VmHWM): {} KiB", procfs::peak_rss_kib()?);
-    print_report(&rows, STORE_SIDES, &[peak_rss], args.json)
+    let mut report = workloads::run_store_comparison(sizes, &base)?;
+    report
+        .notes
+        .push(format!("peak RSS (VmHWM): {} KiB", procfs::peak_rss_kib()?));
+    print_report(&report.rows, STORE_SIDES, &report.notes, args.json)
 }
 
 fn run_service(args: &ServiceArgs) -> Result<()> {

@@ -17,9 +17,17 @@ const SOURCES_IN_CRATE: &str = "lmdb/libraries/liblmdb";
 const SOURCES: [&str; 3] = ["mdb_copy.c", "mdb.c", "midl.c"];
 const HEADERS: [&str; 2] = ["lmdb.h", "midl.h"];
 
-/// What `lmdb-master-sys`'s build script defines by default in a release build, and
-/// LMDB's own Makefile's optimisation and threads.
-pub const CFLAGS: [&str; 4] = ["-O2", "-pthread", "-DMDB_IDL_LOGN=16", "-DNDEBUG"];
+/// What `lmdb-master-sys`'s build script defines in a release build with the features
+/// the workspace asks of heed (`longer-keys`: `MDB_MAXKEYSIZE=0`, so that mdb_copy
+/// handles format 2's longer index keys as the store does), and LMDB's own Makefile's
+/// optimisation and threads.
+pub const CFLAGS: [&str; 5] = [
+    "-O2",
+    "-pthread",
+    "-DMDB_IDL_LOGN=16",
+    "-DMDB_MAXKEYSIZE=0",
+    "-DNDEBUG",
+];
 
 /// The workspace's Cargo.lock, as of this binary's build.
 const CARGO_LOCK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../Cargo.lock");
