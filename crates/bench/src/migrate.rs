@@ -269,10 +269,14 @@ pub fn run_migrate_comparison(sizes: MigrateSizes, base: &Path) -> Result<Migrat
              (cairn_store::migrate::migrate, the library cairn-migrate calls) into a new \
              directory: every document checked (key, msgpack value, rev, index value; not with \
              --safety-off), given its CRC-32C, its index entry written in format 2's layout, \
-             then every change record with its CRC-32C, each commit fsync'd (at most 20,000 \
-             documents or 50,000 change records)",
+             then every change record with its CRC-32C, read and checked on one thread and \
+             written on another, each commit fsync'd (after about {} documents, {} change \
+             records or {} MiB)",
             mdb_copy::CFLAGS.join(" "),
-            sources.display()
+            sources.display(),
+            cairn_store::migrate::BATCH_DOCUMENTS,
+            cairn_store::migrate::BATCH_CHANGES,
+            cairn_store::migrate::BATCH_BYTES >> 20
         ),
         format!(
             "finds: the index value {KIND:?}, pages resuming strictly after the document at \

@@ -488,18 +488,19 @@ fn damaged(db: &str, what: String) -> StoreError {
 /// Value of the `docs` table: rev (u64 BE), the CRC-32C (u32 BE) of database id ‖
 /// document key ‖ rev ‖ value, then the msgpack value.
 pub fn doc_value(db_id: u32, key: &str, rev: u64, value: &[u8]) -> Vec<u8> {
-    doc_value_of_bytes(db_id, key.as_bytes(), rev, value)
+    let mut out = Vec::with_capacity(8 + CHECKSUM_BYTES + value.len());
+    append_doc_value(&mut out, db_id, key.as_bytes(), rev, value);
+    out
 }
 
-/// `doc_value` for a key given as bytes (a migration copying a key as it is).
-pub(crate) fn doc_value_of_bytes(db_id: u32, key: &[u8], rev: u64, value: &[u8]) -> Vec<u8> {
+/// Appends `doc_value` to `out`, for a key given as bytes (a migration copies a key as
+/// it is).
+pub(crate) fn append_doc_value(out: &mut Vec<u8>, db_id: u32, key: &[u8], rev: u64, value: &[u8]) {
     let rev_bytes = rev.to_be_bytes();
     let crc = checksum(&[&db_id.to_be_bytes(), key, &rev_bytes, value]);
-    let mut out = Vec::with_capacity(8 + CHECKSUM_BYTES + value.len());
     out.extend_from_slice(&rev_bytes);
     out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(value);
-    out
 }
 
 /// The rev and msgpack value of the stored document `key` of database `db` (id
@@ -579,14 +580,12 @@ pub fn change_record(
     out
 }
 
-/// The change record `seq` of database `db_id` made of a body (format 1's record, as a
-/// migration copies it): its checksum, then the body as it is.
-pub(crate) fn change_record_of_body(db_id: u32, seq: u64, body: &[u8]) -> Vec<u8> {
+/// Appends to `out` the change record `seq` of database `db_id` made of a body (format
+/// 1's record, as a migration copies it): its checksum, then the body as it is.
+pub(crate) fn append_change_record(out: &mut Vec<u8>, db_id: u32, seq: u64, body: &[u8]) {
     let crc = checksum(&[&change_key(db_id, seq), body]);
-    let mut out = Vec::with_capacity(CHECKSUM_BYTES + body.len());
     out.extend_from_slice(&crc.to_be_bytes());
     out.extend_from_slice(body);
-    out
 }
 
 /// A decoded `changes` record, borrowing from the stored bytes.

@@ -22,16 +22,19 @@
 //! stood: a follower starts there) and the same positions in its `sync` table.
 
 mod files;
+mod read;
 mod record;
 mod source;
+mod write;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use heed::{Env, PutFlags, RwTxn, WithoutTls};
+use heed::{Env, RwTxn, WithoutTls};
 
 pub use record::{Cursor, MigrationRecord, Stage};
+pub use write::{BATCH_BYTES, BATCH_CHANGES, BATCH_DOCUMENTS};
 
 pub(crate) use self::files::started_from;
 pub use self::files::STARTED_FILE;
@@ -39,23 +42,12 @@ use self::files::{copy_files, mark_started, write_offsets, Dump, MIGRATION_DIR, 
 use self::source::{format_of, meta_value, Source, SourceDatabase, SourceMeta};
 use crate::backup::check_free_space;
 use crate::error::{Result, StoreError};
-use crate::format::{
-    change_key_seq, change_record_of_body, doc_value_of_bytes, index_entry, index_key, meta_key,
-    CatalogRecord, DatabaseConfig, SyncPosition, DATABASE_ID_BYTES, FORMAT_VERSION,
-};
-use crate::index::{compile, index_value, position_byte, Compiled};
+use crate::format::{meta_key, CatalogRecord, DatabaseConfig, SyncPosition, FORMAT_VERSION};
 use crate::lock::DirLock;
 use crate::store::{
     close_env, initialise_with, load, now_ms, open_env, EnvAccess, StoreOptions, Tables, Unfinished,
 };
-use crate::validate::{validate_key_bytes, validate_value};
 
-/// Documents moved in one transaction at most.
-const BATCH_DOCUMENTS: usize = 20_000;
-/// Bytes of documents or changes moved in one transaction at most.
-const BATCH_BYTES: usize = 64 << 20;
-/// Change records moved in one transaction at most.
-const BATCH_CHANGES: usize = 50_000;
 /// Refusals the summary names per database (all of them go to the dump).
 const LISTED_REFUSALS: usize = 20;
 
@@ -359,9 +351,8 @@ pub fn migrate(
         dest,
         env: &env,
         options,
-        progress,
     }
-    .run(resumed);
+    .run(resumed, progress);
     close_env(env);
     let mut summary = outcome?;
     summary.seconds = started.elapsed().as_secs_f64();
@@ -401,7 +392,6 @@ struct Migration<'a> {
     dest: &'a Path,
     env: &'a Env<WithoutTls>,
     options: &'a MigrateOptions,
-    progress: &'a mut dyn FnMut(&Progress),
 }
 
 /// How one database went in this run.
@@ -412,7 +402,7 @@ struct Moved {
 }
 
 impl Migration<'_> {
-    fn run(self, resumed: bool) -> Result<MigrationSummary> {
+    fn run(self, resumed: bool, progress: &mut dyn FnMut(&Progress)) -> Result<MigrationSummary> {
         let (tables, mut record) = if resumed {
             self.reopen()?
         } else {
@@ -444,30 +434,30 @@ impl Migration<'_> {
                     after: None,
                 },
             };
-            loop {
-                match cursor.stage {
-                    Stage::Documents => {
-                        let batch =
-                            self.documents(&tables, db, &mut record, &mut cursor, &mut dump)?;
-                        this.refusals.extend(batch.refusals);
-                        done_documents += batch.read;
-                        (self.progress)(&Progress {
-                            database: db.name.clone(),
-                            databases_done: record.done.len(),
-                            databases: self.databases.len(),
-                            documents_done: done_documents,
-                            documents: total,
-                        });
-                    }
-                    Stage::Changes => {
-                        if self.changes(&tables, db, &mut record, &mut cursor)? {
-                            break;
-                        }
-                    }
-                }
+            if cursor.stage == Stage::Documents {
+                let databases_done = record.done.len();
+                let mut report = |read: u64| {
+                    done_documents += read;
+                    progress(&Progress {
+                        database: db.name.clone(),
+                        databases_done,
+                        databases: self.databases.len(),
+                        documents_done: done_documents,
+                        documents: total,
+                    });
+                };
+                self.documents(
+                    &tables,
+                    db,
+                    &mut record,
+                    &mut cursor,
+                    &mut dump,
+                    &mut this,
+                    &mut report,
+                )?;
             }
+            self.changes(&tables, db, &mut record, &mut cursor)?;
             this.seconds = began.elapsed().as_secs_f64();
-            this.refusals.truncate(LISTED_REFUSALS);
             moved.insert(db.name.clone(), this);
         }
         let files = self.finish(&tables, &mut record)?;
@@ -558,277 +548,6 @@ impl Migration<'_> {
         Ok((tables, record))
     }
 
-    /// Moves the next batch of documents of `db`; at the end of them, moves the cursor
-    /// to the change log.
-    fn documents(
-        &self,
-        tables: &Tables,
-        db: &SourceDatabase,
-        record: &mut MigrationRecord,
-        cursor: &mut Cursor,
-        dump: &mut Option<Dump>,
-    ) -> Result<Batch> {
-        let id = db.record.id;
-        let mut wtxn = self.env.write_txn()?;
-        let mut catalog = read_catalog(tables, &wtxn, &db.name)?;
-        let mut config = read_config(tables, &wtxn, &db.name)?;
-        let compiled = compile(&config.indexes)?;
-        // Indexes stale in the source wait for a resync here too: not built, and no
-        // reason to refuse a document.
-        let build_indexes = !config.indexes_stale && !compiled.is_empty();
-        let txn = self.source.read()?;
-        let mut batch = Batch::default();
-        let mut bytes = 0usize;
-        let mut last = None;
-        let mut ended = true;
-        for entry in self.source.docs(&txn, id, cursor.after.as_deref())? {
-            if batch.read == BATCH_DOCUMENTS as u64 || bytes >= BATCH_BYTES {
-                ended = false;
-                break;
-            }
-            let (stored_key, stored) = entry?;
-            batch.read += 1;
-            bytes += stored_key.len() + stored.len();
-            last = Some(stored_key.to_vec());
-            let key = &stored_key[DATABASE_ID_BYTES..];
-            let checked = if self.options.safety_off {
-                self.entries_as_they_are(tables, &wtxn, db, &compiled, key, stored, build_indexes)
-            } else {
-                self.check(tables, &wtxn, db, &compiled, key, stored, build_indexes)
-            };
-            let (rev, value, entries) = match checked {
-                Checked::Move {
-                    rev,
-                    value,
-                    entries,
-                    stale,
-                } => {
-                    if stale {
-                        config.indexes_stale = true;
-                    }
-                    (rev, value, entries)
-                }
-                Checked::Refuse(refusal) => {
-                    *record.refused.entry(db.name.clone()).or_insert(0) += 1;
-                    if let Some(dump) = dump {
-                        dump.write(&db.name, key, stored, &refusal)?;
-                    }
-                    batch.refusals.push(refusal);
-                    continue;
-                }
-            };
-            let stored_value = doc_value_of_bytes(id, key, rev, value);
-            tables
-                .docs
-                .put_with_flags(&mut wtxn, PutFlags::APPEND, stored_key, &stored_value)?;
-            catalog.doc_count += 1;
-            catalog.doc_bytes += (stored_key.len() + stored_value.len()) as u64;
-            for entry in entries {
-                tables.indexes.put(&mut wtxn, &entry, &[])?;
-            }
-        }
-        drop(txn);
-        if ended {
-            *cursor = Cursor {
-                db: db.name.clone(),
-                stage: Stage::Changes,
-                after: None,
-            };
-        } else {
-            cursor.after = last;
-        }
-        record.current = Some(cursor.clone());
-        if let Some(dump) = dump {
-            record.dump_bytes = dump.sync()?;
-        }
-        tables.catalog.put(&mut wtxn, &db.name, &catalog.encode())?;
-        tables.configs.put(&mut wtxn, &db.name, &config.encode())?;
-        tables
-            .meta
-            .put(&mut wtxn, meta_key::MIGRATION, &record.encode())?;
-        wtxn.commit()?;
-        Ok(batch)
-    }
-
-    /// The checks of one document (see the module doc) and, when it passes, its index
-    /// entries.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the parts of one document's check"
-    )]
-    fn check<'v>(
-        &self,
-        tables: &Tables,
-        wtxn: &RwTxn,
-        db: &SourceDatabase,
-        compiled: &[Compiled],
-        key: &[u8],
-        stored: &'v [u8],
-        build_indexes: bool,
-    ) -> Checked<'v> {
-        let lossy = || String::from_utf8_lossy(key).into_owned();
-        let Some((rev, value)) = split_format1_doc(stored) else {
-            return Checked::Refuse(Refusal {
-                key: lossy(),
-                rev: 0,
-                error: format!(
-                    "the stored value has {} bytes, fewer than a rev",
-                    stored.len()
-                ),
-            });
-        };
-        let refuse = |error: String| {
-            Checked::Refuse(Refusal {
-                key: lossy(),
-                rev,
-                error,
-            })
-        };
-        let key_text = match validate_key_bytes(key) {
-            Ok(text) => text,
-            Err(error) => return refuse(error.to_string()),
-        };
-        if rev == 0 || rev > db.record.last_seq {
-            return refuse(format!(
-                "rev {rev} is outside 1..={} (the database's last seq)",
-                db.record.last_seq
-            ));
-        }
-        if let Err(error) = validate_value(value, self.options.store.max_value_bytes) {
-            return refuse(error.to_string());
-        }
-        let mut entries = Vec::new();
-        if build_indexes {
-            for (position, index) in compiled.iter().enumerate() {
-                let encoded = match index_value(value, &index.pointer) {
-                    Ok(Some(encoded)) => encoded,
-                    Ok(None) => continue,
-                    Err(reason) => return refuse(format!("index {:?}: {reason}", index.name)),
-                };
-                let Ok(position) = position_byte(position) else {
-                    return refuse(format!("index {:?}: no position for it", index.name));
-                };
-                let value_key = index_key(db.record.id, position, &encoded);
-                if index.unique {
-                    match held_by(tables, wtxn, &value_key) {
-                        Ok(Some(holder)) => {
-                            return refuse(format!(
-                                "unique index {:?}: its value is held by {holder:?} already",
-                                index.name
-                            ))
-                        }
-                        Ok(None) => {}
-                        Err(error) => return refuse(error.to_string()),
-                    }
-                }
-                entries.push(index_entry(&value_key, key_text));
-            }
-        }
-        Checked::Move {
-            rev,
-            value,
-            entries,
-            stale: false,
-        }
-    }
-
-    /// A document as it is (`safety_off`): its index entries where they can be built;
-    /// where they cannot, the indexes are left stale for a resync.
-    #[allow(
-        clippy::too_many_arguments,
-        reason = "the parts of one document's move"
-    )]
-    fn entries_as_they_are<'v>(
-        &self,
-        tables: &Tables,
-        wtxn: &RwTxn,
-        db: &SourceDatabase,
-        compiled: &[Compiled],
-        key: &[u8],
-        stored: &'v [u8],
-        build_indexes: bool,
-    ) -> Checked<'v> {
-        let (rev, value) = split_format1_doc(stored).unwrap_or((0, stored));
-        let mut entries = Vec::new();
-        let mut stale = false;
-        if build_indexes {
-            let key_text = std::str::from_utf8(key).ok();
-            for (position, index) in compiled.iter().enumerate() {
-                let built = (|| {
-                    let key_text = key_text?;
-                    let encoded = index_value(value, &index.pointer).ok()?;
-                    let Some(encoded) = encoded else {
-                        return Some(None);
-                    };
-                    let value_key =
-                        index_key(db.record.id, position_byte(position).ok()?, &encoded);
-                    if index.unique && held_by(tables, wtxn, &value_key).ok()?.is_some() {
-                        return None;
-                    }
-                    Some(Some(index_entry(&value_key, key_text)))
-                })();
-                match built {
-                    Some(Some(entry)) => entries.push(entry),
-                    Some(None) => {}
-                    None => stale = true,
-                }
-            }
-        }
-        Checked::Move {
-            rev,
-            value,
-            entries,
-            stale,
-        }
-    }
-
-    /// Moves the next batch of change records of `db`, as they are; at the end of
-    /// them, marks the database done and returns true.
-    fn changes(
-        &self,
-        tables: &Tables,
-        db: &SourceDatabase,
-        record: &mut MigrationRecord,
-        cursor: &mut Cursor,
-    ) -> Result<bool> {
-        let id = db.record.id;
-        let mut wtxn = self.env.write_txn()?;
-        let mut catalog = read_catalog(tables, &wtxn, &db.name)?;
-        let txn = self.source.read()?;
-        let (mut count, mut bytes) = (0usize, 0usize);
-        let mut last = None;
-        let mut ended = true;
-        for entry in self.source.changes(&txn, id, cursor.after.as_deref())? {
-            if count == BATCH_CHANGES || bytes >= BATCH_BYTES {
-                ended = false;
-                break;
-            }
-            let (stored_key, body) = entry?;
-            count += 1;
-            bytes += stored_key.len() + body.len();
-            last = Some(stored_key.to_vec());
-            let stored = change_record_of_body(id, change_key_seq(stored_key)?, body);
-            tables
-                .changes
-                .put_with_flags(&mut wtxn, PutFlags::APPEND, stored_key, &stored)?;
-            catalog.log_bytes += (stored_key.len() + stored.len()) as u64;
-        }
-        drop(txn);
-        if ended {
-            record.done.push(db.name.clone());
-            record.current = None;
-        } else {
-            cursor.after = last;
-            record.current = Some(cursor.clone());
-        }
-        tables.catalog.put(&mut wtxn, &db.name, &catalog.encode())?;
-        tables
-            .meta
-            .put(&mut wtxn, meta_key::MIGRATION, &record.encode())?;
-        wtxn.commit()?;
-        Ok(ended)
-    }
-
     /// The files, the offsets, the sync positions, and the record marked finished.
     fn finish(&self, tables: &Tables, record: &mut MigrationRecord) -> Result<u64> {
         let files = copy_files(self.source_dir, self.dest)?;
@@ -912,61 +631,4 @@ impl Migration<'_> {
             seconds: 0.0,
         })
     }
-}
-
-/// What one batch of documents did.
-#[derive(Default)]
-struct Batch {
-    /// Documents read from the source (moved or refused).
-    read: u64,
-    refusals: Vec<Refusal>,
-}
-
-/// The verdict on one document.
-enum Checked<'v> {
-    Move {
-        rev: u64,
-        value: &'v [u8],
-        /// Its index entries.
-        entries: Vec<Vec<u8>>,
-        /// Some of its entries could not be built: the indexes wait for a resync.
-        stale: bool,
-    },
-    Refuse(Refusal),
-}
-
-/// A format-1 document value: its rev, then the msgpack value.
-fn split_format1_doc(stored: &[u8]) -> Option<(u64, &[u8])> {
-    let (rev, value) = stored.split_first_chunk::<8>()?;
-    Some((u64::from_be_bytes(*rev), value))
-}
-
-/// The document that holds the value `value_key` of an index already, if one does.
-fn held_by(tables: &Tables, txn: &RwTxn, value_key: &[u8]) -> Result<Option<String>> {
-    match tables.indexes.prefix_iter(txn, value_key)?.next() {
-        Some(entry) => Ok(Some(
-            crate::format::split_index_entry(entry?.0)?.2.to_string(),
-        )),
-        None => Ok(None),
-    }
-}
-
-fn read_catalog(tables: &Tables, txn: &RwTxn, name: &str) -> Result<CatalogRecord> {
-    tables
-        .catalog
-        .get(txn, name)?
-        .map(CatalogRecord::decode)
-        .transpose()?
-        .ok_or_else(|| StoreError::DatabaseMissing {
-            name: name.to_string(),
-        })
-}
-
-fn read_config(tables: &Tables, txn: &RwTxn, name: &str) -> Result<DatabaseConfig> {
-    Ok(tables
-        .configs
-        .get(txn, name)?
-        .map(DatabaseConfig::decode)
-        .transpose()?
-        .unwrap_or_default())
 }
