@@ -191,6 +191,32 @@ impl DatabaseConfig {
     }
 }
 
+/// What a query reads of a configuration record: its indexes' names in position order
+/// and whether they are stale, borrowed from the stored bytes (a `find` decodes no more
+/// of the record than this).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct IndexNames<'a> {
+    #[serde(borrow)]
+    pub indexes: Vec<IndexName<'a>>,
+    pub indexes_stale: bool,
+}
+
+/// One index's name in `IndexNames`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IndexName<'a> {
+    pub name: &'a str,
+}
+
+impl<'a> IndexNames<'a> {
+    pub(crate) fn decode(bytes: &'a [u8]) -> Result<IndexNames<'a>> {
+        rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            table: table::CONFIGS,
+            reason: format!("configuration record: {e}"),
+        })
+    }
+}
+
 /// Where a database stands in the change log of another service (value of the `sync`
 /// table, keyed by the database's name): the service, its change-log epoch, and the
 /// seq of the last change of that database applied here. A migration writes the

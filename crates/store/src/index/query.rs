@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use super::{position_byte, IndexKey};
 use crate::error::{Result, StoreError};
-use crate::format::{doc_key, index_key, read_doc_value, split_index_entry, table};
+use crate::format::{doc_key, index_key, read_doc_value, split_index_entry, table, IndexNames};
 use crate::store::{
     as_slice_bound, bounds_empty, extend, max_low, min_high, DatabaseView, Document, MAX_SCAN_LIMIT,
 };
@@ -69,7 +69,15 @@ impl DatabaseView<'_> {
                 ),
             });
         }
-        let config = self.config()?;
+        let stored_config = self
+            .snapshot
+            .tables
+            .configs
+            .get(&self.snapshot.txn, &self.name)?;
+        let config = stored_config
+            .map(IndexNames::decode)
+            .transpose()?
+            .unwrap_or_default();
         let position = config
             .indexes
             .iter()
