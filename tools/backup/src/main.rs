@@ -13,6 +13,7 @@ mod remote;
 mod run;
 mod signals;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use cairn_store::backup::BackupControl;
@@ -26,6 +27,7 @@ fn install_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
