@@ -42,9 +42,33 @@ pub(super) fn pipelined<T: Send>(
     })
 }
 
-/// Hands `chunk` to the writer; false when the writer has stopped.
-fn hand_over<T>(out: &SyncSender<T>, chunk: T) -> bool {
-    out.send(chunk).is_ok()
+/// What the reading side hands over: entries prepared in one buffer.
+trait Chunk: Default {
+    fn items(&self) -> usize;
+    fn bytes_held(&self) -> usize;
+}
+
+/// Adds each stored entry to a chunk with `add` and hands the chunk over whenever it
+/// is full, and at the end; stops early when the writer has stopped.
+fn in_chunks<'t, C: Chunk>(
+    entries: impl Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>>,
+    out: &SyncSender<C>,
+    mut add: impl FnMut(&mut C, &[u8], &[u8]) -> Result<()>,
+) -> Result<()> {
+    let mut chunk = C::default();
+    for entry in entries {
+        let (key, value) = entry?;
+        add(&mut chunk, key, value)?;
+        let full = chunk.items() >= CHUNK_ITEMS || chunk.bytes_held() >= CHUNK_BYTES;
+        if full && out.send(std::mem::take(&mut chunk)).is_err() {
+            return Ok(());
+        }
+    }
+    if chunk.items() > 0 {
+        // A writer that has stopped has its own error to tell.
+        let _ = out.send(chunk);
+    }
+    Ok(())
 }
 
 /// Prepared documents and the bytes they point into.
@@ -109,10 +133,6 @@ impl DocumentChunk {
         self.documents.last().map(|doc| self.bytes(&doc.stored_key))
     }
 
-    fn is_full(&self) -> bool {
-        self.documents.len() >= CHUNK_ITEMS || self.bytes.len() >= CHUNK_BYTES
-    }
-
     fn push(&mut self, bytes: &[u8]) -> Range<usize> {
         let start = self.bytes.len();
         self.bytes.extend_from_slice(bytes);
@@ -134,6 +154,16 @@ impl DocumentChunk {
     }
 }
 
+impl Chunk for DocumentChunk {
+    fn items(&self) -> usize {
+        self.documents.len()
+    }
+
+    fn bytes_held(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 /// Reads, checks and encodes the documents of one database after a stored key.
 pub(super) struct DocumentReader<'a> {
     pub(super) source: &'a Source,
@@ -149,31 +179,27 @@ pub(super) struct DocumentReader<'a> {
 impl DocumentReader<'_> {
     pub(super) fn run(&self, out: &SyncSender<DocumentChunk>) -> Result<()> {
         let txn = self.source.read()?;
-        let mut chunk = DocumentChunk::default();
-        for entry in self
+        let entries = self
             .source
-            .docs(&txn, self.db.record.id, self.after.as_deref())?
-        {
-            let (stored_key, stored) = entry?;
-            let key = &stored_key[DATABASE_ID_BYTES..];
-            let key_range = chunk.push(stored_key);
-            let verdict = if self.safety_off {
-                self.as_it_is(&mut chunk, key, stored)
-            } else {
-                self.checked(&mut chunk, key, stored)
-            };
-            chunk.documents.push(PreparedDocument {
-                stored_key: key_range,
-                verdict,
-            });
-            if chunk.is_full() && !hand_over(out, std::mem::take(&mut chunk)) {
-                return Ok(());
-            }
-        }
-        if !chunk.documents.is_empty() {
-            hand_over(out, chunk);
-        }
-        Ok(())
+            .docs(&txn, self.db.record.id, self.after.as_deref())?;
+        in_chunks(
+            entries,
+            out,
+            |chunk: &mut DocumentChunk, stored_key, stored| {
+                let key = &stored_key[DATABASE_ID_BYTES..];
+                let key_range = chunk.push(stored_key);
+                let verdict = if self.safety_off {
+                    self.as_it_is(chunk, key, stored)
+                } else {
+                    self.checked(chunk, key, stored)
+                };
+                chunk.documents.push(PreparedDocument {
+                    stored_key: key_range,
+                    verdict,
+                });
+                Ok(())
+            },
+        )
     }
 
     /// The checks of one document (see the module doc) but its unique indexes, and
@@ -315,9 +341,15 @@ impl ChangeChunk {
     pub(super) fn last_key(&self) -> Option<&[u8]> {
         self.records.last().map(|(key, _)| self.bytes(key))
     }
+}
 
-    fn is_full(&self) -> bool {
-        self.records.len() >= CHUNK_ITEMS || self.bytes.len() >= CHUNK_BYTES
+impl Chunk for ChangeChunk {
+    fn items(&self) -> usize {
+        self.records.len()
+    }
+
+    fn bytes_held(&self) -> usize {
+        self.bytes.len()
     }
 }
 
@@ -332,12 +364,10 @@ pub(super) struct ChangeReader<'a> {
 impl ChangeReader<'_> {
     pub(super) fn run(&self, out: &SyncSender<ChangeChunk>) -> Result<()> {
         let txn = self.source.read()?;
-        let mut chunk = ChangeChunk::default();
-        for entry in self
+        let entries = self
             .source
-            .changes(&txn, self.db_id, self.after.as_deref())?
-        {
-            let (stored_key, body) = entry?;
+            .changes(&txn, self.db_id, self.after.as_deref())?;
+        in_chunks(entries, out, |chunk: &mut ChangeChunk, stored_key, body| {
             let seq = change_key_seq(stored_key)?;
             let start = chunk.bytes.len();
             chunk.bytes.extend_from_slice(stored_key);
@@ -346,13 +376,7 @@ impl ChangeReader<'_> {
             chunk
                 .records
                 .push((start..key_end, key_end..chunk.bytes.len()));
-            if chunk.is_full() && !hand_over(out, std::mem::take(&mut chunk)) {
-                return Ok(());
-            }
-        }
-        if !chunk.records.is_empty() {
-            hand_over(out, chunk);
-        }
-        Ok(())
+            Ok(())
+        })
     }
 }

@@ -250,13 +250,7 @@ impl Source {
         db_id: u32,
         after: Option<&[u8]>,
     ) -> Result<impl Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>>> {
-        let (low, high) = database_bounds(db_id);
-        let low = match after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Included(&low[..]),
-        };
-        let bounds = (low, Bound::Excluded(&high[..]));
-        Ok(self.docs.range(txn, &bounds)?)
+        database_entries(self.docs, txn, db_id, after)
     }
 
     /// The stored change records of database `db_id` after the stored key `after`, in
@@ -267,13 +261,7 @@ impl Source {
         db_id: u32,
         after: Option<&[u8]>,
     ) -> Result<impl Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>>> {
-        let (low, high) = database_bounds(db_id);
-        let low = match after {
-            Some(after) => Bound::Excluded(after),
-            None => Bound::Included(&low[..]),
-        };
-        let bounds = (low, Bound::Excluded(&high[..]));
-        Ok(self.changes.range(txn, &bounds)?)
+        database_entries(self.changes, txn, db_id, after)
     }
 
     /// How many entries the database `db_id` has in `docs` and in `changes`.
@@ -298,4 +286,21 @@ impl Drop for Source {
             close_env(env);
         }
     }
+}
+
+/// The entries of `table` whose keys begin with database `db_id`'s id, after the
+/// stored key `after` (all of them without one).
+fn database_entries<'t>(
+    table: Database<'static, Bytes, Bytes>,
+    txn: &'t RoTxn<WithoutTls>,
+    db_id: u32,
+    after: Option<&[u8]>,
+) -> Result<impl Iterator<Item = heed::Result<(&'t [u8], &'t [u8])>>> {
+    let (low, high) = database_bounds(db_id);
+    let low = match after {
+        Some(after) => Bound::Excluded(after),
+        None => Bound::Included(&low[..]),
+    };
+    let bounds = (low, Bound::Excluded(&high[..]));
+    Ok(table.range(txn, &bounds)?)
 }

@@ -4,7 +4,7 @@
 //! commits a batch at a time with the migration record that says where the batch
 //! ended, so that a run killed at any moment finishes from the last commit.
 
-use heed::{PutFlags, RwTxn};
+use heed::{Env, PutFlags, RwTxn, WithoutTls};
 
 use super::files::Dump;
 use super::read::{pipelined, ChangeReader, DocumentChunk, DocumentReader, Verdict};
@@ -84,17 +84,14 @@ impl Migration<'_> {
         pipelined(
             |out| reader.run(out),
             |chunk| {
-                let txn = match &mut wtxn {
-                    Some(txn) => txn,
-                    None => wtxn.insert(self.env.write_txn()?),
-                };
+                let txn = begun(self.env, &mut wtxn)?;
                 for index in 0..chunk.documents.len() {
                     flight.write(tables, txn, &chunk, index, record, dump, moved)?;
                 }
                 if flight.read >= BATCH_DOCUMENTS || flight.bytes >= BATCH_BYTES {
                     cursor.after = chunk.last_key().map(<[u8]>::to_vec);
                     record.current = Some(cursor.clone());
-                    let txn = wtxn.take().expect("begun for this chunk");
+                    let txn = taken(self.env, &mut wtxn)?;
                     flight.commit(tables, txn, record, dump)?;
                     report(std::mem::take(&mut flight.read));
                     flight.bytes = 0;
@@ -108,10 +105,7 @@ impl Migration<'_> {
             after: None,
         };
         record.current = Some(cursor.clone());
-        let txn = match wtxn {
-            Some(txn) => txn,
-            None => self.env.write_txn()?,
-        };
+        let txn = taken(self.env, &mut wtxn)?;
         flight.commit(tables, txn, record, dump)?;
         report(flight.read);
         Ok(())
@@ -137,10 +131,7 @@ impl Migration<'_> {
         pipelined(
             |out| reader.run(out),
             |chunk| {
-                let txn = match &mut wtxn {
-                    Some(txn) => txn,
-                    None => wtxn.insert(self.env.write_txn()?),
-                };
+                let txn = begun(self.env, &mut wtxn)?;
                 for (key, value) in &chunk.records {
                     let (key, value) = (chunk.bytes(key), chunk.bytes(value));
                     tables
@@ -153,7 +144,7 @@ impl Migration<'_> {
                 if count >= BATCH_CHANGES || bytes >= BATCH_BYTES {
                     cursor.after = chunk.last_key().map(<[u8]>::to_vec);
                     record.current = Some(cursor.clone());
-                    let txn = wtxn.take().expect("begun for this chunk");
+                    let txn = taken(self.env, &mut wtxn)?;
                     commit_changes(tables, txn, &db.name, &catalog, record)?;
                     (count, bytes) = (0, 0);
                 }
@@ -162,10 +153,7 @@ impl Migration<'_> {
         )?;
         record.done.push(db.name.clone());
         record.current = None;
-        let txn = match wtxn {
-            Some(txn) => txn,
-            None => self.env.write_txn()?,
-        };
+        let txn = taken(self.env, &mut wtxn)?;
         commit_changes(tables, txn, &db.name, &catalog, record)
     }
 }
@@ -298,6 +286,25 @@ impl DocumentsInFlight<'_> {
         txn.commit()?;
         Ok(())
     }
+}
+
+/// The write transaction of the batch in `slot`, begun on this thread if none is.
+fn begun<'e, 's>(
+    env: &'e Env<WithoutTls>,
+    slot: &'s mut Option<RwTxn<'e>>,
+) -> Result<&'s mut RwTxn<'e>> {
+    Ok(match slot {
+        Some(txn) => txn,
+        None => slot.insert(env.write_txn()?),
+    })
+}
+
+/// The write transaction in `slot`, or a new one, to commit.
+fn taken<'e>(env: &'e Env<WithoutTls>, slot: &mut Option<RwTxn<'e>>) -> Result<RwTxn<'e>> {
+    Ok(match slot.take() {
+        Some(txn) => txn,
+        None => env.write_txn()?,
+    })
 }
 
 /// Commits a batch of change records with the database's catalog and the migration
