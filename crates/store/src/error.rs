@@ -159,6 +159,31 @@ pub enum StoreError {
     #[error("database {db:?}: {what} fails its checksum: the bytes on disk are damaged; restore the database from a backup")]
     Damaged { db: String, what: String },
 
+    /// A follower sent changes that do not continue a database's sync position (or the
+    /// database's log moved on without it): changes would be missing.
+    #[error("database {db:?}: seq {expected} comes next, the follower sent seq {got}: changes are missing, so this database's sync stops (see cairn-sync status)")]
+    SyncGap { db: String, expected: u64, got: u64 },
+
+    /// A follower's source is not the one a database's sync position names (another
+    /// service, another epoch after a restore, a database dropped and created again).
+    #[error("database {db:?}: {reason}: its history is not this database's, resynchronise it (migrate a new backup of the source)")]
+    SyncLineage { db: String, reason: String },
+
+    /// A database has no sync position: it follows no source.
+    #[error("database {db:?} has no sync position: it was not migrated from the source nor created by the follower")]
+    SyncPositionMissing { db: String },
+
+    /// A sync call while migration mode is off.
+    #[error("this service follows no source (migration mode is off): attach a follower first (cairn-sync --src URL --dest URL)")]
+    NotFollowing,
+
+    /// An attach while another source is followed.
+    #[error("this service already follows {source_url} (service {service_id}): end that sync first (cairn-sync abort --dest URL)")]
+    FollowConflict {
+        source_url: String,
+        service_id: String,
+    },
+
     /// The writer thread has stopped (the store is closing).
     #[error("the store is closed")]
     Closed,

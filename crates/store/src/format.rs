@@ -55,6 +55,9 @@ pub mod meta_key {
     /// msgpack map: where a migrated store came from and how far its migration went
     /// (absent in a store that was created, not migrated).
     pub const MIGRATION: &str = "migration";
+    /// msgpack map: the service this one follows while a follower (`cairn-sync`) is
+    /// attached, i.e. migration mode (absent otherwise).
+    pub const FOLLOW: &str = "follow";
 }
 
 /// Size of the database id that prefixes keys of `docs` and `changes`.
@@ -229,6 +232,47 @@ pub struct SyncPosition {
     pub seq: u64,
     /// When it was written (ms since the epoch).
     pub updated_ms: u64,
+    /// When the source created its database (its `created_ms`): a database dropped and
+    /// created again there has another. 0: not known (then not checked).
+    #[serde(default)]
+    pub source_created_ms: u64,
+    /// Why the follower stopped this database's sync, kept until it is resolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<SyncStop>,
+}
+
+/// Why a database's sync stopped: a stable code (`sync_gap`, `resync_required`,
+/// `changes_compacted`, …), a line for a person, and the source seq it stopped at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncStop {
+    pub code: String,
+    pub message: String,
+    pub seq: u64,
+    pub at_ms: u64,
+}
+
+/// Migration mode (`meta.follow`): the service whose change log a follower applies
+/// here, as it was named when the sync was attached. While it is stored, the databases
+/// with a sync position of that service refuse writes from anyone but the follower.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowRecord {
+    pub source_service_id: String,
+    /// The source's URL, without credentials.
+    pub source: String,
+    pub since_ms: u64,
+}
+
+impl FollowRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("a follow record always encodes")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<FollowRecord> {
+        rmp_serde::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            table: table::META,
+            reason: format!("follow record: {e}"),
+        })
+    }
 }
 
 impl SyncPosition {

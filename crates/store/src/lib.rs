@@ -23,8 +23,8 @@ mod writer;
 
 pub use error::{Result, StoreError};
 pub use format::{
-    Access, ChangeOp, DatabaseConfig, IndexDef, Retention, SessionRecord, UserRecord,
-    FORMAT_VERSION, MAX_GRANTS,
+    Access, ChangeOp, DatabaseConfig, FollowRecord, IndexDef, Retention, SessionRecord,
+    SyncPosition, SyncStop, UserRecord, FORMAT_VERSION, MAX_GRANTS,
 };
 pub use index::{
     validate_index_defs, FoundPage, IndexKey, IndexQuery, MAX_INDEXES, MAX_INDEX_STRING_BYTES,
@@ -44,5 +44,6 @@ pub use validate::{
     validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,
 };
 pub use writer::{
-    CommitHook, DatabaseCommit, IndexEntry, Op, Reply, ResyncChunk, Write, Written, MAX_BATCH_OPS,
+    CommitHook, DatabaseCommit, IndexEntry, Op, Reply, ResyncChunk, SyncLineage, Write, Written,
+    MAX_BATCH_OPS,
 };

@@ -113,6 +113,9 @@ struct Offsets<'a> {
     read_ms: u64,
     /// Each database's last seq in the source.
     databases: std::collections::BTreeMap<&'a str, u64>,
+    /// When the source created each database (a database dropped and created again
+    /// has another time).
+    created_ms: std::collections::BTreeMap<&'a str, u64>,
 }
 
 /// Writes `migration/offsets.json` (under a temporary name first, fsync'd, renamed).
@@ -120,14 +123,15 @@ pub(super) fn write_offsets(
     dest: &Path,
     meta: &SourceMeta,
     source_dir: &Path,
-    positions: &[(String, u64)],
+    positions: &[(String, u64, u64)],
 ) -> Result<()> {
     let offsets = Offsets {
         source_dir: source_dir.display().to_string(),
         source_service_id: &meta.service_id,
         source_epoch: meta.epoch,
         read_ms: now_ms(),
-        databases: positions.iter().map(|(n, s)| (n.as_str(), *s)).collect(),
+        databases: positions.iter().map(|(n, s, _)| (n.as_str(), *s)).collect(),
+        created_ms: positions.iter().map(|(n, _, c)| (n.as_str(), *c)).collect(),
     };
     let path = dest.join(OFFSETS_FILE);
     let dir = path.parent().expect("a file in a directory");

@@ -551,22 +551,24 @@ impl Migration<'_> {
     /// The files, the offsets, the sync positions, and the record marked finished.
     fn finish(&self, tables: &Tables, record: &mut MigrationRecord) -> Result<u64> {
         let files = copy_files(self.source_dir, self.dest)?;
-        let positions: Vec<(String, u64)> = self
+        let positions: Vec<(String, u64, u64)> = self
             .databases
             .iter()
-            .map(|db| (db.name.clone(), db.record.last_seq))
+            .map(|db| (db.name.clone(), db.record.last_seq, db.record.created_ms))
             .collect();
         write_offsets(self.dest, self.meta, self.source_dir, &positions)?;
         let mut wtxn = self.env.write_txn()?;
         let now = now_ms();
-        for (name, seq) in &positions {
+        for db in self.databases {
             let position = SyncPosition {
                 source_service_id: self.meta.service_id.clone(),
                 source_epoch: self.meta.epoch,
-                seq: *seq,
+                seq: db.record.last_seq,
                 updated_ms: now,
+                source_created_ms: db.record.created_ms,
+                stopped: None,
             };
-            tables.sync.put(&mut wtxn, name, &position.encode())?;
+            tables.sync.put(&mut wtxn, &db.name, &position.encode())?;
         }
         record.finished_ms = Some(now);
         tables

@@ -10,7 +10,8 @@ use super::view::DatabaseView;
 use super::Store;
 use crate::error::{Result, StoreError};
 use crate::format::{
-    meta_key, CatalogRecord, DatabaseConfig, Retention, SessionRecord, UserRecord,
+    meta_key, CatalogRecord, DatabaseConfig, FollowRecord, Retention, SessionRecord, SyncPosition,
+    UserRecord,
 };
 use crate::jobs::JobRecord;
 use crate::status::ServiceStatus;
@@ -152,6 +153,25 @@ impl Snapshot {
             .map(ServiceStatus::decode)
             .transpose()
             .map(Option::unwrap_or_default)
+    }
+
+    /// The service this one follows (migration mode), or `None`.
+    pub fn follow(&self) -> Result<Option<FollowRecord>> {
+        self.tables
+            .meta
+            .get(&self.txn, meta_key::FOLLOW)?
+            .map(FollowRecord::decode)
+            .transpose()
+    }
+
+    /// Every database's sync position, in name order.
+    pub fn sync_positions(&self) -> Result<Vec<(String, SyncPosition)>> {
+        let mut out = Vec::new();
+        for entry in self.tables.sync.iter(&self.txn)? {
+            let (name, bytes) = entry?;
+            out.push((name.to_string(), SyncPosition::decode(bytes)?));
+        }
+        Ok(out)
     }
 
     /// One job, or `None`.

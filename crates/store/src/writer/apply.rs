@@ -1,6 +1,6 @@
 //! `GroupTxn`: the write transaction of one group commit. It keeps the catalog records
 //! (and configurations) that its writes touch in memory, hands each `Write` to the code
-//! that applies it (`databases.rs`, `batch.rs`, `resync.rs`, `service_tables.rs`), and
+//! that applies it (`databases.rs`, `batch.rs`, `resync.rs`, `service_tables.rs`, `sync.rs`), and
 //! at the end applies retention to the databases the group wrote, writes the catalog
 //! records back once and commits with fsync.
 
@@ -174,6 +174,22 @@ impl GroupTxn<'_> {
             Write::ReplaceJobs { records } => self.replace_jobs(records),
             Write::NewEpoch => self.new_epoch(),
             Write::SetStatus { status } => self.set_status(status),
+            Write::SyncAttach { follow, positions } => self.sync_attach(follow, positions),
+            Write::SyncCreateDatabase {
+                name,
+                retention,
+                offline,
+                position,
+            } => self.sync_create_database(name, *retention, *offline, position),
+            Write::SyncApply {
+                db,
+                lineage,
+                first_seq,
+                ops,
+                times_ms,
+            } => self.sync_apply(db, lineage, *first_seq, ops, times_ms),
+            Write::SyncStopped { db, stop } => self.sync_stopped(db, stop.as_ref()),
+            Write::SyncDetach => self.sync_detach(),
         }
     }
 

@@ -19,9 +19,26 @@ impl GroupTxn<'_> {
     /// Checks every condition of the batch first (against the state the earlier
     /// operations of the batch leave), then applies it.
     pub(super) fn apply_batch(&mut self, db: &str, ops: &[Op]) -> Result<Vec<u64>, Failure> {
+        self.apply_ops(db, ops, None)
+    }
+
+    /// Applies `ops` at the database's next seqs. A client's batch (`replayed: None`)
+    /// is refused when the database is offline or a condition fails, and its changes
+    /// carry the group's time. A follower's (`Some(times)`, one per operation) replays
+    /// what the source already accepted: the offline flag is the source's business, a
+    /// delete of a document this database lacks (one a migration left out) still logs
+    /// its tombstone, each change keeps its source time, and index entries that cannot
+    /// be maintained leave the indexes stale for a resync instead of refusing the
+    /// change.
+    pub(super) fn apply_ops(
+        &mut self,
+        db: &str,
+        ops: &[Op],
+        replayed: Option<&[u64]>,
+    ) -> Result<Vec<u64>, Failure> {
         let record = self.existing(db)?.clone();
         let config = self.config(db)?;
-        if config.offline {
+        if config.offline && replayed.is_none() {
             return Err(Failure::Request(StoreError::DatabaseOffline {
                 name: db.to_string(),
             }));
@@ -57,7 +74,7 @@ impl GroupTxn<'_> {
                     current,
                 }));
             }
-            if matches!(op, Op::Delete { .. }) && current == 0 {
+            if matches!(op, Op::Delete { .. }) && current == 0 && replayed.is_none() {
                 return Err(Failure::Request(StoreError::NotFound {
                     db: db.to_string(),
                     key: key.to_string(),
@@ -70,14 +87,25 @@ impl GroupTxn<'_> {
             overlay.insert(key, new_rev);
         }
         let index_changes = match &maintained {
-            Some(defs) => Some(self.index_changes(db, record.id, defs, ops)?),
+            Some(defs) => match (self.index_changes(db, record.id, defs, ops), replayed) {
+                (Ok(changes), _) => Some(changes),
+                (Err(Failure::Request(error)), Some(_)) => {
+                    tracing::warn!(db, %error, "a replayed change cannot be indexed here: the indexes are stale until a resync");
+                    let mut config = self.config(db)?.clone();
+                    config.indexes_stale = true;
+                    self.save_config(db, config)?;
+                    None
+                }
+                (Err(failure), _) => return Err(failure),
+            },
             None => None,
         };
 
         let mut record = record;
         let mut revs = Vec::with_capacity(ops.len());
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
             let seq = record.last_seq + 1;
+            let time_ms = replayed.map_or(self.now_ms, |times| times[i]);
             let key = op.key();
             let stored_key = doc_key(record.id, key);
             let change = match op {
@@ -95,22 +123,29 @@ impl GroupTxn<'_> {
                         record.doc_count += 1;
                     }
                     record.doc_bytes += (stored_key.len() + stored.len()) as u64;
-                    change_record(record.id, seq, ChangeOp::Put, self.now_ms, key, Some(value))
+                    change_record(record.id, seq, ChangeOp::Put, time_ms, key, Some(value))
                 }
                 Op::Delete { .. } => {
                     let old_len = self
                         .tables
                         .docs
                         .get(&self.wtxn, &stored_key)?
-                        .map(<[u8]>::len)
-                        .ok_or_else(|| StoreError::Corrupt {
-                            table: table::DOCS,
-                            reason: format!("{key:?} vanished between check and delete"),
-                        })?;
-                    self.tables.docs.delete(&mut self.wtxn, &stored_key)?;
-                    record.doc_count -= 1;
-                    record.doc_bytes -= (stored_key.len() + old_len) as u64;
-                    change_record(record.id, seq, ChangeOp::Delete, self.now_ms, key, None)
+                        .map(<[u8]>::len);
+                    match old_len {
+                        Some(old_len) => {
+                            self.tables.docs.delete(&mut self.wtxn, &stored_key)?;
+                            record.doc_count -= 1;
+                            record.doc_bytes -= (stored_key.len() + old_len) as u64;
+                        }
+                        None if replayed.is_some() => {}
+                        None => {
+                            return Err(Failure::Group(StoreError::Corrupt {
+                                table: table::DOCS,
+                                reason: format!("{key:?} vanished between check and delete"),
+                            }))
+                        }
+                    }
+                    change_record(record.id, seq, ChangeOp::Delete, time_ms, key, None)
                 }
             };
             let log_key = change_key(record.id, seq);

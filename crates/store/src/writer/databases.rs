@@ -56,8 +56,8 @@ impl GroupTxn<'_> {
         Ok(Written::DatabaseCreated)
     }
 
-    /// Drops the database `name` with its documents, change log, index entries and
-    /// configuration record.
+    /// Drops the database `name` with its documents, change log, index entries,
+    /// configuration record and sync position.
     pub(super) fn drop_database(&mut self, name: &str) -> Result<Written, Failure> {
         let id = self.existing(name)?.id;
         let (low, high) = database_bounds(id);
@@ -66,6 +66,7 @@ impl GroupTxn<'_> {
         self.tables.changes.delete_range(&mut self.wtxn, &bounds)?;
         self.tables.indexes.delete_range(&mut self.wtxn, &bounds)?;
         self.tables.configs.delete(&mut self.wtxn, name)?;
+        self.tables.sync.delete(&mut self.wtxn, name)?;
         self.catalog.insert(
             name.to_string(),
             CachedEntry {

@@ -11,7 +11,8 @@
 //! The files of this folder: `requests.rs` (what callers send and get back),
 //! `validation.rs` (input checks before a write is queued), `submit.rs` (the `Store`
 //! methods that write), `apply.rs` (the transaction of one group), and what applies each
-//! kind of write: `databases.rs`, `batch.rs`, `resync.rs`, `service_tables.rs`.
+//! kind of write: `databases.rs`, `batch.rs`, `resync.rs`, `service_tables.rs`, `sync.rs`
+//! (a follower's changes and migration mode).
 
 mod apply;
 mod batch;
@@ -20,6 +21,7 @@ mod requests;
 mod resync;
 mod service_tables;
 mod submit;
+mod sync;
 mod validation;
 
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -29,7 +31,8 @@ use std::thread::JoinHandle;
 use heed::{Env, WithoutTls};
 
 pub use requests::{
-    CommitHook, DatabaseCommit, IndexEntry, Op, Reply, ResyncChunk, Write, Written, MAX_BATCH_OPS,
+    CommitHook, DatabaseCommit, IndexEntry, Op, Reply, ResyncChunk, SyncLineage, Write, Written,
+    MAX_BATCH_OPS,
 };
 
 use crate::error::{Result, StoreError};

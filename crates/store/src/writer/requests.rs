@@ -6,7 +6,9 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::format::{IndexDef, Retention, SessionRecord, UserRecord};
+use crate::format::{
+    FollowRecord, IndexDef, Retention, SessionRecord, SyncPosition, SyncStop, UserRecord,
+};
 use crate::jobs::JobRecord;
 
 /// Most operations in one batch.
@@ -130,6 +132,50 @@ pub enum Write {
     SetStatus {
         status: crate::status::ServiceStatus,
     },
+    /// Enters migration mode (stores `follow`) and stores each database's starting
+    /// position where it has none yet; a stored position of the same source is kept (it
+    /// is what the database holds), one of another source is refused, and so is a
+    /// follow record of another source.
+    SyncAttach {
+        follow: FollowRecord,
+        positions: Vec<(String, SyncPosition)>,
+    },
+    /// Creates a database the source created during the sync, with its position (only
+    /// in migration mode).
+    SyncCreateDatabase {
+        name: String,
+        retention: Retention,
+        offline: bool,
+        position: SyncPosition,
+    },
+    /// Applies changes of the source's log at their own seqs (`first_seq`, the next,
+    /// …), each with its own time, and moves the database's sync position along in the
+    /// same transaction. Changes at or below the stored position are skipped; a gap is
+    /// `SyncGap`; another lineage is `SyncLineage`.
+    SyncApply {
+        db: String,
+        lineage: SyncLineage,
+        first_seq: u64,
+        ops: Vec<Op>,
+        times_ms: Vec<u64>,
+    },
+    /// Records (or clears, with `None`) why a database's sync stopped.
+    SyncStopped {
+        db: String,
+        stop: Option<SyncStop>,
+    },
+    /// Leaves migration mode (the data and the positions stay as they are).
+    SyncDetach,
+}
+
+/// Whose change log a follower applies to a database: checked against its stored sync
+/// position before anything is applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncLineage {
+    pub service_id: String,
+    pub epoch: u64,
+    /// The source database's creation time (0: not known, not checked).
+    pub created_ms: u64,
 }
 
 /// The key of one entry of the `indexes` table (database id, index position, encoded
@@ -197,6 +243,16 @@ pub enum Written {
     /// The new epoch.
     Epoch(u64),
     StatusSet,
+    SyncAttached,
+    /// The database's sync position after the call, and how many changes it applied
+    /// (the others were at or below the stored position).
+    SyncApplied {
+        seq: u64,
+        applied: u64,
+    },
+    SyncStopSet,
+    /// The follow record that was removed (`None`: migration mode was off).
+    SyncDetached(Option<FollowRecord>),
 }
 
 /// What one commit changed in a database, told to the commit hook.

@@ -40,24 +40,7 @@ pub(super) fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()
             }
             validate_resync_limit(*limit)
         }
-        Write::Batch { db, ops } => {
-            validate_database_name(db)?;
-            if ops.is_empty() || ops.len() > MAX_BATCH_OPS {
-                return Err(StoreError::InvalidArgument {
-                    reason: format!(
-                        "a batch holds 1 to {MAX_BATCH_OPS} operations, not {}",
-                        ops.len()
-                    ),
-                });
-            }
-            for op in ops {
-                validate_key(op.key())?;
-                if let Op::Put { value, .. } = op {
-                    validate_value(value, max_value_bytes)?;
-                }
-            }
-            Ok(())
-        }
+        Write::Batch { db, ops } => validate_batch(db, ops, max_value_bytes),
         Write::SaveUser { name, record, .. } => validate_user(name, record),
         Write::DeleteUser { name } => validate_database_name(name),
         Write::SaveSession { record, .. } => validate_database_name(&record.user),
@@ -70,7 +53,54 @@ pub(super) fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()
         | Write::ReplaceJobs { .. }
         | Write::NewEpoch => Ok(()),
         Write::SetStatus { status } => status.validate(),
+        Write::SyncAttach { positions, .. } => positions
+            .iter()
+            .try_for_each(|(name, _)| validate_database_name(name)),
+        Write::SyncCreateDatabase { name, .. } | Write::SyncStopped { db: name, .. } => {
+            validate_database_name(name)
+        }
+        Write::SyncApply {
+            db,
+            first_seq,
+            ops,
+            times_ms,
+            ..
+        } => {
+            validate_batch(db, ops, max_value_bytes)?;
+            if times_ms.len() != ops.len() || *first_seq == 0 {
+                return Err(StoreError::InvalidArgument {
+                    reason: format!(
+                        "{} changes with {} times from seq {first_seq}: every change needs its time, and seqs start at 1",
+                        ops.len(),
+                        times_ms.len()
+                    ),
+                });
+            }
+            Ok(())
+        }
+        Write::SyncDetach => Ok(()),
     }
+}
+
+/// A batch: a valid database name, 1 to `MAX_BATCH_OPS` operations, valid keys and
+/// values.
+fn validate_batch(db: &str, ops: &[Op], max_value_bytes: usize) -> Result<()> {
+    validate_database_name(db)?;
+    if ops.is_empty() || ops.len() > MAX_BATCH_OPS {
+        return Err(StoreError::InvalidArgument {
+            reason: format!(
+                "a batch holds 1 to {MAX_BATCH_OPS} operations, not {}",
+                ops.len()
+            ),
+        });
+    }
+    for op in ops {
+        validate_key(op.key())?;
+        if let Op::Put { value, .. } = op {
+            validate_value(value, max_value_bytes)?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks a user record against its name rule and the limits of its layout: at most
