@@ -345,3 +345,27 @@ mod tests {
         unique::<JobStatus>();
     }
 }
+
+wire_enum! {
+    /// Where a database's sync stands (`sync.status`, `sync.report`).
+    SyncState("state") {
+        /// The follower is applying changes the source committed earlier.
+        CatchingUp = "catching_up",
+        /// The follower has applied everything the source holds and waits for more.
+        Live = "live",
+        /// The database's sync stopped with an error (kept until it is resolved).
+        Stopped = "stopped",
+        /// No follower has reported on this database lately.
+        Idle = "idle",
+    }
+}
+
+wire_enum! {
+    /// How a sync ends (`sync.detach`).
+    SyncEnd("reason") {
+        /// The source went READ_ONLY and everything was applied and compared.
+        Cutover = "cutover",
+        /// The operator gave up: the data stays as it is.
+        Abort = "abort",
+    }
+}

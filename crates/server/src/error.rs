@@ -94,6 +94,16 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
                 vec![(Value::from("state"), Value::from("Offline"))],
             ))
         }
+        StoreError::SyncGap { expected, got, .. } => {
+            return WireError::new(ErrorCode::SyncGap, message).with_details(Value::Map(vec![
+                (Value::from("expected"), Value::from(*expected)),
+                (Value::from("got"), Value::from(*got)),
+            ]))
+        }
+        StoreError::SyncLineage { .. } => ErrorCode::ResyncRequired,
+        StoreError::SyncPositionMissing { .. }
+        | StoreError::NotFollowing
+        | StoreError::FollowConflict { .. } => ErrorCode::Conflict,
         StoreError::DatabaseOnline { .. } => ErrorCode::Conflict,
         StoreError::IndexValue { .. } => ErrorCode::InvalidValue,
         StoreError::IndexMissing { .. } => ErrorCode::NotFound,

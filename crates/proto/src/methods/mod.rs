@@ -11,6 +11,7 @@ mod db;
 mod jobs;
 mod session;
 mod status;
+mod sync;
 mod table;
 mod users;
 
@@ -38,6 +39,10 @@ pub use session::{AuthArgs, LoginArgs, LoginResult, LogoutArgs, WhoAmI};
 pub use status::{
     ConfigReloadResult, DbUsage, DirUsage, EnvUsage, SettingChange, StatusReason, StatusResult,
     StatusSetArgs, UsageResult,
+};
+pub use sync::{
+    MigrationMode, SyncApplyArgs, SyncApplyResult, SyncAttachArgs, SyncCreateArgs, SyncDatabase,
+    SyncDetachArgs, SyncError, SyncReportArgs, SyncStartPosition, SyncStatusResult,
 };
 pub use users::{
     UserAddArgs, UserGrantArgs, UserInfo, UserNameArgs, UserPasswdArgs, UserRevokeArgs,
@@ -124,6 +129,19 @@ method_table! {
     JobsShow = ("jobs.show", JobIdArgs => Job, Job, Admin),
     /// Asks a running job to stop.
     JobsCancel = ("jobs.cancel", JobIdArgs => Job, Job, Admin),
+    // Sync (the destination of `cairn-sync`).
+    /// Enters migration mode, following a source.
+    SyncAttach = ("sync.attach", SyncAttachArgs => SyncStatusResult, Plain, Admin),
+    /// Creates a database the source created.
+    SyncCreate = ("sync.create", SyncCreateArgs => (), Plain, Admin),
+    /// Applies changes of the source's log at their seqs.
+    SyncApply = ("sync.apply", SyncApplyArgs => SyncApplyResult, Write, Admin),
+    /// Where the follower stands on a database.
+    SyncReport = ("sync.report", SyncReportArgs => (), Plain, Admin),
+    /// Migration mode and each database's sync.
+    SyncStatus = ("sync.status", NoArgs => SyncStatusResult, Plain, Admin),
+    /// Leaves migration mode.
+    SyncDetach = ("sync.detach", SyncDetachArgs => SyncStatusResult, Plain, Admin),
 }
 
 /// How a connection runs a method.

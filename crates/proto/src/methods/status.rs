@@ -22,6 +22,9 @@ pub struct StatusResult {
     /// Why the service is read-only by itself, if it is.
     #[serde(default)]
     pub reasons: Vec<StatusReason>,
+    /// Migration mode: the source this service follows (`cairn-sync`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migration: Option<super::MigrationMode>,
 }
 
 /// A reason the service turned itself read-only: `low_disk_space`, `disk_full` or

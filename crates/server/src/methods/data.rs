@@ -21,7 +21,7 @@ use super::CallContext;
 const DEFAULT_PAGE_LIMIT: u32 = 100;
 
 /// A document key off the wire: a msgpack string of 1 to 400 bytes of UTF-8.
-fn key_text(key: &Value) -> Result<String, WireError> {
+pub(super) fn key_text(key: &Value) -> Result<String, WireError> {
     let Value::String(text) = key else {
         return Err(WireError::new(
             ErrorCode::InvalidKey,
@@ -33,7 +33,7 @@ fn key_text(key: &Value) -> Result<String, WireError> {
         .map_err(store_error)
 }
 
-fn encode_value(value: &Value) -> Vec<u8> {
+pub(super) fn encode_value(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     rmpv::encode::write_value(&mut out, value).expect("writing to a Vec cannot fail");
     out
@@ -64,8 +64,10 @@ pub fn get(call: &CallContext, args: GetArgs) -> Result<Vec<u8>, WireError> {
     ))
 }
 
-/// Applies `ops` on `db` in one transaction of the group commit; the new revs.
+/// Applies `ops` on `db` in one transaction of the group commit; the new revs. A
+/// database that follows another service (migration mode) refuses them.
 async fn apply(call: &CallContext, db: String, ops: Vec<Op>) -> Result<Vec<u64>, WireError> {
+    call.shared.follow.refuse_writes(&db)?;
     match write(&call.shared.store()?, cairn_store::Write::Batch { db, ops }).await? {
         Written::Batch(revs) => Ok(revs),
         other => Err(internal(format!("a batch answered {other:?}"))),

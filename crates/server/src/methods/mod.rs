@@ -11,6 +11,7 @@ mod db;
 mod jobs;
 pub(crate) mod session;
 mod status;
+mod sync;
 mod users;
 
 use std::sync::Arc;
@@ -144,6 +145,12 @@ impl CallContext {
             Request::JobsList(args) => reply::<call::JobsList>(jobs::list(self, args)),
             Request::JobsShow(args) => reply::<call::JobsShow>(jobs::show(self, args)),
             Request::JobsCancel(args) => reply::<call::JobsCancel>(jobs::cancel(self, args)),
+            Request::SyncAttach(args) => reply::<call::SyncAttach>(sync::attach(self, args).await),
+            Request::SyncCreate(args) => reply::<call::SyncCreate>(sync::create(self, args).await),
+            Request::SyncApply(args) => reply::<call::SyncApply>(sync::apply(self, args).await),
+            Request::SyncReport(args) => reply::<call::SyncReport>(sync::report(self, args).await),
+            Request::SyncStatus(_) => reply::<call::SyncStatus>(sync::status(self)),
+            Request::SyncDetach(args) => reply::<call::SyncDetach>(sync::detach(self, args).await),
             Request::Login(_) | Request::Auth(_) | Request::Logout(_) | Request::WhoAmI(_) => {
                 Err(WireError::new(
                     ErrorCode::Internal,

@@ -41,6 +41,7 @@ pub fn status(shared: &Shared) -> methods::StatusResult {
                 since_ms: r.since_ms,
             })
             .collect(),
+        migration: shared.follow.mode(),
     }
 }
 

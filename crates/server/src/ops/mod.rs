@@ -1,11 +1,12 @@
 //! The operations of a service, below the methods: the lifecycle of each database, the
 //! automatic READ_ONLY (`health`), change-feed wake-ups, the jobs registry and one file
 //! per kind of job (`backup`, `restore`, `resync`), the backup schedule, settings
-//! reloads and webhooks. Methods and the service call in here; nothing here calls the
-//! methods.
+//! reloads, webhooks and migration mode (`follow`). Methods and the service call in
+//! here; nothing here calls the methods.
 
 pub mod backup;
 pub mod feeds;
+pub mod follow;
 pub mod health;
 pub mod jobs;
 pub mod lifecycle;

@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Flags, Settings};
 use crate::ops::feeds::Feeds;
+use crate::ops::follow::Follow;
 use crate::ops::health::AutoStatus;
 use crate::ops::jobs::JobRegistry;
 use crate::ops::lifecycle::Databases;
@@ -55,6 +56,8 @@ pub struct Shared {
     pub auto: AutoStatus,
     /// The lifecycle gate of every database.
     pub databases: Databases,
+    /// Migration mode: the source followed, the databases that follow it.
+    pub follow: Follow,
     /// Cancelled when the service starts to shut down.
     pub shutdown: CancellationToken,
     /// The service's background tasks (free-space checks, delayed starts, the backup
@@ -96,6 +99,10 @@ impl Shared {
             .and_then(|s| s.status())
             .unwrap_or_default();
         let webhooks = Webhooks::new(store.meta().service_id.clone(), settings.webhooks.clone());
+        let follow = Follow::default();
+        if let Err(error) = follow.load(&store) {
+            tracing::error!(%error, "cannot read migration mode: it is taken as off");
+        }
         Shared {
             status: RwLock::new(Arc::new(status)),
             service_id: store.meta().service_id.clone(),
@@ -107,6 +114,7 @@ impl Shared {
             schedule_stop: Mutex::new(None),
             auto: AutoStatus::default(),
             databases: Databases::default(),
+            follow,
             shutdown: CancellationToken::new(),
             background: TaskTracker::new(),
             dir,
@@ -148,6 +156,9 @@ impl Shared {
         self.feeds.attach(&store);
         if let Err(error) = self.databases.load(&store) {
             tracing::error!(%error, "cannot read the databases' states: every database is served as online");
+        }
+        if let Err(error) = self.follow.load(&store) {
+            tracing::error!(%error, "cannot read migration mode: it is taken as off");
         }
         *self.store.write().expect("store slot lock") = Some(store);
     }

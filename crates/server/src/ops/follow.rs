@@ -1,0 +1,158 @@
+//! Migration mode as the service keeps it in memory: the source it follows (a copy of
+//! the stored `follow` record), the databases that follow it (a sync position of that
+//! source), which refuse writes from anyone but the follower, and what the follower last
+//! reported per database (head seq, what it holds unapplied, its state), from which
+//! `sync.status` computes the lag. The stored records are the truth: the copy is read
+//! again at start, after every change of the mode and after a restore.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+
+use cairn_proto::methods::{MigrationMode, SyncDatabase, SyncError, SyncStatusResult};
+use cairn_proto::values::SyncState;
+use cairn_proto::{ErrorCode, WireError};
+use cairn_store::{FollowRecord, Store, StoreError, SyncPosition};
+
+use crate::storage::now_ms;
+
+/// After this long without a report, a database's follower is taken for gone (`idle`).
+const REPORT_STALE_MS: u64 = 30_000;
+
+/// What the follower last reported on one database.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    pub state: SyncState,
+    pub head_seq: u64,
+    /// The source time of the oldest change it held unapplied.
+    pub pending_since_ms: Option<u64>,
+    pub at_ms: u64,
+}
+
+#[derive(Default)]
+struct FollowState {
+    record: Option<FollowRecord>,
+    /// The databases that follow the source.
+    synced: HashSet<String>,
+    reports: HashMap<String, Report>,
+}
+
+/// Migration mode, the followed databases and the follower's reports.
+#[derive(Default)]
+pub struct Follow {
+    state: RwLock<FollowState>,
+}
+
+impl Follow {
+    /// Reads migration mode and the positions from the store again.
+    pub fn load(&self, store: &Store) -> Result<(), StoreError> {
+        let snapshot = store.snapshot()?;
+        let record = snapshot.follow()?;
+        let synced = match &record {
+            Some(record) => snapshot
+                .sync_positions()?
+                .into_iter()
+                .filter(|(_, p)| p.source_service_id == record.source_service_id)
+                .map(|(db, _)| db)
+                .collect(),
+            None => HashSet::new(),
+        };
+        let mut state = self.state.write().expect("follow lock");
+        if record.is_none() {
+            state.reports.clear();
+        }
+        state.record = record;
+        state.synced = synced;
+        Ok(())
+    }
+
+    /// Migration mode, if it is on.
+    pub fn mode(&self) -> Option<MigrationMode> {
+        self.state
+            .read()
+            .expect("follow lock")
+            .record
+            .as_ref()
+            .map(|r| MigrationMode {
+                source: r.source.clone(),
+                source_service_id: r.source_service_id.clone(),
+                since_ms: r.since_ms,
+            })
+    }
+
+    /// Refuses a client's write to a database that follows the source.
+    pub fn refuse_writes(&self, db: &str) -> Result<(), WireError> {
+        let state = self.state.read().expect("follow lock");
+        match &state.record {
+            Some(record) if state.synced.contains(db) => Err(WireError::new(
+                ErrorCode::MigrationInProgress,
+                format!(
+                    "database {db:?} follows {} during a migration: write to the source until the cutover (or end the sync: cairn-sync abort)",
+                    record.source
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Keeps what the follower reported on `db`.
+    pub fn report(&self, db: &str, report: Report) {
+        self.state
+            .write()
+            .expect("follow lock")
+            .reports
+            .insert(db.to_string(), report);
+    }
+
+    /// Migration mode and every database with a sync position (in name order), with
+    /// the lag computed from the follower's reports.
+    pub fn status(&self, positions: Vec<(String, SyncPosition)>) -> SyncStatusResult {
+        let state = self.state.read().expect("follow lock");
+        let now = now_ms();
+        let databases = positions
+            .into_iter()
+            .map(|(db, position)| {
+                let report = state
+                    .reports
+                    .get(&db)
+                    .filter(|r| now.saturating_sub(r.at_ms) < REPORT_STALE_MS);
+                let error = position.stopped.as_ref().map(|s| SyncError {
+                    code: s.code.clone(),
+                    message: s.message.clone(),
+                    seq: s.seq,
+                    at_ms: s.at_ms,
+                });
+                let head_seq = report.map(|r| r.head_seq.max(position.seq));
+                let lag_changes = head_seq.map(|head| head - position.seq);
+                let lag_ms = report.map(|r| match (lag_changes, r.pending_since_ms) {
+                    (Some(0), _) | (_, None) => 0,
+                    (_, Some(since)) => now.saturating_sub(since),
+                });
+                let state = match (&error, report) {
+                    (Some(_), _) => SyncState::Stopped,
+                    (None, Some(_)) if lag_changes == Some(0) => SyncState::Live,
+                    (None, Some(r)) => match r.state {
+                        SyncState::Stopped | SyncState::Idle => r.state,
+                        _ => SyncState::CatchingUp,
+                    },
+                    (None, None) => SyncState::Idle,
+                };
+                SyncDatabase {
+                    db,
+                    source_service_id: position.source_service_id,
+                    source_epoch: position.source_epoch,
+                    applied_seq: position.seq,
+                    head_seq,
+                    lag_changes,
+                    lag_ms,
+                    state,
+                    error,
+                    reported_ms: report.map(|r| r.at_ms),
+                }
+            })
+            .collect();
+        SyncStatusResult {
+            migration: self.mode(),
+            databases,
+        }
+    }
+}
