@@ -244,6 +244,12 @@ impl ServiceProcess {
         self.child.id()
     }
 
+    /// Kills it with SIGKILL (no shutdown of any kind) and waits for the exit.
+    pub fn kill(mut self) -> Result<ExitStatus> {
+        self.child.kill()?;
+        Ok(self.child.wait()?)
+    }
+
     /// Sends SIGTERM and waits for the exit; returns the status and stderr.
     pub fn stop(mut self) -> Result<(ExitStatus, String)> {
         let pid = libc::pid_t::try_from(self.child.id())?;

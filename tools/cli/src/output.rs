@@ -311,6 +311,17 @@ pub fn status_text(status: &StatusResult) -> String {
             ),
         ));
     }
+    if let Some(migration) = &status.migration {
+        pairs.push((
+            "migration mode",
+            format!(
+                "following {} (service {}) since {}: its databases take writes only from cairn-sync",
+                migration.source,
+                migration.source_service_id,
+                utc(migration.since_ms)
+            ),
+        ));
+    }
     pairs.extend([
         ("message", or_none(&status.current_message)),
         (

@@ -111,6 +111,9 @@ pub struct SyncDatabase {
     pub db: String,
     pub source_service_id: String,
     pub source_epoch: u64,
+    /// When the source created the database it follows (0: not known).
+    #[serde(default)]
+    pub source_created_ms: u64,
     /// The last source seq applied here.
     pub applied_seq: u64,
     /// The source's last seq as the follower last reported it.

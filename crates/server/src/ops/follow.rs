@@ -140,6 +140,7 @@ impl Follow {
                     db,
                     source_service_id: position.source_service_id,
                     source_epoch: position.source_epoch,
+                    source_created_ms: position.source_created_ms,
                     applied_seq: position.seq,
                     head_seq,
                     lag_changes,

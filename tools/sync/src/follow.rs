@@ -1,0 +1,570 @@
+//! The follower: attaches the destination (migration mode, the starting positions),
+//! then keeps one task per followed database. A task reads the source's continuous
+//! change feed from the position the destination holds (pushed as commits happen, no
+//! polling), and applies what arrived in `sync.apply` calls, one in flight while the
+//! feed goes on filling the next. It reports its state to the destination and prints
+//! a line per change of state. A lost connection or a restarting service is tried
+//! again from the destination's position; a gap, another lineage or compacted changes
+//! stop that database's sync (stored on the destination) while the others go on. Every
+//! two seconds the source's databases are listed again: one it created is created on
+//! the destination and followed, one it dropped is reported (the cutover drops it).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use cairn_client::methods::{
+    call, ChangeEntry, ChangesArgs, FeedItem, SyncApplyResult, SyncAttachArgs, SyncCreateArgs,
+    SyncError, SyncReportArgs,
+};
+use cairn_client::values::{DbState, FeedEndReason, FeedKind, SyncState};
+use cairn_client::{Client, ClientError, ErrorCode};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::apply::{apply, change_bytes, dest_status, stops_the_sync, Lineage};
+use crate::apply::{APPLY_BYTES, APPLY_CHANGES};
+use crate::offsets::Offsets;
+use crate::print::{Event, Printer};
+use crate::side::Side;
+
+/// Changes read ahead of the destination, per database.
+const READ_AHEAD: usize = 20_000;
+/// How often the source's databases are listed again.
+const DISCOVER_EVERY: Duration = Duration::from_secs(2);
+/// The source's heartbeat on an idle feed.
+const HEARTBEAT_MS: u64 = 1_000;
+/// A live database reports at least this often (the destination's status shows a
+/// follower silent for 30 s as idle).
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// A database is live while it is at most this many changes and this long behind.
+const LIVE_CHANGES: u64 = APPLY_CHANGES as u64;
+const LIVE_MS: u64 = 1_000;
+/// Waits between tries after a failure that may pass.
+const RETRY_FIRST: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// What the follower was asked.
+pub struct FollowPlan {
+    pub src: Arc<Side>,
+    pub dest: Arc<Side>,
+    pub offsfile: Option<std::path::PathBuf>,
+    /// Only these databases (empty: all).
+    pub only: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Why a database's task ended.
+enum Ended {
+    Canceled,
+    Dropped,
+}
+
+/// Why a try failed: for good (stored on the destination), or for now.
+enum Failure {
+    Stop { code: String, message: String },
+    Retry(String),
+}
+
+fn classify(error: ClientError) -> Failure {
+    if stops_the_sync(&error) {
+        Failure::Stop {
+            code: error.code().map_or("internal", |c| c.as_str()).to_string(),
+            message: error.to_string(),
+        }
+    } else {
+        Failure::Retry(format!("{error:#}"))
+    }
+}
+
+fn retry(error: anyhow::Error) -> Failure {
+    Failure::Retry(format!("{error:#}"))
+}
+
+/// Attaches the destination and follows until stopped (Ctrl-C, SIGTERM) or until
+/// migration mode ends on the destination.
+pub async fn follow(plan: FollowPlan, printer: Arc<Printer>) -> anyhow::Result<()> {
+    let source_id = plan.src.identify().await?;
+    let dest_id = plan.dest.identify().await?;
+    if source_id == dest_id {
+        bail!(
+            "{} and {} are the same service ({source_id}): the destination must be another one",
+            plan.src.name(),
+            plan.dest.name()
+        );
+    }
+    let dest = plan.dest.client().await?;
+    let status = dest_status(&dest)
+        .await
+        .context("reading the destination's sync status")?;
+    if let Some(mode) = status.migration.as_ref() {
+        if mode.source_service_id != source_id {
+            bail!(
+                "{} already follows {} (service {}), not {} (service {source_id}): end that sync first (cairn-sync abort --dest URL)",
+                plan.dest.name(),
+                mode.source,
+                mode.source_service_id,
+                plan.src.name()
+            );
+        }
+    }
+    let positions = match &plan.offsfile {
+        Some(path) => {
+            let offsets = Offsets::read(path)?;
+            if offsets.source_service_id != source_id {
+                bail!(
+                    "{} holds the positions of service {}, but {} is service {source_id}: give the offsets file of a migration of this source's backup",
+                    path.display(),
+                    offsets.source_service_id,
+                    plan.src.name()
+                );
+            }
+            offsets.positions()
+        }
+        None if status
+            .databases
+            .iter()
+            .any(|d| d.source_service_id == source_id) =>
+        {
+            Vec::new()
+        }
+        None => bail!(
+            "the destination has no sync position: give --offsfile NEWDIR/migration/offsets.json (written by cairn-migrate)"
+        ),
+    };
+    dest.request::<call::SyncAttach>(&SyncAttachArgs {
+        source_service_id: source_id.clone(),
+        source: plan.src.name(),
+        positions,
+    })
+    .await
+    .with_context(|| format!("attaching {} to {}", plan.dest.name(), plan.src.name()))?;
+    printer.event(&Event::Attached {
+        source: plan.src.name(),
+        source_service_id: source_id.clone(),
+        destination: plan.dest.name(),
+    });
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_on_signal(stop.clone()));
+    let follower = Arc::new(Follower {
+        src: plan.src.clone(),
+        dest: plan.dest.clone(),
+        source_id,
+        printer: printer.clone(),
+        stop: stop.clone(),
+    });
+    let reason = supervise(&follower, &plan.only).await;
+    stop.cancel();
+    printer.event(&Event::Ended { reason });
+    Ok(())
+}
+
+/// Cancels `stop` on Ctrl-C or SIGTERM.
+async fn stop_on_signal(stop: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            stop.cancel();
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+        _ = stop.cancelled() => {}
+    }
+    stop.cancel();
+}
+
+struct Follower {
+    src: Arc<Side>,
+    dest: Arc<Side>,
+    source_id: String,
+    printer: Arc<Printer>,
+    stop: CancellationToken,
+}
+
+/// Starts a task per database and looks for new and dropped ones until stopped; the
+/// reason it stopped.
+async fn supervise(follower: &Arc<Follower>, only: &[String]) -> String {
+    let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
+    let mut reported_drops = HashSet::new();
+    let reason = loop {
+        match discover(follower, only, &mut tasks, &mut reported_drops).await {
+            Ok(true) => {}
+            Ok(false) => {
+                break "migration mode ended on the destination (a cutover or an abort)".to_string()
+            }
+            Err(error) => follower.printer.event(&Event::Retrying {
+                db: "*".to_string(),
+                error: format!("{error:#}"),
+            }),
+        }
+        tokio::select! {
+            _ = follower.stop.cancelled() => break "asked to stop".to_string(),
+            _ = tokio::time::sleep(DISCOVER_EVERY) => {}
+        }
+    };
+    follower.stop.cancel();
+    for (_, task) in tasks {
+        let _ = task.await;
+    }
+    reason
+}
+
+/// One look at both sides: starts the tasks of databases not followed yet (creating
+/// those the source created), reports drops. `false` when migration mode is off.
+async fn discover(
+    follower: &Arc<Follower>,
+    only: &[String],
+    tasks: &mut HashMap<String, JoinHandle<()>>,
+    reported_drops: &mut HashSet<String>,
+) -> anyhow::Result<bool> {
+    let src = follower.src.client().await?;
+    let dest = follower.dest.client().await?;
+    let status = dest_status(&dest).await?;
+    if status.migration.is_none() {
+        return Ok(false);
+    }
+    let wanted = |db: &str| only.is_empty() || only.iter().any(|o| o == db);
+    let source_dbs = src
+        .db_list()
+        .await
+        .context("listing the source's databases")?;
+    let on_source: HashSet<&str> = source_dbs.iter().map(|d| d.name.as_str()).collect();
+    for info in source_dbs.iter().filter(|d| wanted(&d.name)) {
+        // A task that ended because the source dropped the database starts again when
+        // it is back (and stops at once if it is another database of the same name);
+        // one that stopped with an error waits for the operator.
+        let stopped = status
+            .databases
+            .iter()
+            .any(|d| d.db == info.name && d.error.is_some());
+        match tasks.get(&info.name) {
+            Some(task) if !task.is_finished() || stopped => continue,
+            _ => {}
+        }
+        if !status.databases.iter().any(|d| d.db == info.name) {
+            create(follower, &src, &dest, info).await?;
+        }
+        let task_follower = follower.clone();
+        let db = info.name.clone();
+        tasks.insert(
+            info.name.clone(),
+            tokio::spawn(async move { task_follower.follow_database(db).await }),
+        );
+    }
+    for position in &status.databases {
+        let gone = position.source_service_id == follower.source_id
+            && wanted(&position.db)
+            && !on_source.contains(position.db.as_str());
+        if gone && reported_drops.insert(position.db.clone()) {
+            follower.printer.event(&Event::Dropped {
+                db: position.db.clone(),
+            });
+        }
+    }
+    Ok(true)
+}
+
+/// Creates on the destination a database the source created, with its settings.
+async fn create(
+    follower: &Follower,
+    src: &Client,
+    dest: &Client,
+    info: &cairn_client::methods::DbInfo,
+) -> anyhow::Result<()> {
+    let epoch = src
+        .changes(&ChangesArgs {
+            db: info.name.clone(),
+            limit: Some(1),
+            ..ChangesArgs::default()
+        })
+        .await
+        .with_context(|| format!("reading the epoch of {}", info.name))?
+        .epoch;
+    dest.request::<call::SyncCreate>(&SyncCreateArgs {
+        db: info.name.clone(),
+        retention: info.retention,
+        offline: info.state == DbState::Offline,
+        epoch,
+        created_ms: info.created_ms,
+    })
+    .await
+    .with_context(|| format!("creating {} on the destination", info.name))?;
+    follower.printer.event(&Event::Created {
+        db: info.name.clone(),
+    });
+    Ok(())
+}
+
+/// An apply in flight.
+type InFlight = Pin<Box<dyn Future<Output = Result<SyncApplyResult, ClientError>> + Send>>;
+
+/// Resolves with the apply in flight; never without one.
+async fn landed(in_flight: &mut Option<InFlight>) -> Result<SyncApplyResult, ClientError> {
+    match in_flight {
+        Some(apply) => apply.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Where one database's sync stands, as the task last said it.
+struct Standing {
+    state: Option<SyncState>,
+    applied: u64,
+    head: u64,
+    /// The position of the first try: the progress bar counts from it.
+    started_at: Option<u64>,
+    last_report: Instant,
+    /// The failure of the last try, while they fail the same way.
+    retrying: Option<String>,
+}
+
+impl Follower {
+    /// One database: tries again after failures that may pass, stops on those that
+    /// will not.
+    async fn follow_database(self: Arc<Self>, db: String) {
+        let mut wait = RETRY_FIRST;
+        let mut standing = Standing {
+            state: None,
+            applied: 0,
+            head: 0,
+            started_at: None,
+            last_report: Instant::now(),
+            retrying: None,
+        };
+        loop {
+            match self.follow_once(&db, &mut standing).await {
+                Ok(Ended::Canceled) => return,
+                Ok(Ended::Dropped) => {
+                    self.printer.event(&Event::Dropped { db });
+                    return;
+                }
+                Err(Failure::Stop { code, message }) => {
+                    self.stopped(&db, &standing, code, message).await;
+                    return;
+                }
+                Err(Failure::Retry(error)) => {
+                    // Said once, not at every try.
+                    if standing.retrying.as_ref() != Some(&error) {
+                        self.printer.event(&Event::Retrying {
+                            db: db.clone(),
+                            error: error.clone(),
+                        });
+                        standing.retrying = Some(error);
+                    }
+                    standing.state = None;
+                }
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(RETRY_MAX);
+        }
+    }
+
+    /// Stores the stop on the destination (when it can be reached) and says so.
+    async fn stopped(&self, db: &str, standing: &Standing, code: String, message: String) {
+        let seq = standing.applied + 1;
+        let report = SyncReportArgs {
+            db: db.to_string(),
+            state: SyncState::Stopped,
+            head_seq: standing.head,
+            pending_since_ms: None,
+            error: Some(SyncError {
+                code: code.clone(),
+                message: message.clone(),
+                seq,
+                at_ms: 0,
+            }),
+        };
+        if let Ok(dest) = self.dest.client().await {
+            let _ = dest.request::<call::SyncReport>(&report).await;
+        }
+        self.printer.event(&Event::Stopped {
+            db: db.to_string(),
+            code,
+            message,
+            seq,
+        });
+    }
+
+    /// Tells the destination and the operator where the database stands, when that
+    /// changed (or every `REPORT_EVERY` while nothing changes).
+    async fn standing(
+        &self,
+        dest: &Client,
+        db: &str,
+        standing: &mut Standing,
+        pending: &VecDeque<ChangeEntry>,
+    ) {
+        // Live: less than a second and a batch behind the source.
+        let behind = standing.head.saturating_sub(standing.applied);
+        let oldest_ms = pending
+            .front()
+            .map_or(0, |c| now_ms().saturating_sub(c.time_ms));
+        let state = if behind <= LIVE_CHANGES && oldest_ms <= LIVE_MS {
+            SyncState::Live
+        } else {
+            SyncState::CatchingUp
+        };
+        self.printer.progress(
+            db,
+            standing.head.saturating_sub(standing.applied),
+            standing
+                .applied
+                .saturating_sub(standing.started_at.unwrap_or(0)),
+        );
+        let changed = standing.state != Some(state);
+        if !changed && standing.last_report.elapsed() < REPORT_EVERY {
+            return;
+        }
+        standing.state = Some(state);
+        standing.last_report = Instant::now();
+        let report = SyncReportArgs {
+            db: db.to_string(),
+            state,
+            head_seq: standing.head,
+            pending_since_ms: pending.front().map(|c| c.time_ms),
+            error: None,
+        };
+        // A report that does not arrive is no reason to stop applying.
+        let _ = dest.request::<call::SyncReport>(&report).await;
+        if changed {
+            self.printer.event(&Event::State {
+                db: db.to_string(),
+                state: state.as_str(),
+                applied_seq: standing.applied,
+                head_seq: standing.head,
+            });
+        }
+    }
+
+    /// Follows one database from the destination's position until the feed or an
+    /// apply fails, the source drops it, or the follower stops.
+    async fn follow_once(&self, db: &str, standing: &mut Standing) -> Result<Ended, Failure> {
+        let src = self.src.client().await.map_err(retry)?;
+        let dest = self.dest.client().await.map_err(retry)?;
+        let status = dest_status(&dest).await.map_err(classify)?;
+        let position = status
+            .databases
+            .iter()
+            .find(|d| d.db == db)
+            .ok_or_else(|| Failure::Stop {
+                code: ErrorCode::Conflict.as_str().to_string(),
+                message: format!("{db} has no sync position on the destination"),
+            })?;
+        let info = match src.db_info(db).await {
+            Ok(info) => info,
+            Err(error) if error.code() == Some(ErrorCode::DatabaseMissing) => {
+                return Ok(Ended::Dropped)
+            }
+            Err(error) => return Err(classify(error)),
+        };
+        if position.source_created_ms != 0 && position.source_created_ms != info.created_ms {
+            return Err(Failure::Stop {
+                code: ErrorCode::ResyncRequired.as_str().to_string(),
+                message: format!(
+                    "{db} was dropped and created again on the source (created at {} ms, this database follows the one created at {} ms): migrate a new backup of the source to follow it",
+                    info.created_ms, position.source_created_ms
+                ),
+            });
+        }
+        let lineage = Lineage {
+            db: db.to_string(),
+            source_service_id: position.source_service_id.clone(),
+            epoch: position.source_epoch,
+            created_ms: info.created_ms,
+        };
+        standing.retrying = None;
+        standing.applied = position.applied_seq;
+        standing.head = info.last_seq.max(position.applied_seq);
+        standing.started_at.get_or_insert(position.applied_seq);
+        let mut feed = src
+            .changes_feed(&ChangesArgs {
+                db: db.to_string(),
+                since: position.applied_seq,
+                limit: Some(1_000),
+                feed: Some(FeedKind::Continuous),
+                heartbeat_ms: Some(HEARTBEAT_MS),
+                epoch: Some(position.source_epoch),
+                ..ChangesArgs::default()
+            })
+            .await
+            .map_err(classify)?;
+        self.standing(&dest, db, standing, &VecDeque::new()).await;
+        let mut buffer: VecDeque<ChangeEntry> = VecDeque::new();
+        let mut received = position.applied_seq;
+        let mut in_flight: Option<InFlight> = None;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            if in_flight.is_none() && !buffer.is_empty() {
+                let (mut count, mut bytes) = (0, 0);
+                while count < buffer.len() && count < APPLY_CHANGES && bytes < APPLY_BYTES {
+                    bytes += change_bytes(&buffer[count]);
+                    count += 1;
+                }
+                let changes: Vec<ChangeEntry> = buffer.drain(..count).collect();
+                let pending_since = buffer.front().map(|c| c.time_ms);
+                let (dest, lineage, head) = (dest.clone(), lineage.clone(), standing.head);
+                in_flight = Some(Box::pin(async move {
+                    apply(&dest, &lineage, changes, head, pending_since).await
+                }));
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return Ok(Ended::Canceled),
+                item = feed.next(), if buffer.len() < READ_AHEAD => match item {
+                    Some(Ok(FeedItem::Change(change))) => {
+                        if change.seq > received {
+                            received = change.seq;
+                            standing.head = standing.head.max(change.seq);
+                            buffer.push_back(change);
+                        }
+                    }
+                    Some(Ok(FeedItem::Heartbeat { last_seq })) => {
+                        standing.head = standing.head.max(last_seq);
+                        if in_flight.is_none() {
+                            self.standing(&dest, db, standing, &buffer).await;
+                        }
+                    }
+                    Some(Err(error)) => return Err(classify(error)),
+                    None => {
+                        return match feed.end().map(|end| end.reason) {
+                            Some(FeedEndReason::DatabaseDropped) => Ok(Ended::Dropped),
+                            reason => Err(Failure::Retry(format!(
+                                "the source ended the feed ({})",
+                                reason.map_or("without a reason", |r| r.as_str())
+                            ))),
+                        };
+                    }
+                },
+                landed = landed(&mut in_flight) => {
+                    in_flight = None;
+                    standing.applied = landed.map_err(classify)?.seq;
+                    self.standing(&dest, db, standing, &buffer).await;
+                }
+                _ = tick.tick() => {
+                    if standing.state != Some(SyncState::Live) {
+                        if let Ok(info) = src.db_info(db).await {
+                            standing.head = standing.head.max(info.last_seq);
+                        }
+                    }
+                    if in_flight.is_none() {
+                        self.standing(&dest, db, standing, &buffer).await;
+                    }
+                }
+            }
+        }
+    }
+}
