@@ -202,6 +202,11 @@ fn prepare(rt: &tokio::runtime::Runtime, after_backup: bool) -> Result<Cutover> 
             client.db_create("later", RetentionArgs::default()).await?;
             client.put("later", "l-0", text("first"), None).await?;
             client.delete("notes", "n-000", None).await?;
+            // Users made after the backup: one with a password (which no service hands
+            // out), one with a certificate only.
+            client.user_add("erin", Some("erin-pw-1"), false).await?;
+            client.user_add("frank", None, false).await?;
+            client.user_grant("frank", "notes", Access::Read).await?;
             anyhow::Ok(())
         })?;
     }
@@ -441,7 +446,25 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
                 .iter()
                 .all(|d| matches!(d.state, SyncState::Live | SyncState::CatchingUp))
     }))?;
-    std::thread::sleep(Duration::from_millis(500));
+    // Before the cutover, status names what it will bring over.
+    let mut args = vec!["status".to_string(), "-o".to_string(), "json".to_string()];
+    args.extend(setup.src_args());
+    args.extend(setup.dest_args());
+    let (code, stdout, stderr) = cairn_sync(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let status: serde_json::Value = serde_json::from_str(&stdout)?;
+    let differences = status["differences"].to_string();
+    assert!(
+        differences.contains("erin") && differences.contains("frank"),
+        "{status:#}"
+    );
+    assert_eq!(
+        status["migration"]["source"]
+            .as_str()
+            .map(|s| s.contains(&setup.src.tls_address)),
+        Some(true),
+        "{status:#}"
+    );
 
     let cutover = Command::new(sync_exe())
         .arg("cutover")
@@ -463,8 +486,13 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
     for compared in report["databases"].as_array().expect("databases") {
         assert_eq!(compared["same"], true, "{compared:#}");
     }
-    let not_carried = report["users_not_carried"].to_string();
-    assert!(!not_carried.contains("writer"), "{not_carried}");
+    let not_carried = report["not_carried"].to_string();
+    assert!(not_carried.contains("erin"), "{report:#}");
+    assert!(
+        !not_carried.contains("writer") && !not_carried.contains("frank"),
+        "{report:#}"
+    );
+    assert!(report["users"].to_string().contains("frank"), "{report:#}");
 
     // The follower sees migration mode end and stops by itself.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -530,6 +558,13 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
         )
         .await?;
         writer.put("later", "by-writer", text("ok"), None).await?;
+        let users = dest.user_list().await?;
+        let frank = users
+            .iter()
+            .find(|u| u.name == "frank")
+            .expect("frank carried");
+        assert_eq!(frank.grants.get("notes"), Some(&Access::Read));
+        assert!(users.iter().all(|u| u.name != "erin"), "nothing guessed");
         anyhow::Ok(())
     })?;
     Ok(())

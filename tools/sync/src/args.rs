@@ -14,6 +14,7 @@ Examples:
   cairn-service ./new                                    # in migration mode once followed
   cairn-sync --src unix://./old/sock --dest unix://./new/sock --offsfile ./new/migration/offsets.json
   cairn-sync status --dest unix://./new/sock             # lag per database
+  cairn-sync status --dest unix://./new/sock --src unix://./old/sock   # and what differs
   cairn-sync cutover --src unix://./old/sock --dest unix://./new/sock
 
   # Remote services, admin credentials in the URLs:
@@ -93,6 +94,10 @@ pub enum Command {
     Status {
         #[arg(long, value_name = "URL")]
         dest: ClientUrl,
+        /// Also list the users, grants, configurations and states that differ from the
+        /// source's (what the cutover will bring over).
+        #[arg(long, value_name = "URL")]
+        src: Option<ClientUrl>,
     },
     /// Set the source READ_ONLY, apply what is left, compare, bring users, grants and
     /// configurations over and end migration mode.

@@ -46,6 +46,18 @@ pub struct Compared {
     pub same: bool,
 }
 
+/// What the destination lacks of the source's users, grants, configurations and
+/// states: brought over by a cutover, told by `status --src` before it.
+#[derive(Debug, Default, Serialize)]
+pub struct Carried {
+    /// Users created, changed or removed on the destination.
+    pub users: Vec<String>,
+    /// Users that cannot be carried, each with why.
+    pub not_carried: Vec<String>,
+    /// Configuration and state changes on the destination.
+    pub configs: Vec<String>,
+}
+
 /// What a cutover did.
 #[derive(Debug, Serialize)]
 pub struct CutoverReport {
@@ -54,12 +66,9 @@ pub struct CutoverReport {
     pub databases: Vec<Compared>,
     /// Databases the source dropped, dropped on the destination.
     pub dropped: Vec<String>,
-    /// Users created, changed or removed on the destination.
-    pub users_changed: Vec<String>,
-    /// Users the cutover could not carry, each with why.
-    pub users_not_carried: Vec<String>,
-    /// Configuration and state changes made on the destination.
-    pub configs: Vec<String>,
+    /// Users, grants, configurations and states brought over.
+    #[serde(flatten)]
+    pub carried: Carried,
     /// How long the source has been read-only when migration mode ended.
     pub read_only_ms: u64,
     /// True when every database compared equal and migration mode ended.
@@ -131,9 +140,7 @@ pub async fn cutover(plan: &CutoverPlan) -> anyhow::Result<CutoverReport> {
         destination: plan.dest.name(),
         databases: Vec::new(),
         dropped,
-        users_changed: Vec::new(),
-        users_not_carried: Vec::new(),
-        configs: Vec::new(),
+        carried: Carried::default(),
         read_only_ms: 0,
         done: false,
     };
@@ -144,8 +151,8 @@ pub async fn cutover(plan: &CutoverPlan) -> anyhow::Result<CutoverReport> {
         report.read_only_ms = millis(read_only_since.elapsed());
         return Ok(report);
     }
-    carry_users(&src, &dest, &mut report).await?;
-    carry_configs(&src, &dest, &databases, &mut report).await?;
+    carry_users(&src, &dest, true, &mut report.carried).await?;
+    carry_configs(&src, &dest, &databases, true, &mut report.carried).await?;
     dest.request::<call::SyncDetach>(&SyncDetachArgs {
         reason: SyncEnd::Cutover,
     })
@@ -154,6 +161,23 @@ pub async fn cutover(plan: &CutoverPlan) -> anyhow::Result<CutoverReport> {
     report.read_only_ms = millis(read_only_since.elapsed());
     report.done = true;
     Ok(report)
+}
+
+/// What a cutover would bring over now, changing nothing.
+pub async fn differences(src: &Side, dest: &Client) -> anyhow::Result<Carried> {
+    src.identify().await?;
+    let src = src.client().await?;
+    let here = dest.db_list().await?;
+    let databases: Vec<DbInfo> = src
+        .db_list()
+        .await?
+        .into_iter()
+        .filter(|d| here.iter().any(|h| h.name == d.name))
+        .collect();
+    let mut carried = Carried::default();
+    carry_users(&src, dest, false, &mut carried).await?;
+    carry_configs(&src, dest, &databases, false, &mut carried).await?;
+    Ok(carried)
 }
 
 fn millis(elapsed: Duration) -> u64 {
@@ -268,11 +292,13 @@ async fn compare(src: &Client, dest: &Client, info: &DbInfo) -> anyhow::Result<C
 
 /// Users and grants as the source has them: users it lacks are created (only those
 /// without a password: a service never hands out password hashes), grants set, users
-/// the source no longer has removed (`root` stays).
-async fn carry_users(
+/// the source no longer has removed (`root` stays). Without `apply`, only says what
+/// it would do.
+pub async fn carry_users(
     src: &Client,
     dest: &Client,
-    report: &mut CutoverReport,
+    apply: bool,
+    carried: &mut Carried,
 ) -> anyhow::Result<()> {
     let source: BTreeMap<String, UserInfo> = src
         .user_list()
@@ -290,15 +316,17 @@ async fn carry_users(
         let current = match here.get(name) {
             Some(current) => current.clone(),
             None if user.has_password => {
-                report.users_not_carried.push(format!(
+                carried.not_carried.push(format!(
                     "{name}: its password cannot be read from the source (no service hands out password hashes): add it here with cairn user add {name} --password"
                 ));
                 continue;
             }
             None => {
-                dest.user_add(name, None, user.admin).await?;
-                report
-                    .users_changed
+                if apply {
+                    dest.user_add(name, None, user.admin).await?;
+                }
+                carried
+                    .users
                     .push(format!("{name}: created (certificate only)"));
                 UserInfo {
                     grants: BTreeMap::new(),
@@ -307,17 +335,17 @@ async fn carry_users(
             }
         };
         if current.admin != user.admin {
-            report.users_not_carried.push(format!(
+            carried.not_carried.push(format!(
                 "{name}: admin is {} on the source and {} here, and no call changes it: delete and add the user here",
                 user.admin, current.admin
             ));
         }
         for (db, access) in &user.grants {
             if current.grants.get(db) != Some(access) {
-                dest.user_grant(name, db, *access).await?;
-                report
-                    .users_changed
-                    .push(format!("{name}: {access} on {db}"));
+                if apply {
+                    dest.user_grant(name, db, *access).await?;
+                }
+                carried.users.push(format!("{name}: {access} on {db}"));
             }
         }
         for db in current
@@ -325,19 +353,21 @@ async fn carry_users(
             .keys()
             .filter(|db| !user.grants.contains_key(*db))
         {
-            dest.user_revoke(name, db).await?;
-            report
-                .users_changed
-                .push(format!("{name}: no grant on {db}"));
+            if apply {
+                dest.user_revoke(name, db).await?;
+            }
+            carried.users.push(format!("{name}: no grant on {db}"));
         }
     }
     for name in here
         .keys()
         .filter(|n| !source.contains_key(*n) && *n != "root")
     {
-        dest.user_delete(name).await?;
-        report
-            .users_changed
+        if apply {
+            dest.user_delete(name).await?;
+        }
+        carried
+            .users
             .push(format!("{name}: deleted (not on the source)"));
     }
     Ok(())
@@ -345,11 +375,13 @@ async fn carry_users(
 
 /// Retention, index definitions and online/offline as the source has them. Changed
 /// index definitions start a resync job (the database stays offline until it is done).
-async fn carry_configs(
+/// Without `apply`, only says what it would do.
+pub async fn carry_configs(
     src: &Client,
     dest: &Client,
     databases: &[DbInfo],
-    report: &mut CutoverReport,
+    apply: bool,
+    carried: &mut Carried,
 ) -> anyhow::Result<()> {
     for info in databases {
         let (wanted, current) = (
@@ -358,6 +390,13 @@ async fn carry_configs(
         );
         let mut offline_for_resync = false;
         if (&wanted.retention, &wanted.indexes) != (&current.retention, &current.indexes) {
+            if !apply {
+                carried.configs.push(format!(
+                    "{}: retention or indexes differ from the source's",
+                    info.name
+                ));
+                continue;
+            }
             if current.state != DbState::Offline {
                 dest.db_offline(&info.name, Some("cutover: its configuration changes"))
                     .await?;
@@ -371,13 +410,13 @@ async fn carry_configs(
                     },
                 )
                 .await?;
-            report
+            carried
                 .configs
                 .push(format!("{}: configuration as on the source", info.name));
             if set.indexes_stale {
                 let job = dest.db_resync(&info.name).await?;
                 offline_for_resync = true;
-                report.configs.push(format!(
+                carried.configs.push(format!(
                     "{}: indexes rebuilt by job {}: bring it online once it is done (cairn db online {})",
                     info.name, job.id, info.name
                 ));
@@ -389,16 +428,20 @@ async fn carry_configs(
         let state_now = dest.db_info(&info.name).await?.state;
         match (wanted.state, state_now) {
             (DbState::Offline, DbState::Online) => {
-                dest.db_offline(&info.name, Some("cutover: offline on the source"))
-                    .await?;
-                report
+                if apply {
+                    dest.db_offline(&info.name, Some("cutover: offline on the source"))
+                        .await?;
+                }
+                carried
                     .configs
                     .push(format!("{}: offline, as on the source", info.name));
             }
             (DbState::Online, DbState::Offline) => {
-                dest.db_online(&info.name, None, Some("cutover: online on the source"))
-                    .await?;
-                report
+                if apply {
+                    dest.db_online(&info.name, None, Some("cutover: online on the source"))
+                        .await?;
+                }
+                carried
                     .configs
                     .push(format!("{}: online, as on the source", info.name));
             }

@@ -25,7 +25,7 @@ use cairn_client::values::SyncEnd;
 use clap::Parser;
 
 use crate::args::{Cli, Command, Output};
-use crate::cutover::{CutoverPlan, CutoverReport};
+use crate::cutover::{Carried, CutoverPlan, CutoverReport};
 use crate::follow::FollowPlan;
 use crate::print::Printer;
 use crate::side::Side;
@@ -73,6 +73,18 @@ fn status_text(status: &SyncStatusResult) -> String {
     out.trim_end().to_string()
 }
 
+/// Users, grants, configurations and states, one line each, after `prefix`.
+fn carried_text(carried: &Carried, prefix: &str) -> String {
+    let mut out = String::new();
+    for line in carried.users.iter().chain(&carried.configs) {
+        out.push_str(&format!("{prefix}{line}\n"));
+    }
+    for line in &carried.not_carried {
+        out.push_str(&format!("not carried: {line}\n"));
+    }
+    out
+}
+
 fn cutover_text(report: &CutoverReport) -> String {
     let mut out = String::new();
     for db in &report.databases {
@@ -93,12 +105,7 @@ fn cutover_text(report: &CutoverReport) -> String {
     for db in &report.dropped {
         out.push_str(&format!("{db}: dropped (dropped on the source)\n"));
     }
-    for line in report.users_changed.iter().chain(&report.configs) {
-        out.push_str(&format!("{line}\n"));
-    }
-    for line in &report.users_not_carried {
-        out.push_str(&format!("not carried: {line}\n"));
-    }
+    out.push_str(&carried_text(&report.carried, ""));
     if report.done {
         out.push_str(&format!(
             "cut over: {} serves everything {} held; the source was read-only for {} and stays so: point clients at the destination and stop the source",
@@ -135,15 +142,36 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             printer.finish();
             outcome.map(|()| ExitCode::SUCCESS)
         }
-        Some(Command::Status { dest }) => {
+        Some(Command::Status { dest, src }) => {
             let dest = Side::new("destination", dest, certs);
             let client = dest.client().await?;
             let status = apply::dest_status(&client)
                 .await
                 .with_context(|| format!("reading the sync status of {}", dest.name()))?;
+            let differences = match src {
+                Some(src) => Some(
+                    cutover::differences(&Side::new("source", src, certs), &client)
+                        .await
+                        .context("comparing users, grants and configurations")?,
+                ),
+                None => None,
+            };
             match output {
-                Output::Text => println!("{}", status_text(&status)),
-                Output::Json => print_json(&status),
+                Output::Text => {
+                    println!("{}", status_text(&status));
+                    match differences.as_ref().map(|d| carried_text(d, "differs: ")) {
+                        Some(text) if text.is_empty() => {
+                            println!("users, grants, configurations and states: as on the source")
+                        }
+                        Some(text) => print!("{text}"),
+                        None => {}
+                    }
+                }
+                Output::Json => print_json(&serde_json::json!({
+                    "migration": status.migration,
+                    "databases": status.databases,
+                    "differences": differences,
+                })),
             }
             Ok(ExitCode::SUCCESS)
         }
