@@ -121,6 +121,8 @@ async fn fill_source(src: &Client) -> Result<()> {
         }
     }
     src.db_offline("archive", None).await?;
+    src.db_create("scratch", RetentionArgs::default()).await?;
+    src.put("scratch", "s", text("v"), None).await?;
     src.user_add("writer", Some(WRITER_PW), false).await?;
     src.user_add("syncer", Some(SYNCER_PW), true).await?;
     for db in ["notes", "people", "later"] {
@@ -226,8 +228,17 @@ fn prepare(rt: &tokio::runtime::Runtime, after_backup: bool) -> Result<Cutover> 
     })
 }
 
+/// A follower process, killed if the test ends without it having stopped.
+struct Follower(Child);
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        kill9(&mut self.0);
+    }
+}
+
 /// A follower process, its stdout in a file.
-fn spawn_follower(setup: &Cutover, more: &[&str], log: &Path) -> Result<Child> {
+fn spawn_follower(setup: &Cutover, more: &[&str], log: &Path) -> Result<Follower> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -237,12 +248,14 @@ fn spawn_follower(setup: &Cutover, more: &[&str], log: &Path) -> Result<Child> {
     args.extend(setup.dest_args());
     args.extend(more.iter().map(|s| s.to_string()));
     args.extend(["-o".to_string(), "json".to_string()]);
-    Ok(Command::new(sync_exe())
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()?)
+    Ok(Follower(
+        Command::new(sync_exe())
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()?,
+    ))
 }
 
 fn kill9(child: &mut Child) {
@@ -433,17 +446,26 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
     let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     for round in 0..10 {
         std::thread::sleep(Duration::from_millis(rng.random_range(50..600)));
-        kill9(&mut follower);
+        kill9(&mut follower.0);
         if round == 5 {
             setup.restart_dest(true)?;
         }
         follower = spawn_follower(&setup, &[], &log)?;
     }
     // Caught up and live on every database once the follower settles.
+    // A database dropped on the source: dropped here at the cutover.
+    rt.block_on(async {
+        local(&old)
+            .await?
+            .db_drop("scratch")
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
     rt.block_on(wait_status(&new, "every database followed", |s| {
-        s.databases.len() == 4
+        s.databases.len() == 5
             && s.databases
                 .iter()
+                .filter(|d| d.db != "scratch")
                 .all(|d| matches!(d.state, SyncState::Live | SyncState::CatchingUp))
     }))?;
     // Before the cutover, status names what it will bring over.
@@ -483,6 +505,11 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
     assert_eq!(cutover.status.code(), Some(0), "{report:#}");
     assert_eq!(report["done"], true, "{report:#}");
     assert!(report["read_only_ms"].as_u64().is_some(), "{report:#}");
+    assert_eq!(
+        report["dropped"],
+        serde_json::json!(["scratch"]),
+        "{report:#}"
+    );
     for compared in report["databases"].as_array().expect("databases") {
         assert_eq!(compared["same"], true, "{compared:#}");
     }
@@ -497,7 +524,7 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
     // The follower sees migration mode end and stops by itself.
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
-        if let Some(status) = follower.try_wait()? {
+        if let Some(status) = follower.0.try_wait()? {
             break status;
         }
         ensure!(
@@ -551,6 +578,10 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
         // Migration mode is over: the destination takes writes, its users log in with
         // the passwords they had on the source.
         assert!(sync_status(&dest).await?.migration.is_none());
+        assert_eq!(
+            code_of(dest.db_info("scratch").await),
+            Some(ErrorCode::DatabaseMissing)
+        );
         dest.put("notes", "after-cutover", text("ok"), None).await?;
         let writer = connect(
             &tls_url(setup.dest(), &format!("writer:{WRITER_PW}")),
@@ -598,7 +629,7 @@ fn migration_mode_refuses_other_writers_survives_a_restart_and_abort_ends_it() -
     let offsets = arg(&new.join("migration/offsets.json"));
     let mut follower = spawn_follower(&setup, &["--offsfile", &offsets], &log)?;
     rt.block_on(wait_status(&new, "attached", |s| s.migration.is_some()))?;
-    kill9(&mut follower);
+    kill9(&mut follower.0);
     let notes_seq =
         rt.block_on(async { anyhow::Ok(local(&new).await?.db_info("notes").await?.last_seq) })?;
 
@@ -648,7 +679,7 @@ fn migration_mode_refuses_other_writers_survives_a_restart_and_abort_ends_it() -
     assert!(status["migration"]["source"].is_string(), "{status:#}");
     assert_eq!(
         status["databases"].as_array().map(Vec::len),
-        Some(3),
+        Some(4),
         "{status:#}"
     );
 
@@ -765,7 +796,7 @@ fn a_database_created_again_or_a_restored_source_stops_with_resync_required() ->
         people.error.as_ref().map(|e| e.code.as_str()),
         Some("resync_required")
     );
-    kill9(&mut follower);
+    kill9(&mut follower.0);
     Ok(())
 }
 

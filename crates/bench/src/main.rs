@@ -9,8 +9,10 @@
 //! beside those without one. `cairn-bench migrate` times `cairn_store::migrate` on a
 //! format-1 directory written with raw heed beside `mdb_copy -c` of it, and a `find`
 //! page deep inside one index value in format 1 and in format 2 beside a point get.
-//! Each prints each pair of figures, their ratio and target, then how they were
-//! measured.
+//! `cairn-bench sync` times `cairn-sync` catching a destination service up with a source
+//! database of 1,000,000 changes beside raw heed's puts, and the lag of each change
+//! while 64 writers put on the source over TLS. Each prints each pair of figures, their
+//! ratio and target, then how they were measured.
 
 mod backup;
 mod cairn;
@@ -26,6 +28,7 @@ mod raw;
 mod remote;
 mod report;
 mod service;
+mod sync;
 mod workloads;
 
 use std::path::PathBuf;
@@ -37,6 +40,7 @@ use crate::backup::BackupSizes;
 use crate::migrate::MigrateSizes;
 use crate::report::{Row, Sides};
 use crate::service::ServiceSizes;
+use crate::sync::SyncSizes;
 use crate::workloads::Sizes;
 
 const STORE_EXAMPLES: &str = "\
@@ -91,6 +95,21 @@ Examples:
   # Rows as JSON, the directories on another disk:
   cargo run --release -p cairn-bench -- migrate --json --dir /mnt/nvme/tmp";
 
+const SYNC_EXAMPLES: &str = "\
+Examples:
+  # Build the binaries first: the bench runs target/release/cairn-service and
+  # cairn-sync as they are.
+  cargo build --release -p cairn-server -p cairn-sync -p cairn-bench
+
+  # The full comparison (1,000,000 changes caught up, 10 s of writes for the lag):
+  ./target/release/cairn-bench sync
+
+  # A quick smoke check (20,000 changes, 2 s of writes):
+  ./target/release/cairn-bench sync --quick
+
+  # Rows as JSON, the services' directories on another disk:
+  ./target/release/cairn-bench sync --json --dir /mnt/nvme/tmp";
+
 const EXAMPLES: &str = "\
 Examples:
   # cairn-store against raw heed, in one process:
@@ -104,6 +123,9 @@ Examples:
 
   # Migration from format 1 against mdb_copy -c, and deep find pages:
   cargo run --release -p cairn-bench -- migrate --quick
+
+  # cairn-sync catching up and following a live source, quickly:
+  cargo run --release -p cairn-bench -- sync --quick
 
   # Rows as JSON:
   cargo run --release -p cairn-bench -- service --json";
@@ -125,6 +147,11 @@ const BACKUP_SIDES: Sides = Sides {
 
 const MIGRATE_SIDES: Sides = Sides {
     baseline: "baseline",
+    measured: "cairn",
+};
+
+const SYNC_SIDES: Sides = Sides {
+    baseline: "raw heed",
     measured: "cairn",
 };
 
@@ -189,6 +216,20 @@ enum Command {
     /// copy), beside a point get.
     #[command(after_help = MIGRATE_EXAMPLES)]
     Migrate(MigrateArgs),
+
+    /// Times cairn-sync catching up a source beside raw heed, and its lag under writes.
+    ///
+    /// Writes a source database of 1,000,000 changes (16-byte random keys, 100-byte
+    /// values) through cairn-store and starts cairn-service on it, then, in 3 rounds:
+    /// raw heed putting the same keys and values in this process, 1000 puts per fsync'd
+    /// commit, and a fresh destination cairn-service attached to the source with
+    /// cairn-sync (the binary beside this one) spawned and timed until the destination
+    /// has applied every change. Then, the last follower live, 64 writers put on the
+    /// source over TLS (4 connections) into a new database, and each put's lag is timed
+    /// from the source's answer until the destination's change feed shows its seq. The
+    /// two services, the follower and the bench share the machine's cores.
+    #[command(after_help = SYNC_EXAMPLES)]
+    Sync(SyncArgs),
 }
 
 #[derive(Debug, Args)]
@@ -262,13 +303,44 @@ struct MigrateArgs {
     dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct SyncArgs {
+    /// Smaller sizes for a smoke check: 20,000 changes and 2 s of writes.
+    #[arg(long)]
+    quick: bool,
+
+    /// Prints the rows as a JSON array of {name, baseline, cairn, unit, ratio} objects
+    /// (baseline and ratio are null for rows without a baseline; the notes on how they
+    /// were measured then go to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Directory in which the services' working directories and raw heed's environments
+    /// are made [default: the system temporary directory]. Use a directory on the disk
+    /// you want to measure.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Store(args) => run_store(&args),
         Command::Service(args) => run_service(&args),
         Command::Backup(args) => run_backup(&args),
         Command::Migrate(args) => run_migrate(&args),
+        Command::Sync(args) => run_sync(&args),
     }
+}
+
+fn run_sync(args: &SyncArgs) -> Result<()> {
+    let sizes = if args.quick {
+        SyncSizes::quick()
+    } else {
+        SyncSizes::full()
+    };
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report = sync::run_sync_comparison(sizes, &base)?;
+    print_report(&report.rows, SYNC_SIDES, &report.notes, args.json)
 }
 
 fn run_migrate(args: &MigrateArgs) -> Result<()> {

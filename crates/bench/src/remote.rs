@@ -105,7 +105,7 @@ pub async fn load(
 
 /// `callers` tasks, spread over `clients`, each calling `step` with a random number, one
 /// call at a time, until `duration` has passed; counts the calls.
-async fn callers_for<F, Fut>(
+pub async fn callers_for<F, Fut>(
     clients: &[Client],
     callers: usize,
     duration: Duration,

@@ -21,7 +21,7 @@ use cairn_client::methods::{
     SyncError, SyncReportArgs,
 };
 use cairn_client::values::{DbState, FeedEndReason, FeedKind, SyncState};
-use cairn_client::{Client, ClientError, ErrorCode};
+use cairn_client::{Client, ClientError, ErrorCode, FeedStream};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -40,6 +40,10 @@ const HEARTBEAT_MS: u64 = 1_000;
 /// A live database reports at least this often (the destination's status shows a
 /// follower silent for 30 s as idle).
 const REPORT_EVERY: Duration = Duration::from_secs(5);
+/// The longest a call to the destination may take before it is tried again.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the databases' tasks get to end once the follower stops.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A database is live while it is at most this many changes and this long behind.
 const LIVE_CHANGES: u64 = APPLY_CHANGES as u64;
 const LIVE_MS: u64 = 1_000;
@@ -199,7 +203,18 @@ async fn supervise(follower: &Arc<Follower>, only: &[String]) -> String {
     let mut tasks: HashMap<String, JoinHandle<()>> = HashMap::new();
     let mut reported_drops = HashSet::new();
     let reason = loop {
-        match discover(follower, only, &mut tasks, &mut reported_drops).await {
+        let looked = tokio::time::timeout(
+            CALL_TIMEOUT,
+            discover(follower, only, &mut tasks, &mut reported_drops),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the services did not answer within {} s",
+                CALL_TIMEOUT.as_secs()
+            ))
+        });
+        match looked {
             Ok(true) => {}
             Ok(false) => {
                 break "migration mode ended on the destination (a cutover or an abort)".to_string()
@@ -215,8 +230,11 @@ async fn supervise(follower: &Arc<Follower>, only: &[String]) -> String {
         }
     };
     follower.stop.cancel();
-    for (_, task) in tasks {
-        let _ = task.await;
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    for (_, mut task) in tasks {
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            task.abort();
+        }
     }
     reason
 }
@@ -308,13 +326,33 @@ async fn create(
 }
 
 /// An apply in flight.
-type InFlight = Pin<Box<dyn Future<Output = Result<SyncApplyResult, ClientError>> + Send>>;
+type InFlight = Pin<Box<dyn Future<Output = Result<SyncApplyResult, Failure>> + Send>>;
 
 /// Resolves with the apply in flight; never without one.
-async fn landed(in_flight: &mut Option<InFlight>) -> Result<SyncApplyResult, ClientError> {
+async fn landed(in_flight: &mut Option<InFlight>) -> Result<SyncApplyResult, Failure> {
     match in_flight {
         Some(apply) => apply.await,
         None => std::future::pending().await,
+    }
+}
+
+/// The next item of the feed; never while it is closed.
+async fn next_item(feed: &mut Option<FeedStream>) -> Option<Result<FeedItem, ClientError>> {
+    match feed {
+        Some(feed) => feed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A call to the destination that does not answer within `CALL_TIMEOUT` is tried again
+/// (the destination skips what it applied already).
+async fn within<T>(call: impl Future<Output = Result<T, ClientError>>) -> Result<T, Failure> {
+    match tokio::time::timeout(CALL_TIMEOUT, call).await {
+        Ok(outcome) => outcome.map_err(classify),
+        Err(_) => Err(Failure::Retry(format!(
+            "the destination did not answer within {} s",
+            CALL_TIMEOUT.as_secs()
+        ))),
     }
 }
 
@@ -363,7 +401,6 @@ impl Follower {
                         });
                         standing.retrying = Some(error);
                     }
-                    standing.state = None;
                 }
             }
             tokio::select! {
@@ -390,7 +427,7 @@ impl Follower {
             }),
         };
         if let Ok(dest) = self.dest.client().await {
-            let _ = dest.request::<call::SyncReport>(&report).await;
+            let _ = within(dest.request::<call::SyncReport>(&report)).await;
         }
         self.printer.event(&Event::Stopped {
             db: db.to_string(),
@@ -440,7 +477,7 @@ impl Follower {
             error: None,
         };
         // A report that does not arrive is no reason to stop applying.
-        let _ = dest.request::<call::SyncReport>(&report).await;
+        let _ = within(dest.request::<call::SyncReport>(&report)).await;
         if changed {
             self.printer.event(&Event::State {
                 db: db.to_string(),
@@ -456,7 +493,7 @@ impl Follower {
     async fn follow_once(&self, db: &str, standing: &mut Standing) -> Result<Ended, Failure> {
         let src = self.src.client().await.map_err(retry)?;
         let dest = self.dest.client().await.map_err(retry)?;
-        let status = dest_status(&dest).await.map_err(classify)?;
+        let status = within(dest_status(&dest)).await?;
         let position = status
             .databases
             .iter()
@@ -487,22 +524,23 @@ impl Follower {
             epoch: position.source_epoch,
             created_ms: info.created_ms,
         };
-        standing.retrying = None;
         standing.applied = position.applied_seq;
         standing.head = info.last_seq.max(position.applied_seq);
         standing.started_at.get_or_insert(position.applied_seq);
-        let mut feed = src
-            .changes_feed(&ChangesArgs {
+        let open = |since: u64| {
+            let args = ChangesArgs {
                 db: db.to_string(),
-                since: position.applied_seq,
+                since,
                 limit: Some(1_000),
                 feed: Some(FeedKind::Continuous),
                 heartbeat_ms: Some(HEARTBEAT_MS),
                 epoch: Some(position.source_epoch),
                 ..ChangesArgs::default()
-            })
-            .await
-            .map_err(classify)?;
+            };
+            let src = src.clone();
+            async move { src.changes_feed(&args).await }
+        };
+        let mut feed = Some(open(position.applied_seq).await.map_err(classify)?);
         self.standing(&dest, db, standing, &VecDeque::new()).await;
         let mut buffer: VecDeque<ChangeEntry> = VecDeque::new();
         let mut received = position.applied_seq;
@@ -519,13 +557,22 @@ impl Follower {
                 let pending_since = buffer.front().map(|c| c.time_ms);
                 let (dest, lineage, head) = (dest.clone(), lineage.clone(), standing.head);
                 in_flight = Some(Box::pin(async move {
-                    apply(&dest, &lineage, changes, head, pending_since).await
+                    within(apply(&dest, &lineage, changes, head, pending_since)).await
                 }));
+            }
+            // The client buffers what a feed sends until it is read: a feed that is not
+            // read is closed, and opened again from where it stopped once the changes
+            // read ahead are half applied.
+            if buffer.len() >= READ_AHEAD {
+                feed = None;
+            } else if feed.is_none() && buffer.len() <= READ_AHEAD / 2 {
+                feed = Some(open(received).await.map_err(classify)?);
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return Ok(Ended::Canceled),
-                item = feed.next(), if buffer.len() < READ_AHEAD => match item {
+                item = next_item(&mut feed) => match item {
                     Some(Ok(FeedItem::Change(change))) => {
+                        standing.retrying = None;
                         if change.seq > received {
                             received = change.seq;
                             standing.head = standing.head.max(change.seq);
@@ -533,6 +580,7 @@ impl Follower {
                         }
                     }
                     Some(Ok(FeedItem::Heartbeat { last_seq })) => {
+                        standing.retrying = None;
                         standing.head = standing.head.max(last_seq);
                         if in_flight.is_none() {
                             self.standing(&dest, db, standing, &buffer).await;
@@ -540,7 +588,8 @@ impl Follower {
                     }
                     Some(Err(error)) => return Err(classify(error)),
                     None => {
-                        return match feed.end().map(|end| end.reason) {
+                        let ended = feed.as_ref().and_then(|f| f.end()).map(|end| end.reason);
+                        return match ended {
                             Some(FeedEndReason::DatabaseDropped) => Ok(Ended::Dropped),
                             reason => Err(Failure::Retry(format!(
                                 "the source ended the feed ({})",
@@ -551,7 +600,8 @@ impl Follower {
                 },
                 landed = landed(&mut in_flight) => {
                     in_flight = None;
-                    standing.applied = landed.map_err(classify)?.seq;
+                    standing.applied = landed?.seq;
+                    standing.retrying = None;
                     self.standing(&dest, db, standing, &buffer).await;
                 }
                 _ = tick.tick() => {

@@ -67,16 +67,7 @@ impl Follow {
 
     /// Migration mode, if it is on.
     pub fn mode(&self) -> Option<MigrationMode> {
-        self.state
-            .read()
-            .expect("follow lock")
-            .record
-            .as_ref()
-            .map(|r| MigrationMode {
-                source: r.source.clone(),
-                source_service_id: r.source_service_id.clone(),
-                since_ms: r.since_ms,
-            })
+        mode_of(&self.state.read().expect("follow lock"))
     }
 
     /// Refuses a client's write to a database that follows the source.
@@ -151,9 +142,19 @@ impl Follow {
                 }
             })
             .collect();
+        // From the guard held: a second read lock could wait behind a writer waiting
+        // for this one.
         SyncStatusResult {
-            migration: self.mode(),
+            migration: mode_of(&state),
             databases,
         }
     }
+}
+
+fn mode_of(state: &FollowState) -> Option<MigrationMode> {
+    state.record.as_ref().map(|r| MigrationMode {
+        source: r.source.clone(),
+        source_service_id: r.source_service_id.clone(),
+        since_ms: r.since_ms,
+    })
 }
