@@ -180,7 +180,57 @@ impl Cutover {
     }
 }
 
+/// Damages the document `key` of `db` in the format-1 working directory `dir` (no
+/// process may use it) with raw heed: its value becomes bytes that are not msgpack, at
+/// the same rev, so that a migration leaves it out.
+fn damage_format1_document(dir: &Path, db: &str, key: &str) -> Result<()> {
+    use heed::types::Bytes;
+    let path = dir.join("store");
+    // SAFETY: no process uses the environment, and this process opens it once.
+    let env = unsafe { heed::EnvOpenOptions::new().max_dbs(16).open(&path) }
+        .with_context(|| format!("opening {}", path.display()))?;
+    let edited = (|| -> Result<()> {
+        let rtxn = env.read_txn()?;
+        let (catalog, docs) = env
+            .open_databases_and_commit(rtxn, |opener, rtxn| -> Result<_> {
+                let open = |name| -> Result<heed::Database<Bytes, Bytes>> {
+                    opener
+                        .open_database::<Bytes, Bytes>(rtxn, Some(name))?
+                        .with_context(|| format!("no table {name}"))
+                };
+                Ok(heed::CommitOrAbort::<_, ()>::Commit((
+                    open("catalog")?,
+                    open("docs")?,
+                )))
+            })?
+            .unwrap_commit();
+        let mut wtxn = env.write_txn()?;
+        // The database id: bytes 1 to 4 of its catalog record.
+        let record = catalog
+            .get(&wtxn, db.as_bytes())?
+            .context("no catalog record")?;
+        let id = record.get(1..5).context("a catalog record")?.to_vec();
+        let stored_key = [&id[..], key.as_bytes()].concat();
+        let rev = docs.get(&wtxn, &stored_key)?.context("no such document")?[..8].to_vec();
+        docs.put(&mut wtxn, &stored_key, &[&rev[..], &[0xc1]].concat())?;
+        wtxn.commit()?;
+        Ok(())
+    })();
+    env.prepare_for_closing().wait();
+    edited
+}
+
 fn prepare(rt: &tokio::runtime::Runtime, after_backup: bool) -> Result<Cutover> {
+    prepare_with(rt, after_backup, false)
+}
+
+/// As `prepare`; with `damaged`, the backup's `notes/n-001` is damaged before the
+/// migration, which leaves it out.
+fn prepare_with(
+    rt: &tokio::runtime::Runtime,
+    after_backup: bool,
+    damaged: bool,
+) -> Result<Cutover> {
     let scratch = tempfile::tempdir()?;
     let old = scratch.path().join("old");
     let binaries = format1::binaries()?;
@@ -212,6 +262,9 @@ fn prepare(rt: &tokio::runtime::Runtime, after_backup: bool) -> Result<Cutover> 
             anyhow::Ok(())
         })?;
     }
+    if damaged {
+        damage_format1_document(&backup, "notes", "n-001")?;
+    }
     let new = scratch.path().join("new");
     let migrate = binary("cairn-migrate", "cairn-migrate")?;
     let run = run_program(
@@ -219,7 +272,13 @@ fn prepare(rt: &tokio::runtime::Runtime, after_backup: bool) -> Result<Cutover> 
         &["--src".into(), arg(&backup), "--dest".into(), arg(&new)],
         "",
     );
-    ensure!(run.code == 0, "cairn-migrate: {}{}", run.stdout, run.stderr);
+    let expected = if damaged { 1 } else { 0 };
+    ensure!(
+        run.code == expected,
+        "cairn-migrate: {}{}",
+        run.stdout,
+        run.stderr
+    );
     let dest = ServiceProcess::start(&new, &[])?;
     Ok(Cutover {
         scratch,
@@ -945,5 +1004,56 @@ fn bad_input_is_refused_before_anything_is_applied() -> Result<()> {
         stdout.contains("Examples:") && stdout.contains("cairn-sync cutover"),
         "{stdout}"
     );
+    Ok(())
+}
+
+#[test]
+fn contents_that_differ_stop_the_cutover_and_leave_the_source_read_only() -> Result<()> {
+    let rt = runtime();
+    // The migration leaves a damaged document out: the source has it, the destination
+    // does not.
+    let setup = prepare_with(&rt, false, true)?;
+    let (old, new) = (setup.old(), setup.new_dir());
+    let log = setup.scratch.path().join("follower.log");
+    let offsets = arg(&new.join("migration/offsets.json"));
+    let mut follower = spawn_follower(&setup, &["--offsfile", &offsets], &log)?;
+    rt.block_on(wait_status(&new, "following", |s| {
+        s.databases
+            .iter()
+            .any(|d| d.db == "notes" && d.state == SyncState::Live)
+    }))?;
+    kill9(&mut follower.0);
+    let mut args = vec!["cutover".to_string(), "-o".to_string(), "json".to_string()];
+    args.extend(setup.src_args());
+    args.extend(setup.dest_args());
+    let (code, stdout, stderr) = cairn_sync(&args);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(report["done"], false, "{report:#}");
+    let differing: Vec<&str> = report["databases"]
+        .as_array()
+        .expect("databases")
+        .iter()
+        .filter(|d| d["same"] == false)
+        .filter_map(|d| d["db"].as_str())
+        .collect();
+    assert_eq!(differing, ["notes"], "{report:#}");
+    rt.block_on(async {
+        let (src, dest) = (local(&old).await?, local(&new).await?);
+        assert_eq!(src.status().await?.admin_status.as_str(), "READ_ONLY");
+        assert!(
+            sync_status(&dest).await?.migration.is_some(),
+            "still in migration mode"
+        );
+        anyhow::Ok(())
+    })?;
+    // In text, the database is named, and again nothing is switched.
+    let mut args = vec!["cutover".to_string()];
+    args.extend(setup.src_args());
+    args.extend(setup.dest_args());
+    let (code, stdout, _) = cairn_sync(&args);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("notes: DIFFERENT"), "{stdout}");
+    assert!(stdout.contains("stays READ_ONLY"), "{stdout}");
     Ok(())
 }
