@@ -251,7 +251,27 @@ fn prepare_with(
             client
                 .put("notes", "after-backup", text("yes"), None)
                 .await?;
-            client.db_create("later", RetentionArgs::default()).await?;
+            client
+                .db_create_with(&DbCreateArgs {
+                    name: "later".to_string(),
+                    retention: RetentionArgs::default(),
+                    offline: true,
+                })
+                .await?;
+            client
+                .db_config_set(
+                    "later",
+                    DbConfigSettings {
+                        retention: RetentionArgs::default(),
+                        indexes: vec![IndexDefArgs {
+                            name: "whole".to_string(),
+                            field: String::new(),
+                            unique: false,
+                        }],
+                    },
+                )
+                .await?;
+            client.db_online("later", None, None).await?;
             client.put("later", "l-0", text("first"), None).await?;
             client.delete("notes", "n-000", None).await?;
             // Users made after the backup: one with a password (which no service hands
@@ -579,6 +599,10 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
         "{report:#}"
     );
     assert!(report["users"].to_string().contains("frank"), "{report:#}");
+    assert!(
+        !report["configs"].to_string().contains("later"),
+        "configured when created: {report:#}"
+    );
 
     // The follower sees migration mode end and stops by itself.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -648,6 +672,21 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
         )
         .await?;
         writer.put("later", "by-writer", text("ok"), None).await?;
+        // `later`, created on the source after the backup, came with its index, kept
+        // up to date by every change applied.
+        let later = dest.db_config("later").await?;
+        assert_eq!(later.indexes.len(), 1, "{later:?}");
+        assert!(!later.indexes_stale, "{later:?}");
+        let found = dest
+            .find(&cairn_client::methods::FindArgs {
+                db: "later".to_string(),
+                index: "whole".to_string(),
+                value: Some(text("first")),
+                ..Default::default()
+            })
+            .await?;
+        let keys: Vec<&str> = found.docs.iter().map(|d| d.key.as_str()).collect();
+        assert_eq!(keys, ["l-0"]);
         let users = dest.user_list().await?;
         let frank = users
             .iter()

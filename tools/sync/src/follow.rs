@@ -17,8 +17,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use cairn_client::methods::{
-    call, ChangeEntry, ChangesArgs, FeedItem, SyncApplyResult, SyncAttachArgs, SyncCreateArgs,
-    SyncError, SyncReportArgs,
+    call, ChangeEntry, ChangesArgs, DbConfigSettings, FeedItem, SyncApplyResult, SyncAttachArgs,
+    SyncCreateArgs, SyncError, SyncReportArgs,
 };
 use cairn_client::values::{DbState, FeedEndReason, FeedKind, SyncState};
 use cairn_client::{Client, ClientError, ErrorCode, FeedStream};
@@ -272,7 +272,12 @@ async fn discover(
             _ => {}
         }
         if !status.databases.iter().any(|d| d.db == info.name) {
-            create(follower, &src, &dest, info).await?;
+            let epoch = status
+                .databases
+                .iter()
+                .find(|d| d.source_service_id == follower.source_id)
+                .map(|d| d.source_epoch);
+            create(follower, &src, &dest, info, epoch).await?;
         }
         let task_follower = follower.clone();
         let db = info.name.clone();
@@ -300,25 +305,58 @@ async fn create(
     src: &Client,
     dest: &Client,
     info: &cairn_client::methods::DbInfo,
+    known_epoch: Option<u64>,
 ) -> anyhow::Result<()> {
-    let epoch = src
-        .changes(&ChangesArgs {
-            db: info.name.clone(),
-            limit: Some(1),
-            ..ChangesArgs::default()
-        })
+    // The epoch is the source's, for every database: read it from a change page only
+    // when no position holds it (an offline database serves no page).
+    let epoch = match known_epoch {
+        Some(epoch) => epoch,
+        None => {
+            src.changes(&ChangesArgs {
+                db: info.name.clone(),
+                limit: Some(1),
+                ..ChangesArgs::default()
+            })
+            .await
+            .with_context(|| format!("reading the epoch of {}", info.name))?
+            .epoch
+        }
+    };
+    let config = src
+        .db_config(&info.name)
         .await
-        .with_context(|| format!("reading the epoch of {}", info.name))?
-        .epoch;
+        .with_context(|| format!("reading the configuration of {}", info.name))?;
+    // Created offline when its indexes must be defined first (an empty database gets
+    // them fresh), then brought to the source's state.
+    let indexed = !config.indexes.is_empty();
     dest.request::<call::SyncCreate>(&SyncCreateArgs {
         db: info.name.clone(),
         retention: info.retention,
-        offline: info.state == DbState::Offline,
+        offline: indexed || info.state == DbState::Offline,
         epoch,
         created_ms: info.created_ms,
     })
     .await
     .with_context(|| format!("creating {} on the destination", info.name))?;
+    if indexed {
+        dest.db_config_set(
+            &info.name,
+            DbConfigSettings {
+                retention: config.retention,
+                indexes: config.indexes,
+            },
+        )
+        .await
+        .with_context(|| format!("configuring {} on the destination", info.name))?;
+        if info.state != DbState::Offline {
+            dest.db_online(
+                &info.name,
+                None,
+                Some("created by cairn-sync, as on the source"),
+            )
+            .await?;
+        }
+    }
     follower.printer.event(&Event::Created {
         db: info.name.clone(),
     });
