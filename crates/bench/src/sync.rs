@@ -415,9 +415,9 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
              every {} ms on its unix socket: the destination applies each change at the \
              source's seq, its position in the same transaction), then its db.info must \
              show last_seq and doc_count {changes}; \
-             cairn-sync as it runs them: one continuous feed of the source per \
-             database (pushed as commits happen, pages of 1000), up to {FOLLOWER_READ_AHEAD} \
-             changes read ahead, sync.apply calls of up to {FOLLOWER_APPLY_CHANGES} changes \
+             cairn-sync as it runs them: per database, pages of the source's log \
+             ({FOLLOWER_APPLY_CHANGES} changes) while behind, then its continuous feed \
+             (pushed as commits happen), up to {FOLLOWER_READ_AHEAD} changes read ahead, sync.apply calls of up to {FOLLOWER_APPLY_CHANGES} changes \
              (or {FOLLOWER_APPLY_MIB} MiB), one in flight while the feed fills the next, each \
              committed by the destination in one fsync'd transaction with the position",
             POLL.as_millis()

@@ -1,8 +1,9 @@
 //! The follower: attaches the destination (migration mode, the starting positions),
-//! then keeps one task per followed database. A task reads the source's continuous
-//! change feed from the position the destination holds (pushed as commits happen, no
-//! polling), and applies what arrived in `sync.apply` calls, one in flight while the
-//! feed goes on filling the next. It reports its state to the destination and prints
+//! then keeps one task per followed database. A task reads the source's change log
+//! from the position the destination holds: by pages while it is behind (at most
+//! `READ_AHEAD` changes held), then through the continuous change feed, which pushes
+//! each change as it commits (no polling). It applies what arrived in `sync.apply`
+//! calls, one in flight while the next is read. It reports its state to the destination and prints
 //! a line per change of state. A lost connection or a restarting service is tried
 //! again from the destination's position; a gap, another lineage or compacted changes
 //! stop that database's sync (stored on the destination) while the others go on. Every
@@ -17,8 +18,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use cairn_client::methods::{
-    call, ChangeEntry, ChangesArgs, DbConfigSettings, FeedItem, SyncApplyResult, SyncAttachArgs,
-    SyncCreateArgs, SyncError, SyncReportArgs,
+    call, ChangeEntry, ChangesArgs, ChangesResult, DbConfigSettings, FeedItem, SyncApplyResult,
+    SyncAttachArgs, SyncCreateArgs, SyncError, SyncReportArgs,
 };
 use cairn_client::values::{DbState, FeedEndReason, FeedKind, SyncState};
 use cairn_client::{Client, ClientError, ErrorCode, FeedStream};
@@ -33,6 +34,8 @@ use crate::side::Side;
 
 /// Changes read ahead of the destination, per database.
 const READ_AHEAD: usize = 20_000;
+/// Changes per page read while behind the source (one `sync.apply` call's worth).
+const PAGE: u32 = APPLY_CHANGES as u32;
 /// How often the source's databases are listed again.
 const DISCOVER_EVERY: Duration = Duration::from_secs(2);
 /// The source's heartbeat on an idle feed.
@@ -374,6 +377,17 @@ async fn landed(in_flight: &mut Option<InFlight>) -> Result<SyncApplyResult, Fai
     }
 }
 
+/// A page of changes being read.
+type Paging = Pin<Box<dyn Future<Output = Result<ChangesResult, ClientError>> + Send>>;
+
+/// The page being read; never without one.
+async fn next_page(paging: &mut Option<Paging>) -> Result<ChangesResult, ClientError> {
+    match paging {
+        Some(page) => page.await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next item of the feed; never while it is closed.
 async fn next_item(feed: &mut Option<FeedStream>) -> Option<Result<FeedItem, ClientError>> {
     match feed {
@@ -578,7 +592,21 @@ impl Follower {
             let src = src.clone();
             async move { src.changes_feed(&args).await }
         };
-        let mut feed = Some(open(position.applied_seq).await.map_err(classify)?);
+        let page_after = |since: u64| -> Paging {
+            let args = ChangesArgs {
+                db: db.to_string(),
+                since,
+                limit: Some(PAGE),
+                epoch: Some(position.source_epoch),
+                ..ChangesArgs::default()
+            };
+            let src = src.clone();
+            Box::pin(async move { src.changes(&args).await })
+        };
+        // Behind the source, pages are pulled (at most `READ_AHEAD` changes held);
+        // caught up, the continuous feed pushes each change as it commits.
+        let mut feed: Option<FeedStream> = None;
+        let mut paging: Option<Paging> = None;
         self.standing(&dest, db, standing, &VecDeque::new()).await;
         let mut buffer: VecDeque<ChangeEntry> = VecDeque::new();
         let mut received = position.applied_seq;
@@ -598,13 +626,13 @@ impl Follower {
                     within(apply(&dest, &lineage, changes, head, pending_since)).await
                 }));
             }
-            // The client buffers what a feed sends until it is read: a feed that is not
-            // read is closed, and opened again from where it stopped once the changes
-            // read ahead are half applied.
+            // The client keeps what a feed sends until it is read: when the destination
+            // falls behind, the feed is closed and pages take over again.
             if buffer.len() >= READ_AHEAD {
                 feed = None;
-            } else if feed.is_none() && buffer.len() <= READ_AHEAD / 2 {
-                feed = Some(open(received).await.map_err(classify)?);
+            }
+            if feed.is_none() && paging.is_none() && buffer.len() < READ_AHEAD {
+                paging = Some(page_after(received));
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return Ok(Ended::Canceled),
@@ -636,6 +664,22 @@ impl Follower {
                         };
                     }
                 },
+                page = next_page(&mut paging) => {
+                    paging = None;
+                    let page = page.map_err(classify)?;
+                    standing.retrying = None;
+                    let caught_up = page.changes.len() < PAGE as usize;
+                    for change in page.changes {
+                        if change.seq > received {
+                            received = change.seq;
+                            standing.head = standing.head.max(change.seq);
+                            buffer.push_back(change);
+                        }
+                    }
+                    if caught_up {
+                        feed = Some(open(received).await.map_err(classify)?);
+                    }
+                }
                 landed = landed(&mut in_flight) => {
                     in_flight = None;
                     standing.applied = landed?.seq;
