@@ -35,7 +35,8 @@ use crate::side::Side;
 /// Changes read ahead of the destination, per database.
 const READ_AHEAD: usize = 20_000;
 /// Changes per page read while behind the source (one `sync.apply` call's worth).
-const PAGE: u32 = APPLY_CHANGES as u32;
+const PAGE: u32 = 2_000;
+const _: () = assert!(PAGE as usize == APPLY_CHANGES);
 /// How often the source's databases are listed again.
 const DISCOVER_EVERY: Duration = Duration::from_secs(2);
 /// The source's heartbeat on an idle feed.
