@@ -7,7 +7,8 @@
 //! and values 1000 puts per fsync'd commit, in rounds in the same conditions. Then, the
 //! follower live, how far behind the destination stays while 64 writers put on the
 //! source over TLS: for every put, from the source's answer to the moment the
-//! destination's continuous change feed shows its seq.
+//! destination's continuous change feed shows its seq. Last, a cutover of that live
+//! destination: how long the source stays READ_ONLY.
 
 use std::fs::File;
 use std::future::Future;
@@ -44,6 +45,9 @@ use crate::workloads::{fresh_dir, progress};
 const CATCH_UP_TARGET: f64 = 0.5;
 /// Largest acceptable p99 lag of a change, in milliseconds.
 const LAG_P99_TARGET_MS: f64 = 500.0;
+/// Longest acceptable READ_ONLY time of the source during a cutover to a live
+/// destination, in milliseconds.
+const CUTOVER_TARGET_MS: f64 = 2_000.0;
 
 /// The source's database that the follower catches up.
 const DATABASE: &str = "events";
@@ -313,7 +317,9 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
         sizes.write_for,
         values,
     ))?;
-    destination.follower.stop()?;
+    progress("cairn-sync cutover, the follower live");
+    let cutover = cutover(&sync_binary, &src_dir, &destination.dir)?;
+    destination.follower.ended_by_cutover()?;
     destination.service.stop()?;
     source.stop()?;
     let load_after = procfs::load_average()?;
@@ -357,6 +363,15 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
             "puts/s",
             lags.puts.per_second(),
             None,
+        ),
+        Row::without_baseline(
+            &format!(
+                "cutover: source READ_ONLY, {} documents compared",
+                cutover.documents
+            ),
+            "ms",
+            cutover.read_only_ms,
+            Some(Target::AtMost(CUTOVER_TARGET_MS)),
         ),
     ];
 
@@ -451,6 +466,16 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
         format!(
             "CPU during the lag run: {}",
             lags.cpu.describe(lags.puts.elapsed)
+        ),
+        format!(
+            "cutover: cairn-sync cutover --src unix://SRC/sock --dest unix://DEST/sock right \
+             after the lag run, its follower live: the source set READ_ONLY, the changes left \
+             applied, every database's documents compared by a SHA-256 of every key, rev and \
+             value read in scan pages of 1000 on both sides at once ({} documents per side), \
+             users, grants and configurations compared, migration mode ended: the row is the \
+             time from READ_ONLY to the end of migration mode, as the cutover reports it; the \
+             comparison grows with the data"
+            , cutover.documents
         ),
         format!(
             "load average before: {load_before}, after: {load_after} (the two services, \
@@ -607,6 +632,57 @@ async fn attach(dir: &Path, origin: &Origin) -> Result<Client> {
         .await
         .context("attaching the destination to the source")?;
     Ok(client)
+}
+
+/// What a cutover reported.
+struct Cutover {
+    /// How long the source was READ_ONLY when migration mode ended.
+    read_only_ms: f64,
+    /// Documents compared (the source's, every database).
+    documents: u64,
+}
+
+/// Runs `cairn-sync cutover` between the two services and reads its report, which must
+/// say that it is done (every database the same on both sides).
+fn cutover(sync_binary: &Path, src_dir: &Path, dest_dir: &Path) -> Result<Cutover> {
+    let url = |dir: &Path| format!("unix://{}", socket(dir).display());
+    let output = std::process::Command::new(sync_binary)
+        .args([
+            "cutover",
+            "--src",
+            &url(src_dir),
+            "--dest",
+            &url(dest_dir),
+            "-o",
+            "json",
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .context("running cairn-sync cutover")?;
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).with_context(|| {
+        format!(
+            "cairn-sync cutover exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })?;
+    ensure!(
+        output.status.success() && report["done"] == true,
+        "cairn-sync cutover did not cut over: {report}"
+    );
+    let documents = report["databases"]
+        .as_array()
+        .context("the cutover's databases")?
+        .iter()
+        .filter_map(|db| db["source"]["documents"].as_u64())
+        .sum();
+    let read_only_ms = report["read_only_ms"]
+        .as_f64()
+        .context("the cutover's read_only_ms")?;
+    Ok(Cutover {
+        read_only_ms,
+        documents,
+    })
 }
 
 /// The destination's sync position of `db`, if it has one.
@@ -890,6 +966,29 @@ impl Follower {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits for the follower to exit by itself, successfully, as it does once a
+    /// cutover ended migration mode.
+    fn ended_by_cutover(mut self) -> Result<()> {
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                ensure!(
+                    status.success(),
+                    "cairn-sync exited with {status} after the cutover{}",
+                    self.log_tail()
+                );
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "cairn-sync did not stop within {STOP_TIMEOUT:?} of the cutover{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Fails if the follower has exited, or said that a database's sync stopped.
