@@ -266,8 +266,15 @@ async fn compare(src: &Client, dest: &Client, info: &DbInfo) -> anyhow::Result<C
     let dest_info = dest.db_info(&info.name).await?;
     let online = info.state == DbState::Online && dest_info.state == DbState::Online;
     let (source, destination, by) = if online {
-        let (source, destination) =
-            tokio::join!(content(src, &info.name), content(dest, &info.name));
+        // Each side on a task of its own: the two digests use two threads.
+        let (source, destination) = tokio::join!(
+            tokio::spawn(content(src.clone(), info.name.clone())),
+            tokio::spawn(content(dest.clone(), info.name.clone()))
+        );
+        let joined = |side: Result<_, tokio::task::JoinError>| {
+            side.map_err(|e| anyhow::anyhow!("a digest task failed: {e}"))
+        };
+        let (source, destination) = (joined(source)?, joined(destination)?);
         (
             source.with_context(|| format!("reading {} on the source", info.name))?,
             destination.with_context(|| format!("reading {} on the destination", info.name))?,

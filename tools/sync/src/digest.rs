@@ -18,20 +18,32 @@ pub struct Content {
     pub digest: String,
 }
 
-/// Reads every document of `db` in pages and digests them.
-pub async fn content(client: &Client, db: &str) -> Result<Content, ClientError> {
+/// Reads every document of `db` in pages and digests them; the next page is asked for
+/// before the current one is digested.
+pub async fn content(client: Client, db: String) -> Result<Content, ClientError> {
+    let fetch = |after: Option<String>| {
+        let (client, db) = (client.clone(), db.clone());
+        tokio::spawn(async move {
+            client
+                .scan(&ScanArgs {
+                    db,
+                    limit: Some(PAGE),
+                    after,
+                    ..ScanArgs::default()
+                })
+                .await
+        })
+    };
     let mut hasher = Sha256::new();
     let mut documents = 0u64;
-    let mut after: Option<String> = None;
-    loop {
-        let page = client
-            .scan(&ScanArgs {
-                db: db.to_string(),
-                limit: Some(PAGE),
-                after: after.take(),
-                ..ScanArgs::default()
-            })
-            .await?;
+    let mut next = Some(fetch(None));
+    while let Some(pending) = next.take() {
+        let page = pending
+            .await
+            .map_err(|e| ClientError::Protocol(format!("reading a page: {e}")))??;
+        if let (true, Some(last)) = (page.more, page.docs.last()) {
+            next = Some(fetch(Some(last.key.clone())));
+        }
         for doc in &page.docs {
             let mut value = Vec::new();
             rmpv::encode::write_value(&mut value, &doc.value)
@@ -42,10 +54,6 @@ pub async fn content(client: &Client, db: &str) -> Result<Content, ClientError> 
             hasher.update((value.len() as u64).to_be_bytes());
             hasher.update(&value);
             documents += 1;
-        }
-        match (page.more, page.docs.last()) {
-            (true, Some(last)) => after = Some(last.key.clone()),
-            _ => break,
         }
     }
     Ok(Content {
