@@ -101,6 +101,7 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
             ]))
         }
         StoreError::SyncLineage { .. } => ErrorCode::ResyncRequired,
+        StoreError::MigrationInProgress { .. } => ErrorCode::MigrationInProgress,
         StoreError::SyncPositionMissing { .. }
         | StoreError::NotFollowing
         | StoreError::FollowConflict { .. } => ErrorCode::Conflict,

@@ -169,6 +169,10 @@ pub enum StoreError {
     #[error("database {db:?}: {reason}: its history is not this database's, resynchronise it (migrate a new backup of the source)")]
     SyncLineage { db: String, reason: String },
 
+    /// A client's write to a database that follows another service (migration mode).
+    #[error("database {db:?} follows {source_url} during a migration: write to the source until the cutover (or end the sync: cairn-sync abort)")]
+    MigrationInProgress { db: String, source_url: String },
+
     /// A database has no sync position: it follows no source.
     #[error("database {db:?} has no sync position: it was not migrated from the source nor created by the follower")]
     SyncPositionMissing { db: String },

@@ -215,11 +215,32 @@ fn gaps_other_lineages_and_local_writes_are_refused_and_change_nothing() {
     ));
     assert_eq!(dest.changes("app", 0, 100).unwrap(), before);
 
-    // A local write moves the log past the position: the next change is a gap, never
-    // applied over it.
+    // Migration mode refuses a client's write, in the transaction.
+    let refused = dest.put("app", "local", &text("x"), None).unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::MigrationInProgress { db, .. } if db == "app"),
+        "{refused}"
+    );
+    // A write made while the mode was off moves the log past the position: the next
+    // change is a gap, never applied over it.
+    dest.write(Write::SyncDetach).unwrap();
     dest.put("app", "local", &text("x"), None).unwrap();
+    dest.write(Write::SyncAttach {
+        follow: follow(&source),
+        positions: vec![],
+    })
+    .unwrap();
     let err = dest.write(apply(&source, "app", &log)).unwrap_err();
     assert!(matches!(err, StoreError::SyncGap { .. }), "{err}");
+    // A follower of another service than the one migration mode names is refused.
+    let mut foreign = apply(&source, "app", &log);
+    if let Write::SyncApply { lineage, .. } = &mut foreign {
+        lineage.service_id = "f".repeat(32);
+    }
+    assert!(matches!(
+        dest.write(foreign).unwrap_err(),
+        StoreError::SyncLineage { .. }
+    ));
 }
 
 #[test]
@@ -231,7 +252,7 @@ fn a_delete_of_a_missing_document_logs_its_tombstone_and_offline_databases_take_
     let log = source.changes("app", 0, 100).unwrap();
     dest.set_offline("app", true).unwrap();
     let refused = dest.put("app", "x", &text("v"), None).unwrap_err();
-    assert!(matches!(refused, StoreError::DatabaseOffline { .. }));
+    assert!(matches!(refused, StoreError::MigrationInProgress { .. }));
     // Seq 1 applied as another key: the destination lacks "gone", as when a
     // migration left it out.
     let mut first = apply(&source, "app", &log[..1]);

@@ -94,7 +94,8 @@ pub async fn catch_up(
 }
 
 /// Whether an error stops a database's sync for good (the operator must act), rather
-/// than being tried again later.
+/// than being tried again later. A `conflict` (migration mode ended, a position
+/// missing) is tried again: the follower ends once it sees the mode gone.
 pub fn stops_the_sync(error: &ClientError) -> bool {
     matches!(
         error.code(),
@@ -103,11 +104,11 @@ pub fn stops_the_sync(error: &ClientError) -> bool {
                 | ErrorCode::ResyncRequired
                 | ErrorCode::ChangesCompacted
                 | ErrorCode::InvalidKey
+                | ErrorCode::InvalidName
                 | ErrorCode::InvalidValue
                 | ErrorCode::ValueTooLarge
                 | ErrorCode::BadRequest
                 | ErrorCode::Forbidden
-                | ErrorCode::Conflict
         )
     )
 }

@@ -3,11 +3,13 @@
 //! that may still run: the destination applies each change once), until the source's
 //! seqs stay put; databases the source dropped are dropped; then per database the
 //! document counts and a digest of every key, rev and value are compared on both
-//! sides. When they differ the cutover stops there: the source stays READ_ONLY and the
+//! sides, again until the source's seqs are the same after the comparison as before
+//! it (a write admitted before READ_ONLY may commit late). When they differ the cutover stops there: the source stays READ_ONLY and the
 //! destination in migration mode, and it says which database. Otherwise users, grants,
 //! configurations and states are brought over, migration mode ends, and the time the
-//! source was read-only is reported. A failure before the comparison sets the source
-//! back as it was (nothing was switched) and says so.
+//! source was read-only is reported. A failure up to the end of the comparison sets the
+//! source back as it was (nothing was switched) and says so; a later one says that the
+//! source stays READ_ONLY.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -117,10 +119,11 @@ pub async fn cutover(plan: &CutoverPlan) -> anyhow::Result<CutoverReport> {
     )
     .await
     .context("setting the source READ_ONLY")?;
-    let drained = drain(plan, &src, &dest, &source_id, read_only_since).await;
-    let (databases, dropped) = match drained {
-        Ok(drained) => drained,
+    let settled = settle(plan, &src, &dest, &source_id, read_only_since).await;
+    let (databases, dropped, compared) = match settled {
+        Ok(settled) => settled,
         Err(error) => {
+            // Nothing was switched yet: the source goes back to what it was.
             let restored = src
                 .status_set(
                     before.admin_status,
@@ -138,26 +141,29 @@ pub async fn cutover(plan: &CutoverPlan) -> anyhow::Result<CutoverReport> {
     let mut report = CutoverReport {
         source: plan.src.name(),
         destination: plan.dest.name(),
-        databases: Vec::new(),
+        databases: compared,
         dropped,
         carried: Carried::default(),
         read_only_ms: 0,
         done: false,
     };
-    for info in &databases {
-        report.databases.push(compare(&src, &dest, info).await?);
-    }
     if report.databases.iter().any(|c| !c.same) {
         report.read_only_ms = millis(read_only_since.elapsed());
         return Ok(report);
     }
-    carry_users(&src, &dest, true, &mut report.carried).await?;
-    carry_configs(&src, &dest, &databases, true, &mut report.carried).await?;
+    let stays = "the source stays READ_ONLY and the destination in migration mode: run the cutover again, or abort";
+    carry_users(&src, &dest, true, &mut report.carried)
+        .await
+        .context(stays)?;
+    carry_configs(&src, &dest, &databases, true, &mut report.carried)
+        .await
+        .context(stays)?;
     dest.request::<call::SyncDetach>(&SyncDetachArgs {
         reason: SyncEnd::Cutover,
     })
     .await
-    .context("ending migration mode on the destination")?;
+    .context("ending migration mode on the destination")
+    .context(stays)?;
     report.read_only_ms = millis(read_only_since.elapsed());
     report.done = true;
     Ok(report)
@@ -178,6 +184,40 @@ pub async fn differences(src: &Side, dest: &Client) -> anyhow::Result<Carried> {
     carry_users(&src, dest, false, &mut carried).await?;
     carry_configs(&src, dest, &databases, false, &mut carried).await?;
     Ok(carried)
+}
+
+/// Most rounds of draining and comparing before the source's seqs must have settled.
+const SETTLE_ROUNDS: usize = 5;
+
+/// Drains and compares until the source's seqs are the same after the comparison as
+/// before it (a write admitted before READ_ONLY may commit late): the source's
+/// databases, those dropped on the destination, and the comparison.
+async fn settle(
+    plan: &CutoverPlan,
+    src: &Client,
+    dest: &Client,
+    source_id: &str,
+    since: Instant,
+) -> anyhow::Result<(Vec<DbInfo>, Vec<String>, Vec<Compared>)> {
+    for _ in 0..SETTLE_ROUNDS {
+        let (databases, dropped) = drain(plan, src, dest, source_id, since).await?;
+        let mut compared = Vec::with_capacity(databases.len());
+        for info in &databases {
+            compared.push(compare(src, dest, info).await?);
+        }
+        if seqs(&src.db_list().await?) == seqs(&databases) {
+            return Ok((databases, dropped, compared));
+        }
+    }
+    bail!("the source's databases still changed after {SETTLE_ROUNDS} rounds of READ_ONLY: stop its admin writers first")
+}
+
+/// Each database's last seq.
+fn seqs(databases: &[DbInfo]) -> BTreeMap<String, u64> {
+    databases
+        .iter()
+        .map(|d| (d.name.clone(), d.last_seq))
+        .collect()
 }
 
 fn millis(elapsed: Duration) -> u64 {
@@ -235,11 +275,6 @@ async fn drain(
         // Writes admitted before READ_ONLY may still have committed: go on until the
         // source's seqs stay put.
         let again = src.db_list().await?;
-        let seqs = |dbs: &[DbInfo]| {
-            dbs.iter()
-                .map(|d| (d.name.clone(), d.last_seq))
-                .collect::<BTreeMap<_, _>>()
-        };
         if seqs(&again) == seqs(&heads) {
             break;
         }

@@ -44,8 +44,10 @@ const HEARTBEAT_MS: u64 = 1_000;
 /// A live database reports at least this often (the destination's status shows a
 /// follower silent for 30 s as idle).
 const REPORT_EVERY: Duration = Duration::from_secs(5);
-/// The longest a call to the destination may take before it is tried again.
+/// The longest a call to either service may take before it is tried again.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// A continuous feed silent this long (heartbeats included) is taken for lost.
+const FEED_SILENCE: Duration = Duration::from_secs(5 * HEARTBEAT_MS / 1000);
 /// How long the databases' tasks get to end once the follower stops.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// A database is live while it is at most this many changes and this long behind.
@@ -90,6 +92,16 @@ fn classify(error: ClientError) -> Failure {
         }
     } else {
         Failure::Retry(format!("{error:#}"))
+    }
+}
+
+/// The stop of a database the source dropped and created again.
+fn recreated(db: &str, created_ms: u64, followed_ms: u64) -> Failure {
+    Failure::Stop {
+        code: ErrorCode::ResyncRequired.as_str().to_string(),
+        message: format!(
+            "{db} was dropped and created again on the source (created at {created_ms} ms, this database follows the one created at {followed_ms} ms): migrate a new backup of the source to follow it"
+        ),
     }
 }
 
@@ -221,7 +233,7 @@ async fn supervise(follower: &Arc<Follower>, only: &[String]) -> String {
         match looked {
             Ok(true) => {}
             Ok(false) => {
-                break "migration mode ended on the destination (a cutover or an abort)".to_string()
+                break "migration mode of this source ended on the destination (a cutover or an abort)".to_string()
             }
             Err(error) => follower.printer.event(&Event::Retrying {
                 db: "*".to_string(),
@@ -254,7 +266,11 @@ async fn discover(
     let src = follower.src.client().await?;
     let dest = follower.dest.client().await?;
     let status = dest_status(&dest).await?;
-    if status.migration.is_none() {
+    if status
+        .migration
+        .as_ref()
+        .is_none_or(|mode| mode.source_service_id != follower.source_id)
+    {
         return Ok(false);
     }
     let wanted = |db: &str| only.is_empty() || only.iter().any(|o| o == db);
@@ -281,7 +297,14 @@ async fn discover(
                 .iter()
                 .find(|d| d.source_service_id == follower.source_id)
                 .map(|d| d.source_epoch);
-            create(follower, &src, &dest, info, epoch).await?;
+            // One database that cannot be created does not hold the others back.
+            if let Err(error) = create(follower, &src, &dest, info, epoch).await {
+                follower.printer.event(&Event::Retrying {
+                    db: info.name.clone(),
+                    error: format!("{error:#}"),
+                });
+                continue;
+            }
         }
         let task_follower = follower.clone();
         let db = info.name.clone();
@@ -397,13 +420,13 @@ async fn next_item(feed: &mut Option<FeedStream>) -> Option<Result<FeedItem, Cli
     }
 }
 
-/// A call to the destination that does not answer within `CALL_TIMEOUT` is tried again
-/// (the destination skips what it applied already).
+/// A call that does not answer within `CALL_TIMEOUT` is tried again (the destination
+/// skips what it applied already).
 async fn within<T>(call: impl Future<Output = Result<T, ClientError>>) -> Result<T, Failure> {
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Ok(outcome) => outcome.map_err(classify),
         Err(_) => Err(Failure::Retry(format!(
-            "the destination did not answer within {} s",
+            "no answer within {} s",
             CALL_TIMEOUT.as_secs()
         ))),
     }
@@ -563,17 +586,13 @@ impl Follower {
             Err(error) => return Err(classify(error)),
         };
         if position.source_created_ms != 0 && position.source_created_ms != info.created_ms {
-            return Err(Failure::Stop {
-                code: ErrorCode::ResyncRequired.as_str().to_string(),
-                message: format!(
-                    "{db} was dropped and created again on the source (created at {} ms, this database follows the one created at {} ms): migrate a new backup of the source to follow it",
-                    info.created_ms, position.source_created_ms
-                ),
-            });
+            return Err(recreated(db, info.created_ms, position.source_created_ms));
         }
+        // The service identified at the start, not the position's: the destination
+        // checks them against each other and against migration mode.
         let lineage = Lineage {
             db: db.to_string(),
-            source_service_id: position.source_service_id.clone(),
+            source_service_id: self.source_id.clone(),
             epoch: position.source_epoch,
             created_ms: info.created_ms,
         };
@@ -613,6 +632,7 @@ impl Follower {
         let mut received = position.applied_seq;
         let mut in_flight: Option<InFlight> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut last_item = Instant::now();
         loop {
             if in_flight.is_none() && !buffer.is_empty() {
                 let (mut count, mut bytes) = (0, 0);
@@ -637,7 +657,7 @@ impl Follower {
             }
             tokio::select! {
                 _ = self.stop.cancelled() => return Ok(Ended::Canceled),
-                item = next_item(&mut feed) => match item {
+                item = next_item(&mut feed) => match item.inspect(|_| last_item = Instant::now()) {
                     Some(Ok(FeedItem::Change(change))) => {
                         standing.retrying = None;
                         if change.seq > received {
@@ -678,7 +698,8 @@ impl Follower {
                         }
                     }
                     if caught_up {
-                        feed = Some(open(received).await.map_err(classify)?);
+                        feed = Some(within(open(received)).await?);
+                        last_item = Instant::now();
                     }
                 }
                 landed = landed(&mut in_flight) => {
@@ -688,10 +709,16 @@ impl Follower {
                     self.standing(&dest, db, standing, &buffer).await;
                 }
                 _ = tick.tick() => {
-                    if standing.state != Some(SyncState::Live) {
-                        if let Ok(info) = src.db_info(db).await {
-                            standing.head = standing.head.max(info.last_seq);
-                        }
+                    let info = within(src.db_info(db)).await?;
+                    if info.created_ms != lineage.created_ms {
+                        return Err(recreated(db, info.created_ms, lineage.created_ms));
+                    }
+                    standing.head = standing.head.max(info.last_seq);
+                    if feed.is_some() && last_item.elapsed() > FEED_SILENCE {
+                        return Err(Failure::Retry(format!(
+                            "the source's feed sent nothing for {} s",
+                            FEED_SILENCE.as_secs()
+                        )));
                     }
                     if in_flight.is_none() {
                         self.standing(&dest, db, standing, &buffer).await;

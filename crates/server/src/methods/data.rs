@@ -65,9 +65,9 @@ pub fn get(call: &CallContext, args: GetArgs) -> Result<Vec<u8>, WireError> {
 }
 
 /// Applies `ops` on `db` in one transaction of the group commit; the new revs. A
-/// database that follows another service (migration mode) refuses them.
+/// database that follows another service (migration mode) refuses them (the store
+/// checks it in the transaction).
 async fn apply(call: &CallContext, db: String, ops: Vec<Op>) -> Result<Vec<u64>, WireError> {
-    call.shared.follow.refuse_writes(&db)?;
     match write(&call.shared.store()?, cairn_store::Write::Batch { db, ops }).await? {
         Written::Batch(revs) => Ok(revs),
         other => Err(internal(format!("a batch answered {other:?}"))),

@@ -1,16 +1,14 @@
-//! Migration mode as the service keeps it in memory: the source it follows (a copy of
-//! the stored `follow` record), the databases that follow it (a sync position of that
-//! source), which refuse writes from anyone but the follower, and what the follower last
-//! reported per database (head seq, what it holds unapplied, its state), from which
-//! `sync.status` computes the lag. The stored records are the truth: the copy is read
-//! again at start, after every change of the mode and after a restore.
+//! Migration mode as the service keeps it in memory for `status` and `sync.status`: the
+//! source it follows (a copy of the stored `follow` record, read again at start, after
+//! every change of the mode and after a restore), and what the follower last reported
+//! per database (head seq, what it holds unapplied, its state), from which the lag is
+//! computed. The refusal of other writers is the store's, in the transaction itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use cairn_proto::methods::{MigrationMode, SyncDatabase, SyncError, SyncStatusResult};
 use cairn_proto::values::SyncState;
-use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{FollowRecord, Store, StoreError, SyncPosition};
 
 use crate::storage::now_ms;
@@ -31,8 +29,6 @@ pub struct Report {
 #[derive(Default)]
 struct FollowState {
     record: Option<FollowRecord>,
-    /// The databases that follow the source.
-    synced: HashSet<String>,
     reports: HashMap<String, Report>,
 }
 
@@ -43,46 +39,20 @@ pub struct Follow {
 }
 
 impl Follow {
-    /// Reads migration mode and the positions from the store again.
+    /// Reads migration mode from the store again.
     pub fn load(&self, store: &Store) -> Result<(), StoreError> {
-        let snapshot = store.snapshot()?;
-        let record = snapshot.follow()?;
-        let synced = match &record {
-            Some(record) => snapshot
-                .sync_positions()?
-                .into_iter()
-                .filter(|(_, p)| p.source_service_id == record.source_service_id)
-                .map(|(db, _)| db)
-                .collect(),
-            None => HashSet::new(),
-        };
+        let record = store.snapshot()?.follow()?;
         let mut state = self.state.write().expect("follow lock");
         if record.is_none() {
             state.reports.clear();
         }
         state.record = record;
-        state.synced = synced;
         Ok(())
     }
 
     /// Migration mode, if it is on.
     pub fn mode(&self) -> Option<MigrationMode> {
         mode_of(&self.state.read().expect("follow lock"))
-    }
-
-    /// Refuses a client's write to a database that follows the source.
-    pub fn refuse_writes(&self, db: &str) -> Result<(), WireError> {
-        let state = self.state.read().expect("follow lock");
-        match &state.record {
-            Some(record) if state.synced.contains(db) => Err(WireError::new(
-                ErrorCode::MigrationInProgress,
-                format!(
-                    "database {db:?} follows {} during a migration: write to the source until the cutover (or end the sync: cairn-sync abort)",
-                    record.source
-                ),
-            )),
-            _ => Ok(()),
-        }
     }
 
     /// Keeps what the follower reported on `db`.

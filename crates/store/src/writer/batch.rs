@@ -23,8 +23,8 @@ impl GroupTxn<'_> {
     }
 
     /// Applies `ops` at the database's next seqs. A client's batch (`replayed: None`)
-    /// is refused when the database is offline or a condition fails, and its changes
-    /// carry the group's time. A follower's (`Some(times)`, one per operation) replays
+    /// is refused when the database follows another service (migration mode), is
+    /// offline, or a condition fails, and its changes carry the group's time. A follower's (`Some(times)`, one per operation) replays
     /// what the source already accepted: the offline flag is the source's business, a
     /// delete of a document this database lacks (one a migration left out) still logs
     /// its tombstone, each change keeps its source time, and index entries that cannot
@@ -36,6 +36,9 @@ impl GroupTxn<'_> {
         ops: &[Op],
         replayed: Option<&[u64]>,
     ) -> Result<Vec<u64>, Failure> {
+        if replayed.is_none() {
+            self.refuse_if_followed(db)?;
+        }
         let record = self.existing(db)?.clone();
         let config = self.config(db)?;
         if config.offline && replayed.is_none() {

@@ -45,6 +45,23 @@ impl GroupTxn<'_> {
         Ok(())
     }
 
+    /// Refuses a client's write to a database that follows the source of migration
+    /// mode (checked in the transaction that would write, so nothing slips past it).
+    pub(super) fn refuse_if_followed(&self, db: &str) -> Result<(), Failure> {
+        let Some(follow) = self.follow_record()? else {
+            return Ok(());
+        };
+        match self.sync_position(db)? {
+            Some(position) if position.source_service_id == follow.source_service_id => {
+                Err(Failure::Request(StoreError::MigrationInProgress {
+                    db: db.to_string(),
+                    source_url: follow.source,
+                }))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Enters migration mode and stores the starting positions the databases lack.
     pub(super) fn sync_attach(
         &mut self,
@@ -129,7 +146,16 @@ impl GroupTxn<'_> {
         ops: &[Op],
         times_ms: &[u64],
     ) -> Result<Written, Failure> {
-        self.following()?;
+        let follow = self.following()?;
+        if lineage.service_id != follow.source_service_id {
+            return Err(Failure::Request(StoreError::SyncLineage {
+                db: db.to_string(),
+                reason: format!(
+                    "migration mode follows service {}, not {}",
+                    follow.source_service_id, lineage.service_id
+                ),
+            }));
+        }
         let last_seq = self.existing(db)?.last_seq;
         let mut position = self
             .sync_position(db)?
@@ -170,6 +196,8 @@ impl GroupTxn<'_> {
         db: &str,
         stop: Option<&SyncStop>,
     ) -> Result<Written, Failure> {
+        // After a cutover or an abort, a follower's late word changes nothing.
+        self.following()?;
         let mut position = self
             .sync_position(db)?
             .ok_or_else(|| Failure::Request(StoreError::SyncPositionMissing { db: db.into() }))?;
