@@ -175,6 +175,25 @@ impl Cutover {
         Ok(())
     }
 
+    /// `cairn-sync COMMAND… --src … --dest …`'s arguments.
+    fn both(&self, command: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = command.iter().map(|a| a.to_string()).collect();
+        args.extend(self.src_args());
+        args.extend(self.dest_args());
+        args
+    }
+
+    /// A follower started from the migration's offsets file, its output in
+    /// `follower.log` of the scratch directory.
+    fn follow_from_offsets(&self) -> Result<Follower> {
+        let offsets = arg(&self.new_dir().join("migration/offsets.json"));
+        spawn_follower(self, &["--offsfile", &offsets], &self.follower_log())
+    }
+
+    fn follower_log(&self) -> PathBuf {
+        self.scratch.path().join("follower.log")
+    }
+
     fn dest_args(&self) -> Vec<String> {
         vec!["--dest".to_string(), unix_url(&self.new_dir())]
     }
@@ -323,8 +342,7 @@ fn spawn_follower(setup: &Cutover, more: &[&str], log: &Path) -> Result<Follower
         .append(true)
         .open(log)?;
     let err = out.try_clone()?;
-    let mut args = setup.src_args();
-    args.extend(setup.dest_args());
+    let mut args = setup.both(&[]);
     args.extend(more.iter().map(|s| s.to_string()));
     args.extend(["-o".to_string(), "json".to_string()]);
     Ok(Follower(
@@ -484,7 +502,7 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
     let rt = runtime();
     let mut setup = prepare(&rt, true)?;
     let (old, new) = (setup.old(), setup.new_dir());
-    let log = setup.scratch.path().join("follower.log");
+    let log = setup.follower_log();
 
     // Writers on the old service, over TLS as a user without admin rights.
     let writers: Vec<_> = ["notes", "people", "later"]
@@ -502,8 +520,7 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
         })
         .collect();
 
-    let offsets = arg(&new.join("migration/offsets.json"));
-    let mut follower = spawn_follower(&setup, &["--offsfile", &offsets], &log)?;
+    let mut follower = setup.follow_from_offsets()?;
     rt.block_on(wait_status(&new, "attached", |s| s.migration.is_some()))?;
 
     // Migration mode refuses every other writer, root included.
@@ -548,9 +565,7 @@ fn a_format1_service_cuts_over_with_every_acknowledged_write_and_the_same_logs()
                 .all(|d| matches!(d.state, SyncState::Live | SyncState::CatchingUp))
     }))?;
     // Before the cutover, status names what it will bring over.
-    let mut args = vec!["status".to_string(), "-o".to_string(), "json".to_string()];
-    args.extend(setup.src_args());
-    args.extend(setup.dest_args());
+    let args = setup.both(&["status", "-o", "json"]);
     let (code, stdout, stderr) = cairn_sync(&args);
     assert_eq!(code, 0, "{stderr}");
     let status: serde_json::Value = serde_json::from_str(&stdout)?;
@@ -723,9 +738,7 @@ fn migration_mode_refuses_other_writers_survives_a_restart_and_abort_ends_it() -
     let rt = runtime();
     let mut setup = prepare(&rt, false)?;
     let new = setup.new_dir();
-    let log = setup.scratch.path().join("follower.log");
-    let offsets = arg(&new.join("migration/offsets.json"));
-    let mut follower = spawn_follower(&setup, &["--offsfile", &offsets], &log)?;
+    let mut follower = setup.follow_from_offsets()?;
     rt.block_on(wait_status(&new, "attached", |s| s.migration.is_some()))?;
     kill9(&mut follower.0);
     let notes_seq =
@@ -807,9 +820,7 @@ fn a_database_created_again_or_a_restored_source_stops_with_resync_required() ->
     let rt = runtime();
     let setup = prepare(&rt, false)?;
     let (old, new) = (setup.old(), setup.new_dir());
-    let log = setup.scratch.path().join("follower.log");
-    let offsets = arg(&new.join("migration/offsets.json"));
-    let mut follower = spawn_follower(&setup, &["--offsfile", &offsets], &log)?;
+    let mut follower = setup.follow_from_offsets()?;
     rt.block_on(wait_status(&new, "following", |s| {
         s.databases
             .iter()
@@ -858,9 +869,7 @@ fn a_database_created_again_or_a_restored_source_stops_with_resync_required() ->
     );
     assert_eq!(src_notes.len(), 3);
     // The cutover refuses while a database's sync is stopped.
-    let mut args = vec!["cutover".to_string()];
-    args.extend(setup.src_args());
-    args.extend(setup.dest_args());
+    let args = setup.both(&["cutover"]);
     let (code, _, stderr) = cairn_sync(&args);
     assert_eq!(code, 1);
     assert!(
@@ -1053,18 +1062,14 @@ fn contents_that_differ_stop_the_cutover_and_leave_the_source_read_only() -> Res
     // does not.
     let setup = prepare_with(&rt, false, true)?;
     let (old, new) = (setup.old(), setup.new_dir());
-    let log = setup.scratch.path().join("follower.log");
-    let offsets = arg(&new.join("migration/offsets.json"));
-    let mut follower = spawn_follower(&setup, &["--offsfile", &offsets], &log)?;
+    let mut follower = setup.follow_from_offsets()?;
     rt.block_on(wait_status(&new, "following", |s| {
         s.databases
             .iter()
             .any(|d| d.db == "notes" && d.state == SyncState::Live)
     }))?;
     kill9(&mut follower.0);
-    let mut args = vec!["cutover".to_string(), "-o".to_string(), "json".to_string()];
-    args.extend(setup.src_args());
-    args.extend(setup.dest_args());
+    let args = setup.both(&["cutover", "-o", "json"]);
     let (code, stdout, stderr) = cairn_sync(&args);
     assert_eq!(code, 1, "{stdout}{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout)?;
@@ -1087,9 +1092,7 @@ fn contents_that_differ_stop_the_cutover_and_leave_the_source_read_only() -> Res
         anyhow::Ok(())
     })?;
     // In text, the database is named, and again nothing is switched.
-    let mut args = vec!["cutover".to_string()];
-    args.extend(setup.src_args());
-    args.extend(setup.dest_args());
+    let args = setup.both(&["cutover"]);
     let (code, stdout, _) = cairn_sync(&args);
     assert_eq!(code, 1);
     assert!(stdout.contains("notes: DIFFERENT"), "{stdout}");

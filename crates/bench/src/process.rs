@@ -140,28 +140,42 @@ impl ServiceProcess {
     pub fn stop(mut self) -> Result<()> {
         kill_process(Pid::from_child(&self.child), Signal::TERM)
             .with_context(|| format!("sending SIGTERM to {BINARY}"))?;
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                if !status.success() {
-                    bail!("{BINARY} exited with {status}{}", self.log_tail());
-                }
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{BINARY} did not exit within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_exit(&mut self.child, BINARY, &self.log, "SIGTERM")
     }
 
     /// The end of the service's log, to explain a failure.
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        format!(" (log {}):\n{tail}", self.log.display())
+        log_tail(&self.log)
     }
+}
+
+/// Waits (at most `STOP_TIMEOUT`) for the child `name` to exit successfully after
+/// `cause` (SIGTERM, a cutover, …); a failure quotes the end of its `log`.
+pub fn wait_exit(child: &mut Child, name: &str, log: &Path, cause: &str) -> Result<()> {
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if !status.success() {
+                bail!("{name} exited with {status} after {cause}{}", log_tail(log));
+            }
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{name} did not exit within {STOP_TIMEOUT:?} of {cause}{}",
+                log_tail(log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The end of a child's log file, to explain a failure.
+pub fn log_tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = lines[lines.len().saturating_sub(20)..].join("\n");
+    format!(" (log {}):\n{tail}", log.display())
 }
 
 impl Drop for ServiceProcess {

@@ -75,8 +75,6 @@ const DISCOVER_TIMEOUT: Duration = Duration::from_secs(30);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 /// The longest the bench waits for the answer to one of its calls.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-/// The longest the follower may take to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Heartbeats of the destination's feed, so that its reader notices the last seq it
 /// waits for even when no change comes after it.
 const FEED_HEARTBEAT_MS: u64 = 100;
@@ -971,24 +969,7 @@ impl Follower {
     /// Waits for the follower to exit by itself, successfully, as it does once a
     /// cutover ended migration mode.
     fn ended_by_cutover(mut self) -> Result<()> {
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "cairn-sync exited with {status} after the cutover{}",
-                    self.log_tail()
-                );
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "cairn-sync did not stop within {STOP_TIMEOUT:?} of the cutover{}",
-                    self.log_tail()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        process::wait_exit(&mut self.child, "cairn-sync", &self.log, "the cutover")
     }
 
     /// Fails if the follower has exited, or said that a database's sync stopped.
@@ -1026,29 +1007,12 @@ impl Follower {
         self.check_running()?;
         kill_process(Pid::from_child(&self.child), Signal::TERM)
             .context("sending SIGTERM to cairn-sync")?;
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                ensure!(
-                    status.success(),
-                    "cairn-sync exited with {status} after SIGTERM{}",
-                    self.log_tail()
-                );
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("cairn-sync did not exit within {STOP_TIMEOUT:?} of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        process::wait_exit(&mut self.child, "cairn-sync", &self.log, "SIGTERM")
     }
 
     /// The end of the follower's output, to explain a failure.
     fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        let tail = lines[lines.len().saturating_sub(20)..].join("\n");
-        format!(" (log {}):\n{tail}", self.log.display())
+        process::log_tail(&self.log)
     }
 }
 

@@ -11,7 +11,7 @@ use heed::RwTxn;
 use super::requests::{DatabaseCommit, Write, Written};
 use super::Failure;
 use crate::error::{Result, StoreError};
-use crate::format::{meta_key, CatalogRecord, DatabaseConfig};
+use crate::format::{meta_key, CatalogRecord, DatabaseConfig, FollowRecord};
 use crate::store::{now_ms, read_catalog, read_config, Tables};
 
 /// A database's catalog record and configuration as the group's writes left them.
@@ -33,6 +33,8 @@ pub(super) struct GroupTxn<'e> {
     pub(super) catalog: HashMap<String, CachedEntry>,
     /// The id the next created database gets, once read from `meta`.
     pub(super) next_database_id: Option<u32>,
+    /// The follow record (migration mode), once read (`Some(None)`: none).
+    pub(super) follow: Option<Option<FollowRecord>>,
     /// The time of the group: every change it logs carries it.
     pub(super) now_ms: u64,
 }
@@ -45,6 +47,7 @@ impl<'e> GroupTxn<'e> {
             tables,
             catalog: HashMap::new(),
             next_database_id: None,
+            follow: None,
             now_ms: now_ms(),
         }
     }

@@ -13,18 +13,24 @@ use crate::format::{meta_key, FollowRecord, Retention, SyncPosition, SyncStop};
 use crate::store::now_ms;
 
 impl GroupTxn<'_> {
-    /// The follow record (migration mode), if any.
-    fn follow_record(&self) -> Result<Option<FollowRecord>, Failure> {
-        Ok(self
+    /// The follow record (migration mode), if any: read once per group (every client
+    /// batch asks), kept in step by the writes below that change it.
+    fn follow_record(&mut self) -> Result<Option<FollowRecord>, Failure> {
+        if let Some(cached) = &self.follow {
+            return Ok(cached.clone());
+        }
+        let stored = self
             .tables
             .meta
             .get(&self.wtxn, meta_key::FOLLOW)?
             .map(FollowRecord::decode)
-            .transpose()?)
+            .transpose()?;
+        self.follow = Some(stored.clone());
+        Ok(stored)
     }
 
     /// The follow record; `NotFollowing` when migration mode is off.
-    fn following(&self) -> Result<FollowRecord, Failure> {
+    fn following(&mut self) -> Result<FollowRecord, Failure> {
         self.follow_record()?
             .ok_or(Failure::Request(StoreError::NotFollowing))
     }
@@ -47,7 +53,7 @@ impl GroupTxn<'_> {
 
     /// Refuses a client's write to a database that follows the source of migration
     /// mode (checked in the transaction that would write, so nothing slips past it).
-    pub(super) fn refuse_if_followed(&self, db: &str) -> Result<(), Failure> {
+    pub(super) fn refuse_if_followed(&mut self, db: &str) -> Result<(), Failure> {
         let Some(follow) = self.follow_record()? else {
             return Ok(());
         };
@@ -105,6 +111,7 @@ impl GroupTxn<'_> {
         self.tables
             .meta
             .put(&mut self.wtxn, meta_key::FOLLOW, &follow.encode())?;
+        self.follow = Some(Some(follow));
         Ok(Written::SyncAttached)
     }
 
@@ -211,6 +218,7 @@ impl GroupTxn<'_> {
         let follow = self.follow_record()?;
         if follow.is_some() {
             self.tables.meta.delete(&mut self.wtxn, meta_key::FOLLOW)?;
+            self.follow = Some(None);
         }
         Ok(Written::SyncDetached(follow))
     }
