@@ -18,6 +18,7 @@
 mod auth;
 mod config;
 mod error;
+mod http;
 mod methods;
 mod net;
 mod ops;
@@ -27,7 +28,7 @@ mod wire;
 
 pub use config::ListenUrl;
 pub use config::{cairn_environment, Flags, LogFormat, Settings, DEFAULT_LISTEN, SETTINGS_FILE};
-pub use config::{BACKUPS_DIR, CERTS_DIR, SOCKET_FILE, TMP_DIR};
+pub use config::{BACKUPS_DIR, CERTS_DIR, HTTP_SOCKET_FILE, SOCKET_FILE, TMP_DIR};
 pub use error::ServerError;
 pub use ops::shared::{LogLevelSetter, ReloadSource};
 pub use service::{Reloader, Service};

@@ -15,9 +15,11 @@ use cairn_store::{DirLock, Store, UserRecord, Write};
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, ROOT_USER};
-use crate::config::{ListenUrl, Settings, BACKUPS_DIR, CERTS_DIR, SOCKET_FILE, TMP_DIR};
+use crate::config::{
+    ListenUrl, Settings, BACKUPS_DIR, CERTS_DIR, HTTP_SOCKET_FILE, SOCKET_FILE, TMP_DIR,
+};
 use crate::error::ServerError;
-use crate::net::{self, Listener};
+use crate::net::{self, Listener, Serves};
 use crate::ops::shared::{ReloadSource, Shared};
 use crate::ops::{health, jobs, reload, schedule, webhooks};
 use crate::storage::{now_ms, write};
@@ -157,16 +159,32 @@ impl Service {
         }
 
         let mut listeners = Vec::new();
-        let socket = dir.join(SOCKET_FILE);
-        listeners.push(net::bind_unix(&socket, true)?);
+        listeners.push(net::bind_unix(
+            &dir.join(SOCKET_FILE),
+            true,
+            Serves::Native,
+        )?);
+        listeners.push(net::bind_unix(
+            &dir.join(HTTP_SOCKET_FILE),
+            true,
+            Serves::Http,
+        )?);
         for url in &settings.listen {
             listeners.push(match url {
-                ListenUrl::Unix { path } => net::bind_unix(path, false)?,
+                ListenUrl::Unix { path } => net::bind_unix(path, false, Serves::Native)?,
                 ListenUrl::Tls {
                     address,
                     host_names,
                     required_ca,
-                } => net::bind_tls(address, host_names, required_ca, &cert_dirs).await?,
+                    http_only,
+                } => {
+                    let serves = if *http_only {
+                        Serves::Http
+                    } else {
+                        Serves::Both
+                    };
+                    net::bind_tls(address, host_names, required_ca, serves, &cert_dirs).await?
+                }
             });
         }
         let interrupted = jobs::fail_interrupted(&store).await.map_err(|e| {
@@ -248,7 +266,9 @@ impl Service {
         })?;
         health::spawn(self.shared.clone());
         net::serve(self.listeners, self.shared.clone()).await;
-        let _ = std::fs::remove_file(self.dir.join(SOCKET_FILE));
+        for socket in [SOCKET_FILE, HTTP_SOCKET_FILE] {
+            let _ = std::fs::remove_file(self.dir.join(socket));
+        }
         // Free-space checks, delayed starts and the schedule end with the shutdown.
         self.shared.background.close();
         if tokio::time::timeout(

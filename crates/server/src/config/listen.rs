@@ -1,5 +1,7 @@
 //! Listen URLs: `ssl://HOST:PORT[/?hostname=NAME,NAME&ca=CA]` for TLS over TCP (port 0
-//! picks a free port) and `unix://PATH` for a unix socket.
+//! picks a free port), serving the native protocol and HTTP chosen by ALPN;
+//! `https://HOST:PORT[/?…]` for a TLS port that serves HTTP alone; and `unix://PATH`
+//! for a unix socket of the native protocol.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,6 +19,8 @@ pub enum ListenUrl {
         host_names: Vec<String>,
         /// A CA whose client certificate every connection must present.
         required_ca: Option<String>,
+        /// `https://`: HTTP alone, no native protocol.
+        http_only: bool,
     },
     Unix {
         path: PathBuf,
@@ -42,8 +46,15 @@ impl FromStr for ListenUrl {
                 path: PathBuf::from(path),
             });
         }
-        let Some(rest) = url.strip_prefix("ssl://") else {
-            return Err(bad(url, "use ssl://HOST:PORT or unix://PATH"));
+        let (rest, http_only) = match (url.strip_prefix("ssl://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (rest, false),
+            (None, Some(rest)) => (rest, true),
+            (None, None) => {
+                return Err(bad(
+                    url,
+                    "use ssl://HOST:PORT, https://HOST:PORT or unix://PATH",
+                ))
+            }
         };
         let (address, query) = match rest.split_once('/') {
             Some((address, tail)) => (address, tail.strip_prefix('?').unwrap_or(tail)),
@@ -81,6 +92,7 @@ impl FromStr for ListenUrl {
             address: address.to_string(),
             host_names,
             required_ca,
+            http_only,
         })
     }
 }
@@ -93,8 +105,10 @@ impl fmt::Display for ListenUrl {
                 address,
                 host_names,
                 required_ca,
+                http_only,
             } => {
-                write!(f, "ssl://{address}")?;
+                let scheme = if *http_only { "https" } else { "ssl" };
+                write!(f, "{scheme}://{address}")?;
                 let mut params = Vec::new();
                 if !host_names.is_empty() {
                     params.push(format!("hostname={}", host_names.join(",")));
@@ -121,18 +135,30 @@ mod tests {
             "ssl://127.0.0.1:27460",
             "ssl://0.0.0.0:0/?hostname=db1.acme.internal,db1&ca=acme",
             "ssl://[::1]:27460",
+            "https://127.0.0.1:8443/?hostname=db1",
             "unix:///run/cairn.sock",
         ] {
             assert_eq!(url.parse::<ListenUrl>().unwrap().to_string(), url);
         }
         let parsed: ListenUrl = "ssl://h:1/?hostname=a,b".parse().unwrap();
-        assert!(matches!(parsed, ListenUrl::Tls { host_names, .. } if host_names == ["a", "b"]));
+        assert!(
+            matches!(parsed, ListenUrl::Tls { host_names, http_only: false, .. } if host_names == ["a", "b"])
+        );
+        let https: ListenUrl = "https://h:1".parse().unwrap();
+        assert!(matches!(
+            https,
+            ListenUrl::Tls {
+                http_only: true,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn bad_listen_urls_are_refused() {
         for url in [
             "http://x:1",
+            "https://nohost",
             "ssl://nohost",
             "ssl://:1",
             "ssl://h:99999",

@@ -29,6 +29,9 @@ pub use webhooks::{display_url, WebhookEventKind, WebhookSettings};
 
 /// The unix socket every service serves, inside its working directory (root's).
 pub const SOCKET_FILE: &str = "sock";
+/// The unix socket of the HTTP API, inside the working directory (root's, mode 0600):
+/// `curl --unix-socket DIR/http.sock http://cairn/v1/admin/status`.
+pub const HTTP_SOCKET_FILE: &str = "http.sock";
 /// The service's own certificate directory, inside its working directory.
 pub const CERTS_DIR: &str = "certs";
 /// Where backup jobs write by default, inside the working directory.

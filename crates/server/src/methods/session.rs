@@ -60,27 +60,38 @@ fn answer<C: Call>(
     Ok((to_value(result), change))
 }
 
-async fn login(shared: &Shared, args: LoginArgs) -> Result<(Value, ConnectionChange), WireError> {
+/// Checks a user's password (argon2, on a blocking thread); a DOWN service lets only
+/// admins in. Used by `login` and by HTTP Basic authentication.
+pub async fn check_password(
+    shared: &Shared,
+    user: &str,
+    password: String,
+) -> Result<(), WireError> {
     let store = shared.store()?;
     let record = store
         .snapshot()
-        .and_then(|s| s.user(&args.user))
+        .and_then(|s| s.user(user))
         .map_err(store_error)?;
     let usable = record.filter(|r| !r.locked);
     let hash = usable.as_ref().and_then(|r| r.password_hash.clone());
-    if !auth::verify_password(hash, args.password).await {
-        tracing::info!(user = %args.user, "login refused");
+    if !auth::verify_password(hash, password).await {
+        tracing::info!(%user, "login refused");
         return Err(WireError::new(
             ErrorCode::BadCredentials,
             "unknown user or wrong password",
         ));
     }
-    // A DOWN service lets only admins in.
     let status = shared.status();
     let admin = usable.as_ref().is_some_and(|r| r.admin);
     if status.mode == ServiceMode::Down && !admin {
         return Err(down_error(&status));
     }
+    Ok(())
+}
+
+async fn login(shared: &Shared, args: LoginArgs) -> Result<(Value, ConnectionChange), WireError> {
+    check_password(shared, &args.user, args.password).await?;
+    let store = shared.store()?;
     let (token, token_hash) = auth::new_token()?;
     let now = now_ms();
     let ttl_ms = u64::try_from(shared.settings().session_ttl.as_millis()).unwrap_or(u64::MAX);

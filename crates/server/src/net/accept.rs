@@ -1,9 +1,12 @@
-//! Listening and accepting: each listener (the service's own unix socket, other unix
+//! Listening and accepting: each listener (the service's own unix sockets, other unix
 //! sockets, TLS ports) accepts connections until shutdown; a TLS handshake runs in the
 //! connection's own task (bounded in time), so that a stalled client never blocks the
-//! accept loop. A connection over `max_connections` is answered `too_many_connections`
-//! and closed; a client certificate names its user (its CN), who must exist and not be
-//! locked. The TLS configuration is rebuilt when a revocation list changes.
+//! accept loop. The protocol is chosen by the listener and, on a TLS port that serves
+//! both, by the ALPN protocol the handshake settled on (`cairn/1`: native; `h2`:
+//! HTTP/2; `http/1.1` or none: HTTP/1.1), never by sniffing bytes. A connection over
+//! `max_connections` is answered `too_many_connections` and closed; a client
+//! certificate names its user (its CN), who must exist and not be locked. The TLS
+//! configuration is rebuilt when a revocation list changes.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,10 +23,37 @@ use tokio_util::task::TaskTracker;
 use crate::auth::{Identity, Via, ROOT_USER};
 use crate::config::ListenUrl;
 use crate::error::ServerError;
+use crate::http::{self, Version};
 use crate::ops::shared::Shared;
 
 /// The longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+const ALPN_H2: &[u8] = b"h2";
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Serves {
+    /// The native protocol alone (unix sockets).
+    Native,
+    /// HTTP alone (`https://` ports and `DIR/http.sock`).
+    Http,
+    /// Both, chosen per connection by ALPN (`ssl://` ports).
+    Both,
+}
+
+impl Serves {
+    /// The ALPN protocols a TLS port offers, in the service's order of preference.
+    fn alpn(self) -> Vec<Vec<u8>> {
+        let http = [ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+        match self {
+            Serves::Native => vec![cairn_certs::ALPN.to_vec()],
+            Serves::Http => http.to_vec(),
+            Serves::Both => [vec![cairn_certs::ALPN.to_vec()], http.to_vec()].concat(),
+        }
+    }
+}
 
 /// The TLS configuration of one listener, built again when the revocation lists in
 /// the certificate directories change, so that a revocation takes effect at the next
@@ -32,6 +62,7 @@ pub struct TlsSource {
     dirs: Vec<CertDir>,
     host_names: Vec<String>,
     client_auth: ClientAuth,
+    serves: Serves,
     current: std::sync::Mutex<(cairn_certs::CrlFingerprint, TlsAcceptor)>,
 }
 
@@ -40,15 +71,22 @@ impl TlsSource {
         dirs: &[CertDir],
         host_names: Vec<String>,
         client_auth: ClientAuth,
+        serves: Serves,
     ) -> Result<TlsSource, ServerError> {
         let fingerprint = cairn_certs::crl_fingerprint(dirs)?;
-        let config = cairn_certs::server_config(dirs, &host_names, client_auth.clone())?;
+        let config = tls_config(dirs, &host_names, &client_auth, serves)?;
         Ok(TlsSource {
             dirs: dirs.to_vec(),
             host_names,
             client_auth,
+            serves,
             current: std::sync::Mutex::new((fingerprint, TlsAcceptor::from(Arc::new(config)))),
         })
+    }
+
+    /// The TLS configuration of the certificate directories as they are now.
+    fn config(&self) -> Result<rustls::ServerConfig, cairn_certs::CertError> {
+        tls_config(&self.dirs, &self.host_names, &self.client_auth, self.serves)
     }
 
     /// The acceptor to use now: rebuilt first if a revocation list changed. A list that
@@ -56,26 +94,32 @@ impl TlsSource {
     fn acceptor(&self) -> TlsAcceptor {
         let mut current = self.current.lock().expect("tls source lock");
         match cairn_certs::crl_fingerprint(&self.dirs) {
-            Ok(fingerprint) if fingerprint != current.0 => {
-                match cairn_certs::server_config(
-                    &self.dirs,
-                    &self.host_names,
-                    self.client_auth.clone(),
-                ) {
-                    Ok(config) => {
-                        tracing::warn!("revocation lists changed: TLS configuration reloaded");
-                        *current = (fingerprint, TlsAcceptor::from(Arc::new(config)));
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "revocation lists changed but do not load; keeping the previous ones")
-                    }
+            Ok(fingerprint) if fingerprint != current.0 => match self.config() {
+                Ok(config) => {
+                    tracing::warn!("revocation lists changed: TLS configuration reloaded");
+                    *current = (fingerprint, TlsAcceptor::from(Arc::new(config)));
                 }
-            }
+                Err(error) => {
+                    tracing::error!(%error, "revocation lists changed but do not load; keeping the previous ones")
+                }
+            },
             Ok(_) => {}
             Err(error) => tracing::error!(%error, "cannot read the revocation lists"),
         }
         current.1.clone()
     }
+}
+
+/// The TLS configuration of `cairn-certs` offering the protocols the listener serves.
+fn tls_config(
+    dirs: &[CertDir],
+    host_names: &[String],
+    client_auth: &ClientAuth,
+    serves: Serves,
+) -> Result<rustls::ServerConfig, cairn_certs::CertError> {
+    let mut config = cairn_certs::server_config(dirs, host_names, client_auth.clone())?;
+    config.alpn_protocols = serves.alpn();
+    Ok(config)
 }
 
 /// A bound listener, not yet accepting.
@@ -90,6 +134,8 @@ pub enum Listener {
         url: String,
         /// Connections on the service's own socket are root.
         as_root: bool,
+        /// `Native` or `Http`.
+        serves: Serves,
     },
 }
 
@@ -122,9 +168,9 @@ impl Drop for ConnectionSlot {
     }
 }
 
-/// Binds a unix socket (mode 0600); `as_root`: the service's own, whose connections
-/// are root's.
-pub fn bind_unix(path: &Path, as_root: bool) -> Result<Listener, ServerError> {
+/// Binds a unix socket (mode 0600) serving the native protocol or HTTP; `as_root`: the
+/// service's own, whose connections are root's.
+pub fn bind_unix(path: &Path, as_root: bool, serves: Serves) -> Result<Listener, ServerError> {
     let url = format!("unix://{}", path.display());
     // A socket file left by a service that died; the directory lock says none runs now.
     if as_root && path.exists() {
@@ -140,6 +186,7 @@ pub fn bind_unix(path: &Path, as_root: bool) -> Result<Listener, ServerError> {
         listener,
         url,
         as_root,
+        serves,
     })
 }
 
@@ -149,6 +196,7 @@ pub async fn bind_tls(
     address: &str,
     host_names: &[String],
     required_ca: &Option<String>,
+    serves: Serves,
     cert_dirs: &[CertDir],
 ) -> Result<Listener, ServerError> {
     let names = if host_names.is_empty() {
@@ -160,11 +208,18 @@ pub async fn bind_tls(
         Some(ca) => ClientAuth::Required { ca: ca.clone() },
         None => ClientAuth::Optional,
     };
-    let tls = Arc::new(TlsSource::new(cert_dirs, names, client_auth)?);
+    let tls = Arc::new(TlsSource::new(cert_dirs, names, client_auth, serves)?);
+    let http_only = serves == Serves::Http;
     let listener = TcpListener::bind(address)
         .await
         .map_err(|source| ServerError::Bind {
-            url: format!("ssl://{address}"),
+            url: ListenUrl::Tls {
+                address: address.to_string(),
+                host_names: Vec::new(),
+                required_ca: None,
+                http_only,
+            }
+            .to_string(),
             source,
         })?;
     let local = listener
@@ -174,6 +229,7 @@ pub async fn bind_tls(
         address: local.to_string(),
         host_names: host_names.to_vec(),
         required_ca: required_ca.clone(),
+        http_only,
     }
     .to_string();
     Ok(Listener::Tls { listener, tls, url })
@@ -185,10 +241,12 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>) {
     let connections = TaskTracker::new();
     let slots = Arc::new(AtomicUsize::new(0));
     let accepting = TaskTracker::new();
+    let router = http::router();
     for listener in listeners {
         accepting.spawn(accept_loop(
             listener,
             shared.clone(),
+            router.clone(),
             connections.clone(),
             slots.clone(),
         ));
@@ -212,6 +270,7 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>) {
 async fn accept_loop(
     listener: Listener,
     shared: Arc<Shared>,
+    router: axum::Router,
     connections: TaskTracker,
     slots: Arc<AtomicUsize>,
 ) {
@@ -232,12 +291,14 @@ async fn accept_loop(
         let max = shared.settings().max_connections;
         let slot = ConnectionSlot::take(&slots, max);
         let shared = shared.clone();
-        let tls = match &listener {
-            Listener::Tls { tls, .. } => Some(tls.acceptor()),
-            Listener::Unix { .. } => None,
+        let router = router.clone();
+        let (tls, serves) = match &listener {
+            Listener::Tls { tls, .. } => (Some(tls.acceptor()), tls.serves),
+            Listener::Unix { serves, .. } => (None, *serves),
         };
         let as_root = matches!(listener, Listener::Unix { as_root: true, .. });
         connections.spawn(async move {
+            let full = slot.is_none().then(|| full_error(max));
             match (stream, tls) {
                 (Accepted::Tcp(tcp), Some(acceptor)) => {
                     let Ok(Ok(tls_stream)) =
@@ -246,34 +307,74 @@ async fn accept_loop(
                         tracing::info!(%peer, "TLS handshake failed");
                         return;
                     };
-                    if slot.is_none() {
-                        refuse_full(tls_stream, max).await;
-                        return;
-                    }
-                    let identity = certificate_identity(&shared, tls_stream.get_ref().1, &peer);
-                    match identity {
-                        Ok(identity) => {
-                            crate::net::connection::serve(shared, tls_stream, identity, peer).await
+                    let session = tls_stream.get_ref().1;
+                    let speaks = match session.alpn_protocol() {
+                        Some(cairn_certs::ALPN) => None,
+                        Some(ALPN_H2) => Some(Version::Http2),
+                        _ => Some(Version::Http1),
+                    };
+                    let identity = match full {
+                        Some(error) => Err(error),
+                        None => certificate_identity(&shared, session, &peer),
+                    };
+                    match speaks {
+                        Some(version) => {
+                            let connection = http_connection(shared, identity, peer);
+                            http::serve(router, tls_stream, connection, version).await
                         }
-                        Err(error) => refuse(tls_stream, error).await,
+                        None => match identity {
+                            Ok(identity) => {
+                                crate::net::connection::serve(shared, tls_stream, identity, peer)
+                                    .await
+                            }
+                            Err(error) => refuse(tls_stream, error).await,
+                        },
                     }
                 }
                 (Accepted::Unix(unix), _) => {
-                    if slot.is_none() {
-                        refuse_full(unix, max).await;
-                        return;
-                    }
                     let identity = as_root.then(|| Identity {
                         user: ROOT_USER.to_string(),
                         via: Via::Socket,
                         token_hash: None,
                     });
-                    crate::net::connection::serve(shared, unix, identity, peer).await
+                    let identity = match full {
+                        Some(error) => Err(error),
+                        None => Ok(identity),
+                    };
+                    match (serves, identity) {
+                        (Serves::Http, identity) => {
+                            let connection = http_connection(shared, identity, peer);
+                            http::serve(router, unix, connection, Version::Http1).await
+                        }
+                        (_, Ok(identity)) => {
+                            crate::net::connection::serve(shared, unix, identity, peer).await
+                        }
+                        (_, Err(error)) => refuse(unix, error).await,
+                    }
                 }
                 (Accepted::Tcp(_), None) => {}
             }
             drop(slot);
         });
+    }
+}
+
+/// An HTTP connection with the identity its handshake gave, or the refusal every request
+/// is answered with.
+fn http_connection(
+    shared: Arc<Shared>,
+    identity: Result<Option<Identity>, WireError>,
+    peer: String,
+) -> http::Connection {
+    let (identity, refusal) = match identity {
+        Ok(identity) => (identity, None),
+        Err(error) => (None, Some(error)),
+    };
+    http::Connection {
+        shared,
+        identity,
+        refusal,
+        peer,
     }
 }
 
@@ -338,14 +439,10 @@ async fn refuse<S: tokio::io::AsyncWrite + Unpin>(mut stream: S, error: WireErro
     let _ = stream.shutdown().await;
 }
 
-async fn refuse_full<S: tokio::io::AsyncWrite + Unpin>(stream: S, max: usize) {
+fn full_error(max: usize) -> WireError {
     tracing::warn!(max, "connection refused: the connection limit is reached");
-    refuse(
-        stream,
-        WireError::new(
-            ErrorCode::TooManyConnections,
-            format!("the service serves at most {max} connections: try again later"),
-        ),
+    WireError::new(
+        ErrorCode::TooManyConnections,
+        format!("the service serves at most {max} connections: try again later"),
     )
-    .await;
 }

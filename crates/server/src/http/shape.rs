@@ -1,0 +1,139 @@
+//! How a method's result (in JSON) is shaped for an HTTP answer: as it is, or in the
+//! shape the seeds' clients expect (Sage's daemon objects and session answer, Sync
+//! Gateway's database objects), with an `ETag` where the answer has a version.
+
+use serde_json::{json, Value as Json};
+use sha2::{Digest, Sha256};
+
+/// An answer's body and its `ETag`, if it has one.
+pub struct Reply {
+    pub body: Json,
+    pub etag: Option<String>,
+}
+
+impl From<Json> for Reply {
+    fn from(body: Json) -> Reply {
+        Reply { body, etag: None }
+    }
+}
+
+/// Shapes a method's result.
+pub type Shape = fn(Json) -> Reply;
+
+pub fn as_is(result: Json) -> Reply {
+    result.into()
+}
+
+/// `{"ok": true}` for methods that answer nothing (as Sync Gateway does).
+pub fn ok(_: Json) -> Reply {
+    json!({"ok": true}).into()
+}
+
+/// `login`'s answer as the seeds': `sessionToken` and `expiresOn`.
+pub fn session(result: Json) -> Reply {
+    json!({
+        "sessionToken": result["token"],
+        "expiresOn": result["expires_ms"],
+        "user": result["user"],
+    })
+    .into()
+}
+
+/// A job as a Sage daemon object (the protocol's own fields follow, unchanged).
+pub fn daemon(job: Json) -> Reply {
+    daemon_object(job).into()
+}
+
+pub fn daemons(jobs: Json) -> Reply {
+    let list = match jobs {
+        Json::Array(jobs) => jobs.into_iter().map(daemon_object).collect(),
+        _ => Vec::new(),
+    };
+    Json::Array(list).into()
+}
+
+fn daemon_object(job: Json) -> Json {
+    let mut daemon = json!({
+        "id": job["id"],
+        "type": job["type"],
+        "status": job["status"],
+        "progressMessage": job["progress"]["message"],
+        "progressCurrent": job["progress"]["current"],
+        "progressTotal": job["progress"]["total"],
+        "errorMessage": job["error"]["message"],
+        "errorDetails": job["error"]["details"],
+        "backupUrl": job["location"],
+        "totalTimeMS": job["total_time_ms"],
+        "startedBy": job["started_by"],
+        "startedOn": job["started_on_ms"],
+        "finishedOn": job["finished_on_ms"],
+    });
+    if let (Some(daemon), Json::Object(job)) = (daemon.as_object_mut(), job) {
+        daemon.insert(
+            "params".into(),
+            job.get("params").cloned().unwrap_or_default(),
+        );
+        daemon.insert(
+            "stats".into(),
+            job.get("stats").cloned().unwrap_or_default(),
+        );
+    }
+    daemon
+}
+
+/// A database as Sync Gateway shows one: `db_name`, `update_seq`, `state`, counts.
+pub fn db_info(info: Json) -> Reply {
+    json!({
+        "db_name": info["name"],
+        "update_seq": info["last_seq"],
+        "state": info["state"],
+        "doc_count": info["doc_count"],
+        "oldest_seq": info["oldest_seq"],
+        "doc_bytes": info["doc_bytes"],
+        "log_bytes": info["log_bytes"],
+        "created_ms": info["created_ms"],
+        "retention": info["retention"],
+    })
+    .into()
+}
+
+pub fn db_names(infos: Json) -> Reply {
+    let names = match infos {
+        Json::Array(infos) => infos.into_iter().map(|i| i["name"].clone()).collect(),
+        _ => Vec::new(),
+    };
+    Json::Array(names).into()
+}
+
+/// A database's configuration, with an `ETag` over its settings.
+pub fn config(config: Json) -> Reply {
+    let etag = config_etag(&config);
+    Reply {
+        body: config,
+        etag: Some(etag),
+    }
+}
+
+/// The `ETag` of a configuration: a hash of its settings (retention and indexes), so
+/// that a change of state alone does not change it.
+pub fn config_etag(config: &Json) -> String {
+    let settings = json!({"retention": config["retention"], "indexes": config["indexes"]});
+    let digest = Sha256::digest(settings.to_string().as_bytes());
+    format!("\"{}\"", hex::encode(&digest[..12]))
+}
+
+/// A document, with its rev as the `ETag`.
+pub fn doc(doc: Json) -> Reply {
+    let etag = doc["rev"].as_u64().map(rev_etag);
+    Reply { body: doc, etag }
+}
+
+/// A write's new rev, also as the `ETag`.
+pub fn rev(result: Json) -> Reply {
+    let etag = result["rev"].as_u64().map(rev_etag);
+    Reply { body: result, etag }
+}
+
+pub fn rev_etag(rev: u64) -> String {
+    format!("\"{rev}\"")
+}
