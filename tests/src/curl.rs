@@ -115,7 +115,7 @@ impl Curl {
             .args(["-sS", "-D", "-", "-X", verb, "-w"])
             .arg(format!("{STATUS_MARK}%{{http_code}} %{{http_version}}"))
             .args(extra);
-        if let Some(body) = body {
+        if body.is_some() {
             command
                 .args([
                     "-H",

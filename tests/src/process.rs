@@ -110,6 +110,8 @@ pub struct ServiceProcess {
     pub dir: PathBuf,
     /// `host:port` of its TLS listener.
     pub tls_address: String,
+    /// `host:port` of its `https://` listener (HTTP alone), if it has one.
+    pub https_address: Option<String>,
     /// What it printed on stderr so far is collected here when it stops.
     stderr_lines: mpsc::Receiver<String>,
 }
@@ -196,11 +198,15 @@ impl ServiceProcess {
         });
         let deadline = Instant::now() + START_TIMEOUT;
         let mut tls_address = None;
+        let mut https_address = None;
         while Instant::now() < deadline {
             match lines.recv_timeout(Duration::from_millis(100)) {
                 Ok(line) => {
                     if let Some(url) = line.strip_prefix("listening on ssl://") {
                         tls_address = Some(url.split('/').next().unwrap_or(url).to_string());
+                    }
+                    if let Some(url) = line.strip_prefix("listening on https://") {
+                        https_address = Some(url.split('/').next().unwrap_or(url).to_string());
                     }
                     if line.starts_with("connect:") {
                         break;
@@ -231,6 +237,7 @@ impl ServiceProcess {
             child,
             dir: dir.to_path_buf(),
             tls_address,
+            https_address,
             stderr_lines,
         })
     }

@@ -239,3 +239,235 @@ fn the_seeds_calls_work_with_curl_over_http1() {
 fn the_seeds_calls_work_with_curl_over_http2() {
     seed_calls(HttpVersion::Http2);
 }
+
+/// Reads a streaming curl's lines until `done` says so (bounded by the stream's end).
+fn read_lines(child: &mut std::process::Child) -> Vec<Value> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("a line of the feed");
+        if line.trim().is_empty() {
+            continue;
+        }
+        let json = line.strip_prefix("data: ").unwrap_or(&line);
+        if json.starts_with("event:") {
+            continue;
+        }
+        lines.push(serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {line}")));
+    }
+    lines
+}
+
+#[test]
+fn the_cli_and_curl_share_the_port_and_feeds_end_cleanly_when_their_database_goes_offline() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service =
+        ServiceProcess::start(&scratch.path().join("data"), &["--auth-passwd", "pw"]).unwrap();
+    let cli = Endpoint::tls(&service, "root:pw");
+    cli.run(&["db", "create", "notes"]).ok();
+    let h2 = Curl::tls(&service, HttpVersion::Http2).with(&["-u", "root:pw"]);
+    let h1 = Curl::tls(&service, HttpVersion::Http1).with(&["-u", "root:pw"]);
+    let mut lines = h2.spawn_stream("/notes/_changes?feed=continuous&heartbeat=200");
+    let mut events = h1.spawn_stream("/notes/_changes?feed=eventsource&heartbeat=200");
+    // The CLI's native connections and curl's HTTP ones on the same port at once.
+    for (key, value) in [("a", "1"), ("b", "2"), ("a", "3")] {
+        cli.run(&["put", "notes", key, value]).ok();
+        assert_eq!(
+            h1.get(&format!("/notes/{key}")).expect(200).json()["value"],
+            json!(value.parse::<u64>().unwrap())
+        );
+    }
+    // Both feeds have seen the three changes once the heartbeats say seq 3.
+    std::thread::sleep(Duration::from_millis(600));
+    let offline = h2.post("/notes/_offline", "").expect(200).json();
+    assert_eq!(offline["state"], "Offline");
+    for (name, child) in [("continuous", &mut lines), ("eventsource", &mut events)] {
+        let items = read_lines(child);
+        let status = child.wait().unwrap();
+        assert!(status.success(), "curl -N for the {name} feed: {status}");
+        let seqs: Vec<u64> = items
+            .iter()
+            .filter(|i| i["type"] == "change")
+            .map(|i| i["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, [1, 2, 3], "{name}: every change once, in order");
+        let end = items.last().unwrap();
+        assert_eq!(end["type"], "end", "{name}: {items:?}");
+        assert_eq!(end["reason"], "database_offline");
+        assert_eq!(end["last_seq"], 3);
+    }
+    // An offline database answers its data routes with 503 database_offline.
+    let refused = h1.get("/notes/a").expect(503).json();
+    assert_eq!(refused["error"], "database_offline");
+    service.stop().unwrap();
+}
+
+#[test]
+fn the_unix_socket_is_roots_an_https_port_serves_http_alone_and_certificates_log_in() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(
+        &scratch.path().join("data"),
+        &[
+            "--auth-passwd",
+            "pw",
+            "--listen",
+            "ssl://127.0.0.1:0",
+            "--listen",
+            "https://127.0.0.1:0",
+        ],
+    )
+    .unwrap();
+    // DIR/http.sock: mode 0600, every request root's.
+    let socket = service.dir.join("http.sock");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let local = Curl::unix(&service);
+    local.put("/local/", "").expect(201);
+    assert!(local.get("/v1/admin/usage").expect(200).json()["databases"].is_array());
+
+    // The https:// port: curl works, the native CLI finds no protocol in common.
+    let https = service.https_address.clone().expect("an https listener");
+    let curl = Curl::tls_address(&service, &https, HttpVersion::Http2);
+    assert_eq!(curl.get("/_up").expect(200).version, "2");
+    let certs = service.dir.join("certs").display().to_string();
+    let url = format!("ssl://root:pw@{https}/?hostname=localhost");
+    let native = cairn_tests::cli::cairn(
+        &[
+            "--url".into(),
+            url,
+            "--certdir".into(),
+            certs,
+            "status".into(),
+        ],
+        "",
+    );
+    assert_ne!(
+        native.code, 0,
+        "the native protocol on an https:// port: {}",
+        native.stdout
+    );
+
+    // A client certificate logs in as its CN, with no token.
+    let users = service.dir.join("certs").join("users");
+    let cert = users.join("root.crt").display().to_string();
+    let key = users.join("root.key").display().to_string();
+    let with_cert = Curl::tls(&service, HttpVersion::Http1).with(&["--cert", &cert, "--key", &key]);
+    assert_eq!(
+        with_cert.get("/v1/auth/session").expect(200).json()["via"],
+        "certificate"
+    );
+    Curl::tls(&service, HttpVersion::Http1)
+        .get("/v1/admin/usage")
+        .expect(401);
+    service.stop().unwrap();
+}
+
+#[test]
+fn hostile_http_is_refused_and_changes_nothing() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    cairn_tests::process::write_settings(
+        &dir,
+        "[limits]\nunauthenticated_idle_secs = 1\nmax_connections = 4\n",
+    );
+    let service = ServiceProcess::start(&dir, &["--auth-passwd", "pw"]).unwrap();
+    let root = Curl::tls(&service, HttpVersion::Http1).with(&["-u", "root:pw"]);
+    let anonymous = Curl::tls(&service, HttpVersion::Http2);
+    root.put("/notes/", "").expect(201);
+    root.put("/notes/k", "1").expect(201);
+    let before = root.get("/notes/").expect(200).json();
+
+    // Oversized headers: refused (431) or closed, over both versions.
+    let big = format!("X-Big: {}", "a".repeat(100 << 10));
+    for curl in [&root, &anonymous] {
+        let output = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", &big])
+            .args(curl_options(&service))
+            .arg(curl.url("/v1/admin/status"))
+            .output()
+            .unwrap();
+        let code = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            code.starts_with('4') || code == "000",
+            "oversized headers got {code}"
+        );
+    }
+    // A body over the pre-authentication limit.
+    let huge = format!(
+        r#"{{"username": "root", "password": "{}"}}"#,
+        "x".repeat(100 << 10)
+    );
+    assert_eq!(
+        anonymous.post("/v1/auth/session", &huge).expect(413).json()["error"],
+        "frame_too_large"
+    );
+    // Path tricks: dot segments and encoded slashes name keys, never files or routes.
+    for curl in [&root, &anonymous] {
+        let dotted = curl.call("GET", "/notes/../v1/admin/usage", None, &["--path-as-is"]);
+        assert_eq!(dotted.expect(404).json()["error"], "not_found");
+    }
+    root.get("/notes/..%2F..%2Fstore%2Fdata.mdb").expect(404);
+    let deleted = root.delete("/v1/admin/backups/..%2F..%2Fstore");
+    assert!(
+        deleted.status == 400 || deleted.status == 404,
+        "{deleted:?}"
+    );
+    // A JSON bomb, malformed JSON and a body that is no object.
+    let bomb = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert_eq!(
+        root.put("/notes/bomb", &bomb).expect(400).json()["error"],
+        "bad_request"
+    );
+    root.put("/notes/bad", "{\"a\": ").expect(400);
+    root.put("/v1/admin/status", "[1, 2]").expect(400);
+    root.put("/v1/admin/status", r#"{"status": "SIDEWAYS"}"#)
+        .expect(400);
+    // A slow header: the connection is closed after the unauthenticated idle time.
+    let mut slow = std::os::unix::net::UnixStream::connect(service.dir.join("http.sock")).unwrap();
+    slow.write_all(b"GET /v1/admin/status HTTP/1.1\r\nHost: cairn\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = slow.read_to_end(&mut answer);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "a slow header was not cut off"
+    );
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("READ_WRITE"),
+        "{answer:?}"
+    );
+    // Over the connection limit: held TCP connections, then curl gets 503.
+    let held: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(&service.tls_address).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let full = anonymous.get("/v1/admin/status").expect(503).json();
+    assert_eq!(full["error"], "too_many_connections");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(200));
+
+    // Nothing changed, and the service still answers.
+    let after = root.get("/notes/").expect(200).json();
+    assert_eq!(after["update_seq"], before["update_seq"]);
+    assert_eq!(after["doc_count"], before["doc_count"]);
+    assert_eq!(
+        anonymous.get("/v1/admin/status").expect(200).json()["status"],
+        "READ_WRITE"
+    );
+    service.stop().unwrap();
+}
+
+/// The TLS options of `Curl::tls` for a hand-made curl command.
+fn curl_options(service: &ServiceProcess) -> Vec<String> {
+    let (_, port) = service.tls_address.rsplit_once(':').unwrap();
+    vec![
+        "--cacert".into(),
+        cairn_tests::curl::service_ca(service).display().to_string(),
+        "--resolve".into(),
+        format!("localhost:{port}:127.0.0.1"),
+    ]
+}

@@ -106,6 +106,11 @@ async fn run(args: Args, start: Start, log_level: LogLevelSetter) -> anyhow::Res
             args.dir.display()
         );
     }
+    println!(
+        "     or: curl --unix-socket {}/{} http://cairn/v1/admin/status",
+        args.dir.display(),
+        cairn_server::HTTP_SOCKET_FILE
+    );
     let reloader = service.reloader();
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
