@@ -2,7 +2,7 @@
 //! library holds what a test binary and the test that checks it must agree on, such as
 //! the keys, values and acknowledgement lines of the crash writer (see [`crash`]), and
 //! the tools of the end-to-end tests: real service processes ([`process`]), a raw
-//! protocol client ([`raw`]), real curl against the HTTPS API ([`curl`]), a real S3-compatible object store ([`garage`], installed
+//! protocol client ([`raw`]), real curl against the HTTPS API ([`curl`]) and an OpenAPI validator ([`openapi_validator`], installed on first use), a real S3-compatible object store ([`garage`], installed
 //! on first use by [`garage_install`]), the binaries of the format-1 release and the
 //! working directories they write ([`format1`], built on first use), both kept in the
 //! user's cache ([`cache`]), a small file system in a namespace of the test's own
@@ -15,6 +15,7 @@ pub mod curl;
 pub mod format1;
 pub mod garage;
 pub mod garage_install;
+pub mod openapi_validator;
 pub mod process;
 pub mod raw;
 pub mod tmpfs;

@@ -471,3 +471,39 @@ fn curl_options(service: &ServiceProcess) -> Vec<String> {
         format!("localhost:{port}:127.0.0.1"),
     ]
 }
+
+#[test]
+fn the_openapi_document_covers_every_route_and_validates() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(&scratch.path().join("data"), &[]).unwrap();
+    let answer = Curl::tls(&service, HttpVersion::Http2)
+        .get("/openapi.json")
+        .expect(200);
+    let document = answer.json();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    for (path, verb) in [
+        ("/v1/admin/status", "put"),
+        ("/v1/admin/daemon/{id}", "delete"),
+        ("/{db}/_changes", "get"),
+        ("/{db}/{key}", "put"),
+    ] {
+        assert!(
+            document["paths"][path][verb].is_object(),
+            "{verb} {path} is missing"
+        );
+    }
+    let file = scratch.path().join("openapi.json");
+    std::fs::write(&file, &answer.body).unwrap();
+    let validator = cairn_tests::openapi_validator::validator().unwrap();
+    let output = std::process::Command::new(validator)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the OpenAPI document does not validate: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    service.stop().unwrap();
+}

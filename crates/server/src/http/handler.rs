@@ -26,7 +26,7 @@ use super::feed::{self, error_json, FeedFormat};
 use super::json::{from_json, to_json};
 use super::request::Input;
 use super::routes::{Action, Precondition, Route, Verb, ROUTES};
-use super::{auth, bad, shape, Connection};
+use super::{auth, bad, openapi, shape, Connection};
 use crate::auth::Identity;
 use crate::methods::{self, session};
 use crate::ops::shared::Shared;
@@ -122,13 +122,14 @@ async fn answer(
     } else {
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("the body is not JSON: {e}")))?
     };
-    let Action::Call {
-        method,
-        args,
-        shape,
-    } = route.action
-    else {
-        return up(shared).await;
+    let (method, args, shape) = match route.action {
+        Action::Call {
+            method,
+            args,
+            shape,
+        } => (method, args, shape),
+        Action::Up => return up(shared).await,
+        Action::OpenApi => return Ok(json_response(StatusCode::OK, openapi::document())),
     };
     use axum::extract::FromRequestParts;
     let params = Path::<HashMap<String, String>>::from_request_parts(&mut parts, &())
@@ -145,7 +146,9 @@ async fn answer(
         headers: parts.headers,
         token: credentials.token,
         any_key: route.path.contains("/_doc/"),
+        declared: route.query,
     };
+    input.check_query()?;
     let identity = credentials.identity;
     let args = from_json(args(&input)?);
     if route.precondition == Some(Precondition::ConfigEtag) {

@@ -14,6 +14,7 @@ mod auth;
 mod feed;
 mod handler;
 mod json;
+mod openapi;
 mod request;
 mod routes;
 mod shape;

@@ -20,6 +20,8 @@ pub struct Input {
     pub token: Option<String>,
     /// Whether a document key may begin with `_` here (only under `/{db}/_doc/`).
     pub any_key: bool,
+    /// The query parameters the route reads.
+    pub declared: &'static [&'static str],
 }
 
 impl Input {
@@ -31,7 +33,29 @@ impl Input {
     }
 
     pub fn query(&self, name: &str) -> Option<&str> {
+        debug_assert!(
+            self.declared.contains(&name),
+            "?{name} is read but not declared in the route table"
+        );
         self.query.get(name).map(String::as_str)
+    }
+
+    /// Refuses query parameters the route does not read (a typo is not ignored).
+    pub fn check_query(&self) -> Result<(), WireError> {
+        match self
+            .query
+            .keys()
+            .find(|k| !self.declared.contains(&k.as_str()))
+        {
+            None => Ok(()),
+            Some(unknown) if self.declared.is_empty() => Err(bad(format!(
+                "?{unknown} is no parameter of this route, which takes none"
+            ))),
+            Some(unknown) => Err(bad(format!(
+                "?{unknown} is no parameter of this route; it takes {}",
+                self.declared.join(", ")
+            ))),
+        }
     }
 
     pub fn query_u64(&self, name: &str) -> Result<Option<u64>, WireError> {

@@ -54,6 +54,8 @@ pub enum Action {
     },
     /// `/_up`: 200 while the service serves, 503 while it is DOWN.
     Up,
+    /// `/openapi.json`: this table as an OpenAPI document.
+    OpenApi,
 }
 
 /// One row of the table.
@@ -69,6 +71,8 @@ pub struct Route {
     pub statuses: &'static [(ErrorCode, u16)],
     /// A precondition checked before the call.
     pub precondition: Option<Precondition>,
+    /// The query parameters the route reads; any other is refused.
+    pub query: &'static [&'static str],
     pub summary: &'static str,
 }
 
@@ -98,6 +102,20 @@ const fn call(
         ok: 200,
         statuses: &[],
         precondition: None,
+        query: &[],
+        summary,
+    }
+}
+
+const fn special(verb: Verb, path: &'static str, action: Action, summary: &'static str) -> Route {
+    Route {
+        verb,
+        path,
+        action,
+        ok: 200,
+        statuses: &[],
+        precondition: None,
+        query: &[],
         summary,
     }
 }
@@ -107,404 +125,98 @@ const fn created(mut route: Route) -> Route {
     route
 }
 
+const fn with_query(mut route: Route, query: &'static [&'static str]) -> Route {
+    route.query = query;
+    route
+}
+
+const fn statuses(mut route: Route, statuses: &'static [(ErrorCode, u16)]) -> Route {
+    route.statuses = statuses;
+    route
+}
+
+/// The query parameters of `_all_docs`.
+const SCAN_QUERY: &[&str] = &[
+    "startkey",
+    "endkey",
+    "prefix",
+    "after",
+    "limit",
+    "descending",
+    "inclusive_end",
+];
+/// The query parameters of `_find`.
+const FIND_QUERY: &[&str] = &[
+    "key",
+    "startkey",
+    "endkey",
+    "limit",
+    "descending",
+    "inclusive_end",
+];
+/// The query parameters of `_changes`.
+const CHANGES_QUERY: &[&str] = &["feed", "since", "limit", "epoch", "heartbeat", "timeout"];
+
 use Verb::{Delete, Get, Post, Put};
 
 /// Every route.
+#[rustfmt::skip]
 pub const ROUTES: &[Route] = &[
-    Route {
-        verb: Get,
-        path: "/_up",
-        action: Action::Up,
-        ok: 200,
-        statuses: &[],
-        precondition: None,
-        summary: "200 while the service serves, 503 while it is DOWN (for load balancers)",
-    },
+    special(Get, "/_up", Action::Up, "200 while the service serves, 503 while it is DOWN (for load balancers)"),
+    special(Get, "/openapi.json", Action::OpenApi, "This API as an OpenAPI document"),
     // Sessions.
-    created(call(
-        Post,
-        "/v1/auth/session",
-        Method::Login,
-        login_args,
-        shape::session,
-        "Logs in: {\"username\" or \"email\", \"password\"}",
-    )),
-    call(
-        Delete,
-        "/v1/auth/session",
-        Method::Logout,
-        logout_args,
-        shape::as_is,
-        "Logs out the session of the request's token",
-    ),
-    call(
-        Get,
-        "/v1/auth/session",
-        Method::WhoAmI,
-        no_args,
-        shape::as_is,
-        "Who the request is",
-    ),
-    call(
-        Post,
-        "/v1/auth/token",
-        Method::Auth,
-        body_args,
-        shape::as_is,
-        "Checks a session token: {\"token\"}",
-    ),
+    created(call(Post, "/v1/auth/session", Method::Login, login_args, shape::session, "Logs in: {\"username\" or \"email\", \"password\"}")),
+    call(Delete, "/v1/auth/session", Method::Logout, logout_args, shape::as_is, "Logs out the session of the request's token"),
+    call(Get, "/v1/auth/session", Method::WhoAmI, no_args, shape::as_is, "Who the request is"),
+    call(Post, "/v1/auth/token", Method::Auth, body_args, shape::as_is, "Checks a session token: {\"token\"}"),
     // The service.
-    call(
-        Get,
-        "/v1/admin/status",
-        Method::Status,
-        no_args,
-        shape::as_is,
-        "The service's status and messages",
-    ),
-    call(
-        Put,
-        "/v1/admin/status",
-        Method::StatusSet,
-        body_args,
-        shape::as_is,
-        "Sets the status and both messages",
-    ),
-    call(
-        Get,
-        "/v1/admin/usage",
-        Method::Usage,
-        no_args,
-        shape::as_is,
-        "How much room the data takes",
-    ),
-    call(
-        Post,
-        "/v1/admin/config/reload",
-        Method::ConfigReload,
-        no_args,
-        shape::as_is,
-        "Reads the settings file again",
-    ),
+    call(Get, "/v1/admin/status", Method::Status, no_args, shape::as_is, "The service's status and messages"),
+    call(Put, "/v1/admin/status", Method::StatusSet, body_args, shape::as_is, "Sets the status and both messages"),
+    call(Get, "/v1/admin/usage", Method::Usage, no_args, shape::as_is, "How much room the data takes"),
+    call(Post, "/v1/admin/config/reload", Method::ConfigReload, no_args, shape::as_is, "Reads the settings file again"),
     // Jobs, as the seeds' daemons.
-    created(call(
-        Post,
-        "/v1/admin/daemon/backup",
-        Method::BackupStart,
-        body_args,
-        shape::daemon,
-        "Starts a backup job: {\"name\"} optional",
-    )),
-    created(call(
-        Post,
-        "/v1/admin/daemon/restore",
-        Method::RestoreStart,
-        restore_args,
-        shape::daemon,
-        "Starts a restore job: {\"url\": NAME}",
-    )),
-    call(
-        Get,
-        "/v1/admin/daemon",
-        Method::JobsList,
-        jobs_args,
-        shape::daemons,
-        "The jobs, newest first: ?type=&status=",
-    ),
-    call(
-        Get,
-        "/v1/admin/daemon/{id}",
-        Method::JobsShow,
-        job_args,
-        shape::daemon,
-        "One job",
-    ),
-    call(
-        Delete,
-        "/v1/admin/daemon/{id}",
-        Method::JobsCancel,
-        job_args,
-        shape::daemon,
-        "Asks a running job to stop",
-    ),
-    call(
-        Get,
-        "/v1/admin/backups",
-        Method::BackupList,
-        no_args,
-        shape::as_is,
-        "The complete backups",
-    ),
-    call(
-        Delete,
-        "/v1/admin/backups/{name}",
-        Method::BackupDelete,
-        name_args,
-        shape::as_is,
-        "Deletes a backup",
-    ),
+    created(call(Post, "/v1/admin/daemon/backup", Method::BackupStart, body_args, shape::daemon, "Starts a backup job: {\"name\"} optional")),
+    created(call(Post, "/v1/admin/daemon/restore", Method::RestoreStart, restore_args, shape::daemon, "Starts a restore job: {\"url\": NAME}")),
+    with_query(call(Get, "/v1/admin/daemon", Method::JobsList, jobs_args, shape::daemons, "The jobs, newest first"), &["type", "status"]),
+    call(Get, "/v1/admin/daemon/{id}", Method::JobsShow, job_args, shape::daemon, "One job"),
+    call(Delete, "/v1/admin/daemon/{id}", Method::JobsCancel, job_args, shape::daemon, "Asks a running job to stop"),
+    call(Get, "/v1/admin/backups", Method::BackupList, no_args, shape::as_is, "The complete backups"),
+    call(Delete, "/v1/admin/backups/{name}", Method::BackupDelete, name_args, shape::as_is, "Deletes a backup"),
     // Users and grants.
-    call(
-        Get,
-        "/v1/admin/users",
-        Method::UserList,
-        no_args,
-        shape::as_is,
-        "Every user",
-    ),
-    created(call(
-        Post,
-        "/v1/admin/users",
-        Method::UserAdd,
-        body_args,
-        shape::as_is,
-        "Adds a user: {\"name\", \"password\", \"admin\"}",
-    )),
-    call(
-        Delete,
-        "/v1/admin/users/{name}",
-        Method::UserDelete,
-        name_args,
-        shape::as_is,
-        "Deletes a user",
-    ),
-    call(
-        Put,
-        "/v1/admin/users/{name}/password",
-        Method::UserPasswd,
-        passwd_args,
-        shape::as_is,
-        "Sets a user's password: {\"password\"}",
-    ),
-    call(
-        Put,
-        "/v1/admin/users/{name}/grants/{db}",
-        Method::UserGrant,
-        grant_args,
-        shape::as_is,
-        "Grants access to a database: {\"access\": \"read\"|\"write\"}",
-    ),
-    call(
-        Delete,
-        "/v1/admin/users/{name}/grants/{db}",
-        Method::UserRevoke,
-        grant_args,
-        shape::as_is,
-        "Revokes a grant",
-    ),
+    call(Get, "/v1/admin/users", Method::UserList, no_args, shape::as_is, "Every user"),
+    created(call(Post, "/v1/admin/users", Method::UserAdd, body_args, shape::as_is, "Adds a user: {\"name\", \"password\", \"admin\"}")),
+    call(Delete, "/v1/admin/users/{name}", Method::UserDelete, name_args, shape::as_is, "Deletes a user"),
+    call(Put, "/v1/admin/users/{name}/password", Method::UserPasswd, passwd_args, shape::as_is, "Sets a user's password: {\"password\"}"),
+    call(Put, "/v1/admin/users/{name}/grants/{db}", Method::UserGrant, grant_args, shape::as_is, "Grants access to a database: {\"access\": \"read\" or \"write\"}"),
+    call(Delete, "/v1/admin/users/{name}/grants/{db}", Method::UserRevoke, grant_args, shape::as_is, "Revokes a grant"),
     // Sync (the destination of cairn-sync).
-    call(
-        Get,
-        "/v1/admin/sync",
-        Method::SyncStatus,
-        no_args,
-        shape::as_is,
-        "Migration mode and each database's sync",
-    ),
-    call(
-        Post,
-        "/v1/admin/sync/attach",
-        Method::SyncAttach,
-        body_args,
-        shape::as_is,
-        "Enters migration mode",
-    ),
-    call(
-        Post,
-        "/v1/admin/sync/create",
-        Method::SyncCreate,
-        body_args,
-        shape::as_is,
-        "Creates a database the source created",
-    ),
-    call(
-        Post,
-        "/v1/admin/sync/apply",
-        Method::SyncApply,
-        body_args,
-        shape::as_is,
-        "Applies changes of the source's log",
-    ),
-    call(
-        Post,
-        "/v1/admin/sync/report",
-        Method::SyncReport,
-        body_args,
-        shape::as_is,
-        "Where the follower stands on a database",
-    ),
-    call(
-        Post,
-        "/v1/admin/sync/detach",
-        Method::SyncDetach,
-        body_args,
-        shape::as_is,
-        "Leaves migration mode",
-    ),
+    call(Get, "/v1/admin/sync", Method::SyncStatus, no_args, shape::as_is, "Migration mode and each database's sync"),
+    call(Post, "/v1/admin/sync/attach", Method::SyncAttach, body_args, shape::as_is, "Enters migration mode"),
+    call(Post, "/v1/admin/sync/create", Method::SyncCreate, body_args, shape::as_is, "Creates a database the source created"),
+    call(Post, "/v1/admin/sync/apply", Method::SyncApply, body_args, shape::as_is, "Applies changes of the source's log"),
+    call(Post, "/v1/admin/sync/report", Method::SyncReport, body_args, shape::as_is, "Where the follower stands on a database"),
+    call(Post, "/v1/admin/sync/detach", Method::SyncDetach, body_args, shape::as_is, "Leaves migration mode"),
     // Databases, as Sync Gateway's.
-    call(
-        Get,
-        "/_all_dbs",
-        Method::DbList,
-        no_args,
-        shape::db_names,
-        "The names of the databases the caller may read",
-    ),
-    Route {
-        statuses: &[(ErrorCode::DatabaseExists, 412)],
-        ..created(call(
-            Put,
-            "/{db}/",
-            Method::DbCreate,
-            db_create_args,
-            shape::db_info,
-            "Creates a database: {\"offline\": true} creates it offline",
-        ))
-    },
-    call(
-        Get,
-        "/{db}/",
-        Method::DbInfo,
-        db_name_args,
-        shape::db_info,
-        "A database's counters and state",
-    ),
-    call(
-        Delete,
-        "/{db}/",
-        Method::DbDrop,
-        db_name_args,
-        shape::ok,
-        "Drops a database",
-    ),
-    call(
-        Post,
-        "/{db}/_offline",
-        Method::DbOffline,
-        db_offline_args,
-        shape::as_is,
-        "Takes a database offline",
-    ),
-    call(
-        Post,
-        "/{db}/_online",
-        Method::DbOnline,
-        db_online_args,
-        shape::as_is,
-        "Brings a database online: {\"delay\": SECONDS} optional",
-    ),
-    call(
-        Get,
-        "/{db}/_config",
-        Method::DbConfig,
-        db_name_args,
-        shape::config,
-        "A database's configuration (ETag)",
-    ),
-    Route {
-        precondition: Some(Precondition::ConfigEtag),
-        statuses: &[(ErrorCode::RevConflict, 412)],
-        ..call(
-            Put,
-            "/{db}/_config",
-            Method::DbConfigSet,
-            db_config_args,
-            shape::config,
-            "Replaces an offline database's configuration (If-Match)",
-        )
-    },
-    Route {
-        statuses: &[(ErrorCode::Conflict, 503)],
-        ..created(call(
-            Post,
-            "/{db}/_resync",
-            Method::DbResync,
-            db_name_args,
-            shape::daemon,
-            "Starts a resync job (503 while online)",
-        ))
-    },
+    call(Get, "/_all_dbs", Method::DbList, no_args, shape::db_names, "The names of the databases the caller may read"),
+    statuses(created(call(Put, "/{db}/", Method::DbCreate, db_create_args, shape::db_info, "Creates a database: {\"offline\": true} creates it offline")), &[(ErrorCode::DatabaseExists, 412)]),
+    call(Get, "/{db}/", Method::DbInfo, db_name_args, shape::db_info, "A database's counters and state"),
+    call(Delete, "/{db}/", Method::DbDrop, db_name_args, shape::ok, "Drops a database"),
+    call(Post, "/{db}/_offline", Method::DbOffline, db_offline_args, shape::as_is, "Takes a database offline"),
+    call(Post, "/{db}/_online", Method::DbOnline, db_online_args, shape::as_is, "Brings a database online: {\"delay\": SECONDS} optional"),
+    call(Get, "/{db}/_config", Method::DbConfig, db_name_args, shape::config, "A database's configuration (ETag)"),
+    Route { precondition: Some(Precondition::ConfigEtag), ..statuses(call(Put, "/{db}/_config", Method::DbConfigSet, db_config_args, shape::config, "Replaces an offline database's configuration (If-Match)"), &[(ErrorCode::RevConflict, 412)]) },
+    statuses(created(call(Post, "/{db}/_resync", Method::DbResync, db_name_args, shape::daemon, "Starts a resync job (503 while online)")), &[(ErrorCode::Conflict, 503)]),
     // Documents.
-    call(
-        Get,
-        "/{db}/_all_docs",
-        Method::Scan,
-        scan_args,
-        shape::as_is,
-        "A page of documents in key order: ?startkey=&endkey=&prefix=&limit=&after=&descending=",
-    ),
-    created(call(
-        Post,
-        "/{db}/_bulk_docs",
-        Method::Batch,
-        bulk_args,
-        shape::as_is,
-        "Writes and deletes documents, all or nothing: {\"ops\": [...]}",
-    )),
-    call(
-        Get,
-        "/{db}/_find/{index}",
-        Method::Find,
-        find_args,
-        shape::as_is,
-        "Documents through an index: ?key= or ?startkey=&endkey=, &limit=&descending=",
-    ),
-    call(
-        Get,
-        "/{db}/_changes",
-        Method::Changes,
-        changes_args,
-        shape::as_is,
-        "Changes: ?feed=normal|longpoll|continuous|eventsource&since=&limit=&heartbeat=&timeout=",
-    ),
-    call(
-        Get,
-        "/{db}/_doc/{key}",
-        Method::Get,
-        doc_args,
-        shape::doc,
-        "Reads a document, whatever its key (ETag: its rev)",
-    ),
-    created(call(
-        Put,
-        "/{db}/_doc/{key}",
-        Method::Put,
-        put_args,
-        shape::rev,
-        "Writes a document (?rev= or If-Match)",
-    )),
-    call(
-        Delete,
-        "/{db}/_doc/{key}",
-        Method::Delete,
-        delete_args,
-        shape::rev,
-        "Deletes a document (?rev= or If-Match)",
-    ),
-    call(
-        Get,
-        "/{db}/{key}",
-        Method::Get,
-        doc_args,
-        shape::doc,
-        "Reads a document (ETag: its rev)",
-    ),
-    created(call(
-        Put,
-        "/{db}/{key}",
-        Method::Put,
-        put_args,
-        shape::rev,
-        "Writes a document (?rev= or If-Match)",
-    )),
-    call(
-        Delete,
-        "/{db}/{key}",
-        Method::Delete,
-        delete_args,
-        shape::rev,
-        "Deletes a document (?rev= or If-Match)",
-    ),
+    with_query(call(Get, "/{db}/_all_docs", Method::Scan, scan_args, shape::as_is, "A page of documents in key order"), SCAN_QUERY),
+    created(call(Post, "/{db}/_bulk_docs", Method::Batch, bulk_args, shape::as_is, "Writes and deletes documents, all or nothing: {\"ops\": [...]}")),
+    with_query(call(Get, "/{db}/_find/{index}", Method::Find, find_args, shape::as_is, "Documents through an index: ?key=, or ?startkey= and ?endkey="), FIND_QUERY),
+    with_query(call(Get, "/{db}/_changes", Method::Changes, changes_args, shape::as_is, "Changes: ?feed=normal, longpoll, continuous or eventsource"), CHANGES_QUERY),
+    call(Get, "/{db}/_doc/{key}", Method::Get, doc_args, shape::doc, "Reads a document, whatever its key (ETag: its rev)"),
+    with_query(created(call(Put, "/{db}/_doc/{key}", Method::Put, put_args, shape::rev, "Writes a document, whatever its key (?rev= or If-Match)")), &["rev"]),
+    with_query(call(Delete, "/{db}/_doc/{key}", Method::Delete, delete_args, shape::rev, "Deletes a document, whatever its key (?rev= or If-Match)"), &["rev"]),
+    call(Get, "/{db}/{key}", Method::Get, doc_args, shape::doc, "Reads a document (ETag: its rev)"),
+    with_query(created(call(Put, "/{db}/{key}", Method::Put, put_args, shape::rev, "Writes a document (?rev= or If-Match)")), &["rev"]),
+    with_query(call(Delete, "/{db}/{key}", Method::Delete, delete_args, shape::rev, "Deletes a document (?rev= or If-Match)"), &["rev"]),
 ];
 
 fn no_args(_: &Input) -> Result<Json, WireError> {
