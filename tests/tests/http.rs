@@ -507,3 +507,125 @@ fn the_openapi_document_covers_every_route_and_validates() {
     );
     service.stop().unwrap();
 }
+
+/// A free port on 127.0.0.1 (bound, then released for the service to take).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+/// The value of a sample line `NAME{LABELS} VALUE` in a metrics text, if present.
+fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+}
+
+#[test]
+fn metrics_count_routes_calls_and_commits_for_admins_metrics_users_and_the_metrics_listener() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    let port = free_port();
+    cairn_tests::process::write_settings(
+        &dir,
+        &format!("[metrics]\nusers = [\"scraper\"]\nlisten = \"http://127.0.0.1:{port}\"\n"),
+    );
+    let service = ServiceProcess::start(&dir, &["--auth-passwd", "pw"]).unwrap();
+    let root = Curl::tls(&service, HttpVersion::Http2).with(&["-u", "root:pw"]);
+    root.put("/notes/", "").expect(201);
+    for i in 0..5 {
+        root.put(&format!("/notes/secret-{i}"), "1").expect(201);
+    }
+    root.get("/notes/secret-0").expect(200);
+    root.get("/notes/nothing").expect(404);
+    root.post(
+        "/v1/admin/users",
+        r#"{"name": "scraper", "password": "spw"}"#,
+    )
+    .expect(201);
+    root.post("/v1/admin/users", r#"{"name": "alice", "password": "apw"}"#)
+        .expect(201);
+
+    let text = root.get("/metrics").expect(200).body;
+    // Requests by the matched route, never the raw path.
+    assert_eq!(
+        sample(
+            &text,
+            r#"cairn_http_requests_total{verb="PUT",route="/{db}/{key}",status="201"}"#
+        ),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"cairn_http_requests_total{verb="GET",route="/{db}/{key}",status="404"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(
+        !text.contains("secret-"),
+        "a raw path leaked into the metrics"
+    );
+    assert_eq!(
+        sample(&text, r#"cairn_calls_total{method="put",outcome="ok"}"#),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"cairn_calls_total{method="get",outcome="not_found"}"#
+        ),
+        Some(1.0)
+    );
+    assert!(sample(&text, "cairn_commit_duration_seconds_count").unwrap() >= 5.0);
+    assert!(sample(&text, "cairn_commit_group_requests_sum").unwrap() >= 5.0);
+    assert_eq!(
+        sample(&text, r#"cairn_database_documents{db="notes"}"#),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(&text, r#"cairn_database_state{db="notes",state="Online"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&text, r#"cairn_service_status{status="READ_WRITE"}"#),
+        Some(1.0)
+    );
+    assert!(sample(&text, "cairn_connections").unwrap() >= 1.0);
+    assert!(sample(&text, "cairn_environment_used_bytes").unwrap() > 0.0);
+    assert!(text.trim_end().ends_with("# EOF"));
+
+    // A metrics user reads them; another user may not; anonymous callers must log in.
+    let scraper = Curl::tls(&service, HttpVersion::Http1).with(&["-u", "scraper:spw"]);
+    scraper.get("/metrics").expect(200);
+    Curl::tls(&service, HttpVersion::Http1)
+        .with(&["-u", "alice:apw"])
+        .get("/metrics")
+        .expect(403);
+    Curl::tls(&service, HttpVersion::Http1)
+        .get("/metrics")
+        .expect(401);
+
+    // The plain-HTTP metrics listener serves /metrics alone, without authentication.
+    let output = std::process::Command::new("curl")
+        .args(["-sS", &format!("http://127.0.0.1:{port}/metrics")])
+        .output()
+        .unwrap();
+    let plain = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        sample(&plain, r#"cairn_database_documents{db="notes"}"#) == Some(5.0),
+        "{plain}"
+    );
+    let output = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            &format!("http://127.0.0.1:{port}/v1/admin/status"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "404");
+    service.stop().unwrap();
+}

@@ -187,6 +187,9 @@ impl Service {
                 }
             });
         }
+        if let Some(address) = &settings.metrics_listen {
+            listeners.push(net::bind_metrics(address).await?);
+        }
         let interrupted = jobs::fail_interrupted(&store).await.map_err(|e| {
             ServerError::io("marking interrupted jobs", std::io::Error::other(e.message))
         })?;

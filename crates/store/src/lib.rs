@@ -44,6 +44,6 @@ pub use validate::{
     validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,
 };
 pub use writer::{
-    CommitHook, DatabaseCommit, IndexEntry, Op, Reply, ResyncChunk, SyncLineage, Write, Written,
-    MAX_BATCH_OPS,
+    CommitHook, DatabaseCommit, GroupHook, GroupStats, IndexEntry, Op, Reply, ResyncChunk,
+    SyncLineage, Write, Written, MAX_BATCH_OPS,
 };

@@ -32,6 +32,15 @@ struct SettingsFile {
     status: StatusSection,
     #[serde(default)]
     webhooks: Vec<WebhookSection>,
+    #[serde(default)]
+    metrics: MetricsSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsSection {
+    users: Option<Vec<String>>,
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -148,6 +157,16 @@ impl Settings {
             &mut self.free_space_check,
             file.status.free_space_check_secs.map(Duration::from_secs),
         );
+        set(&mut self.metrics_users, file.metrics.users);
+        if let Some(url) = file.metrics.listen {
+            self.metrics_listen =
+                Some(
+                    metrics_address(&url).map_err(|reason| ServerError::Settings {
+                        source_name: format!("{} [metrics] listen", path.display()),
+                        reason,
+                    })?,
+                );
+        }
         self.webhooks = file
             .webhooks
             .into_iter()
@@ -232,4 +251,19 @@ pub(super) fn parse_listen(urls: &[String]) -> Result<Vec<ListenUrl>, ServerErro
     urls.iter()
         .map(|url| url.parse::<ListenUrl>())
         .collect::<Result<_, _>>()
+}
+
+/// `HOST:PORT` of a metrics listen URL, `http://HOST:PORT`.
+fn metrics_address(url: &str) -> Result<String, String> {
+    let address = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url:?}: use http://HOST:PORT (plain HTTP, /metrics alone)"))?
+        .trim_end_matches('/');
+    let port_ok = address
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !port_ok {
+        return Err(format!("{url:?}: the address must be HOST:PORT"));
+    }
+    Ok(address.to_string())
 }

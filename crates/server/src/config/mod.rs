@@ -92,6 +92,11 @@ pub struct Settings {
     pub webhooks: Vec<WebhookSettings>,
     /// How the service logs on stderr (`CAIRN_LOG_FORMAT`, `--log-format`).
     pub log_format: LogFormat,
+    /// Users besides admins who may read `GET /metrics` (`[metrics] users`).
+    pub metrics_users: Vec<String>,
+    /// `HOST:PORT` of a plain-HTTP listener serving `/metrics` alone, without
+    /// authentication (`[metrics] listen = "http://HOST:PORT"`).
+    pub metrics_listen: Option<String>,
 }
 
 /// How the service logs on stderr.
@@ -130,6 +135,8 @@ impl Default for Settings {
             free_space_check: Duration::from_secs(30),
             webhooks: Vec::new(),
             log_format: LogFormat::default(),
+            metrics_users: Vec::new(),
+            metrics_listen: None,
         }
     }
 }

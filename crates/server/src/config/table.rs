@@ -209,6 +209,20 @@ pub const SETTINGS: &[Setting] = &[
         apply: Some(|next, new| next.log_level = new.log_level.clone()),
     },
     Setting {
+        name: "metrics.users",
+        variable: None,
+        value: Some(|s| s.metrics_users.join(", ")),
+        shown: None,
+        apply: Some(|next, new| next.metrics_users = new.metrics_users.clone()),
+    },
+    Setting {
+        name: "metrics.listen",
+        variable: None,
+        value: Some(|s| optional(&s.metrics_listen)),
+        shown: None,
+        apply: None,
+    },
+    Setting {
         name: "backup.dir",
         variable: None,
         value: Some(|s| path(&s.backup_dir)),

@@ -42,10 +42,7 @@ pub async fn identify(
         .transpose()?;
     let token = match (headers.get(SESSION_HEADER), authorization) {
         (Some(value), _) => Some(value.to_str().map_err(|_| malformed())?.trim().to_string()),
-        (None, Some(auth)) => match scheme(auth, "Bearer") {
-            Some(token) => Some(token.to_string()),
-            None => None,
-        },
+        (None, Some(auth)) => scheme(auth, "Bearer").map(str::to_string),
         (None, None) => None,
     };
     if let Some(token) = token {

@@ -27,12 +27,35 @@ use super::json::{from_json, to_json};
 use super::request::Input;
 use super::routes::{Action, Precondition, Route, Verb, ROUTES};
 use super::{auth, bad, openapi, shape, Connection};
-use crate::auth::Identity;
+use crate::auth::{authorize, Identity, Need};
 use crate::methods::{self, session};
 use crate::ops::shared::Shared;
 
 /// How long a client is asked to wait before trying again after a 503.
 const RETRY_AFTER_SECS: &str = "5";
+
+/// The router of the plain-HTTP metrics listener (`[metrics] listen`): `GET /metrics`
+/// alone, without authentication (bind it to an address only the scraper reaches).
+pub fn metrics_router() -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |Extension(connection): Extension<Arc<Connection>>| async move {
+                    metrics_response(&connection.shared).await
+                },
+            ),
+        )
+        .fallback(|| async {
+            error_response(
+                None,
+                &WireError::new(
+                    ErrorCode::NotFound,
+                    "this listener serves GET /metrics alone",
+                ),
+            )
+        })
+}
 
 /// The router of every route of the table.
 pub fn router() -> Router {
@@ -50,23 +73,35 @@ pub fn router() -> Router {
         router = router.route(route.path, on(filter, handler));
     }
     router
-        .fallback(|| async {
-            error_response(
-                None,
-                &WireError::new(
-                    ErrorCode::NotFound,
-                    "no such route: databases are /{db}/ (with the slash), the service is under /v1/; see README.md",
-                ),
-            )
-        })
-        .method_not_allowed_fallback(|| async {
-            let mut response = json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &json!({"error": ErrorCode::BadRequest.as_str(), "reason": "this route does not take this HTTP method"}),
+        .fallback(|Extension(connection): Extension<Arc<Connection>>| async move {
+            let error = WireError::new(
+                ErrorCode::NotFound,
+                "no such route: databases are /{db}/ (with the slash), the service is under /v1/; see README.md",
             );
-            response.headers_mut().remove(header::ALLOW);
-            response
+            unmatched(&connection, error_response(None, &error))
         })
+        .method_not_allowed_fallback(
+            |Extension(connection): Extension<Arc<Connection>>| async move {
+                let body = json!({
+                    "error": ErrorCode::BadRequest.as_str(),
+                    "reason": "this route does not take this HTTP method",
+                });
+                unmatched(
+                    &connection,
+                    json_response(StatusCode::METHOD_NOT_ALLOWED, &body),
+                )
+            },
+        )
+}
+
+/// A request no route matched, counted under the route `-`.
+fn unmatched(connection: &Connection, response: Response) -> Response {
+    let status = response.status().as_u16();
+    connection
+        .shared
+        .metrics
+        .observe_request("-", "-", status, std::time::Duration::ZERO);
+    response
 }
 
 async fn handle(route: &'static Route, connection: Arc<Connection>, request: Request) -> Response {
@@ -75,12 +110,18 @@ async fn handle(route: &'static Route, connection: Arc<Connection>, request: Req
         Ok(response) => response,
         Err(error) => error_response(Some(route), &error),
     };
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    connection
+        .shared
+        .metrics
+        .observe_request(route.verb.as_str(), route.path, status, elapsed);
     tracing::debug!(
         peer = %connection.peer,
         verb = route.verb.as_str(),
         route = route.path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros(),
+        status,
+        micros = elapsed.as_micros(),
         "http request"
     );
     response
@@ -130,6 +171,7 @@ async fn answer(
         } => (method, args, shape),
         Action::Up => return up(shared).await,
         Action::OpenApi => return Ok(json_response(StatusCode::OK, openapi::document())),
+        Action::Metrics => return metrics(shared, credentials.identity).await,
     };
     use axum::extract::FromRequestParts;
     let params = Path::<HashMap<String, String>>::from_request_parts(&mut parts, &())
@@ -193,6 +235,38 @@ pub(super) async fn call(
             format!("{method} answered no result"),
         )),
     }
+}
+
+/// `/metrics` on the API: for admins and the users of `[metrics] users`.
+async fn metrics(shared: &Arc<Shared>, identity: Option<Identity>) -> Result<Response, WireError> {
+    let record = authorize(&shared.store()?, identity.as_ref(), Need::User)?;
+    let user = identity.map(|i| i.user).unwrap_or_default();
+    let allowed =
+        record.is_some_and(|r| r.admin) || shared.settings().metrics_users.contains(&user);
+    if !allowed {
+        return Err(WireError::new(
+            ErrorCode::Forbidden,
+            format!("user {user:?} may not read the metrics: admins may, and the users of [metrics] users"),
+        ));
+    }
+    Ok(metrics_response(shared).await)
+}
+
+/// The content type of `/metrics` (the OpenMetrics text format, which Prometheus reads).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The metrics, read on a blocking thread (they read the store).
+pub(super) async fn metrics_response(shared: &Arc<Shared>) -> Response {
+    let reader = shared.clone();
+    let text = tokio::task::spawn_blocking(move || reader.metrics.render(&reader))
+        .await
+        .unwrap_or_default();
+    let mut response = Response::new(Body::from(text));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(METRICS_CONTENT_TYPE),
+    );
+    response
 }
 
 /// `/_up`: the effective status, 503 while DOWN.

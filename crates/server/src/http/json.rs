@@ -23,9 +23,10 @@ pub fn to_json(value: Value) -> Json {
         },
         Value::F32(f) => float(f64::from(f)),
         Value::F64(f) => float(f),
-        Value::String(s) => Json::String(match s.into_str() {
-            Some(s) => s,
-            None => String::new(),
+        // A string that is not UTF-8 (msgpack allows it) shows its bytes lossily.
+        Value::String(s) => Json::String(match s.as_str() {
+            Some(text) => text.to_string(),
+            None => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         }),
         Value::Binary(bytes) => {
             let mut map = Map::new();

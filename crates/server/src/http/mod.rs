@@ -32,7 +32,7 @@ use tower::ServiceExt;
 use crate::auth::Identity;
 use crate::ops::shared::Shared;
 
-pub use handler::router;
+pub use handler::{metrics_router, router};
 
 /// The most header bytes a request may send.
 const MAX_HEADER_BYTES: usize = 64 << 10;

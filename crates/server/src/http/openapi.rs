@@ -110,6 +110,7 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
             Some(method.kind()),
         ),
         Action::Up | Action::OpenApi => ("Served by the HTTP API itself.".to_string(), true, None),
+        Action::Metrics => ("Served by the HTTP API itself.".to_string(), false, None),
     };
     let mut operation = OperationBuilder::new()
         .operation_id(Some(id))
@@ -143,9 +144,14 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
                 .build(),
         ));
     }
-    let mut success = ResponseBuilder::new()
-        .description("The method's result as JSON")
-        .content("application/json", json_content(any()));
+    let mut success = match route.action {
+        Action::Metrics => ResponseBuilder::new()
+            .description("The metrics in the OpenMetrics text format")
+            .content(super::handler::METRICS_CONTENT_TYPE, json_content(any())),
+        _ => ResponseBuilder::new()
+            .description("The method's result as JSON")
+            .content("application/json", json_content(any())),
+    };
     if kind == Some(MethodKind::Stream) {
         success = success
             .content("application/x-ndjson", json_content(any()))

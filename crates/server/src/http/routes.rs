@@ -6,12 +6,12 @@
 //! checks that every method of the protocol has a route.
 //!
 //! Paths: the service's routes are `/v1/admin/…` and `/v1/auth/…` (three segments or
-//! more, the second never beginning with `_`), and `/_…` or names with a dot at the
-//! top; a database's routes are `/{db}/` (with its trailing slash), `/{db}/{key}` (two
-//! segments) and `/{db}/_…`. Database names begin with a lowercase letter and hold no
-//! dot, so no database can shadow a service route, and the reverse: `/v1/` is the
-//! database `v1`, `/v1/admin` its document `admin`, `/v1/admin/status` the service's
-//! status. Document keys that begin with `_` (or hold a `/`, percent-encoded as `%2F`)
+//! more, the second never beginning with `_`) and single segments without a trailing
+//! slash (`/_up`, `/metrics`, `/openapi.json`); a database's routes are `/{db}/` (with
+//! its trailing slash), `/{db}/{key}` (two segments) and `/{db}/_…`. So no database
+//! can shadow a service route, and the reverse: `/metrics/` is the database `metrics`,
+//! `/v1/` the database `v1`, `/v1/admin` its document `admin`, `/v1/admin/status` the
+//! service's status. Document keys that begin with `_` (or hold a `/`, percent-encoded as `%2F`)
 //! are reached through `/{db}/_doc/{key}`.
 
 use cairn_proto::{ErrorCode, Method, WireError};
@@ -56,6 +56,8 @@ pub enum Action {
     Up,
     /// `/openapi.json`: this table as an OpenAPI document.
     OpenApi,
+    /// `/metrics`: the metrics, for admins and the users of `[metrics] users`.
+    Metrics,
 }
 
 /// One row of the table.
@@ -164,6 +166,7 @@ use Verb::{Delete, Get, Post, Put};
 pub const ROUTES: &[Route] = &[
     special(Get, "/_up", Action::Up, "200 while the service serves, 503 while it is DOWN (for load balancers)"),
     special(Get, "/openapi.json", Action::OpenApi, "This API as an OpenAPI document"),
+    special(Get, "/metrics", Action::Metrics, "Metrics in the Prometheus text format (admins, and [metrics] users)"),
     // Sessions.
     created(call(Post, "/v1/auth/session", Method::Login, login_args, shape::session, "Logs in: {\"username\" or \"email\", \"password\"}")),
     call(Delete, "/v1/auth/session", Method::Logout, logout_args, shape::as_is, "Logs out the session of the request's token"),
@@ -457,9 +460,8 @@ mod tests {
                 );
             } else {
                 assert!(
-                    segments.len() == 1
-                        && (segments[0].starts_with('_') || segments[0].contains('.')),
-                    "{} could be a database's name",
+                    segments.len() == 1 && !segments[0].is_empty(),
+                    "{} could be a database's route",
                     route.path
                 );
             }

@@ -168,6 +168,7 @@ async fn continuous(
             .unwrap_or(DEFAULT_HEARTBEAT_MS)
             .max(MIN_HEARTBEAT_MS),
     );
+    let _live = call.shared.metrics.live_feed();
     let mut watch = call.shared.feeds.subscribe(&args.db, None);
     let feeds_end = call.shared.feeds_end();
     let mut since = args.since;

@@ -97,7 +97,13 @@ impl CallContext {
     /// free again.
     pub async fn answer(self, args: Value) -> Option<Vec<u8>> {
         let id = self.id;
-        match self.serve(args).await {
+        let started = std::time::Instant::now();
+        let outcome = self.serve(args).await;
+        let error = outcome.as_ref().err().map(|e| e.code);
+        self.shared
+            .metrics
+            .observe_call(self.method, error, started.elapsed());
+        match outcome {
             Ok(Answer::Value(value)) => Some(Message::Result { id, value }.encode()),
             Ok(Answer::Encoded(body)) => Some(body),
             Ok(Answer::Streamed) => None,

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use cairn_certs::{CertDir, ClientAuth};
 use cairn_proto::{push_frame, ErrorCode, Message, WireError};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::{TcpListener, UnixListener};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
@@ -129,6 +130,8 @@ pub enum Listener {
         tls: Arc<TlsSource>,
         url: String,
     },
+    /// `[metrics] listen`: plain HTTP, `/metrics` alone.
+    Metrics { listener: TcpListener, url: String },
     Unix {
         listener: UnixListener,
         url: String,
@@ -143,28 +146,35 @@ impl Listener {
     /// The listener's URL, with the real port.
     pub fn url(&self) -> &str {
         match self {
-            Listener::Tls { url, .. } | Listener::Unix { url, .. } => url,
+            Listener::Tls { url, .. }
+            | Listener::Metrics { url, .. }
+            | Listener::Unix { url, .. } => url,
         }
     }
 }
 
-/// An open connection, counted against `max_connections` until it is dropped.
-struct ConnectionSlot(Arc<AtomicUsize>);
+/// An open connection, counted against `max_connections` (and in the connections'
+/// gauge) until it is dropped.
+struct ConnectionSlot(Arc<AtomicUsize>, Gauge);
 
 impl ConnectionSlot {
     /// A slot, unless `max` connections are open already.
-    fn take(open: &Arc<AtomicUsize>, max: usize) -> Option<ConnectionSlot> {
+    fn take(open: &Arc<AtomicUsize>, max: usize, gauge: &Gauge) -> Option<ConnectionSlot> {
         open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
             (n < max).then_some(n + 1)
         })
         .ok()
-        .map(|_| ConnectionSlot(open.clone()))
+        .map(|_| {
+            gauge.inc();
+            ConnectionSlot(open.clone(), gauge.clone())
+        })
     }
 }
 
 impl Drop for ConnectionSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+        self.1.dec();
     }
 }
 
@@ -235,18 +245,42 @@ pub async fn bind_tls(
     Ok(Listener::Tls { listener, tls, url })
 }
 
+/// Binds the plain-HTTP metrics listener (`[metrics] listen`) on `address`.
+pub async fn bind_metrics(address: &str) -> Result<Listener, ServerError> {
+    let bind_error = |source| ServerError::Bind {
+        url: format!("http://{address}"),
+        source,
+    };
+    let listener = TcpListener::bind(address).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok(Listener::Metrics {
+        listener,
+        url: format!("http://{local}/metrics"),
+    })
+}
+
+/// The routers of the HTTP connections: the API's and the metrics listener's.
+#[derive(Clone)]
+struct Routers {
+    api: axum::Router,
+    metrics: axum::Router,
+}
+
 /// Accepts connections on every listener until the service shuts down, then waits for
 /// the open connections to finish (bounded by the shutdown grace).
 pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>) {
     let connections = TaskTracker::new();
     let slots = Arc::new(AtomicUsize::new(0));
     let accepting = TaskTracker::new();
-    let router = http::router();
+    let routers = Routers {
+        api: http::router(),
+        metrics: http::metrics_router(),
+    };
     for listener in listeners {
         accepting.spawn(accept_loop(
             listener,
             shared.clone(),
-            router.clone(),
+            routers.clone(),
             connections.clone(),
             slots.clone(),
         ));
@@ -270,7 +304,7 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>) {
 async fn accept_loop(
     listener: Listener,
     shared: Arc<Shared>,
-    router: axum::Router,
+    routers: Routers,
     connections: TaskTracker,
     slots: Arc<AtomicUsize>,
 ) {
@@ -289,11 +323,12 @@ async fn accept_loop(
         };
         // The limit in force now: a reload changes it for the next connections.
         let max = shared.settings().max_connections;
-        let slot = ConnectionSlot::take(&slots, max);
+        let slot = ConnectionSlot::take(&slots, max, shared.metrics.connections());
         let shared = shared.clone();
-        let router = router.clone();
+        let routers = routers.clone();
         let (tls, serves) = match &listener {
             Listener::Tls { tls, .. } => (Some(tls.acceptor()), tls.serves),
+            Listener::Metrics { .. } => (None, Serves::Http),
             Listener::Unix { serves, .. } => (None, *serves),
         };
         let as_root = matches!(listener, Listener::Unix { as_root: true, .. });
@@ -320,7 +355,7 @@ async fn accept_loop(
                     match speaks {
                         Some(version) => {
                             let connection = http_connection(shared, identity, peer);
-                            http::serve(router, tls_stream, connection, version).await
+                            http::serve(routers.api, tls_stream, connection, version).await
                         }
                         None => match identity {
                             Ok(identity) => {
@@ -344,7 +379,7 @@ async fn accept_loop(
                     match (serves, identity) {
                         (Serves::Http, identity) => {
                             let connection = http_connection(shared, identity, peer);
-                            http::serve(router, unix, connection, Version::Http1).await
+                            http::serve(routers.api, unix, connection, Version::Http1).await
                         }
                         (_, Ok(identity)) => {
                             crate::net::connection::serve(shared, unix, identity, peer).await
@@ -352,7 +387,12 @@ async fn accept_loop(
                         (_, Err(error)) => refuse(unix, error).await,
                     }
                 }
-                (Accepted::Tcp(_), None) => {}
+                (Accepted::Tcp(tcp), None) => {
+                    // The metrics listener: no identity, /metrics alone.
+                    let identity = full.map_or(Ok(None), Err);
+                    let connection = http_connection(shared, identity, peer);
+                    http::serve(routers.metrics, tcp, connection, Version::Http1).await
+                }
             }
             drop(slot);
         });
@@ -385,7 +425,7 @@ enum Accepted {
 
 async fn accept(listener: &Listener) -> std::io::Result<(Accepted, String)> {
     match listener {
-        Listener::Tls { listener, .. } => {
+        Listener::Tls { listener, .. } | Listener::Metrics { listener, .. } => {
             let (stream, peer) = listener.accept().await?;
             let _ = stream.set_nodelay(true);
             Ok((Accepted::Tcp(stream), peer.to_string()))

@@ -6,4 +6,4 @@
 mod accept;
 mod connection;
 
-pub use accept::{bind_tls, bind_unix, serve, Listener, Serves};
+pub use accept::{bind_metrics, bind_tls, bind_unix, serve, Listener, Serves};

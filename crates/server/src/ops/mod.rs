@@ -1,7 +1,7 @@
 //! The operations of a service, below the methods: the lifecycle of each database, the
 //! automatic READ_ONLY (`health`), change-feed wake-ups, the jobs registry and one file
 //! per kind of job (`backup`, `restore`, `resync`), the backup schedule, settings
-//! reloads, webhooks and migration mode (`follow`). Methods and the service call in
+//! reloads, webhooks, migration mode (`follow`) and the metrics. Methods and the service call in
 //! here; nothing here calls the methods.
 
 pub mod backup;
@@ -10,6 +10,7 @@ pub mod follow;
 pub mod health;
 pub mod jobs;
 pub mod lifecycle;
+pub mod metrics;
 pub mod reload;
 pub mod restore;
 pub mod resync;

@@ -21,6 +21,7 @@ use crate::ops::follow::Follow;
 use crate::ops::health::AutoStatus;
 use crate::ops::jobs::JobRegistry;
 use crate::ops::lifecycle::Databases;
+use crate::ops::metrics::Metrics;
 use crate::ops::webhooks::Webhooks;
 
 /// Sets the log filter of the process (an `EnvFilter` directive) at run time.
@@ -44,6 +45,7 @@ pub const RESTORE_MESSAGE: &str = "restore in progress";
 pub struct Shared {
     store: RwLock<Option<Store>>,
     pub feeds: Feeds,
+    pub metrics: Metrics,
     /// The settings in force (replaced by a reload).
     settings: RwLock<Arc<Settings>>,
     /// What a reload reads again.
@@ -94,6 +96,8 @@ impl Shared {
     ) -> Shared {
         let feeds = Feeds::default();
         feeds.attach(&store);
+        let metrics = Metrics::new();
+        metrics.watch_commits(&store);
         let status = store
             .snapshot()
             .and_then(|s| s.status())
@@ -108,6 +112,7 @@ impl Shared {
             service_id: store.meta().service_id.clone(),
             store: RwLock::new(Some(store)),
             feeds,
+            metrics,
             settings: RwLock::new(Arc::new(settings)),
             reload_source: ReloadSource::default(),
             reloading: tokio::sync::Mutex::new(()),
@@ -154,6 +159,7 @@ impl Shared {
     /// Puts a store (back) in the slot and feeds change feeds from it.
     pub fn put_store(&self, store: Store) {
         self.feeds.attach(&store);
+        self.metrics.watch_commits(&store);
         if let Err(error) = self.databases.load(&store) {
             tracing::error!(%error, "cannot read the databases' states: every database is served as online");
         }

@@ -31,8 +31,8 @@ use std::thread::JoinHandle;
 use heed::{Env, WithoutTls};
 
 pub use requests::{
-    CommitHook, DatabaseCommit, IndexEntry, Op, Reply, ResyncChunk, SyncLineage, Write, Written,
-    MAX_BATCH_OPS,
+    CommitHook, DatabaseCommit, GroupHook, GroupStats, IndexEntry, Op, Reply, ResyncChunk,
+    SyncLineage, Write, Written, MAX_BATCH_OPS,
 };
 
 use crate::error::{Result, StoreError};
@@ -44,11 +44,12 @@ pub(crate) enum WriterMessage {
     Write(Write, Reply),
 }
 
-/// What the writer tells the rest of the process after commits: the commit hook (set
-/// by the store's owner) and a counter of commits that changed users.
+/// What the writer tells the rest of the process after commits: the commit hook and the
+/// group hook (set by the store's owner) and a counter of commits that changed users.
 #[derive(Default)]
 pub(crate) struct Signals {
     pub hook: RwLock<Option<CommitHook>>,
+    pub group_hook: RwLock<Option<GroupHook>>,
     pub users_generation: std::sync::atomic::AtomicU64,
 }
 
@@ -101,6 +102,7 @@ fn run(
             }
         }
         let writes: Vec<&Write> = group.iter().map(|(w, _)| w).collect();
+        let started = std::time::Instant::now();
         let mut commits = Vec::new();
         let outcomes = match commit_group(&env, tables, &writes, &mut commits) {
             Ok(outcomes) => outcomes,
@@ -115,6 +117,14 @@ fn run(
             }
             Err(error) => vec![Err(error)],
         };
+        let group_hook = hook.group_hook.read().map(|h| h.clone()).unwrap_or(None);
+        if let Some(group_hook) = group_hook {
+            group_hook(GroupStats {
+                requests: writes.len(),
+                duration: started.elapsed(),
+                committed: outcomes.iter().any(Result::is_ok),
+            });
+        }
         if !commits.is_empty() {
             let hook = hook.hook.read().map(|h| h.clone()).unwrap_or(None);
             if let Some(hook) = hook {

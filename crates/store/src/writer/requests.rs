@@ -267,5 +267,17 @@ pub struct DatabaseCommit {
 /// changed. It must be quick and must not write to the store.
 pub type CommitHook = Arc<dyn Fn(&[DatabaseCommit]) + Send + Sync>;
 
+/// What the writer did with one group of write requests: how many it took, how long
+/// its transaction took from its start to its fsync'd commit, and whether it committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupStats {
+    pub requests: usize,
+    pub duration: std::time::Duration,
+    pub committed: bool,
+}
+
+/// The hook called after every group (metrics use it).
+pub type GroupHook = Arc<dyn Fn(GroupStats) + Send + Sync>;
+
 /// The callback that receives a write's outcome, called once, after the commit.
 pub type Reply = Box<dyn FnOnce(Result<Written>) + Send + 'static>;

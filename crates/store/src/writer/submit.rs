@@ -4,7 +4,7 @@
 
 use std::sync::mpsc;
 
-use super::requests::{CommitHook, Op, Reply, ResyncChunk, Write, Written};
+use super::requests::{CommitHook, GroupHook, Op, Reply, ResyncChunk, Write, Written};
 use super::validation::validate_write;
 use super::WriterMessage;
 use crate::error::{Result, StoreError};
@@ -185,6 +185,17 @@ impl Store {
             Written::Batch(revs) => Ok(revs),
             other => unreachable!("a batch answered {other:?}"),
         }
+    }
+
+    /// Sets the hook called after every group of writes the writer took, committed or
+    /// not (replacing any earlier one). Metrics use it.
+    pub fn set_group_hook(&self, hook: GroupHook) {
+        *self
+            .shared
+            .commit_hook
+            .group_hook
+            .write()
+            .expect("the group hook lock is never poisoned") = Some(hook);
     }
 
     /// Sets the hook called after every commit that changed databases (replacing any
