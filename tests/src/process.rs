@@ -181,11 +181,11 @@ impl ServiceProcess {
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let (line_sender, lines) = mpsc::channel();
+        // Reads stdout to its end, even once nobody listens: a closed pipe would fail
+        // the service's next write.
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if line_sender.send(line).is_err() {
-                    break;
-                }
+                let _ = line_sender.send(line);
             }
         });
         let (stderr_sender, stderr_lines) = mpsc::channel();

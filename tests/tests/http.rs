@@ -103,6 +103,12 @@ fn seed_calls(version: HttpVersion) {
     let resync = admin.post("/notes/_resync", "").expect(201).json();
     assert_eq!(resync["type"], "RESYNC");
     wait_completed(&admin, &resync["id"]);
+    let progress = admin.get("/notes/_resync").expect(200).json();
+    assert_eq!(
+        (&progress["id"], &progress["status"]),
+        (&resync["id"], &json!("COMPLETED"))
+    );
+    admin.get("/v1/_resync").expect(404);
     let online = admin
         .post("/notes/_online", r#"{"delay": 0}"#)
         .expect(200)
@@ -187,7 +193,44 @@ fn seed_calls(version: HttpVersion) {
     admin
         .put("/v1/admin/status", r#"{"status": "READ_WRITE"}"#)
         .expect(200);
+    // DOWN: load balancers see 503 on /_up, non-admins are refused with the message.
+    let down = r#"{"status": "DOWN", "currentMessage": "maintenance"}"#;
+    admin.put("/v1/admin/status", down).expect(200);
+    let up = anonymous.get("/_up").expect(503);
+    assert_eq!(up.header("retry-after"), Some("5"));
+    assert_eq!(
+        alice.get("/notes/pear").expect(503).json()["reason"],
+        "maintenance"
+    );
+    admin
+        .put("/v1/admin/status", r#"{"status": "READ_WRITE"}"#)
+        .expect(200);
+    anonymous.get("/_up").expect(200);
     alice.put("/notes/pear", "2").expect(201);
+    // Feeds: a page, a longpoll that returns at once, a cursor of another epoch refused.
+    let page = alice
+        .get("/notes/_changes?since=0&limit=2")
+        .expect(200)
+        .json();
+    assert_eq!(page["changes"].as_array().unwrap().len(), 2);
+    let epoch = page["epoch"].as_u64().unwrap();
+    let all = alice
+        .get(&format!("/notes/_changes?since=0&epoch={epoch}"))
+        .expect(200)
+        .json();
+    let last = all["last_seq"].as_u64().unwrap();
+    let longpoll = format!(
+        "/notes/_changes?feed=longpoll&since={}&timeout=100",
+        last - 1
+    );
+    let polled = alice.get(&longpoll).expect(200).json();
+    assert_eq!(polled["changes"][0]["seq"], last);
+    let stale = format!("/notes/_changes?since=1&epoch={}", epoch.wrapping_add(1));
+    assert_eq!(
+        alice.get(&stale).expect(409).json()["error"],
+        "resync_required"
+    );
+    alice.get("/notes/_changes?seq=1").expect(400);
     // Alice is no admin.
     alice.get("/v1/admin/daemon").expect(403);
 

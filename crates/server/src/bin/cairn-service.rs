@@ -94,23 +94,7 @@ async fn run(args: Args, start: Start, log_level: LogLevelSetter) -> anyhow::Res
     let service = Service::start_with_reload(&args.dir, start.settings, reload_source)
         .await
         .with_context(|| format!("starting on {}", args.dir.display()))?;
-    for url in service.endpoints() {
-        println!("listening on {url}");
-    }
-    println!("connect: cairn --dir {} status", args.dir.display());
-    if let Some(tls) = service.endpoints().iter().find(|u| u.starts_with("ssl://")) {
-        let address = tls.trim_start_matches("ssl://");
-        let address = address.split('/').next().unwrap_or(address);
-        println!(
-            "     or: cairn --url ssl://root@{address}/ --certdir {}/certs status",
-            args.dir.display()
-        );
-    }
-    println!(
-        "     or: curl --unix-socket {}/{} http://cairn/v1/admin/status",
-        args.dir.display(),
-        cairn_server::HTTP_SOCKET_FILE
-    );
+    print_banner(&service, &args.dir);
     let reloader = service.reloader();
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
@@ -180,4 +164,35 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Says where the service listens and how to connect, on stdout. A stdout that went away
+/// (a closed pipe) must not stop the service: what cannot be written is dropped.
+fn print_banner(service: &Service, dir: &std::path::Path) {
+    use std::io::Write;
+    let mut lines = Vec::new();
+    for url in service.endpoints() {
+        lines.push(format!("listening on {url}"));
+    }
+    lines.push(format!("connect: cairn --dir {} status", dir.display()));
+    if let Some(tls) = service.endpoints().iter().find(|u| u.starts_with("ssl://")) {
+        let address = tls.trim_start_matches("ssl://");
+        let address = address.split('/').next().unwrap_or(address);
+        lines.push(format!(
+            "     or: cairn --url ssl://root@{address}/ --certdir {}/certs status",
+            dir.display()
+        ));
+    }
+    lines.push(format!(
+        "     or: curl --unix-socket {}/{} http://cairn/v1/admin/status",
+        dir.display(),
+        cairn_server::HTTP_SOCKET_FILE
+    ));
+    let mut stdout = std::io::stdout().lock();
+    for line in lines {
+        if writeln!(stdout, "{line}").is_err() {
+            return;
+        }
+    }
+    let _ = stdout.flush();
 }

@@ -202,7 +202,7 @@ async fn answer(
         }
     }
     let value = call(shared, identity, method, args).await?;
-    let reply = shape(to_json(value));
+    let reply = shape(to_json(value), &input)?;
     let status = StatusCode::from_u16(route.ok).unwrap_or(StatusCode::OK);
     let mut response = json_response(status, &reply.body);
     if let Some(etag) = reply.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {

@@ -208,6 +208,7 @@ pub const ROUTES: &[Route] = &[
     call(Post, "/{db}/_online", Method::DbOnline, db_online_args, shape::as_is, "Brings a database online: {\"delay\": SECONDS} optional"),
     call(Get, "/{db}/_config", Method::DbConfig, db_name_args, shape::config, "A database's configuration (ETag)"),
     Route { precondition: Some(Precondition::ConfigEtag), ..statuses(call(Put, "/{db}/_config", Method::DbConfigSet, db_config_args, shape::config, "Replaces an offline database's configuration (If-Match)"), &[(ErrorCode::RevConflict, 412)]) },
+    call(Get, "/{db}/_resync", Method::JobsList, resync_jobs_args, shape::resync_progress, "The database's newest resync job, as a daemon"),
     statuses(created(call(Post, "/{db}/_resync", Method::DbResync, db_name_args, shape::daemon, "Starts a resync job (503 while online)")), &[(ErrorCode::Conflict, 503)]),
     // Documents.
     with_query(call(Get, "/{db}/_all_docs", Method::Scan, scan_args, shape::as_is, "A page of documents in key order"), SCAN_QUERY),
@@ -277,6 +278,10 @@ fn jobs_args(input: &Input) -> Result<Json, WireError> {
         }
     }
     Ok(Json::Object(args))
+}
+
+fn resync_jobs_args(_: &Input) -> Result<Json, WireError> {
+    Ok(json!({"type": "RESYNC"}))
 }
 
 fn job_args(input: &Input) -> Result<Json, WireError> {
@@ -438,6 +443,41 @@ mod tests {
                 "no HTTP route calls {method}"
             );
         }
+    }
+
+    #[test]
+    fn protocol_md_lists_every_route_with_its_method_and_status() {
+        let doc = include_str!("../../../proto/PROTOCOL.md");
+        for route in ROUTES {
+            let method = match route.action {
+                Action::Call { method, .. } => format!("`{method}`"),
+                Action::Up | Action::OpenApi | Action::Metrics => "—".to_string(),
+            };
+            let start = format!("| `{} {}` | {method}", route.verb.as_str(), route.path);
+            let row = doc
+                .lines()
+                .find(|line| line.starts_with(&start))
+                .unwrap_or_else(|| panic!("PROTOCOL.md lacks the route row {start}"));
+            assert!(
+                row.ends_with(&format!("| {} |", route.ok)),
+                "{row}: status {}",
+                route.ok
+            );
+        }
+        let rows = doc
+            .lines()
+            .filter(|l| {
+                l.starts_with("| `GET /")
+                    || l.starts_with("| `PUT /")
+                    || l.starts_with("| `POST /")
+                    || l.starts_with("| `DELETE /")
+            })
+            .count();
+        assert_eq!(
+            rows,
+            ROUTES.len(),
+            "PROTOCOL.md lists routes the table lacks"
+        );
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! shape the seeds' clients expect (Sage's daemon objects and session answer, Sync
 //! Gateway's database objects), with an `ETag` where the answer has a version.
 
+use cairn_proto::{ErrorCode, WireError};
 use serde_json::{json, Value as Json};
 use sha2::{Digest, Sha256};
+
+use super::request::Input;
 
 /// An answer's body and its `ETag`, if it has one.
 pub struct Reply {
@@ -17,39 +20,39 @@ impl From<Json> for Reply {
     }
 }
 
-/// Shapes a method's result.
-pub type Shape = fn(Json) -> Reply;
+/// Shapes a method's result (some shapes read the request too: `resync_progress`).
+pub type Shape = fn(Json, &Input) -> Result<Reply, WireError>;
 
-pub fn as_is(result: Json) -> Reply {
-    result.into()
+pub fn as_is(result: Json, _: &Input) -> Result<Reply, WireError> {
+    Ok(result.into())
 }
 
 /// `{"ok": true}` for methods that answer nothing (as Sync Gateway does).
-pub fn ok(_: Json) -> Reply {
-    json!({"ok": true}).into()
+pub fn ok(_: Json, _: &Input) -> Result<Reply, WireError> {
+    Ok(json!({"ok": true}).into())
 }
 
 /// `login`'s answer as the seeds': `sessionToken` and `expiresOn`.
-pub fn session(result: Json) -> Reply {
-    json!({
+pub fn session(result: Json, _: &Input) -> Result<Reply, WireError> {
+    let session = json!({
         "sessionToken": result["token"],
         "expiresOn": result["expires_ms"],
         "user": result["user"],
-    })
-    .into()
+    });
+    Ok(session.into())
 }
 
 /// A job as a Sage daemon object (the protocol's own fields follow, unchanged).
-pub fn daemon(job: Json) -> Reply {
-    daemon_object(job).into()
+pub fn daemon(job: Json, _: &Input) -> Result<Reply, WireError> {
+    Ok(daemon_object(job).into())
 }
 
-pub fn daemons(jobs: Json) -> Reply {
+pub fn daemons(jobs: Json, _: &Input) -> Result<Reply, WireError> {
     let list = match jobs {
         Json::Array(jobs) => jobs.into_iter().map(daemon_object).collect(),
         _ => Vec::new(),
     };
-    Json::Array(list).into()
+    Ok(Json::Array(list).into())
 }
 
 fn daemon_object(job: Json) -> Json {
@@ -82,8 +85,8 @@ fn daemon_object(job: Json) -> Json {
 }
 
 /// A database as Sync Gateway shows one: `db_name`, `update_seq`, `state`, counts.
-pub fn db_info(info: Json) -> Reply {
-    json!({
+pub fn db_info(info: Json, _: &Input) -> Result<Reply, WireError> {
+    let db = json!({
         "db_name": info["name"],
         "update_seq": info["last_seq"],
         "state": info["state"],
@@ -93,25 +96,25 @@ pub fn db_info(info: Json) -> Reply {
         "log_bytes": info["log_bytes"],
         "created_ms": info["created_ms"],
         "retention": info["retention"],
-    })
-    .into()
+    });
+    Ok(db.into())
 }
 
-pub fn db_names(infos: Json) -> Reply {
+pub fn db_names(infos: Json, _: &Input) -> Result<Reply, WireError> {
     let names = match infos {
         Json::Array(infos) => infos.into_iter().map(|i| i["name"].clone()).collect(),
         _ => Vec::new(),
     };
-    Json::Array(names).into()
+    Ok(Json::Array(names).into())
 }
 
 /// A database's configuration, with an `ETag` over its settings.
-pub fn config(config: Json) -> Reply {
+pub fn config(config: Json, _: &Input) -> Result<Reply, WireError> {
     let etag = config_etag(&config);
-    Reply {
+    Ok(Reply {
         body: config,
         etag: Some(etag),
-    }
+    })
 }
 
 /// The `ETag` of a configuration: a hash of its settings (retention and indexes), so
@@ -123,17 +126,32 @@ pub fn config_etag(config: &Json) -> String {
 }
 
 /// A document, with its rev as the `ETag`.
-pub fn doc(doc: Json) -> Reply {
+pub fn doc(doc: Json, _: &Input) -> Result<Reply, WireError> {
     let etag = doc["rev"].as_u64().map(rev_etag);
-    Reply { body: doc, etag }
+    Ok(Reply { body: doc, etag })
 }
 
 /// A write's new rev, also as the `ETag`.
-pub fn rev(result: Json) -> Reply {
+pub fn rev(result: Json, _: &Input) -> Result<Reply, WireError> {
     let etag = result["rev"].as_u64().map(rev_etag);
-    Reply { body: result, etag }
+    Ok(Reply { body: result, etag })
 }
 
-pub fn rev_etag(rev: u64) -> String {
+fn rev_etag(rev: u64) -> String {
     format!("\"{rev}\"")
+}
+
+/// `GET /{db}/_resync`: the newest resync job of the database, as a daemon.
+pub fn resync_progress(jobs: Json, input: &Input) -> Result<Reply, WireError> {
+    let db = input.param("db")?;
+    let newest = match jobs {
+        Json::Array(jobs) => jobs.into_iter().find(|job| job["params"]["db"] == db),
+        _ => None,
+    };
+    newest.map(|job| daemon_object(job).into()).ok_or_else(|| {
+        WireError::new(
+            ErrorCode::NotFound,
+            format!("database {db:?} has no resync job: POST /{db}/_resync starts one"),
+        )
+    })
 }
