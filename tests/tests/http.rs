@@ -463,6 +463,7 @@ fn hostile_http_is_refused_and_changes_nothing() {
         "bad_request"
     );
     root.put("/notes/bad", "{\"a\": ").expect(400);
+    root.put("/notes/empty", "").expect(400);
     root.put("/v1/admin/status", "[1, 2]").expect(400);
     root.put("/v1/admin/status", r#"{"status": "SIDEWAYS"}"#)
         .expect(400);
@@ -483,6 +484,33 @@ fn hostile_http_is_refused_and_changes_nothing() {
         !String::from_utf8_lossy(&answer).contains("READ_WRITE"),
         "{answer:?}"
     );
+    // A silent HTTP/2 client is closed after the idle time too (no slot held for ever).
+    let mut silent = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-alpn",
+            "h2",
+            "-connect",
+            &service.tls_address,
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut ended = false;
+    while started.elapsed() < Duration::from_secs(8) {
+        if silent.try_wait().unwrap().is_some() {
+            ended = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = silent.kill();
+    let _ = silent.wait();
+    assert!(ended, "an idle HTTP/2 connection stayed open");
     // Over the connection limit: held TCP connections, then curl gets 503.
     let held: Vec<_> = (0..4)
         .map(|_| std::net::TcpStream::connect(&service.tls_address).unwrap())

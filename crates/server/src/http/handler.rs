@@ -22,12 +22,13 @@ use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::auth::Verified;
 use super::feed::{self, error_json, FeedFormat};
 use super::json::{from_json, to_json};
 use super::request::Input;
 use super::routes::{Action, Precondition, Route, Verb, ROUTES};
 use super::{auth, bad, openapi, shape, Connection};
-use crate::auth::{authorize, Identity, Need};
+use crate::auth::{Caller, Identity};
 use crate::methods::{self, session};
 use crate::ops::shared::Shared;
 
@@ -67,9 +68,10 @@ pub fn router() -> Router {
             Verb::Post => MethodFilter::POST,
             Verb::Delete => MethodFilter::DELETE,
         };
-        let handler = move |Extension(connection): Extension<Arc<Connection>>, request: Request| {
-            handle(route, connection, request)
-        };
+        let handler =
+            move |Extension(connection): Extension<Arc<Connection>>,
+                  Extension(verified): Extension<Arc<Verified>>,
+                  request: Request| { handle(route, connection, verified, request) };
         router = router.route(route.path, on(filter, handler));
     }
     router
@@ -92,6 +94,7 @@ pub fn router() -> Router {
                 )
             },
         )
+        .layer(Extension(Arc::new(Verified::default())))
 }
 
 /// A request no route matched, counted under the route `-`.
@@ -104,9 +107,14 @@ fn unmatched(connection: &Connection, response: Response) -> Response {
     response
 }
 
-async fn handle(route: &'static Route, connection: Arc<Connection>, request: Request) -> Response {
+async fn handle(
+    route: &'static Route,
+    connection: Arc<Connection>,
+    verified: Arc<Verified>,
+    request: Request,
+) -> Response {
     let started = Instant::now();
-    let response = match answer(route, &connection, request).await {
+    let response = match answer(route, &connection, &verified, request).await {
         Ok(response) => response,
         Err(error) => error_response(Some(route), &error),
     };
@@ -130,6 +138,7 @@ async fn handle(route: &'static Route, connection: Arc<Connection>, request: Req
 async fn answer(
     route: &'static Route,
     connection: &Connection,
+    verified: &Verified,
     request: Request,
 ) -> Result<Response, WireError> {
     if let Some(refusal) = &connection.refusal {
@@ -137,8 +146,13 @@ async fn answer(
     }
     let shared = &connection.shared;
     let (mut parts, body) = request.into_parts();
-    let credentials =
-        auth::identify(shared, connection.identity.as_ref(), &mut parts.headers).await?;
+    let credentials = auth::identify(
+        shared,
+        connection.identity.as_ref(),
+        &mut parts.headers,
+        verified,
+    )
+    .await?;
     let limit = if credentials.identity.is_some() {
         shared.settings().max_frame_bytes
     } else {
@@ -158,7 +172,8 @@ async fn answer(
             }
         })?
         .to_bytes();
-    let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+    let no_body = bytes.iter().all(u8::is_ascii_whitespace);
+    let body = if no_body {
         Json::Null
     } else {
         serde_json::from_slice(&bytes).map_err(|e| bad(format!("the body is not JSON: {e}")))?
@@ -171,7 +186,9 @@ async fn answer(
         } => (method, args, shape),
         Action::Up => return up(shared).await,
         Action::OpenApi => return Ok(json_response(StatusCode::OK, openapi::document())),
-        Action::Metrics => return metrics(shared, credentials.identity).await,
+        Action::Metrics => {
+            return metrics(shared, &credentials.caller, &credentials.identity).await
+        }
     };
     use axum::extract::FromRequestParts;
     let params = Path::<HashMap<String, String>>::from_request_parts(&mut parts, &())
@@ -189,19 +206,20 @@ async fn answer(
         token: credentials.token,
         any_key: route.path.contains("/_doc/"),
         declared: route.query,
+        no_body,
     };
     input.check_query()?;
-    let identity = credentials.identity;
+    let who: Who = (credentials.identity, credentials.caller);
     let args = from_json(args(&input)?);
     if route.precondition == Some(Precondition::ConfigEtag) {
-        check_config_etag(shared, identity.clone(), &input).await?;
+        check_config_etag(shared, who.clone(), &input).await?;
     }
     if method == Method::Changes {
         if let Some(format) = continuous_format(&input) {
-            return continuous(shared, identity, args, format).await;
+            return continuous(shared, who, args, format).await;
         }
     }
-    let value = call(shared, identity, method, args).await?;
+    let value = call(shared, who, method, args).await?;
     let reply = shape(to_json(value), &input)?;
     let status = StatusCode::from_u16(route.ok).unwrap_or(StatusCode::OK);
     let mut response = json_response(status, &reply.body);
@@ -211,22 +229,25 @@ async fn answer(
     Ok(response)
 }
 
-/// Calls a method as `identity` and returns its result.
-pub(super) async fn call(
+/// Who a request is, and the user record read for it.
+type Who = (Option<Identity>, Option<Arc<Caller>>);
+
+/// Calls a method as `who` and returns its result.
+async fn call(
     shared: &Arc<Shared>,
-    identity: Option<Identity>,
+    who: Who,
     method: Method,
     args: Value,
 ) -> Result<Value, WireError> {
     if method.kind() == MethodKind::Session {
-        return session::serve(shared, identity.as_ref(), method, args)
+        return session::serve(shared, who.0.as_ref(), method, args)
             .await
             .map(|(value, _)| value);
     }
     // Only streams use the outbox, and they are called through `continuous`.
     let (outbox, _) = mpsc::channel(1);
     let cancel = CancellationToken::new();
-    let body = methods::answer_one(shared.clone(), identity, method, args, outbox, cancel).await;
+    let body = methods::answer_one(shared.clone(), who, method, args, outbox, cancel).await;
     match body.as_deref().map(Message::decode) {
         Some(Ok(Message::Result { value, .. })) => Ok(value),
         Some(Ok(Message::Error { error, .. })) => Err(error),
@@ -238,11 +259,23 @@ pub(super) async fn call(
 }
 
 /// `/metrics` on the API: for admins and the users of `[metrics] users`.
-async fn metrics(shared: &Arc<Shared>, identity: Option<Identity>) -> Result<Response, WireError> {
-    let record = authorize(&shared.store()?, identity.as_ref(), Need::User)?;
-    let user = identity.map(|i| i.user).unwrap_or_default();
-    let allowed =
-        record.is_some_and(|r| r.admin) || shared.settings().metrics_users.contains(&user);
+async fn metrics(
+    shared: &Arc<Shared>,
+    caller: &Option<Arc<Caller>>,
+    identity: &Option<Identity>,
+) -> Result<Response, WireError> {
+    let caller = match (caller, identity) {
+        (Some(caller), _) => caller,
+        (None, Some(identity)) => return Err(crate::auth::gone(identity)),
+        (None, None) => {
+            return Err(WireError::new(
+                ErrorCode::Unauthenticated,
+                "log in first: a token, Basic, or a client certificate",
+            ))
+        }
+    };
+    let user = &caller.identity.user;
+    let allowed = caller.record.admin || shared.settings().metrics_users.contains(user);
     if !allowed {
         return Err(WireError::new(
             ErrorCode::Forbidden,
@@ -271,7 +304,7 @@ pub(super) async fn metrics_response(shared: &Arc<Shared>) -> Response {
 
 /// `/_up`: the effective status, 503 while DOWN.
 async fn up(shared: &Arc<Shared>) -> Result<Response, WireError> {
-    let status = to_json(call(shared, None, Method::Status, Value::Nil).await?);
+    let status = to_json(call(shared, (None, None), Method::Status, Value::Nil).await?);
     let down = status["status"] == "DOWN";
     let code = if down {
         StatusCode::SERVICE_UNAVAILABLE
@@ -292,16 +325,12 @@ async fn up(shared: &Arc<Shared>) -> Result<Response, WireError> {
 }
 
 /// `If-Match` on `PUT /{db}/_config` must name the configuration's current `ETag`.
-async fn check_config_etag(
-    shared: &Arc<Shared>,
-    identity: Option<Identity>,
-    input: &Input,
-) -> Result<(), WireError> {
+async fn check_config_etag(shared: &Arc<Shared>, who: Who, input: &Input) -> Result<(), WireError> {
     let Some(wanted) = input.headers.get(header::IF_MATCH) else {
         return Ok(());
     };
     let args = from_json(json!({"name": input.param("db")?}));
-    let current = to_json(call(shared, identity, Method::DbConfig, args).await?);
+    let current = to_json(call(shared, who, Method::DbConfig, args).await?);
     let etag = shape::config_etag(&current);
     let wanted = wanted.to_str().unwrap_or_default().trim();
     if wanted == "*" || wanted == etag {
@@ -326,14 +355,14 @@ fn continuous_format(input: &Input) -> Option<FeedFormat> {
 /// a missing grant or a stale cursor is an error status, not a stream), then streamed.
 async fn continuous(
     shared: &Arc<Shared>,
-    identity: Option<Identity>,
+    who: Who,
     args: Value,
     format: FeedFormat,
 ) -> Result<Response, WireError> {
     let mut check = to_json(args.clone());
     check["feed"] = json!("normal");
     check["limit"] = json!(1);
-    call(shared, identity.clone(), Method::Changes, from_json(check)).await?;
+    call(shared, who.clone(), Method::Changes, from_json(check)).await?;
     let (outbox, messages) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let feed_cancel = cancel.clone();
@@ -341,7 +370,7 @@ async fn continuous(
     tokio::spawn(async move {
         let last_outbox = outbox.clone();
         let last =
-            methods::answer_one(shared, identity, Method::Changes, args, outbox, feed_cancel).await;
+            methods::answer_one(shared, who, Method::Changes, args, outbox, feed_cancel).await;
         if let Some(last) = last {
             let _ = last_outbox.send(last).await;
         }

@@ -7,8 +7,9 @@
 //! `DIR/http.sock`); each request may bring its own (a session token or Basic).
 //!
 //! Limits as on the native port: headers must arrive within the unauthenticated idle
-//! time and fit in 64 KiB, a body is at most 64 KiB before authentication and the frame
-//! limit after, and the shutdown ends connections gracefully.
+//! time and fit in 64 KiB, a connection that begins no request for that time is closed
+//! (after what is in flight), a body is at most 64 KiB before authentication and the
+//! frame limit after, and the shutdown ends connections gracefully.
 
 mod auth;
 mod feed;
@@ -19,7 +20,9 @@ mod request;
 mod routes;
 mod shape;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::Router;
@@ -59,7 +62,45 @@ fn bad(message: impl Into<String>) -> WireError {
     WireError::new(ErrorCode::BadRequest, message)
 }
 
-/// Serves HTTP on one connection until the client leaves or the service shuts down.
+/// When a connection last began a request: a connection that begins none for the
+/// unauthenticated idle time is asked to close (requests in flight, a feed streaming
+/// among them, finish first), so that a silent client never holds a connection slot.
+struct Activity {
+    started: std::time::Instant,
+    last_request_ms: AtomicU64,
+    requests: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            started: std::time::Instant::now(),
+            last_request_ms: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_request_ms.store(now, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether the connection ever began a request.
+    fn used(&self) -> bool {
+        self.requests.load(Ordering::Relaxed) > 0
+    }
+
+    /// How long since the last request began (or the connection opened).
+    fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_request_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
+    }
+}
+
+/// Serves HTTP on one connection until the client leaves, stays idle, or the service
+/// shuts down. A refused connection answers with its refusal and lives no longer than
+/// the idle time.
 pub async fn serve<S>(router: Router, stream: S, connection: Connection, version: Version)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -68,21 +109,28 @@ where
     let settings = shared.settings();
     let refused = connection.refusal.is_some();
     let connection = Arc::new(connection);
+    let activity = Arc::new(Activity::new());
+    let touched = activity.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        touched.touch();
         request.extensions_mut().insert(connection.clone());
         router.clone().oneshot(request.map(Body::new))
     });
     let io = TokioIo::new(stream);
+    let idle = settings.unauthenticated_idle;
     match version {
         Version::Http1 => {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(settings.unauthenticated_idle)
+                .header_read_timeout(idle)
                 .max_buf_size(MAX_HEADER_BYTES)
                 .keep_alive(!refused);
             let connection = builder.serve_connection(io, service);
-            drive(&shared, connection, |c| c.graceful_shutdown()).await;
+            drive(&shared, &activity, idle, connection, |c| {
+                c.graceful_shutdown()
+            })
+            .await;
         }
         Version::Http2 => {
             let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
@@ -93,29 +141,55 @@ where
                     u32::try_from(settings.max_calls_per_connection).unwrap_or(u32::MAX),
                 );
             let connection = builder.serve_connection(io, service);
-            drive(&shared, connection, |c| c.graceful_shutdown()).await;
+            drive(&shared, &activity, idle, connection, |c| {
+                c.graceful_shutdown()
+            })
+            .await;
         }
     }
 }
 
-/// Runs a hyper connection; at shutdown asks it to finish gracefully, bounded by the
-/// grace period.
-async fn drive<C, E>(shared: &Shared, connection: C, shutdown: fn(std::pin::Pin<&mut C>))
-where
+/// Runs a hyper connection; once it has begun no request for `idle`, or at shutdown,
+/// asks it to finish gracefully (what is in flight ends first; at shutdown within the
+/// grace period).
+async fn drive<C, E>(
+    shared: &Shared,
+    activity: &Activity,
+    idle: Duration,
+    connection: C,
+    shutdown: fn(std::pin::Pin<&mut C>),
+) where
     C: std::future::Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
     tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(error) = result {
-                tracing::debug!(%error, "http connection ended with an error");
+    let check = (idle / 4).max(Duration::from_millis(100));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "http connection ended with an error");
+                }
+                return;
             }
-            return;
+            _ = tokio::time::sleep(check), if !closing => {
+                if activity.idle() >= idle {
+                    if !activity.used() {
+                        // Nothing to finish (an HTTP/2 client that never sent its
+                        // preface would not even hear a graceful goodbye): drop it.
+                        return;
+                    }
+                    shutdown(connection.as_mut());
+                    closing = true;
+                }
+            }
+            _ = shared.shutdown.cancelled() => break,
         }
-        _ = shared.shutdown.cancelled() => {}
     }
-    shutdown(connection.as_mut());
+    if !closing {
+        shutdown(connection.as_mut());
+    }
     let grace = shared.settings().shutdown_grace;
     let _ = tokio::time::timeout(grace, connection).await;
 }

@@ -22,6 +22,8 @@ pub struct Input {
     pub any_key: bool,
     /// The query parameters the route reads.
     pub declared: &'static [&'static str],
+    /// The request had no body at all (as opposed to a JSON `null`).
+    pub no_body: bool,
 }
 
 impl Input {

@@ -346,6 +346,11 @@ fn doc_args(input: &Input) -> Result<Json, WireError> {
 }
 
 fn put_args(input: &Input) -> Result<Json, WireError> {
+    if input.no_body {
+        return Err(super::bad(
+            "give the document's value as the JSON body (null is a value; nothing is not)",
+        ));
+    }
     Ok(json!({
         "db": input.param("db")?,
         "key": input.key()?,

@@ -60,21 +60,18 @@ fn reply<C: Call>(result: Result<C::Result, WireError>) -> Result<Answer, WireEr
     result.map(|value| Answer::Value(to_value(&value)))
 }
 
-/// Serves one call for a transport that is not a native connection (the HTTP API), with
-/// the same availability and permission checks: a stream sends its items to `outbox`,
-/// and the final message is returned (`None` once a stream ended itself).
+/// Serves one call for a transport that is not a native connection (the HTTP API), as
+/// `identity` whose user record is `caller` (as the transport read it), with the same
+/// availability and permission checks: a stream sends its items to `outbox`, and the
+/// final message is returned (`None` once a stream ended itself).
 pub async fn answer_one(
     shared: Arc<Shared>,
-    identity: Option<Identity>,
+    (identity, caller): (Option<Identity>, Option<Arc<Caller>>),
     method: Method,
     args: Value,
     outbox: Outbox,
     cancel: CancellationToken,
 ) -> Option<Vec<u8>> {
-    let caller = identity.as_ref().and_then(|identity| {
-        let store = shared.store().ok()?;
-        Caller::load(&store, identity).ok().flatten().map(Arc::new)
-    });
     let call = CallContext {
         shared,
         identity,
