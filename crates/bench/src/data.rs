@@ -38,6 +38,21 @@ impl Dataset {
                 keys.push(key);
             }
         }
+        Dataset::with_keys(keys, rng)
+    }
+
+    /// The keys `0000000000000000`, `0000000000000001`, … up to `count - 1` (decimal,
+    /// `KEY_BYTES` digits, so that a URL pattern can pick existing keys at random) and
+    /// the value pool.
+    pub fn numbered(count: usize, rng: &mut impl Rng) -> Dataset {
+        let keys = (0..count)
+            .map(|number| format!("{number:0width$}", width = KEY_BYTES))
+            .collect();
+        Dataset::with_keys(keys, rng)
+    }
+
+    /// `keys` and a new value pool.
+    fn with_keys(keys: Vec<String>, rng: &mut impl Rng) -> Dataset {
         let values = (0..VALUE_POOL).map(|_| msgpack_bin_value(rng)).collect();
         Dataset { keys, values }
     }
@@ -116,6 +131,15 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
         }
+    }
+
+    #[test]
+    fn numbered_keys_are_sixteen_digits_in_order() {
+        let data = Dataset::numbered(1000, &mut StdRng::seed_from_u64(5));
+        assert_eq!(data.keys[0], "0000000000000000");
+        assert_eq!(data.keys[999], "0000000000000999");
+        assert!(data.keys.iter().all(|key| key.len() == KEY_BYTES));
+        assert!(data.keys.is_sorted());
     }
 
     #[test]

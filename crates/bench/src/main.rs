@@ -11,17 +11,22 @@
 //! page deep inside one index value in format 1 and in format 2 beside a point get.
 //! `cairn-bench sync` times `cairn-sync` catching a destination service up with a source
 //! database of 1,000,000 changes beside raw heed's puts, and the lag of each change
-//! while 64 writers put on the source over TLS. Each prints each pair of figures, their
-//! ratio and target, then how they were measured.
+//! while 64 writers put on the source over TLS. `cairn-bench http` starts a real
+//! `cairn-service` and measures its HTTPS JSON API with `oha` (gets over HTTP/1.1 and
+//! HTTP/2, durable puts over HTTP/1.1, 64 in flight) beside its native protocol on the
+//! same service in the same run. Each prints each pair of figures, their ratio and
+//! target, then how they were measured.
 
 mod backup;
 mod cairn;
 mod data;
 mod echo;
 mod format1;
+mod http;
 mod mdb_copy;
 mod measure;
 mod migrate;
+mod oha;
 mod process;
 mod procfs;
 mod raw;
@@ -37,6 +42,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backup::BackupSizes;
+use crate::http::HttpSizes;
 use crate::migrate::MigrateSizes;
 use crate::report::{Row, Sides};
 use crate::service::ServiceSizes;
@@ -110,6 +116,21 @@ Examples:
   # Rows as JSON, the services' directories on another disk:
   ./target/release/cairn-bench sync --json --dir /mnt/nvme/tmp";
 
+const HTTP_EXAMPLES: &str = "\
+Examples:
+  # Build the service first: the bench runs target/release/cairn-service as it is. oha
+  # is installed into ~/.cache/cairn-bench on the first run (several minutes, once).
+  cargo build --release -p cairn-server -p cairn-bench
+
+  # The full comparison (1,000,000 docs, 10 s per workload):
+  ./target/release/cairn-bench http
+
+  # A quick smoke check (10,000 docs, 1 s per workload):
+  ./target/release/cairn-bench http --quick
+
+  # An oha binary of your own, rows as JSON, the service's directory on another disk:
+  OHA_BIN=/usr/local/bin/oha ./target/release/cairn-bench http --json --dir /mnt/nvme/tmp";
+
 const EXAMPLES: &str = "\
 Examples:
   # cairn-store against raw heed, in one process:
@@ -126,6 +147,9 @@ Examples:
 
   # cairn-sync catching up and following a live source, quickly:
   cargo run --release -p cairn-bench -- sync --quick
+
+  # The HTTPS JSON API (with oha) against the native protocol, quickly:
+  cargo run --release -p cairn-bench -- http --quick
 
   # Rows as JSON:
   cargo run --release -p cairn-bench -- service --json";
@@ -153,6 +177,11 @@ const MIGRATE_SIDES: Sides = Sides {
 const SYNC_SIDES: Sides = Sides {
     baseline: "raw heed",
     measured: "cairn",
+};
+
+const HTTP_SIDES: Sides = Sides {
+    baseline: "native",
+    measured: "https",
 };
 
 #[derive(Debug, Parser)]
@@ -230,6 +259,22 @@ enum Command {
     /// two services, the follower and the bench share the machine's cores.
     #[command(after_help = SYNC_EXAMPLES)]
     Sync(SyncArgs),
+
+    /// Measures a real cairn-service's HTTPS JSON API with oha, beside its native protocol.
+    ///
+    /// Starts the cairn-service binary beside this one on a fresh temporary directory,
+    /// loads it over the native protocol with 1,000,000 documents (keys of 16 digits,
+    /// 100-byte values), gives root a password and logs in once over HTTPS (POST
+    /// /v1/auth/session). Then, on the same TLS port, 64 requests in flight each: gets of
+    /// random loaded keys from 64 native callers on 4 connections, over HTTP/1.1 on 64
+    /// keep-alive connections and over HTTP/2 with 16 streams on each of 4 connections;
+    /// durable puts of new keys from 64 native callers on 4 connections and over HTTP/1.1
+    /// on 64 connections. The HTTP requests carry the session token and are made by oha,
+    /// installed on the first run with cargo install into
+    /// ${XDG_CACHE_HOME:-$HOME/.cache}/cairn-bench, unless OHA_BIN names an oha binary.
+    /// oha, the bench's client and the service share the machine's cores.
+    #[command(after_help = HTTP_EXAMPLES)]
+    Http(HttpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -322,6 +367,24 @@ struct SyncArgs {
     dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct HttpArgs {
+    /// Smaller sizes for a smoke check: 10,000 docs and 1 s per workload.
+    #[arg(long)]
+    quick: bool,
+
+    /// Prints the rows as a JSON array of {name, baseline, cairn, unit, ratio} objects
+    /// (baseline: the native protocol's figure, cairn: HTTP's; the notes on how they
+    /// were measured then go to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Directory in which the service's working directory is created [default: the
+    /// system temporary directory]. Use a directory on the disk you want to measure.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Store(args) => run_store(&args),
@@ -329,7 +392,19 @@ fn main() -> Result<()> {
         Command::Backup(args) => run_backup(&args),
         Command::Migrate(args) => run_migrate(&args),
         Command::Sync(args) => run_sync(&args),
+        Command::Http(args) => run_http(&args),
     }
+}
+
+fn run_http(args: &HttpArgs) -> Result<()> {
+    let sizes = if args.quick {
+        HttpSizes::quick()
+    } else {
+        HttpSizes::full()
+    };
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report = http::run_http_comparison(sizes, &base)?;
+    print_report(&report.rows, HTTP_SIDES, &report.notes, args.json)
 }
 
 fn run_sync(args: &SyncArgs) -> Result<()> {
