@@ -233,6 +233,13 @@ fn seed_calls(version: HttpVersion) {
     alice.get("/notes/_changes?seq=1").expect(400);
     // Alice is no admin.
     alice.get("/v1/admin/daemon").expect(403);
+    // Remembered credentials go stale with the user: a new password ends the old one.
+    admin
+        .put("/v1/admin/users/alice/password", r#"{"password": "apw2"}"#)
+        .expect(200);
+    alice.get("/notes/pear").expect(401);
+    let alice = anonymous.with(&["-u", "alice:apw2"]);
+    alice.get("/notes/pear").expect(200);
 
     // A backup daemon polled to COMPLETED, then a restore of it.
     let backup = admin

@@ -4,7 +4,7 @@
 
 use cairn_proto::methods::{self, call, to_value, AuthArgs, LoginArgs, LogoutArgs};
 use cairn_proto::{Call, ErrorCode, Method, Need, Request, WireError};
-use cairn_store::{ServiceMode, Write};
+use cairn_store::{ServiceMode, UserRecord, Write};
 use rmpv::Value;
 
 use crate::auth::{self, authorize, Identity, Via};
@@ -122,8 +122,10 @@ async fn login(shared: &Shared, args: LoginArgs) -> Result<(Value, ConnectionCha
     answer::<call::Login>(&result, ConnectionChange::Authenticated(identity))
 }
 
-fn token(shared: &Shared, args: AuthArgs) -> Result<(Value, ConnectionChange), WireError> {
-    let token_hash = auth::token_hash(&args.token);
+/// The identity of a live session token, its user's record and when the session
+/// expires (ms since the epoch).
+pub fn check_token(shared: &Shared, token: &str) -> Result<(Identity, UserRecord, u64), WireError> {
+    let token_hash = auth::token_hash(token);
     let snapshot = shared.store()?.snapshot().map_err(store_error)?;
     let session = snapshot.session(&token_hash).map_err(store_error)?;
     let refused = || {
@@ -140,17 +142,22 @@ fn token(shared: &Shared, args: AuthArgs) -> Result<(Value, ConnectionChange), W
         .map_err(store_error)?
         .filter(|r| !r.locked)
         .ok_or_else(refused)?;
+    let identity = Identity {
+        user: session.user,
+        via: Via::Token,
+        token_hash: Some(token_hash),
+    };
+    Ok((identity, record, session.expires_ms))
+}
+
+fn token(shared: &Shared, args: AuthArgs) -> Result<(Value, ConnectionChange), WireError> {
+    let (identity, record, _) = check_token(shared, &args.token)?;
     let status = shared.status();
     if status.mode == ServiceMode::Down && !record.admin {
         return Err(down_error(&status));
     }
-    let identity = Identity {
-        user: session.user.clone(),
-        via: Via::Token,
-        token_hash: Some(token_hash),
-    };
     let result = methods::WhoAmI {
-        user: session.user,
+        user: identity.user.clone(),
         admin: record.admin,
         via: Via::Token,
     };

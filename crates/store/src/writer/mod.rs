@@ -131,9 +131,12 @@ fn run(
                 hook(&commits);
             }
         }
-        let users_changed = outcomes
-            .iter()
-            .any(|o| matches!(o, Ok(Written::UserSaved | Written::UserDeleted)));
+        let users_changed = outcomes.iter().any(|o| {
+            matches!(
+                o,
+                Ok(Written::UserSaved | Written::UserDeleted | Written::SessionDeleted(true))
+            ) || matches!(o, Ok(Written::SessionsPurged(n)) if *n > 0)
+        });
         if users_changed {
             hook.users_generation
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);

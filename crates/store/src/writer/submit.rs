@@ -209,8 +209,9 @@ impl Store {
             .expect("the commit hook lock is never poisoned") = Some(hook);
     }
 
-    /// A number that changes after every commit that saved or deleted a user (before
-    /// its callers are answered): a cached user record older than it must be read again.
+    /// A number that changes after every commit that saved or deleted a user or deleted
+    /// sessions (before its callers are answered): a cached user record or session
+    /// older than it must be read again.
     pub fn users_generation(&self) -> u64 {
         self.shared
             .commit_hook
