@@ -551,6 +551,11 @@ pub enum UserCommand {
     },
     /// List users with their grants.
     List,
+    /// Show one user: grants, and failed logins with the delay they cost.
+    Show {
+        /// The user.
+        name: String,
+    },
     /// Delete a user and revoke its tokens.
     Del {
         /// The user.

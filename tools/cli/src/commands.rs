@@ -414,6 +414,14 @@ async fn user(target: &Target, out: &Output, command: UserCommand) -> Result<()>
             let users = target.connect().await?.user_list().await?;
             out.emit(&users, || output::user_table(&users))?;
         }
+        UserCommand::Show { name } => {
+            let users = target.connect().await?.user_list().await?;
+            let user = users
+                .into_iter()
+                .find(|u| u.name == name)
+                .ok_or_else(|| anyhow::anyhow!("no user {name:?}: see `cairn user list`"))?;
+            out.emit(&user, || output::user_details(&user))?;
+        }
         UserCommand::Del { name } => {
             target.connect().await?.user_delete(&name).await?;
             out.emit(&done, || format!("deleted user {name}"))?;

@@ -403,6 +403,43 @@ pub fn db_table(infos: &[DbInfo]) -> String {
     )
 }
 
+/// One user, as `user show` prints it.
+pub fn user_details(user: &UserInfo) -> String {
+    let grants: Vec<String> = user
+        .grants
+        .iter()
+        .map(|(db, access)| format!("{db}:{access}"))
+        .collect();
+    let mut lines = vec![
+        format!("user:           {}", user.name),
+        format!("admin:          {}", if user.admin { "yes" } else { "no" }),
+        format!(
+            "password:       {}",
+            if user.has_password { "yes" } else { "no" }
+        ),
+        format!(
+            "grants:         {}",
+            if grants.is_empty() {
+                "-".to_string()
+            } else {
+                grants.join(",")
+            }
+        ),
+        format!("created:        {}", utc(user.created_ms)),
+        format!("failed logins:  {}", user.failed_logins),
+    ];
+    if let Some(last) = user.last_failed_login_ms {
+        lines.push(format!("last failure:   {}", utc(last)));
+    }
+    if user.login_delay_ms > 0 {
+        lines.push(format!(
+            "next login waits {:.1} s (slowed after repeated failures; a success clears it)",
+            user.login_delay_ms as f64 / 1000.0
+        ));
+    }
+    lines.join("\n")
+}
+
 pub fn user_table(users: &[UserInfo]) -> String {
     let yes_no = |flag: bool| if flag { "yes" } else { "no" }.to_string();
     let rows = users

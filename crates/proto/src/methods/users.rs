@@ -52,4 +52,13 @@ pub struct UserInfo {
     pub has_password: bool,
     pub grants: BTreeMap<String, Access>,
     pub created_ms: u64,
+    /// Failed logins within the throttle's window (since the last success).
+    #[serde(default)]
+    pub failed_logins: u32,
+    /// When the last of them was.
+    #[serde(default)]
+    pub last_failed_login_ms: Option<u64>,
+    /// How long the user's next login attempt will wait (0 below the threshold).
+    #[serde(default)]
+    pub login_delay_ms: u64,
 }

@@ -86,6 +86,7 @@ struct LimitsSection {
     max_value_bytes: Option<usize>,
     shutdown_grace_secs: Option<u64>,
     unauthenticated_idle_secs: Option<u64>,
+    frame_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -136,6 +137,10 @@ impl Settings {
         set(
             &mut self.unauthenticated_idle,
             limits.unauthenticated_idle_secs.map(Duration::from_secs),
+        );
+        set(
+            &mut self.frame_timeout,
+            limits.frame_timeout_secs.map(Duration::from_secs),
         );
         set(
             &mut self.session_ttl,

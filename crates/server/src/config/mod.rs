@@ -64,6 +64,9 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// How long an unauthenticated connection may stay idle.
     pub unauthenticated_idle: Duration,
+    /// How long an authenticated connection's frame may take to arrive once it began
+    /// (`[limits] frame_timeout_secs`; before authentication, the idle time applies).
+    pub frame_timeout: Duration,
     /// Password to give `root` at start (`--auth-passwd`, `CAIRN_AUTH_PASSWD`).
     pub root_password: Option<String>,
     /// Extra certificate directory searched after `DIR/certs` (`CAIRN_CERT_DIR`).
@@ -122,6 +125,7 @@ impl Default for Settings {
             map_size: cairn_store::DEFAULT_MAP_SIZE,
             shutdown_grace: Duration::from_secs(10),
             unauthenticated_idle: Duration::from_secs(10),
+            frame_timeout: Duration::from_secs(60),
             root_password: None,
             cert_dir: None,
             backup_dir: None,
@@ -207,6 +211,9 @@ impl Settings {
         }
         if self.max_value_bytes.saturating_add(64 << 10) > self.max_frame_bytes {
             return fail("max_value_bytes must leave 64 KiB of room under max_frame_bytes");
+        }
+        if self.frame_timeout.is_zero() {
+            return fail("frame_timeout_secs must be at least 1");
         }
         if self.unauthenticated_idle.is_zero() {
             return fail("unauthenticated_idle_secs must be at least 1");

@@ -171,6 +171,13 @@ pub const SETTINGS: &[Setting] = &[
         apply: Some(|next, new| next.unauthenticated_idle = new.unauthenticated_idle),
     },
     Setting {
+        name: "limits.frame_timeout_secs",
+        variable: None,
+        value: Some(|s| secs(s.frame_timeout)),
+        shown: None,
+        apply: Some(|next, new| next.frame_timeout = new.frame_timeout),
+    },
+    Setting {
         name: "store.map_size",
         variable: Some(("CAIRN_MAP_SIZE", |s, v| {
             s.map_size = size(v)?;

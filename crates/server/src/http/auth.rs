@@ -12,6 +12,7 @@
 //! checked in the last ten minutes still stand, so that an admin can follow the restore.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,6 +96,7 @@ pub async fn identify(
     connection: Option<&Identity>,
     headers: &mut HeaderMap,
     verified: &Verified,
+    peer: Option<IpAddr>,
 ) -> Result<Credentials, WireError> {
     for name in [SESSION_HEADER, AUTHORIZATION.as_str()] {
         if let Some(value) = headers.get_mut(name) {
@@ -125,7 +127,7 @@ pub async fn identify(
     if let Some(caller) = verified.current(&key, store.users_generation()) {
         return Ok(known(caller, token));
     }
-    let (identity, expires_ms) = check(shared, connection, headers, token.as_deref()).await?;
+    let (identity, expires_ms) = check(shared, connection, headers, token.as_deref(), peer).await?;
     let Some(caller) = Caller::load(&store, &identity)?.map(Arc::new) else {
         return Err(crate::auth::gone(&identity));
     };
@@ -191,6 +193,7 @@ async fn check(
     connection: Option<&Identity>,
     headers: &HeaderMap,
     token: Option<&str>,
+    peer: Option<IpAddr>,
 ) -> Result<(Identity, Option<u64>), WireError> {
     if let Some(token) = token {
         let (identity, _, expires_ms) = session::check_token(shared, token)?;
@@ -203,7 +206,7 @@ async fn check(
             .and_then(|bytes| String::from_utf8(bytes).ok())
             .ok_or_else(malformed)?;
         let (user, password) = decoded.split_once(':').ok_or_else(malformed)?;
-        session::check_password(shared, user, password.to_string()).await?;
+        session::check_password(shared, user, password.to_string(), peer).await?;
         let identity = Identity {
             user: user.to_string(),
             via: Via::Password,

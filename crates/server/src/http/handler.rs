@@ -28,8 +28,11 @@ use super::json::{from_json, to_json};
 use super::request::Input;
 use super::routes::{Action, Precondition, Route, Verb, ROUTES};
 use super::{auth, bad, openapi, shape, Connection};
+use std::net::IpAddr;
+
 use crate::auth::{Caller, Identity};
 use crate::methods::{self, session};
+use crate::net::peer_ip;
 use crate::ops::shared::Shared;
 
 /// How long a client is asked to wait before trying again after a 503.
@@ -145,12 +148,14 @@ async fn answer(
         return Err(refusal.clone());
     }
     let shared = &connection.shared;
+    let peer = peer_ip(&connection.peer);
     let (mut parts, body) = request.into_parts();
     let credentials = auth::identify(
         shared,
         connection.identity.as_ref(),
         &mut parts.headers,
         verified,
+        peer,
     )
     .await?;
     let limit = if credentials.identity.is_some() {
@@ -209,7 +214,11 @@ async fn answer(
         no_body,
     };
     input.check_query()?;
-    let who: Who = (credentials.identity, credentials.caller);
+    let who = Who {
+        identity: credentials.identity,
+        caller: credentials.caller,
+        peer,
+    };
     let args = from_json(args(&input)?);
     if route.precondition == Some(Precondition::ConfigEtag) {
         check_config_etag(shared, who.clone(), &input).await?;
@@ -229,8 +238,13 @@ async fn answer(
     Ok(response)
 }
 
-/// Who a request is, and the user record read for it.
-type Who = (Option<Identity>, Option<Arc<Caller>>);
+/// Who a request is, the user record read for it, and where it comes from.
+#[derive(Clone)]
+struct Who {
+    identity: Option<Identity>,
+    caller: Option<Arc<Caller>>,
+    peer: Option<IpAddr>,
+}
 
 /// Calls a method as `who` and returns its result.
 async fn call(
@@ -240,13 +254,14 @@ async fn call(
     args: Value,
 ) -> Result<Value, WireError> {
     if method.kind() == MethodKind::Session {
-        return session::serve(shared, who.0.as_ref(), method, args)
+        return session::serve(shared, who.identity.as_ref(), method, args, who.peer)
             .await
             .map(|(value, _)| value);
     }
     // Only streams use the outbox, and they are called through `continuous`.
     let (outbox, _) = mpsc::channel(1);
     let cancel = CancellationToken::new();
+    let who = (who.identity, who.caller);
     let body = methods::answer_one(shared.clone(), who, method, args, outbox, cancel).await;
     match body.as_deref().map(Message::decode) {
         Some(Ok(Message::Result { value, .. })) => Ok(value),
@@ -304,7 +319,12 @@ pub(super) async fn metrics_response(shared: &Arc<Shared>) -> Response {
 
 /// `/_up`: the effective status, 503 while DOWN.
 async fn up(shared: &Arc<Shared>) -> Result<Response, WireError> {
-    let status = to_json(call(shared, (None, None), Method::Status, Value::Nil).await?);
+    let anyone = Who {
+        identity: None,
+        caller: None,
+        peer: None,
+    };
+    let status = to_json(call(shared, anyone, Method::Status, Value::Nil).await?);
     let down = status["status"] == "DOWN";
     let code = if down {
         StatusCode::SERVICE_UNAVAILABLE
@@ -369,8 +389,15 @@ async fn continuous(
     let shared = shared.clone();
     tokio::spawn(async move {
         let last_outbox = outbox.clone();
-        let last =
-            methods::answer_one(shared, who, Method::Changes, args, outbox, feed_cancel).await;
+        let last = methods::answer_one(
+            shared,
+            (who.identity, who.caller),
+            Method::Changes,
+            args,
+            outbox,
+            feed_cancel,
+        )
+        .await;
         if let Some(last) = last {
             let _ = last_outbox.send(last).await;
         }

@@ -2,6 +2,8 @@
 //! `logout` and `whoami`. The connection runs them one at a time, in order, and applies
 //! the change each returns.
 
+use std::net::IpAddr;
+
 use cairn_proto::methods::{self, call, to_value, AuthArgs, LoginArgs, LogoutArgs};
 use cairn_proto::{Call, ErrorCode, Method, Need, Request, WireError};
 use cairn_store::{ServiceMode, UserRecord, Write};
@@ -22,12 +24,14 @@ pub enum ConnectionChange {
     LoggedOut,
 }
 
-/// Serves a session method for a connection authenticated as `identity`, if at all.
+/// Serves a session method for a connection authenticated as `identity`, if at all,
+/// from `peer` (an address, for the login throttle).
 pub async fn serve(
     shared: &Shared,
     identity: Option<&Identity>,
     method: Method,
     args: Value,
+    peer: Option<IpAddr>,
 ) -> Result<(Value, ConnectionChange), WireError> {
     let check = |need: Need<'_>| match need {
         Need::Anyone => Ok(()),
@@ -42,7 +46,7 @@ pub async fn serve(
         check(request.need())?;
     }
     match request {
-        Request::Login(args) => login(shared, args).await,
+        Request::Login(args) => login(shared, args, peer).await,
         Request::Auth(args) => token(shared, args),
         Request::Logout(args) => logout(shared, identity, args).await,
         Request::WhoAmI(_) => whoami(shared, identity),
@@ -60,13 +64,20 @@ fn answer<C: Call>(
     Ok((to_value(result), change))
 }
 
-/// Checks a user's password (argon2, on a blocking thread); a DOWN service lets only
-/// admins in. Used by `login` and by HTTP Basic authentication.
+/// Checks a user's password (argon2, on a blocking thread), after the delay the login
+/// throttle owes for `user` and `peer`; a DOWN service lets only admins in. Used by
+/// `login` and by HTTP Basic authentication.
 pub async fn check_password(
     shared: &Shared,
     user: &str,
     password: String,
+    peer: Option<IpAddr>,
 ) -> Result<(), WireError> {
+    let wait = shared.throttle.delay(user, peer);
+    if !wait.is_zero() {
+        tracing::info!(%user, ?peer, wait_ms = wait.as_millis(), "login slowed down");
+        tokio::time::sleep(wait).await;
+    }
     let store = shared.store()?;
     let record = store
         .snapshot()
@@ -75,12 +86,15 @@ pub async fn check_password(
     let usable = record.filter(|r| !r.locked);
     let hash = usable.as_ref().and_then(|r| r.password_hash.clone());
     if !auth::verify_password(hash, password).await {
-        tracing::info!(%user, "login refused");
+        shared.throttle.failed(user, peer);
+        tracing::info!(%user, ?peer, "login refused");
         return Err(WireError::new(
             ErrorCode::BadCredentials,
             "unknown user or wrong password",
         ));
     }
+    shared.throttle.succeeded(user, peer);
+    tracing::info!(%user, ?peer, "password accepted");
     let status = shared.status();
     let admin = usable.as_ref().is_some_and(|r| r.admin);
     if status.mode == ServiceMode::Down && !admin {
@@ -89,8 +103,12 @@ pub async fn check_password(
     Ok(())
 }
 
-async fn login(shared: &Shared, args: LoginArgs) -> Result<(Value, ConnectionChange), WireError> {
-    check_password(shared, &args.user, args.password).await?;
+async fn login(
+    shared: &Shared,
+    args: LoginArgs,
+    peer: Option<IpAddr>,
+) -> Result<(Value, ConnectionChange), WireError> {
+    check_password(shared, &args.user, args.password, peer).await?;
     let store = shared.store()?;
     let (token, token_hash) = auth::new_token()?;
     let now = now_ms();

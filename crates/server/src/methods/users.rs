@@ -115,16 +115,22 @@ pub fn list(call: &CallContext) -> Result<Vec<methods::UserInfo>, WireError> {
         .map_err(store_error)?;
     Ok(users
         .into_iter()
-        .map(|(name, record)| methods::UserInfo {
-            name,
-            admin: record.admin,
-            has_password: record.password_hash.is_some(),
-            grants: record
-                .grants
-                .into_iter()
-                .map(|(db, access)| (db, access.into_wire()))
-                .collect(),
-            created_ms: record.created_ms,
+        .map(|(name, record)| {
+            let failed = call.shared.throttle.of_user(&name);
+            methods::UserInfo {
+                admin: record.admin,
+                has_password: record.password_hash.is_some(),
+                grants: record
+                    .grants
+                    .into_iter()
+                    .map(|(db, access)| (db, access.into_wire()))
+                    .collect(),
+                created_ms: record.created_ms,
+                failed_logins: failed.count,
+                last_failed_login_ms: failed.last_ms,
+                login_delay_ms: u64::try_from(failed.delay.as_millis()).unwrap_or(u64::MAX),
+                name,
+            }
         })
         .collect())
 }

@@ -2,11 +2,15 @@
 //! (at most `max_calls_per_connection` at once), answers out through one writer task
 //! that batches frames before each flush. Before authentication a frame may be at most
 //! 64 KiB and the connection is closed after `[limits] unauthenticated_idle_secs` of
-//! silence (10 s by default); a frame over the limit or a body that is not a message
-//! closes the connection with an error, and only it.
+//! silence (10 s by default); a frame must arrive whole within that time too (`[limits]
+//! frame_timeout_secs` after authentication, 60 s by default), so a client that trickles
+//! bytes cannot pin a connection; a frame
+//! over the limit or a body that is not a message closes the connection with an error,
+//! and only it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cairn_proto::{
     push_frame, ErrorCode, FrameCodec, FrameError, Message, Method, MethodKind, WireError,
@@ -23,6 +27,9 @@ use crate::auth::{Caller, Identity};
 use crate::methods::session::{self, ConnectionChange};
 use crate::methods::{CallContext, Outbox};
 use crate::ops::shared::Shared;
+
+/// How often a connection checks that the frame it is reading keeps coming.
+const TRICKLE_CHECK: Duration = Duration::from_secs(1);
 
 /// Answers waiting for the writer before callers are slowed down.
 const OUTBOX_DEPTH: usize = 1024;
@@ -101,10 +108,37 @@ impl Connection {
     async fn read_calls<R: AsyncRead + Unpin>(&mut self, reader: R) {
         let mut frames = FramedRead::new(reader, FrameCodec::new(self.frame_limit()));
         let idle = self.shared.settings().unauthenticated_idle;
+        let frame_timeout = self.shared.settings().frame_timeout;
+        // When the frame being read began to arrive: a frame must arrive whole within
+        // the unauthenticated idle time before authentication, the frame timeout after.
+        let mut partial_since: Option<Instant> = None;
+        // Silence until then closes an unauthenticated connection.
+        let mut quiet_until = tokio::time::Instant::now() + idle;
+        let mut check = tokio::time::interval(TRICKLE_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = tokio::select! {
                 next = frames.next() => next,
-                _ = tokio::time::sleep(idle), if self.identity.is_none() => {
+                _ = check.tick() => {
+                    if frames.read_buffer().is_empty() {
+                        partial_since = None;
+                        continue;
+                    }
+                    let since = *partial_since.get_or_insert_with(Instant::now);
+                    let allowed = if self.identity.is_some() { frame_timeout } else { idle };
+                    if since.elapsed() < allowed {
+                        continue;
+                    }
+                    tracing::info!(peer = %self.peer, "a frame trickled in too slowly; closing");
+                    self.send_error(
+                        0,
+                        ErrorCode::BadRequest,
+                        format!("a frame must arrive whole within {} s", allowed.as_secs()),
+                    )
+                    .await;
+                    return;
+                }
+                _ = tokio::time::sleep_until(quiet_until), if self.identity.is_none() => {
                     tracing::debug!(peer = %self.peer, "closing an idle unauthenticated connection");
                     self.send_error(
                         0,
@@ -116,6 +150,7 @@ impl Connection {
                 }
                 _ = self.shared.shutdown.cancelled() => return,
             };
+            quiet_until = tokio::time::Instant::now() + idle;
             let body = match next {
                 None => return,
                 Some(Ok(body)) => body,
@@ -228,8 +263,14 @@ impl Connection {
         match method.kind() {
             MethodKind::Session => {
                 // Calls that change who the connection is run in order, one at a time.
-                let answer =
-                    session::serve(&self.shared, self.identity.as_ref(), method, args).await;
+                let answer = session::serve(
+                    &self.shared,
+                    self.identity.as_ref(),
+                    method,
+                    args,
+                    peer_ip(&self.peer),
+                )
+                .await;
                 let message = match answer {
                     Ok((value, change)) => {
                         self.apply(change);
@@ -295,6 +336,11 @@ impl Connection {
             }
         });
     }
+}
+
+/// The address of a TCP peer (`None` on a unix socket).
+pub fn peer_ip(peer: &str) -> Option<std::net::IpAddr> {
+    peer.parse::<std::net::SocketAddr>().ok().map(|a| a.ip())
 }
 
 /// Writes answers as frames, gathering those already waiting into one flush.

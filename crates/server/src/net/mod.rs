@@ -7,3 +7,4 @@ mod accept;
 mod connection;
 
 pub use accept::{bind_metrics, bind_tls, bind_unix, serve, Listener, Serves};
+pub use connection::peer_ip;

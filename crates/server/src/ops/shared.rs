@@ -22,6 +22,7 @@ use crate::ops::health::AutoStatus;
 use crate::ops::jobs::JobRegistry;
 use crate::ops::lifecycle::Databases;
 use crate::ops::metrics::Metrics;
+use crate::ops::throttle::LoginThrottle;
 use crate::ops::webhooks::Webhooks;
 
 /// Sets the log filter of the process (an `EnvFilter` directive) at run time.
@@ -46,6 +47,8 @@ pub struct Shared {
     store: RwLock<Option<Store>>,
     pub feeds: Feeds,
     pub metrics: Metrics,
+    /// Failed logins, which slow the next attempts down.
+    pub throttle: LoginThrottle,
     /// The settings in force (replaced by a reload).
     settings: RwLock<Arc<Settings>>,
     /// What a reload reads again.
@@ -113,6 +116,7 @@ impl Shared {
             store: RwLock::new(Some(store)),
             feeds,
             metrics,
+            throttle: LoginThrottle::default(),
             settings: RwLock::new(Arc::new(settings)),
             reload_source: ReloadSource::default(),
             reloading: tokio::sync::Mutex::new(()),

@@ -1,0 +1,131 @@
+//! End to end, with real sockets: password guessing is slowed (never locked out), and a
+//! frame that trickles in is cut off while an idle authenticated connection is not.
+
+use std::time::{Duration, Instant};
+
+use cairn_proto::Message;
+use cairn_tests::cli::Endpoint;
+use cairn_tests::curl::{Curl, HttpVersion};
+use cairn_tests::process::{write_settings, ServiceProcess};
+use cairn_tests::raw::RawConnection;
+
+/// Logs in over HTTP; returns the status and how long the attempt took.
+fn login(curl: &Curl, user: &str, password: &str) -> (u16, Duration) {
+    let body = format!(r#"{{"username": "{user}", "password": "{password}"}}"#);
+    let started = Instant::now();
+    let status = curl.post("/v1/auth/session", &body).status;
+    (status, started.elapsed())
+}
+
+#[test]
+fn password_guessing_is_slowed_down_but_never_locks_a_user_out() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service =
+        ServiceProcess::start(&scratch.path().join("data"), &["--auth-passwd", "pw"]).unwrap();
+    let root = Endpoint::unix(&service);
+    root.run_with_stdin(&["user", "add", "alice", "--password-stdin"], "right\n")
+        .ok();
+    let curl = Curl::tls(&service, HttpVersion::Http1);
+
+    // Six failures cost nothing more than the password check itself.
+    let mut check = Duration::MAX;
+    for _ in 0..6 {
+        let (status, took) = login(&curl, "alice", "wrong");
+        assert_eq!(status, 401);
+        check = check.min(took);
+    }
+    // From then on, each attempt waits first: 0.5 s, then 1 s.
+    let (status, took) = login(&curl, "alice", "wrong");
+    assert_eq!(status, 401);
+    assert!(
+        took >= check + Duration::from_millis(450),
+        "the 7th attempt took {took:?}"
+    );
+    let shown = root
+        .run(&["-o", "json", "user", "show", "alice"])
+        .ok()
+        .json();
+    assert_eq!(shown["failed_logins"], 7);
+    assert_eq!(shown["login_delay_ms"], 1000);
+    assert!(shown["last_failed_login_ms"].as_u64().is_some());
+    let text = root.run(&["user", "show", "alice"]).ok().stdout;
+    assert!(
+        text.contains("failed logins:  7") && text.contains("next login waits 1.0 s"),
+        "{text}"
+    );
+    // The same address is slowed for another user too.
+    let (status, took) = login(&curl, "root", "wrong");
+    assert_eq!(status, 401);
+    assert!(
+        took >= check + Duration::from_millis(900),
+        "another user from the address took {took:?}"
+    );
+
+    // Not locked out: the right password, after the wait, gets in and clears the count.
+    let (status, took) = login(&curl, "alice", "right");
+    assert_eq!(status, 201);
+    assert!(
+        took >= check + Duration::from_millis(900),
+        "the right password took {took:?}"
+    );
+    let shown = root
+        .run(&["-o", "json", "user", "show", "alice"])
+        .ok()
+        .json();
+    assert_eq!(
+        (&shown["failed_logins"], &shown["login_delay_ms"]),
+        (&0.into(), &0.into())
+    );
+    root.run(&["user", "show", "nobody"])
+        .fails(1, "no user \"nobody\"");
+
+    let (_, log) = service.stop().unwrap();
+    assert!(
+        log.contains("logins slowed down after repeated failures"),
+        "{log}"
+    );
+    assert!(log.contains("password accepted"), "{log}");
+    assert!(
+        !log.contains("right") && !log.contains("\"wrong\""),
+        "a password was logged"
+    );
+}
+
+#[test]
+fn a_trickling_frame_is_cut_off_but_an_idle_connection_stays() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    write_settings(&dir, "[limits]\nframe_timeout_secs = 2\n");
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let mut idle = RawConnection::unix(&service.socket()).unwrap();
+
+    // Root's socket: authenticated; a frame of 4096 bytes sent one byte at a time.
+    let mut trickler = RawConnection::unix(&service.socket()).unwrap();
+    trickler.send_bytes(&4096u32.to_be_bytes()).unwrap();
+    let started = Instant::now();
+    let mut cut_after = None;
+    for _ in 0..60 {
+        if trickler.send_bytes(b"x").is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cut_after = cut_after.expect("a trickling frame was not cut off in 6 s");
+    assert!(
+        cut_after >= Duration::from_secs(2),
+        "cut off early: {cut_after:?}"
+    );
+    match trickler.receive() {
+        Ok(Some(Message::Error { error, .. })) => {
+            assert!(error.message.contains("must arrive whole"), "{error}")
+        }
+        Ok(None) | Err(_) => {} // the error frame may be lost with the closed socket
+        Ok(Some(other)) => panic!("unexpected {other:?}"),
+    }
+
+    // The idle connection, silent as long, still answers.
+    let status = idle.call("status", rmpv::Value::Nil).unwrap();
+    assert!(format!("{status}").contains("READ_WRITE"), "{status}");
+    service.stop().unwrap();
+}
