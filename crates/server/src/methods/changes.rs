@@ -105,6 +105,7 @@ async fn read_changes(
 ) -> Result<methods::ChangesResult, WireError> {
     let store = call.shared.store()?;
     let db = db.to_string();
+    let budget = call.answer_budget();
     let (current_epoch, db_last_seq, changes) = blocking(move || {
         let snapshot = store.snapshot()?;
         let current_epoch = snapshot.epoch()?;
@@ -112,7 +113,7 @@ async fn read_changes(
         let db_last_seq = view.info()?.last_seq;
         let trusted = since <= db_last_seq && epoch.is_none_or(|e| e == current_epoch);
         let changes = if trusted {
-            view.changes(since, limit)?
+            view.changes_within(since, limit, budget)?
         } else {
             Vec::new()
         };

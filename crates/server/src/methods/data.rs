@@ -129,7 +129,9 @@ pub async fn scan(call: &CallContext, args: ScanArgs) -> Result<methods::ScanRes
     let scan = scan_request(&args)?;
     let store = call.shared.store()?;
     let db = args.db;
-    let page = blocking(move || store.scan(&db, &scan)).await?;
+    let budget = call.answer_budget();
+    let page =
+        blocking(move || store.snapshot()?.database(&db)?.scan_within(&scan, budget)).await?;
     let docs = page
         .docs
         .into_iter()
@@ -185,7 +187,9 @@ pub async fn find(call: &CallContext, args: FindArgs) -> Result<methods::FindRes
     let query = find_query(&args)?;
     let store = call.shared.store()?;
     let db = args.db;
-    let page = blocking(move || store.snapshot()?.database(&db)?.find(&query)).await?;
+    let budget = call.answer_budget();
+    let page =
+        blocking(move || store.snapshot()?.database(&db)?.find_within(&query, budget)).await?;
     let docs = page
         .docs
         .into_iter()

@@ -29,6 +29,9 @@ use crate::ops::shared::{Shared, RESTORE_MESSAGE};
 
 pub(crate) use status::down_error;
 
+/// What an answer's message takes beyond the keys and values of a page.
+const ANSWER_ENVELOPE_BYTES: usize = 64 << 10;
+
 /// Where a call sends its answers: encoded message bodies for the connection's writer.
 pub type Outbox = mpsc::Sender<Vec<u8>>;
 
@@ -205,6 +208,16 @@ impl CallContext {
             (None, Some(identity)) => Err(auth::gone(identity)),
             (None, None) => authorize(&self.shared.store()?, None, need).map(|_| None),
         }
+    }
+
+    /// How many bytes of keys and values a page of `scan`, `find` or `changes` may hold:
+    /// its answer must fit in a frame the client accepts (the frame limit, less room for
+    /// the message around them), and memory stays bounded whatever the values.
+    fn answer_budget(&self) -> usize {
+        self.shared
+            .settings()
+            .max_frame_bytes
+            .saturating_sub(ANSWER_ENVELOPE_BYTES)
     }
 
     /// The user making the call, for logs and records (`-` when anonymous).

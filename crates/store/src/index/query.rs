@@ -8,7 +8,8 @@ use super::{position_byte, IndexKey};
 use crate::error::{Result, StoreError};
 use crate::format::{doc_key, index_key, read_doc_value, split_index_entry, table, IndexNames};
 use crate::store::{
-    as_slice_bound, bounds_empty, extend, max_low, min_high, DatabaseView, Document, MAX_SCAN_LIMIT,
+    as_slice_bound, bounds_empty, extend, max_low, min_high, Budget, DatabaseView, Document,
+    MAX_SCAN_LIMIT,
 };
 
 /// A query on one index of a database (see `DatabaseView::find`).
@@ -61,6 +62,12 @@ impl DatabaseView<'_> {
     /// A page starts with one seek, wherever its cursor lies: inside a run of equal
     /// values held by a million documents as anywhere else.
     pub fn find(&self, query: &IndexQuery) -> Result<FoundPage> {
+        self.find_within(query, usize::MAX)
+    }
+
+    /// As `find`, the page also ending before its documents' keys and values would pass
+    /// `max_bytes` (one document at least; `more` says the range goes on).
+    pub fn find_within(&self, query: &IndexQuery, max_bytes: usize) -> Result<FoundPage> {
         if query.limit == 0 || query.limit > MAX_SCAN_LIMIT {
             return Err(StoreError::InvalidArgument {
                 reason: format!(
@@ -128,6 +135,7 @@ impl DatabaseView<'_> {
         }
         let txn = &self.snapshot.txn;
         let mut more = false;
+        let mut budget = Budget::new(max_bytes);
         let mut offer = |key: &[u8]| -> Result<bool> {
             if docs.len() == query.limit {
                 more = true;
@@ -147,6 +155,10 @@ impl DatabaseView<'_> {
                     ),
                 })?;
             let (rev, value) = read_doc_value(&self.name, self.record.id, name, stored)?;
+            if !budget.take(name.len() + value.len()) {
+                more = true;
+                return Ok(false);
+            }
             docs.push((
                 IndexKey::decode(encoded)?,
                 Document {

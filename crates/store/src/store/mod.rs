@@ -26,6 +26,7 @@ pub(crate) use open::{
     close_env, initialise_with, load, open_env, random_epoch, EnvAccess, Tables, Unfinished,
 };
 pub(crate) use snapshot::{read_catalog, read_config};
+pub(crate) use view::Budget;
 
 use crate::error::Result;
 use crate::format::DatabaseConfig;

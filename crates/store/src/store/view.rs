@@ -168,6 +168,13 @@ impl DatabaseView<'_> {
 
     /// One page of documents in key order (or reverse key order).
     pub fn scan(&self, scan: &Scan) -> Result<ScanPage> {
+        self.scan_within(scan, usize::MAX)
+    }
+
+    /// As `scan`, the page also ending before its documents' keys and values would pass
+    /// `max_bytes` (one document at least; `more` says the range goes on), so that an
+    /// answer's memory and size stay bounded whatever the values.
+    pub fn scan_within(&self, scan: &Scan, max_bytes: usize) -> Result<ScanPage> {
         if scan.limit == 0 || scan.limit > MAX_SCAN_LIMIT {
             return Err(StoreError::InvalidArgument {
                 reason: format!(
@@ -178,8 +185,9 @@ impl DatabaseView<'_> {
         }
         let mut docs = Vec::with_capacity(scan.limit.min(MAX_PREALLOCATED_DOCS));
         let mut more = false;
+        let mut budget = Budget::new(max_bytes);
         self.visit(&scan.range, scan.reverse, scan.after.as_deref(), |doc| {
-            if docs.len() == scan.limit {
+            if docs.len() == scan.limit || !budget.take(doc.key.len() + doc.value.len()) {
                 more = true;
                 return false;
             }
@@ -196,6 +204,17 @@ impl DatabaseView<'_> {
     /// The changes with a seq greater than `since`, oldest first, at most `limit`.
     /// `ChangesCompacted` when retention already removed some of them.
     pub fn changes(&self, since: u64, limit: usize) -> Result<Vec<Change>> {
+        self.changes_within(since, limit, usize::MAX)
+    }
+
+    /// As `changes`, also ending before the changes' keys and values would pass
+    /// `max_bytes` (one change at least); the next page starts after the last one.
+    pub fn changes_within(
+        &self,
+        since: u64,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Change>> {
         if limit == 0 || limit > MAX_CHANGES_LIMIT {
             return Err(StoreError::InvalidArgument {
                 reason: format!("changes limit must be 1 to {MAX_CHANGES_LIMIT}, not {limit}"),
@@ -212,6 +231,7 @@ impl DatabaseView<'_> {
         if since >= self.record.last_seq {
             return Ok(out);
         }
+        let mut budget = Budget::new(max_bytes);
         let low = change_key(self.record.id, since + 1);
         let (_, high) = database_bounds(self.record.id);
         let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
@@ -224,6 +244,10 @@ impl DatabaseView<'_> {
             let (key, record) = entry?;
             let seq = change_key_seq(key)?;
             let record_ref = read_change_record(&self.name, self.record.id, seq, record)?;
+            let size = record_ref.key.len() + record_ref.value.map_or(0, <[u8]>::len);
+            if !budget.take(size) {
+                break;
+            }
             out.push(Change {
                 seq,
                 op: record_ref.op,
@@ -236,5 +260,36 @@ impl DatabaseView<'_> {
             }
         }
         Ok(out)
+    }
+}
+
+/// What a page may still hold, in bytes of keys and values (with a little for each
+/// entry's own fields); the first entry always fits.
+pub(crate) struct Budget {
+    left: usize,
+    first: bool,
+}
+
+/// What an entry costs beyond its key and value (rev or seq, time, encoding).
+const ENTRY_OVERHEAD: usize = 32;
+
+impl Budget {
+    pub(crate) fn new(max_bytes: usize) -> Budget {
+        Budget {
+            left: max_bytes,
+            first: true,
+        }
+    }
+
+    /// Takes room for an entry of `bytes`; false when it does not fit (never for the
+    /// first).
+    pub(crate) fn take(&mut self, bytes: usize) -> bool {
+        let cost = bytes.saturating_add(ENTRY_OVERHEAD);
+        if cost > self.left && !self.first {
+            return false;
+        }
+        self.first = false;
+        self.left = self.left.saturating_sub(cost);
+        true
     }
 }
