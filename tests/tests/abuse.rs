@@ -147,8 +147,11 @@ fn pages_of_large_values_stop_at_the_frame_limit_and_say_more() {
     curl.post("/big/_online", "").expect(200);
     let pad = "x".repeat(1_000_000);
     for i in 0..5 {
-        curl.put(&format!("/big/d{i}"), &format!(r#"{{"k": 1, "pad": "{pad}"}}"#))
-            .expect(201);
+        curl.put(
+            &format!("/big/d{i}"),
+            &format!(r#"{{"k": 1, "pad": "{pad}"}}"#),
+        )
+        .expect(201);
     }
     let keys = |page: &serde_json::Value| -> Vec<String> {
         page["docs"]
@@ -178,10 +181,16 @@ fn pages_of_large_values_stop_at_the_frame_limit_and_say_more() {
     }
     assert_eq!(seen, ["d0", "d1", "d2", "d3", "d4"]);
     // find: the same bound.
-    let found = curl.get("/big/_find/by_k?key=1&limit=100").expect(200).json();
+    let found = curl
+        .get("/big/_find/by_k?key=1&limit=100")
+        .expect(200)
+        .json();
     assert_eq!((keys(&found).len(), &found["more"]), (2, &true.into()));
     // changes: two per page; the next page starts after the last.
-    let changes = curl.get("/big/_changes?since=0&limit=100").expect(200).json();
+    let changes = curl
+        .get("/big/_changes?since=0&limit=100")
+        .expect(200)
+        .json();
     assert_eq!(changes["changes"].as_array().unwrap().len(), 2);
     assert_eq!(changes["last_seq"], 2);
     // The native client reads the same pages within its frame limit.
@@ -189,6 +198,60 @@ fn pages_of_large_values_stop_at_the_frame_limit_and_say_more() {
         .run(&["-o", "json", "scan", "big", "--limit", "100"])
         .ok()
         .json();
-    assert!(native["docs"].as_array().unwrap().len() <= 2, "{}", native["more"]);
+    assert!(
+        native["docs"].as_array().unwrap().len() <= 2,
+        "{}",
+        native["more"]
+    );
+    service.stop().unwrap();
+}
+
+#[test]
+fn a_flood_of_unauthenticated_connections_leaves_room_for_users_and_admins() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    write_settings(
+        &dir,
+        "[limits]\nmax_connections = 8\nmax_unauthenticated_connections = 2\n",
+    );
+    let service = ServiceProcess::start(&dir, &["--auth-passwd", "pw"]).unwrap();
+    let certs = service.dir.join("certs");
+    let root = Endpoint::unix(&service);
+    root.run_with_stdin(&["user", "add", "alice", "--password-stdin"], "apw\n")
+        .ok();
+    // Alice logs in before the flood.
+    let mut alice = RawConnection::tls(&service.tls_address, &certs).unwrap();
+    let login = cairn_tests::raw::map(&[("user", "alice".into()), ("password", "apw".into())]);
+    alice.call("login", login).unwrap();
+
+    // Two connections that never authenticate take every unauthenticated place.
+    let mut flood: Vec<RawConnection> = (0..2)
+        .map(|_| RawConnection::tls(&service.tls_address, &certs).unwrap())
+        .collect();
+    for connection in &mut flood {
+        connection.call("status", rmpv::Value::Nil).unwrap();
+    }
+    // A third is refused, saying why.
+    let mut third = RawConnection::tls(&service.tls_address, &certs).unwrap();
+    match third.receive() {
+        Ok(Some(Message::Error { error, .. })) => {
+            assert_eq!(error.code, cairn_proto::ErrorCode::TooManyConnections);
+            assert!(error.message.contains("unauthenticated"), "{error}");
+        }
+        other => panic!("a third unauthenticated connection got {other:?}"),
+    }
+    // Alice goes on; root gets in with its certificate and on the socket.
+    alice.call("whoami", rmpv::Value::Nil).unwrap();
+    let me = Endpoint::tls(&service, "root")
+        .run(&["-o", "json", "whoami"])
+        .ok()
+        .json();
+    assert_eq!(me["via"], "certificate");
+    root.run(&["status"]).ok();
+    // Once the flood is gone, anyone may connect again.
+    drop(flood);
+    std::thread::sleep(Duration::from_millis(300));
+    let mut later = RawConnection::tls(&service.tls_address, &certs).unwrap();
+    later.call("status", rmpv::Value::Nil).unwrap();
     service.stop().unwrap();
 }

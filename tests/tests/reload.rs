@@ -188,26 +188,29 @@ fn a_good_reload_applies_limits_and_reports_what_needs_a_restart() {
     // New sessions get the new time to live.
     assert!((110..=130).contains(&session_ttl_secs(&alice)));
 
-    // One connection at most: a feed holds it, and the next connection is refused.
+    // One connection at most: a feed over TLS holds it, and the next TLS connection is
+    // refused, while root's own socket never counts (an admin always gets in).
+    let root_tls = Endpoint::tls(&service, "root");
     let follow = ["changes", "notes", "--feed", "continuous"];
-    let mut feed: Child = root.spawn(&follow);
+    let mut feed: Child = root_tls.spawn(&follow);
     eventually(
         Duration::from_secs(10),
         "the feed takes the only slot",
         || {
             if feed.try_wait().unwrap().is_some() {
                 // Refused: another command's connection held the slot; again.
-                feed = root.spawn(&follow);
+                feed = root_tls.spawn(&follow);
                 return false;
             }
-            let run = root.run(&["status"]);
+            let run = root_tls.run(&["status"]);
             run.code == 1 && run.stderr.contains("too_many_connections")
         },
     );
+    root.run(&["status"]).ok();
     feed.kill().unwrap();
     feed.wait().unwrap();
     eventually(Duration::from_secs(10), "the slot is free again", || {
-        root.run(&["status"]).code == 0
+        root_tls.run(&["status"]).code == 0
     });
 
     // SIGHUP reloads as well.

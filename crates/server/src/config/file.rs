@@ -81,6 +81,7 @@ struct S3Section {
 #[serde(deny_unknown_fields)]
 struct LimitsSection {
     max_connections: Option<usize>,
+    max_unauthenticated_connections: Option<usize>,
     max_calls_per_connection: Option<usize>,
     max_frame_bytes: Option<usize>,
     max_value_bytes: Option<usize>,
@@ -124,6 +125,10 @@ impl Settings {
         }
         let limits = file.limits;
         set(&mut self.max_connections, limits.max_connections);
+        set(
+            &mut self.max_unauthenticated_connections,
+            limits.max_unauthenticated_connections,
+        );
         set(
             &mut self.max_calls_per_connection,
             limits.max_calls_per_connection,

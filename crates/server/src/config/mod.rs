@@ -54,6 +54,9 @@ pub struct Settings {
     /// Listeners besides the unix socket `DIR/sock`, which is always served.
     pub listen: Vec<ListenUrl>,
     pub max_connections: usize,
+    /// Connections not authenticated yet (TLS handshakes included), at most (and never
+    /// more than `max_connections`), so that a flood of them leaves room for users.
+    pub max_unauthenticated_connections: usize,
     pub max_calls_per_connection: usize,
     /// Largest frame body after authentication.
     pub max_frame_bytes: usize,
@@ -118,6 +121,7 @@ impl Default for Settings {
                 .parse()
                 .expect("the default listen URL parses")],
             max_connections: 1024,
+            max_unauthenticated_connections: 256,
             max_calls_per_connection: 128,
             max_frame_bytes: cairn_proto::DEFAULT_MAX_FRAME,
             max_value_bytes: cairn_store::DEFAULT_MAX_VALUE_BYTES,
@@ -200,6 +204,9 @@ impl Settings {
                 reason: reason.to_string(),
             })
         };
+        if self.max_unauthenticated_connections == 0 {
+            return fail("max_unauthenticated_connections must be at least 1");
+        }
         if self.max_connections == 0 {
             return fail("max_connections must be at least 1");
         }

@@ -114,6 +114,18 @@ pub const SETTINGS: &[Setting] = &[
         apply: Some(|next, new| next.max_connections = new.max_connections),
     },
     Setting {
+        name: "limits.max_unauthenticated_connections",
+        variable: Some(("CAIRN_MAX_UNAUTHENTICATED_CONNECTIONS", |s, v| {
+            s.max_unauthenticated_connections = size(v)?;
+            Ok(())
+        })),
+        value: Some(|s| s.max_unauthenticated_connections.to_string()),
+        shown: None,
+        apply: Some(|next, new| {
+            next.max_unauthenticated_connections = new.max_unauthenticated_connections
+        }),
+    },
+    Setting {
         name: "limits.max_calls_per_connection",
         variable: Some(("CAIRN_MAX_CALLS_PER_CONNECTION", |s, v| {
             s.max_calls_per_connection = size(v)?;

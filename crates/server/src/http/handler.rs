@@ -158,6 +158,14 @@ async fn answer(
         peer,
     )
     .await?;
+    if credentials.identity.is_some() {
+        // The connection has authenticated: it no longer counts as unauthenticated.
+        connection
+            .unauthenticated
+            .lock()
+            .expect("unauthenticated slot lock")
+            .take();
+    }
     let limit = if credentials.identity.is_some() {
         shared.settings().max_frame_bytes
     } else {

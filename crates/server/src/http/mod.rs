@@ -56,6 +56,9 @@ pub struct Connection {
     /// limit): every request is answered with it.
     pub refusal: Option<WireError>,
     pub peer: String,
+    /// Held until a request of the connection authenticates
+    /// (`max_unauthenticated_connections`).
+    pub unauthenticated: std::sync::Mutex<Option<crate::net::Slot>>,
 }
 
 fn bad(message: impl Into<String>) -> WireError {

@@ -153,28 +153,67 @@ impl Listener {
     }
 }
 
-/// An open connection, counted against `max_connections` (and in the connections'
-/// gauge) until it is dropped.
-struct ConnectionSlot(Arc<AtomicUsize>, Gauge);
+/// A counted place, freed when dropped: an open connection (against `max_connections`,
+/// and in the connections' gauge), or an unauthenticated one (against
+/// `max_unauthenticated_connections`, given up when the connection authenticates).
+pub struct Slot(Arc<AtomicUsize>, Option<Gauge>);
 
-impl ConnectionSlot {
-    /// A slot, unless `max` connections are open already.
-    fn take(open: &Arc<AtomicUsize>, max: usize, gauge: &Gauge) -> Option<ConnectionSlot> {
-        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < max).then_some(n + 1)
-        })
-        .ok()
-        .map(|_| {
-            gauge.inc();
-            ConnectionSlot(open.clone(), gauge.clone())
-        })
+impl Slot {
+    /// A slot, unless `max` are taken already.
+    fn take(taken: &Arc<AtomicUsize>, max: usize, gauge: Option<&Gauge>) -> Option<Slot> {
+        taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| {
+                if let Some(gauge) = gauge {
+                    gauge.inc();
+                }
+                Slot(taken.clone(), gauge.cloned())
+            })
     }
 }
 
-impl Drop for ConnectionSlot {
+impl Drop for Slot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
-        self.1.dec();
+        if let Some(gauge) = &self.1 {
+            gauge.dec();
+        }
+    }
+}
+
+/// The connections open and those not authenticated yet.
+#[derive(Clone, Default)]
+struct Counts {
+    open: Arc<AtomicUsize>,
+    unauthenticated: Arc<AtomicUsize>,
+}
+
+impl Counts {
+    /// The slot of a new connection (the limit in force now: a reload changes it for
+    /// the next connections), or why it is refused. The service's own sockets are
+    /// root's and never count: an admin always gets in.
+    fn admit(&self, shared: &Shared, exempt: bool) -> Result<Option<Slot>, WireError> {
+        if exempt {
+            return Ok(None);
+        }
+        let max = shared.settings().max_connections;
+        Slot::take(&self.open, max, Some(shared.metrics.connections()))
+            .map(Some)
+            .ok_or_else(|| full_error(max, "connections"))
+    }
+
+    /// The slot of a connection that is not authenticated once its handshake is over
+    /// (no client certificate), or why it is refused.
+    fn unauthenticated(&self, shared: &Shared) -> Result<Slot, WireError> {
+        let settings = shared.settings();
+        let max = settings
+            .max_unauthenticated_connections
+            .min(settings.max_connections);
+        Slot::take(&self.unauthenticated, max, None)
+            .ok_or_else(|| full_error(max, "unauthenticated connections"))
     }
 }
 
@@ -270,7 +309,7 @@ struct Routers {
 /// the open connections to finish (bounded by the shutdown grace).
 pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>) {
     let connections = TaskTracker::new();
-    let slots = Arc::new(AtomicUsize::new(0));
+    let counts = Counts::default();
     let accepting = TaskTracker::new();
     let routers = Routers {
         api: http::router(),
@@ -282,7 +321,7 @@ pub async fn serve(listeners: Vec<Listener>, shared: Arc<Shared>) {
             shared.clone(),
             routers.clone(),
             connections.clone(),
-            slots.clone(),
+            counts.clone(),
         ));
     }
     accepting.close();
@@ -306,7 +345,7 @@ async fn accept_loop(
     shared: Arc<Shared>,
     routers: Routers,
     connections: TaskTracker,
-    slots: Arc<AtomicUsize>,
+    counts: Counts,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -321,9 +360,8 @@ async fn accept_loop(
                 continue;
             }
         };
-        // The limit in force now: a reload changes it for the next connections.
-        let max = shared.settings().max_connections;
-        let slot = ConnectionSlot::take(&slots, max, shared.metrics.connections());
+        let as_root = matches!(listener, Listener::Unix { as_root: true, .. });
+        let admitted = counts.admit(&shared, as_root);
         let shared = shared.clone();
         let routers = routers.clone();
         let (tls, serves) = match &listener {
@@ -331,9 +369,13 @@ async fn accept_loop(
             Listener::Metrics { .. } => (None, Serves::Http),
             Listener::Unix { serves, .. } => (None, *serves),
         };
-        let as_root = matches!(listener, Listener::Unix { as_root: true, .. });
+        let counts = counts.clone();
         connections.spawn(async move {
-            let full = slot.is_none().then(|| full_error(max));
+            let (full, slot) = match admitted {
+                Ok(slot) => (None, slot),
+                Err(error) => (Some(error), None),
+            };
+            let mut unauthenticated = None;
             match (stream, tls) {
                 (Accepted::Tcp(tcp), Some(acceptor)) => {
                     let Ok(Ok(tls_stream)) =
@@ -352,15 +394,29 @@ async fn accept_loop(
                         Some(error) => Err(error),
                         None => certificate_identity(&shared, session, &peer),
                     };
+                    // Without a client certificate, it counts as unauthenticated until
+                    // it authenticates.
+                    let identity = match identity {
+                        Ok(None) => counts.unauthenticated(&shared).map(|slot| {
+                            unauthenticated = Some(slot);
+                            None
+                        }),
+                        other => other,
+                    };
                     match speaks {
                         Some(version) => {
-                            let connection = http_connection(shared, identity, peer);
+                            let connection =
+                                http_connection(shared, identity, peer, unauthenticated);
                             http::serve(routers.api, tls_stream, connection, version).await
                         }
                         None => match identity {
                             Ok(identity) => {
-                                crate::net::connection::serve(shared, tls_stream, identity, peer)
-                                    .await
+                                let connection = crate::net::connection::NewConnection::new(
+                                    identity,
+                                    peer,
+                                    unauthenticated,
+                                );
+                                crate::net::connection::serve(shared, tls_stream, connection).await
                             }
                             Err(error) => refuse(tls_stream, error).await,
                         },
@@ -372,17 +428,27 @@ async fn accept_loop(
                         via: Via::Socket,
                         token_hash: None,
                     });
-                    let identity = match full {
-                        Some(error) => Err(error),
-                        None => Ok(identity),
+                    let identity = match (full, identity) {
+                        (Some(error), _) => Err(error),
+                        (None, Some(root)) => Ok(Some(root)),
+                        (None, None) => counts.unauthenticated(&shared).map(|slot| {
+                            unauthenticated = Some(slot);
+                            None
+                        }),
                     };
                     match (serves, identity) {
                         (Serves::Http, identity) => {
-                            let connection = http_connection(shared, identity, peer);
+                            let connection =
+                                http_connection(shared, identity, peer, unauthenticated);
                             http::serve(routers.api, unix, connection, Version::Http1).await
                         }
                         (_, Ok(identity)) => {
-                            crate::net::connection::serve(shared, unix, identity, peer).await
+                            let connection = crate::net::connection::NewConnection::new(
+                                identity,
+                                peer,
+                                unauthenticated,
+                            );
+                            crate::net::connection::serve(shared, unix, connection).await
                         }
                         (_, Err(error)) => refuse(unix, error).await,
                     }
@@ -390,7 +456,7 @@ async fn accept_loop(
                 (Accepted::Tcp(tcp), None) => {
                     // The metrics listener: no identity, /metrics alone.
                     let identity = full.map_or(Ok(None), Err);
-                    let connection = http_connection(shared, identity, peer);
+                    let connection = http_connection(shared, identity, peer, unauthenticated);
                     http::serve(routers.metrics, tcp, connection, Version::Http1).await
                 }
             }
@@ -405,6 +471,7 @@ fn http_connection(
     shared: Arc<Shared>,
     identity: Result<Option<Identity>, WireError>,
     peer: String,
+    unauthenticated: Option<Slot>,
 ) -> http::Connection {
     let (identity, refusal) = match identity {
         Ok(identity) => (identity, None),
@@ -415,6 +482,7 @@ fn http_connection(
         identity,
         refusal,
         peer,
+        unauthenticated: std::sync::Mutex::new(unauthenticated),
     }
 }
 
@@ -479,10 +547,14 @@ async fn refuse<S: tokio::io::AsyncWrite + Unpin>(mut stream: S, error: WireErro
     let _ = stream.shutdown().await;
 }
 
-fn full_error(max: usize) -> WireError {
-    tracing::warn!(max, "connection refused: the connection limit is reached");
+fn full_error(max: usize, what: &str) -> WireError {
+    tracing::warn!(
+        max,
+        what,
+        "connection refused: a connection limit is reached"
+    );
     WireError::new(
         ErrorCode::TooManyConnections,
-        format!("the service serves at most {max} connections: try again later"),
+        format!("the service serves at most {max} {what}: try again later"),
     )
 }

@@ -23,6 +23,7 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::accept::Slot;
 use crate::auth::{Caller, Identity};
 use crate::methods::session::{self, ConnectionChange};
 use crate::methods::{CallContext, Outbox};
@@ -39,10 +40,33 @@ const FLUSH_BYTES: usize = 64 << 10;
 
 /// Serves one connection until the peer leaves, breaks the protocol, stays silent while
 /// unauthenticated, or the service shuts down.
-pub async fn serve<S>(shared: Arc<Shared>, stream: S, identity: Option<Identity>, peer: String)
+/// A connection as it was accepted: who its handshake or socket says it is, its peer,
+/// and the unauthenticated slot it holds until it authenticates.
+pub struct NewConnection {
+    identity: Option<Identity>,
+    peer: String,
+    unauthenticated: Option<Slot>,
+}
+
+impl NewConnection {
+    pub fn new(identity: Option<Identity>, peer: String, unauthenticated: Option<Slot>) -> Self {
+        NewConnection {
+            identity,
+            peer,
+            unauthenticated,
+        }
+    }
+}
+
+pub async fn serve<S>(shared: Arc<Shared>, stream: S, accepted: NewConnection)
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let NewConnection {
+        identity,
+        peer,
+        unauthenticated,
+    } = accepted;
     let (reader, writer) = tokio::io::split(stream);
     let (outbox, outgoing) = mpsc::channel(OUTBOX_DEPTH);
     let writer_task = tokio::spawn(write_frames(writer, outgoing));
@@ -58,8 +82,16 @@ where
         max_calls,
         cancels: Arc::default(),
         peer,
+        unauthenticated,
     };
-    connection.read_calls(reader).await;
+    let peer_left = connection.read_calls(reader).await;
+    if peer_left {
+        // Nobody reads what the calls in flight would still send: streams and
+        // longpolls end now, not at their next heartbeat.
+        for token in connection.cancels.lock().expect("cancels lock").values() {
+            token.cancel();
+        }
+    }
     connection.calls.close();
     if tokio::time::timeout(shared.settings().shutdown_grace, connection.calls.wait())
         .await
@@ -82,6 +114,8 @@ struct Connection {
     max_calls: usize,
     cancels: Arc<Mutex<HashMap<u64, CancellationToken>>>,
     peer: String,
+    /// Held until the connection authenticates (`max_unauthenticated_connections`).
+    unauthenticated: Option<Slot>,
 }
 
 impl Connection {
@@ -105,7 +139,9 @@ impl Connection {
         }
     }
 
-    async fn read_calls<R: AsyncRead + Unpin>(&mut self, reader: R) {
+    /// Reads and starts calls until the connection ends; true when the peer left (its
+    /// side closed or failed), false when the service closed it.
+    async fn read_calls<R: AsyncRead + Unpin>(&mut self, reader: R) -> bool {
         let mut frames = FramedRead::new(reader, FrameCodec::new(self.frame_limit()));
         let idle = self.shared.settings().unauthenticated_idle;
         let frame_timeout = self.shared.settings().frame_timeout;
@@ -136,7 +172,7 @@ impl Connection {
                         format!("a frame must arrive whole within {} s", allowed.as_secs()),
                     )
                     .await;
-                    return;
+                    return false;
                 }
                 _ = tokio::time::sleep_until(quiet_until), if self.identity.is_none() => {
                     tracing::debug!(peer = %self.peer, "closing an idle unauthenticated connection");
@@ -146,13 +182,13 @@ impl Connection {
                         format!("closed after {} s without authentication", idle.as_secs()),
                     )
                     .await;
-                    return;
+                    return false;
                 }
-                _ = self.shared.shutdown.cancelled() => return,
+                _ = self.shared.shutdown.cancelled() => return false,
             };
             quiet_until = tokio::time::Instant::now() + idle;
             let body = match next {
-                None => return,
+                None => return true,
                 Some(Ok(body)) => body,
                 Some(Err(FrameError::TooLarge { len, limit })) => {
                     tracing::info!(peer = %self.peer, len, limit, "frame over the limit; closing");
@@ -162,11 +198,11 @@ impl Connection {
                         format!("a frame of {len} bytes is over this connection's limit of {limit} bytes"),
                     )
                     .await;
-                    return;
+                    return false;
                 }
                 Some(Err(FrameError::Io(error))) => {
                     tracing::debug!(peer = %self.peer, %error, "connection read failed");
-                    return;
+                    return true;
                 }
             };
             match Message::decode(&body) {
@@ -193,7 +229,7 @@ impl Connection {
                     tracing::info!(peer = %self.peer, %error, "malformed message; closing");
                     self.send_error(0, ErrorCode::BadRequest, error.to_string())
                         .await;
-                    return;
+                    return false;
                 }
             }
         }
@@ -217,6 +253,7 @@ impl Connection {
             ConnectionChange::Authenticated(identity) => {
                 tracing::info!(peer = %self.peer, user = %identity.user, via = identity.via.as_str(), "authenticated");
                 self.identity = Some(identity);
+                self.unauthenticated = None;
             }
             ConnectionChange::LoggedOut => self.identity = None,
             ConnectionChange::None => {}

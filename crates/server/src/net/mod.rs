@@ -6,5 +6,5 @@
 mod accept;
 mod connection;
 
-pub use accept::{bind_metrics, bind_tls, bind_unix, serve, Listener, Serves};
+pub use accept::{bind_metrics, bind_tls, bind_unix, serve, Listener, Serves, Slot};
 pub use connection::peer_ip;
