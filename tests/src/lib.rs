@@ -19,4 +19,5 @@ pub mod openapi_validator;
 pub mod process;
 pub mod raw;
 pub mod tmpfs;
+pub mod torture;
 pub mod webhook;

@@ -22,11 +22,14 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 pub fn binary(package: &str, name: &str) -> Result<PathBuf> {
     static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test binary> -> target/<profile>/<name>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .context("locating the target directory")?;
+    // target/<profile>/deps/<test binary>, or target/<profile>/<binary of this crate>
+    // (the torture campaign) -> target/<profile>/<name>
+    let exe_dir = exe.parent().context("locating the target directory")?;
+    let profile_dir = if exe_dir.file_name().is_some_and(|n| n == "deps") {
+        exe_dir.parent().context("locating the target directory")?
+    } else {
+        exe_dir
+    };
     let path = profile_dir.join(name);
     let mut built = BUILT
         .lock()
