@@ -6,12 +6,14 @@
 //! on first use by [`garage_install`]), the binaries of the format-1 release and the
 //! working directories they write ([`format1`], built on first use), both kept in the
 //! user's cache ([`cache`]), a small file system in a namespace of the test's own
-//! ([`tmpfs`]) and a real HTTP endpoint that records webhook deliveries ([`webhook`]).
+//! ([`tmpfs`]) and a real HTTP endpoint that records webhook deliveries ([`webhook`]), faults injected
+//! into a real service with libfiu ([`fiu`]) and the crash campaign ([`torture`]).
 
 pub mod cache;
 pub mod cli;
 pub mod crash;
 pub mod curl;
+pub mod fiu;
 pub mod format1;
 pub mod garage;
 pub mod garage_install;

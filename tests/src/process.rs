@@ -135,6 +135,7 @@ impl ServiceProcess {
     ) -> Result<ServiceProcess> {
         ServiceProcess::spawn(
             &binary("cairn-server", "cairn-service")?,
+            &[],
             dir,
             extra,
             env,
@@ -145,7 +146,17 @@ impl ServiceProcess {
     /// As [`ServiceProcess::start`], running the service binary `program` instead of the
     /// workspace's (the format-1 release's, for instance: see [`crate::format1`]).
     pub fn start_program(program: &Path, dir: &Path, extra: &[&str]) -> Result<ServiceProcess> {
-        ServiceProcess::spawn(program, dir, extra, &[], true)
+        ServiceProcess::spawn(program, &[], dir, extra, &[], true)
+    }
+
+    /// As [`ServiceProcess::start`], under a wrapper command (`fiu-run -x`, which execs
+    /// the service in its own process: the pid stays the service's).
+    pub fn start_wrapped(wrapper: &[&str], dir: &Path, extra: &[&str]) -> Result<ServiceProcess> {
+        let service = binary("cairn-server", "cairn-service")?;
+        let (program, prefix) = wrapper.split_first().context("a wrapper command")?;
+        let mut args: Vec<std::ffi::OsString> = prefix.iter().map(Into::into).collect();
+        args.push(service.into_os_string());
+        ServiceProcess::spawn(Path::new(program), &args, dir, extra, &[], true)
     }
 
     /// Starts a service on `dir` whose listeners come from `DIR/cairn.toml` alone (no
@@ -153,6 +164,7 @@ impl ServiceProcess {
     pub fn start_listening_from_file(dir: &Path) -> Result<ServiceProcess> {
         ServiceProcess::spawn(
             &binary("cairn-server", "cairn-service")?,
+            &[],
             dir,
             &[],
             &[],
@@ -162,13 +174,14 @@ impl ServiceProcess {
 
     fn spawn(
         program: &Path,
+        prefix: &[std::ffi::OsString],
         dir: &Path,
         extra: &[&str],
         env: &[(&str, &str)],
         default_listen: bool,
     ) -> Result<ServiceProcess> {
         let mut command = Command::new(program);
-        command.arg(dir);
+        command.args(prefix).arg(dir);
         if default_listen && !extra.contains(&"--listen") {
             command.args(["--listen", "ssl://127.0.0.1:0"]);
         }
@@ -243,6 +256,11 @@ impl ServiceProcess {
             https_address,
             stderr_lines,
         })
+    }
+
+    /// The lines it wrote on stderr since the last call (or its start).
+    pub fn stderr_so_far(&self) -> Vec<String> {
+        self.stderr_lines.try_iter().collect()
     }
 
     /// The service's unix socket.

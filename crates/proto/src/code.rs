@@ -69,6 +69,7 @@ error_codes! {
     TooManyConnections = ("too_many_connections", 503, "the service has reached its connection limit"),
     TooManyCalls = ("too_many_calls", 503, "the connection has reached its limit of calls in flight"),
     StorageFull = ("storage_full", 507, "the disk or the storage map is full"),
+    IoError = ("io_error", 503, "the disk failed a read or a write (an I/O error): nothing was written; the service is READ_ONLY until a probe write succeeds"),
     Corrupt = ("corrupt", 500, "stored data fails its checksum or does not decode: it is never served; restore it from a backup"),
     Internal = ("internal", 500, "an unexpected failure inside the service"),
 }

@@ -229,6 +229,8 @@ wire_enum! {
         LowDiskSpace = "low_disk_space",
         DiskFull = "disk_full",
         MapFull = "map_full",
+        /// A write failed with an I/O error; cleared when a probe write commits.
+        IoError = "io_error",
     }
 }
 

@@ -139,10 +139,20 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
         StoreError::FormatMismatch { .. }
         | StoreError::MigrationUnfinished { .. }
         | StoreError::Migration { .. } => ErrorCode::Conflict,
+        StoreError::EnvironmentFailed => {
+            tracing::error!(%error, "storage I/O failure");
+            return WireError::new(ErrorCode::IoError, message)
+                .with_details(Value::Map(vec![(Value::from("fatal"), Value::from(true))]));
+        }
+        StoreError::Io { source, .. } => {
+            tracing::error!(%error, "storage I/O failure");
+            let errno = source.raw_os_error().unwrap_or_default();
+            return WireError::new(ErrorCode::IoError, message)
+                .with_details(Value::Map(vec![(Value::from("errno"), Value::from(errno))]));
+        }
         StoreError::DirectoryInUse { .. }
         | StoreError::NoStore { .. }
         | StoreError::StoreExists { .. }
-        | StoreError::Io { .. }
         | StoreError::Lmdb(_) => {
             tracing::error!(%error, "storage failure");
             ErrorCode::Internal

@@ -213,6 +213,11 @@ pub enum StoreError {
         source: Arc<std::io::Error>,
     },
 
+    /// LMDB's `MDB_PANIC`: a meta page failed to reach the disk, and the environment
+    /// refuses every transaction until it is closed and opened again.
+    #[error("the environment had a fatal I/O error (LMDB panic): it must be opened again")]
+    EnvironmentFailed,
+
     /// Any other LMDB error.
     #[error("lmdb: {0}")]
     Lmdb(String),
@@ -278,6 +283,7 @@ impl From<heed::Error> for StoreError {
     fn from(error: heed::Error) -> Self {
         match error {
             heed::Error::Mdb(heed::MdbError::MapFull) => StoreError::MapFull,
+            heed::Error::Mdb(heed::MdbError::Panic) => StoreError::EnvironmentFailed,
             heed::Error::Io(io)
                 if io
                     .raw_os_error()

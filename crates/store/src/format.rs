@@ -58,6 +58,8 @@ pub mod meta_key {
     /// msgpack map: the service this one follows while a follower (`cairn-sync`) is
     /// attached, i.e. migration mode (absent otherwise).
     pub const FOLLOW: &str = "follow";
+    /// u64 big-endian: when the last probe write committed (absent until one did).
+    pub const PROBE: &str = "probe";
 }
 
 /// Size of the database id that prefixes keys of `docs` and `changes`.

@@ -9,6 +9,9 @@
 //! - `map_full`: a write failed because the LMDB map was full. Cleared by a check that
 //!   finds the pages in use leave at least 5% of the map (at most 1 GiB) free, e.g.
 //!   after an admin deleted data.
+//! - `io_error`: a read or write failed with an I/O error (the message names the
+//!   errno). Each check then commits a probe write; the first that reaches the disk
+//!   clears it.
 //!
 //! The mode callers see is the stricter of the admin's and READ_ONLY-if-any-reason
 //! (DOWN > READ_ONLY > READ_WRITE). Admin calls always pass, so that an admin can free
@@ -209,8 +212,20 @@ fn status_changed(shared: &Shared, old: ServiceMode, new: ServiceMode, reason: S
     ));
 }
 
-/// Notes a write that failed: a full map or file system raises its reason.
+/// Notes a write that failed: a full map or file system, or an I/O error, raises its
+/// reason.
 pub fn note_write_error(shared: &Shared, error: &WireError) {
+    if error.code == ErrorCode::IoError {
+        raise_reason(
+            shared,
+            ReasonCode::IoError,
+            format!(
+                "the disk failed: {}; writes are refused until a probe write succeeds",
+                error.message
+            ),
+        );
+        return;
+    }
     if error.code != ErrorCode::StorageFull {
         return;
     }
@@ -276,6 +291,9 @@ pub async fn check(shared: &Shared) {
         Ok(Err(error)) => tracing::error!(%error, "cannot read the free space"),
         Err(error) => tracing::error!(%error, "cannot read the free space"),
     }
+    if shared.auto.has(ReasonCode::IoError) {
+        probe(shared).await;
+    }
     if shared.auto.has(ReasonCode::MapFull) {
         let Ok(store) = shared.store() else { return };
         let usage = tokio::task::spawn_blocking(move || store.usage()).await;
@@ -295,6 +313,80 @@ pub async fn check(shared: &Shared) {
             Ok(Err(error)) => tracing::error!(%error, "cannot read the map's usage"),
             Err(error) => tracing::error!(%error, "cannot read the map's usage"),
         }
+    }
+}
+
+/// Commits a probe write: when it reaches the disk, `io_error` clears. When the
+/// environment had a fatal error (a meta page did not reach the disk: LMDB refuses
+/// every transaction from then on), it is closed and opened again first, which takes
+/// it back to the last commit that did.
+async fn probe(shared: &Shared) {
+    let Ok(store) = shared.store() else { return };
+    let probed =
+        crate::storage::write(&store, cairn_store::Write::Probe { now_ms: now_ms() }).await;
+    drop(store);
+    match probed {
+        Ok(_) => clear_reason(
+            shared,
+            ReasonCode::IoError,
+            "a probe write reached the disk",
+        ),
+        Err(error) => {
+            tracing::warn!(%error, "the probe write failed: still READ_ONLY");
+            note_write_error(shared, &error);
+            if is_fatal(&error) {
+                reopen(shared).await;
+            }
+        }
+    }
+}
+
+/// True for the error of an environment that must be opened again.
+fn is_fatal(error: &WireError) -> bool {
+    error.code == ErrorCode::IoError
+        && error.details.as_ref().is_some_and(|details| {
+            details
+                .as_map()
+                .into_iter()
+                .flatten()
+                .any(|(key, value)| key.as_str() == Some("fatal") && value.as_bool() == Some(true))
+        })
+}
+
+/// How long calls in flight may keep the failed environment before the reopen gives up
+/// (and tries again at the next check).
+const REOPEN_DRAIN: Duration = Duration::from_secs(10);
+
+/// Closes the failed environment once no call holds it, and opens it again.
+async fn reopen(shared: &Shared) {
+    let Some(failed) = shared.take_store() else {
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + REOPEN_DRAIN;
+    while failed.handles() > 1 {
+        if tokio::time::Instant::now() > deadline {
+            tracing::warn!("calls still hold the failed environment: reopening it later");
+            shared.put_store(failed);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let dir = shared.dir.clone();
+    let options = shared.settings().store_options();
+    let reopened = tokio::task::spawn_blocking(move || {
+        drop(failed);
+        cairn_store::Store::open(&dir, options)
+    })
+    .await;
+    match reopened {
+        Ok(Ok(store)) => {
+            tracing::warn!("the environment was opened again after its fatal error");
+            shared.put_store(store);
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "the environment does not open again: the service cannot serve until restarted")
+        }
+        Err(error) => tracing::error!(%error, "reopening the environment failed"),
     }
 }
 

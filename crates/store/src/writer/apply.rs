@@ -176,6 +176,7 @@ impl GroupTxn<'_> {
             Write::FailInterruptedJobs { now_ms } => self.fail_interrupted_jobs(*now_ms),
             Write::ReplaceJobs { records } => self.replace_jobs(records),
             Write::NewEpoch => self.new_epoch(),
+            Write::Probe { now_ms } => self.probe(*now_ms),
             Write::SetStatus { status } => self.set_status(status),
             Write::SyncAttach { follow, positions } => self.sync_attach(follow, positions),
             Write::SyncCreateDatabase {

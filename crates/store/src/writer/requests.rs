@@ -128,6 +128,11 @@ pub enum Write {
     },
     /// Draws a new epoch: change-log cursors of the earlier one are refused from now on.
     NewEpoch,
+    /// Writes the probe record (`meta.probe`, the time): a commit that must reach the
+    /// disk, to learn whether writes work again after an I/O error.
+    Probe {
+        now_ms: u64,
+    },
     /// Replaces the service status.
     SetStatus {
         status: crate::status::ServiceStatus,
@@ -243,6 +248,7 @@ pub enum Written {
     /// The new epoch.
     Epoch(u64),
     StatusSet,
+    Probed,
     SyncAttached,
     /// The database's sync position after the call, and how many changes it applied
     /// (the others were at or below the stored position).

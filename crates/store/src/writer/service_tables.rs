@@ -176,6 +176,14 @@ impl GroupTxn<'_> {
         Ok(Written::StatusSet)
     }
 
+    /// Writes the probe record.
+    pub(super) fn probe(&mut self, now_ms: u64) -> Result<Written, Failure> {
+        self.tables
+            .meta
+            .put(&mut self.wtxn, meta_key::PROBE, &now_ms.to_be_bytes())?;
+        Ok(Written::Probed)
+    }
+
     /// Draws a new change-log epoch.
     pub(super) fn new_epoch(&mut self) -> Result<Written, Failure> {
         let epoch = crate::store::random_epoch()?;

@@ -51,7 +51,8 @@ pub(super) fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()
         | Write::SaveJob { .. }
         | Write::FailInterruptedJobs { .. }
         | Write::ReplaceJobs { .. }
-        | Write::NewEpoch => Ok(()),
+        | Write::NewEpoch
+        | Write::Probe { .. } => Ok(()),
         Write::SetStatus { status } => status.validate(),
         Write::SyncAttach { positions, .. } => positions
             .iter()

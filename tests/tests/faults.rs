@@ -1,0 +1,104 @@
+//! End to end, with faults injected by libfiu into a real service: when the disk fails a
+//! commit (its `fdatasync`, or the `pwrite` of its pages, answers EIO), the write is not
+//! acknowledged, the service turns READ_ONLY with the reason `io_error` naming the errno
+//! (reads and admins go on), leaves it once a probe write reaches the disk, and after a
+//! kill -9 and a restart holds every acknowledged write and none of the failed ones.
+
+use std::time::{Duration, Instant};
+
+use cairn_tests::cli::Endpoint;
+use cairn_tests::fiu::FaultyService;
+use cairn_tests::process::{write_settings, ServiceProcess};
+
+const EIO: i32 = 5;
+
+fn status(root: &Endpoint) -> serde_json::Value {
+    root.run(&["-o", "json", "status"]).ok().json()
+}
+
+#[test]
+fn a_failing_disk_turns_the_service_read_only_until_a_probe_write_succeeds() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    write_settings(
+        &dir,
+        "[status]\nfree_space_check_secs = 1\nmin_free_bytes = 0\nmin_free_percent = 0\n",
+    );
+    let faulty = FaultyService::start(&dir, scratch.path(), &["--auth-passwd", "pw"]).unwrap();
+    let root = Endpoint::unix(&faulty.service);
+    root.run(&["db", "create", "notes"]).ok();
+    root.run_with_stdin(&["user", "add", "alice", "--password-stdin"], "apw\n")
+        .ok();
+    root.run(&["user", "grant", "alice", "notes", "write"]).ok();
+    // Alice logs in once: her later calls use the token (a login writes a session).
+    let login = Endpoint::tls(&faulty.service, "alice:apw")
+        .run(&["-o", "json", "login"])
+        .ok()
+        .json();
+    let token = login["token"].as_str().unwrap().to_string();
+    let alice = Endpoint::tls(&faulty.service, "alice").token(&token);
+    let mut acknowledged = Vec::new();
+    let mut failed = Vec::new();
+    for (round, point) in ["posix/io/sync/fdatasync", "posix/io/rw/pwrite"]
+        .into_iter()
+        .enumerate()
+    {
+        let key = format!("before-{round}");
+        alice.run(&["put", "notes", &key, "1"]).ok();
+        acknowledged.push(key);
+
+        faulty.fail(point, EIO).unwrap();
+        let key = format!("during-{round}");
+        alice
+            .run(&["put", "notes", &key, "2"])
+            .fails(1, "io_error (503)");
+        failed.push(key);
+        let now = status(&root);
+        assert_eq!(now["status"], "READ_ONLY", "{now}");
+        let reason = &now["reasons"][0];
+        assert_eq!(reason["code"], "io_error");
+        assert!(
+            reason["message"].as_str().unwrap().contains("os error 5"),
+            "{reason}"
+        );
+        // Reads go on; non-admin writes are refused as read-only, not attempted.
+        assert_eq!(alice.value("notes", "before-0"), serde_json::json!(1));
+        alice
+            .run(&["put", "notes", "refused", "3"])
+            .fails(1, "read_only (503)");
+        // Still failing: the probes fail too, and it stays READ_ONLY.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert_eq!(status(&root)["status"], "READ_ONLY");
+
+        faulty.heal(point).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let now = status(&root);
+            if now["status"] == "READ_WRITE" {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: a probe write did not clear io_error: {now}\n{}",
+                faulty.service.stderr_so_far().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let key = format!("after-{round}");
+        alice.run(&["put", "notes", &key, "4"]).ok();
+        acknowledged.push(key);
+    }
+
+    // kill -9, then a restart without faults: every acknowledged write, no failed one.
+    faulty.service.kill().unwrap();
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let root = Endpoint::unix(&service);
+    for key in &acknowledged {
+        root.run(&["get", "notes", key]).ok();
+    }
+    for key in failed.iter().chain(&["refused".to_string()]) {
+        root.run(&["get", "notes", key]).fails(1, "not_found");
+    }
+    let (_, log) = service.stop().unwrap();
+    assert!(!log.contains("panicked"), "{log}");
+}
