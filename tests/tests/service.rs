@@ -334,16 +334,21 @@ fn each_limit_answers_with_its_own_code() {
     );
     assert!(oversized.is_closed());
 
-    // Three connections are the most: the fourth is told so and closed.
-    let _second = RawConnection::unix(&service.socket()).unwrap();
-    let mut third = RawConnection::unix(&service.socket()).unwrap();
-    third.call("status", Value::Nil).unwrap();
-    let mut fourth = RawConnection::unix(&service.socket()).unwrap();
+    // Three connections are the most (root's own socket never counts): the fourth over
+    // TLS is told so and closed, while root still gets in on the socket.
+    let certs = service.dir.join("certs");
+    let _second = RawConnection::tls(&service.tls_address, &certs).unwrap();
+    let _third = RawConnection::tls(&service.tls_address, &certs).unwrap();
+    let mut last = RawConnection::tls(&service.tls_address, &certs).unwrap();
+    last.call("status", Value::Nil).unwrap();
+    let mut fourth = RawConnection::tls(&service.tls_address, &certs).unwrap();
     assert_eq!(
         error_code(fourth.receive().unwrap()),
         ErrorCode::TooManyConnections
     );
     assert!(fourth.is_closed());
+    let mut root = RawConnection::unix(&service.socket()).unwrap();
+    root.call("status", Value::Nil).unwrap();
     first.call("status", Value::Nil).unwrap();
     service.stop().unwrap();
 }
