@@ -32,4 +32,4 @@ pub use url::{ClientUrl, TlsUrl, DEFAULT_PORT};
 
 /// The protocol's types, re-exported: the arguments and results of the typed calls, and
 /// the fixed sets of values they carry.
-pub use cairn_proto::{methods, values, Call, ErrorCode, Method, WireError};
+pub use cairn_proto::{json, methods, values, Call, ErrorCode, Method, WireError};

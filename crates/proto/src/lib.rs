@@ -3,12 +3,14 @@
 //! each body is one message (`message`: call, result, error, item, end, cancel), and
 //! errors carry a stable code from one table (`code`). The methods, with their argument
 //! and result types, kind and permission, are one table too (`methods`), and the fixed
-//! sets of values they carry are enums sent as strings (`values`). Nothing here knows of
+//! sets of values they carry are enums sent as strings (`values`); values as people read
+//! and write them, in JSON, are `json`'s (the CLI's and the HTTP API's). Nothing here knows of
 //! LMDB or TLS. `PROTOCOL.md` beside this crate is the reference and is checked against
 //! this code.
 
 pub mod code;
 pub mod frame;
+pub mod json;
 pub mod message;
 pub mod methods;
 pub mod values;

@@ -1,6 +1,6 @@
 //! The commands. Each reads and checks its input first (stdin, JSON), so that bad input
 //! sends nothing; then it connects, makes its call and prints the result, as JSON with
-//! `-o json` (the service's result, with values written by [`crate::json`]) or as text.
+//! `-o json` (the service's result, with values written by `cairn_client::json`) or as text.
 
 use std::io;
 use std::time::Duration;
@@ -285,7 +285,7 @@ async fn find(target: &Target, out: &Output, options: FindOptions) -> Result<()>
     if let (Some(last), true, false) = (page.docs.last(), page.more, out.is_json()) {
         eprintln!(
             "cairn: more documents follow: resume with --after-value '{}' --after-key {:?}",
-            crate::json::to_string(&last.index_value),
+            cairn_client::json::to_string(&last.index_value),
             last.key
         );
     }

@@ -12,7 +12,7 @@ use cairn_client::values::Op;
 use rmpv::Value;
 
 use crate::args::UsageError;
-use crate::json;
+use cairn_client::json;
 
 /// The first line of `reader`, without its line ending.
 pub fn password(mut reader: impl BufRead) -> anyhow::Result<String> {

@@ -9,12 +9,11 @@ mod commands;
 mod connect;
 mod input;
 mod jobs;
-mod json;
 mod output;
 
 use std::process::ExitCode;
 
-use cairn_client::ClientError;
+use cairn_client::{json, ClientError};
 use clap::Parser;
 
 use crate::args::{Cli, UsageError};

@@ -3,7 +3,7 @@
 //! by the functions here: aligned tables, UTC times, byte sizes, documents with their
 //! value as pretty JSON. Results that hold msgpack values go through the JSON shapes
 //! here ([`DocJson`], [`ChangeJson`] and the pages and feed lines made of them), which
-//! write values with [`crate::json::AsJson`].
+//! write values with `cairn_client::json::AsJson`.
 
 use std::io::{self, Write};
 
@@ -16,7 +16,7 @@ use cairn_client::values::{FeedEndReason, Op};
 use serde::Serialize;
 
 use crate::args::Format;
-use crate::json::{self, AsJson};
+use cairn_client::json::{self, AsJson};
 
 /// Where results go: stdout, in the chosen format.
 pub struct Output {

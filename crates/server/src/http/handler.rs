@@ -189,7 +189,7 @@ async fn answer(
     let body = if no_body {
         Json::Null
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| bad(format!("the body is not JSON: {e}")))?
+        super::json::parse_body(&bytes).map_err(bad)?
     };
     let (method, args, shape) = match route.action {
         Action::Call {

@@ -1,65 +1,29 @@
-//! Msgpack values in JSON and back. Documents are msgpack values; the HTTP API shows
-//! them as JSON: nil, booleans, numbers, strings, arrays and maps map one to one; a map
-//! key that is not a string is written as its JSON text; binary becomes
-//! `{"$binary": BASE64}` and an extension `{"$ext": TYPE, "$binary": BASE64}`, and those
-//! two shapes turn back into binary and extensions when sent, so that every value
-//! survives the trip. Floats that JSON cannot hold (NaN, infinities) are written as
-//! null.
+//! Values in the HTTP API's JSON, the way the CLI shows and reads them
+//! (`cairn_proto::json`: integers stay integers, objects keep their keys' order and may
+//! not repeat a key, msgpack binary shows as a base64 string, an extension as
+//! `{"ext": TYPE, "data": BASE64}`). A body is read with the same parser; the routes
+//! then pick their arguments out of its JSON form, and what they send to a method goes
+//! back to msgpack one value for one value.
 
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
+use cairn_proto::json::{self, AsJson};
 use rmpv::Value;
-use serde_json::{Map, Number, Value as Json};
+use serde_json::Value as Json;
 
 /// A msgpack value as JSON.
 pub fn to_json(value: Value) -> Json {
-    match value {
-        Value::Nil => Json::Null,
-        Value::Boolean(b) => Json::Bool(b),
-        Value::Integer(i) => match (i.as_u64(), i.as_i64()) {
-            (Some(u), _) => Json::Number(u.into()),
-            (None, Some(s)) => Json::Number(s.into()),
-            (None, None) => Json::Null,
-        },
-        Value::F32(f) => float(f64::from(f)),
-        Value::F64(f) => float(f),
-        // A string that is not UTF-8 (msgpack allows it) shows its bytes lossily.
-        Value::String(s) => Json::String(match s.as_str() {
-            Some(text) => text.to_string(),
-            None => String::from_utf8_lossy(s.as_bytes()).into_owned(),
-        }),
-        Value::Binary(bytes) => {
-            let mut map = Map::new();
-            map.insert("$binary".into(), Json::String(STANDARD.encode(bytes)));
-            Json::Object(map)
-        }
-        Value::Array(items) => Json::Array(items.into_iter().map(to_json).collect()),
-        Value::Map(pairs) => {
-            let mut map = Map::with_capacity(pairs.len());
-            for (key, value) in pairs {
-                let key = match key {
-                    Value::String(s) if s.is_str() => s.into_str().unwrap_or_default(),
-                    other => to_json(other).to_string(),
-                };
-                map.insert(key, to_json(value));
-            }
-            Json::Object(map)
-        }
-        Value::Ext(kind, bytes) => {
-            let mut map = Map::new();
-            map.insert("$ext".into(), Json::Number(kind.into()));
-            map.insert("$binary".into(), Json::String(STANDARD.encode(bytes)));
-            Json::Object(map)
-        }
-    }
+    serde_json::to_value(AsJson(&value)).expect("msgpack values always write as JSON")
 }
 
-fn float(f: f64) -> Json {
-    Number::from_f64(f).map_or(Json::Null, Json::Number)
+/// A request body (JSON text) as JSON, read as the CLI reads values.
+pub fn parse_body(bytes: &[u8]) -> Result<Json, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+    json::parse(text)
+        .map(to_json)
+        .map_err(|e| format!("the body is not JSON: {e}"))
 }
 
-/// A JSON value as msgpack (integers stay integers; `$binary` and `$ext` objects become
-/// binary and extensions again).
+/// JSON as msgpack: null, booleans, integers (u64 or i64), other numbers (f64),
+/// strings, arrays and objects (maps with string keys, in order).
 pub fn from_json(json: Json) -> Value {
     match json {
         Json::Null => Value::Nil,
@@ -72,24 +36,11 @@ pub fn from_json(json: Json) -> Value {
         },
         Json::String(s) => Value::String(s.into()),
         Json::Array(items) => Value::Array(items.into_iter().map(from_json).collect()),
-        Json::Object(map) => match special(&map) {
-            Some(value) => value,
-            None => Value::Map(
-                map.into_iter()
-                    .map(|(k, v)| (Value::String(k.into()), from_json(v)))
-                    .collect(),
-            ),
-        },
-    }
-}
-
-/// `{"$binary": B64}` or `{"$ext": N, "$binary": B64}`, when the object is exactly that.
-fn special(map: &Map<String, Json>) -> Option<Value> {
-    let bytes = STANDARD.decode(map.get("$binary")?.as_str()?).ok()?;
-    match (map.len(), map.get("$ext")) {
-        (1, None) => Some(Value::Binary(bytes)),
-        (2, Some(kind)) => Some(Value::Ext(i8::try_from(kind.as_i64()?).ok()?, bytes)),
-        _ => None,
+        Json::Object(map) => Value::Map(
+            map.into_iter()
+                .map(|(k, v)| (Value::String(k.into()), from_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -98,42 +49,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_msgpack_value_survives_json() {
-        let value = Value::Map(vec![
-            (Value::from("n"), Value::Nil),
-            (Value::from("b"), Value::from(true)),
-            (Value::from("neg"), Value::from(-7)),
-            (Value::from("big"), Value::from(u64::MAX)),
-            (Value::from("f"), Value::F64(1.5)),
-            (Value::from("s"), Value::from("é")),
-            (Value::from("bin"), Value::Binary(vec![0, 255, 1])),
-            (Value::from("ext"), Value::Ext(-3, vec![9])),
-            (
-                Value::from("a"),
-                Value::Array(vec![Value::from(1), Value::from("x")]),
-            ),
-        ]);
-        let json = to_json(value.clone());
-        assert_eq!(json["bin"]["$binary"], "AP8B");
+    fn json_values_survive_the_trip_in_order() {
+        let body =
+            br#"{"zebra": 1, "apple": [true, null, -2, 2.5, "s"], "big": 18446744073709551615}"#;
+        let json = parse_body(body).unwrap();
+        let keys: Vec<&String> = json.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["zebra", "apple", "big"]);
+        let value = from_json(json.clone());
+        assert_eq!(to_json(value), json);
         assert_eq!(json["big"], u64::MAX);
-        assert_eq!(from_json(json), value);
     }
 
     #[test]
-    fn keys_that_are_not_strings_and_odd_floats_are_written_as_json_can() {
+    fn msgpack_only_values_show_as_the_cli_shows_them() {
         let value = Value::Map(vec![
-            (Value::from(5), Value::F64(f64::NAN)),
-            (Value::Boolean(false), Value::F32(0.5)),
+            (Value::from(5), Value::Binary(vec![0, 255, 1])),
+            (Value::from("e"), Value::Ext(-3, vec![9])),
+            (Value::from("nan"), Value::F64(f64::NAN)),
         ]);
         let json = to_json(value);
-        assert_eq!(json, serde_json::json!({"5": null, "false": 0.5}));
+        assert_eq!(
+            json,
+            serde_json::json!({"5": "AP8B", "e": {"ext": -3, "data": "CQ=="}, "nan": null})
+        );
     }
 
     #[test]
-    fn objects_that_only_look_special_stay_maps() {
-        let json = serde_json::json!({"$binary": "not base64!", "x": 1});
-        assert!(from_json(json).is_map());
-        let json = serde_json::json!({"$binary": "AA==", "other": 1});
-        assert!(from_json(json).is_map());
+    fn bad_bodies_are_refused_with_the_reason() {
+        assert!(parse_body(br#"{"a": 1, "a": 2}"#)
+            .unwrap_err()
+            .contains("twice"));
+        assert!(parse_body(b"{\"a\": ").is_err());
+        assert!(parse_body(&[0xff, 0xfe]).unwrap_err().contains("UTF-8"));
     }
 }

@@ -1,4 +1,6 @@
-//! JSON <-> msgpack values. [`parse`] reads JSON text straight into an `rmpv::Value`
+//! JSON <-> msgpack values, as people see them: the CLI's values and the HTTP API's
+//! bodies are read and written here, the same way. [`parse`] reads JSON text straight
+//! into an `rmpv::Value`
 //! (objects become maps with string keys in their written order, integers stay integers
 //! as u64 or i64, other numbers become f64; a key written twice is an error). [`AsJson`]
 //! writes a msgpack value as JSON: binary as a base64 string, map keys that are not
