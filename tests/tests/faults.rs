@@ -102,3 +102,36 @@ fn a_failing_disk_turns_the_service_read_only_until_a_probe_write_succeeds() {
     let (_, log) = service.stop().unwrap();
     assert!(!log.contains("panicked"), "{log}");
 }
+
+#[test]
+fn a_backup_job_on_a_failing_disk_fails_and_leaves_nothing_under_its_name() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    let faulty = FaultyService::start(&dir, scratch.path(), &[]).unwrap();
+    let root = Endpoint::unix(&faulty.service);
+    root.run(&["db", "create", "notes"]).ok();
+    for i in 0..20 {
+        root.run(&["put", "notes", &format!("k{i}"), "1"]).ok();
+    }
+    // The backup fsyncs its files (the store's commits use fdatasync): only it fails.
+    faulty.fail("posix/io/sync/fsync", EIO).unwrap();
+    let run = root.run(&["-o", "json", "backup", "start", "--name", "b1", "--wait"]);
+    let job: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {} {}", run.stdout, run.stderr));
+    assert_eq!(job["status"], "FAILED", "{job}");
+    let error = job["error"]["message"].as_str().unwrap_or_default();
+    assert!(error.contains("os error 5"), "{job}");
+    assert!(!dir.join("backups").join("b1").exists(), "a failed backup left b1");
+    // The job's disk failed, not the service: it stays READ_WRITE and keeps writing.
+    assert_eq!(status(&root)["status"], "READ_WRITE");
+    root.run(&["put", "notes", "after", "2"]).ok();
+
+    faulty.heal("posix/io/sync/fsync").unwrap();
+    let done = root
+        .run(&["-o", "json", "backup", "start", "--name", "b1", "--wait"])
+        .ok()
+        .json();
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert!(dir.join("backups").join("b1").join("MANIFEST.json").exists());
+    faulty.service.stop().unwrap();
+}
