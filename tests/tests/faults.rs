@@ -1,8 +1,10 @@
-//! End to end, with faults injected by libfiu into a real service: when the disk fails a
+//! End to end, with faults injected by libfiu into real processes: when the disk fails a
 //! commit (its `fdatasync`, or the `pwrite` of its pages, answers EIO), the write is not
 //! acknowledged, the service turns READ_ONLY with the reason `io_error` naming the errno
 //! (reads and admins go on), leaves it once a probe write reaches the disk, and after a
-//! kill -9 and a restart holds every acknowledged write and none of the failed ones.
+//! kill -9 and a restart holds every acknowledged write and none of the failed ones. A
+//! backup job on a failing disk is FAILED and leaves nothing under its name; a
+//! certificate is never half-written.
 
 use std::time::{Duration, Instant};
 
@@ -121,7 +123,10 @@ fn a_backup_job_on_a_failing_disk_fails_and_leaves_nothing_under_its_name() {
     assert_eq!(job["status"], "FAILED", "{job}");
     let error = job["error"]["message"].as_str().unwrap_or_default();
     assert!(error.contains("os error 5"), "{job}");
-    assert!(!dir.join("backups").join("b1").exists(), "a failed backup left b1");
+    assert!(
+        !dir.join("backups").join("b1").exists(),
+        "a failed backup left b1"
+    );
     // The job's disk failed, not the service: it stays READ_WRITE and keeps writing.
     assert_eq!(status(&root)["status"], "READ_WRITE");
     root.run(&["put", "notes", "after", "2"]).ok();
@@ -132,6 +137,61 @@ fn a_backup_job_on_a_failing_disk_fails_and_leaves_nothing_under_its_name() {
         .ok()
         .json();
     assert_eq!(done["status"], "COMPLETED", "{done}");
-    assert!(dir.join("backups").join("b1").join("MANIFEST.json").exists());
+    assert!(dir
+        .join("backups")
+        .join("b1")
+        .join("MANIFEST.json")
+        .exists());
     faulty.service.stop().unwrap();
+}
+
+#[test]
+fn certificates_are_never_half_written_when_the_disk_fails() {
+    let scratch = tempfile::tempdir().unwrap();
+    let certs = scratch.path().join("certs");
+    let easycert = cairn_tests::process::binary("cairn-easycert", "cairn-easycert").unwrap();
+    let ca = |fault: Option<&str>| {
+        let mut command = std::process::Command::new("fiu-run");
+        command.args(["-x", "-f", ""]);
+        if let Some(point) = fault {
+            command.args(["-c", &format!("enable name={point},failinfo={EIO}")]);
+        }
+        command
+            .arg(&easycert)
+            .arg("--certdir")
+            .arg(&certs)
+            .args(["--ca", "acme"])
+            .output()
+            .expect("fiu-run is missing: apt-get install fiu-utils")
+    };
+    // The key and the certificate are written to temporary files, fsynced, then linked
+    // into place: a failing fsync leaves nothing under their names.
+    let failed = ca(Some("posix/io/sync/fsync"));
+    assert!(
+        !failed.status.success(),
+        "easycert succeeded on a failing disk"
+    );
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(stderr.contains("os error 5"), "{stderr}");
+    let cas = certs.join("cas");
+    let left: Vec<String> = std::fs::read_dir(&cas)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        left.iter().all(|name| !name.contains("acme")),
+        "a failed CA left {left:?}"
+    );
+    // On a healthy disk the same command makes the CA.
+    let made = ca(None);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(cas.join("acme.crt").exists() && cas.join("acme.key").exists());
 }
