@@ -3,8 +3,9 @@
 //! migrated by this release's `cairn-migrate`, then served by this release's
 //! `cairn-service` to this release's `cairn`. A migrated directory serves every
 //! document, change log, index, user, session, job and status of the old one, and a
-//! feed cursor from before goes on; a migration killed with SIGKILL at random moments
-//! finishes with `--from-last` exactly as an uninterrupted one; damaged documents are
+//! feed cursor from before goes on; a migration killed with SIGKILL at random moments,
+//! or stopped by a disk whose fdatasync fails (libfiu), finishes with `--from-last`
+//! exactly as an uninterrupted one; damaged documents are
 //! counted, dumped and left out (or moved as they are with `--safety-off`); every
 //! refusal says why and changes nothing; and a format-2 document whose bytes rot on
 //! disk is reported as `corrupt`, never served. The source of every migration is
@@ -1484,5 +1485,44 @@ fn a_document_whose_bytes_rot_is_corrupt_and_never_served() -> Result<()> {
             .all(|line| line.contains("ledger") && line.contains("\\\"b\\\"")),
         "{errors:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_migration_whose_disk_fails_resumes_with_from_last_as_an_uninterrupted_one() -> Result<()> {
+    let scratch = tempfile::tempdir()?;
+    let src = scratch.path().join("old");
+    format1::populate(&src, 12)?;
+    add_bulk(&src)?;
+    let before = snapshot(&src);
+    let whole = scratch.path().join("whole");
+    cairn_migrate(&migrate_args(&src, &whole, &[])).ok();
+    let expected = logical_content(&whole)?;
+
+    // libfiu fails one fdatasync in five with EIO: the migration stops with the errno.
+    let dest = scratch.path().join("new");
+    let failed = Command::new("fiu-run")
+        .args(["-x", "-f", "", "-c"])
+        .arg("enable_random name=posix/io/sync/fdatasync,probability=0.2,failinfo=5")
+        .arg(migrate_exe())
+        .args(migrate_args(&src, &dest, &[]))
+        .output()
+        .context("fiu-run is missing: apt-get install fiu-utils")?;
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    ensure!(
+        !failed.status.success(),
+        "the migration did not fail: {stderr}"
+    );
+    ensure!(stderr.contains("os error 5"), "{stderr}");
+    assert_unchanged(&src, &before);
+
+    // On a healthy disk, --from-last finishes it as the uninterrupted run did.
+    cairn_migrate(&migrate_args(&src, &dest, &["--from-last"])).ok();
+    assert_same_content(
+        &expected,
+        &logical_content(&dest)?,
+        "resumed after an I/O error",
+    );
+    assert_unchanged(&src, &before);
     Ok(())
 }
