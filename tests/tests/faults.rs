@@ -3,7 +3,8 @@
 //! acknowledged, the service turns READ_ONLY with the reason `io_error` naming the errno
 //! (reads and admins go on), leaves it once a probe write reaches the disk, and after a
 //! kill -9 and a restart holds every acknowledged write and none of the failed ones. A
-//! backup job on a failing disk is FAILED and leaves nothing under its name; a
+//! backup job, or `cairn-backup`, on a failing disk fails and leaves nothing under its
+//! name; a
 //! certificate is never half-written.
 
 use std::time::{Duration, Instant};
@@ -194,4 +195,48 @@ fn certificates_are_never_half_written_when_the_disk_fails() {
         String::from_utf8_lossy(&made.stderr)
     );
     assert!(cas.join("acme.crt").exists() && cas.join("acme.key").exists());
+}
+
+#[test]
+fn cairn_backup_on_a_failing_disk_fails_and_leaves_nothing_under_its_name() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dir = scratch.path().join("data");
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
+    let root = Endpoint::unix(&service);
+    root.run(&["db", "create", "notes"]).ok();
+    root.run(&["put", "notes", "k", "1"]).ok();
+    let backup = cairn_tests::process::binary("cairn-backup", "cairn-backup").unwrap();
+    let target = scratch.path().join("b1");
+    let run = |fault: Option<&str>| {
+        let mut command = std::process::Command::new("fiu-run");
+        command.args(["-x", "-f", ""]);
+        if let Some(point) = fault {
+            command.args(["-c", &format!("enable name={point},failinfo={EIO}")]);
+        }
+        command
+            .arg(&backup)
+            .arg(&dir)
+            .arg(&target)
+            .output()
+            .expect("fiu-run is missing: apt-get install fiu-utils")
+    };
+    // A live backup of a running service whose own fsyncs fail: refused with the
+    // errno, and nothing under the target's name.
+    let failed = run(Some("posix/io/sync/fsync"));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success(), "cairn-backup succeeded: {stderr}");
+    assert!(stderr.contains("os error 5"), "{stderr}");
+    assert!(
+        !target.exists(),
+        "a failed backup left {}",
+        target.display()
+    );
+    let made = run(None);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(target.join("MANIFEST.json").exists());
+    service.stop().unwrap();
 }
