@@ -4,8 +4,7 @@
 //! (reads and admins go on), leaves it once a probe write reaches the disk, and after a
 //! kill -9 and a restart holds every acknowledged write and none of the failed ones. A
 //! backup job, or `cairn-backup`, on a failing disk fails and leaves nothing under its
-//! name; a
-//! certificate is never half-written.
+//! name; a certificate is never half-written.
 
 use std::time::{Duration, Instant};
 
