@@ -284,6 +284,15 @@ async fn run_async(dir: &Path, campaign: &Campaign) -> Result<Report> {
             }
             *state = after;
         }
+        if stretch > 0 && stretch % 50 == 0 {
+            eprintln!(
+                "torture: {} kills, {} operations, {} acknowledged writes, {} violations",
+                report.kills,
+                report.operations,
+                report.acknowledged_writes,
+                report.violations.len()
+            );
+        }
     }
     // Every acknowledged write is in its change log, once, at its rev; the logs are
     // 1..=last_seq without a gap.
