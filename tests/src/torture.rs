@@ -42,6 +42,23 @@ pub struct Campaign {
     pub seed: u64,
     /// How long the clients run between two kills, at most (at random below it).
     pub stretch: Duration,
+    /// With libfiu, the probability that each `fdatasync` of the service fails with EIO
+    /// (its commits then fail: those writes must not be acknowledged, the service turns
+    /// READ_ONLY and recovers by itself).
+    pub fault_probability: Option<f64>,
+}
+
+/// Starts the service of a campaign: under `fiu-run` when it injects faults.
+fn start_service(dir: &Path, campaign: &Campaign) -> Result<ServiceProcess> {
+    match campaign.fault_probability {
+        None => ServiceProcess::start(dir, &[]),
+        Some(probability) => {
+            let fault = format!(
+                "enable_random name=posix/io/sync/fdatasync,probability={probability},failinfo=5"
+            );
+            ServiceProcess::start_wrapped(&["fiu-run", "-x", "-f", "", "-c", &fault], dir, &[])
+        }
+    }
 }
 
 /// What a campaign found.
@@ -50,6 +67,9 @@ pub struct Report {
     pub kills: usize,
     pub operations: u64,
     pub acknowledged_writes: u64,
+    /// Operations the service refused without doing them (with faults injected: the
+    /// commits that failed and the writes refused while READ_ONLY).
+    pub refused: u64,
     /// Acknowledged writes missing from the change logs (must be 0).
     pub lost: u64,
     /// Histories no linearization explains, each with the history printed.
@@ -197,7 +217,11 @@ async fn remote(service_address: &str, dir: &Path) -> Result<Client, ClientError
 
 async fn run_async(dir: &Path, campaign: &Campaign) -> Result<Report> {
     let mut rng = StdRng::seed_from_u64(campaign.seed);
-    let mut service = ServiceProcess::start(dir, &[])?;
+    if campaign.fault_probability.is_some() {
+        // Free-space checks (and so the probe writes that end an io_error) every second.
+        crate::process::write_settings(dir, "[status]\nfree_space_check_secs = 1\n");
+    }
+    let mut service = start_service(dir, campaign)?;
     let admin = local(dir).await?;
     for db in 0..campaign.databases {
         admin.db_create(&db_name(db), Default::default()).await?;
@@ -253,7 +277,7 @@ async fn run_async(dir: &Path, campaign: &Campaign) -> Result<Report> {
             // is only reached by the next stretch's clients.
             service.kill()?;
             report.kills += 1;
-            service = ServiceProcess::start(dir, &[])?;
+            service = start_service(dir, campaign)?;
         }
         stop.store(true, Ordering::SeqCst);
         for task in tasks {
@@ -271,8 +295,12 @@ async fn run_async(dir: &Path, campaign: &Campaign) -> Result<Report> {
             let after = read_state(&admin, db).await?;
             let events = histories[db].events.lock().expect("history lock").clone();
             for event in &events {
-                if let Event::Return(_, _, Ret::Revs(revs)) = event {
-                    report.acknowledged_writes += revs.len() as u64;
+                match event {
+                    Event::Return(_, _, Ret::Revs(revs)) => {
+                        report.acknowledged_writes += revs.len() as u64;
+                    }
+                    Event::Return(_, _, Ret::Refused) => report.refused += 1,
+                    _ => {}
                 }
             }
             record_acknowledged(&events, db, &mut acknowledged);

@@ -5,7 +5,7 @@
 //! be 0). Exits 1 when either is not 0.
 //!
 //! cargo run -p cairn-tests --bin torture -- --kills 1000 [--seed N] [--clients N]
-//!     [--databases N] [--keys N] [--stretch-ms N] [--dir DIR]
+//!     [--databases N] [--keys N] [--stretch-ms N] [--fault-probability P] [--dir DIR]
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ fn main() -> Result<()> {
         keys: 3,
         seed: rand::random(),
         stretch: Duration::from_millis(800),
+        fault_probability: None,
     };
     let mut dir = None;
     let mut args = std::env::args().skip(1);
@@ -33,8 +34,9 @@ fn main() -> Result<()> {
             "--keys" => campaign.keys = value()?.parse()?,
             "--stretch-ms" => campaign.stretch = Duration::from_millis(value()?.parse()?),
             "--dir" => dir = Some(std::path::PathBuf::from(value()?)),
+            "--fault-probability" => campaign.fault_probability = Some(value()?.parse()?),
             "-h" | "--help" => {
-                println!("usage: torture [--kills N] [--seed N] [--clients N] [--databases N] [--keys N] [--stretch-ms N] [--dir DIR]\n\nexample: cargo run -p cairn-tests --bin torture -- --kills 1000 --seed 7");
+                println!("usage: torture [--kills N] [--seed N] [--clients N] [--databases N] [--keys N] [--stretch-ms N] [--fault-probability P] [--dir DIR]\n\nexamples:\n  cargo run --release -p cairn-tests --bin torture -- --kills 1000 --seed 7\n  # with libfiu failing 2% of the service's fdatasyncs with EIO:\n  cargo run --release -p cairn-tests --bin torture -- --kills 100 --fault-probability 0.02");
                 return Ok(());
             }
             other => bail!("unknown flag {other}: see --help"),
@@ -49,6 +51,7 @@ fn main() -> Result<()> {
     println!("kills:               {}", report.kills);
     println!("operations:          {}", report.operations);
     println!("acknowledged writes: {}", report.acknowledged_writes);
+    println!("refused (not done):  {}", report.refused);
     println!("lost:                {}", report.lost);
     println!("violations:          {}", report.violations.len());
     println!("feed errors:         {}", report.feed_errors.len());
