@@ -59,3 +59,24 @@ impl FaultyService {
         self.control(&format!("disable name={point}"))
     }
 }
+
+/// Runs `program ARGS` to its end under `fiu-run -x`, with the POSIX call `fault` (if
+/// any) failing with `errno` throughout.
+pub fn run_with_fault(
+    program: &Path,
+    args: &[&std::ffi::OsStr],
+    fault: Option<&str>,
+    errno: i32,
+) -> Result<std::process::Output> {
+    need("fiu-run")?;
+    let mut command = Command::new("fiu-run");
+    command.args(["-x", "-f", ""]);
+    if let Some(point) = fault {
+        command.args(["-c", &format!("enable name={point},failinfo={errno}")]);
+    }
+    command
+        .arg(program)
+        .args(args)
+        .output()
+        .context("running fiu-run")
+}

@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use cairn_tests::cli::Endpoint;
-use cairn_tests::fiu::FaultyService;
+use cairn_tests::fiu::{run_with_fault, FaultyService};
 use cairn_tests::process::{write_settings, ServiceProcess};
 
 const EIO: i32 = 5;
@@ -151,18 +151,13 @@ fn certificates_are_never_half_written_when_the_disk_fails() {
     let certs = scratch.path().join("certs");
     let easycert = cairn_tests::process::binary("cairn-easycert", "cairn-easycert").unwrap();
     let ca = |fault: Option<&str>| {
-        let mut command = std::process::Command::new("fiu-run");
-        command.args(["-x", "-f", ""]);
-        if let Some(point) = fault {
-            command.args(["-c", &format!("enable name={point},failinfo={EIO}")]);
-        }
-        command
-            .arg(&easycert)
-            .arg("--certdir")
-            .arg(&certs)
-            .args(["--ca", "acme"])
-            .output()
-            .expect("fiu-run is missing: apt-get install fiu-utils")
+        let args = [
+            "--certdir".as_ref(),
+            certs.as_os_str(),
+            "--ca".as_ref(),
+            "acme".as_ref(),
+        ];
+        run_with_fault(&easycert, &args, fault, EIO).unwrap()
     };
     // The key and the certificate are written to temporary files, fsynced, then linked
     // into place: a failing fsync leaves nothing under their names.
@@ -207,17 +202,7 @@ fn cairn_backup_on_a_failing_disk_fails_and_leaves_nothing_under_its_name() {
     let backup = cairn_tests::process::binary("cairn-backup", "cairn-backup").unwrap();
     let target = scratch.path().join("b1");
     let run = |fault: Option<&str>| {
-        let mut command = std::process::Command::new("fiu-run");
-        command.args(["-x", "-f", ""]);
-        if let Some(point) = fault {
-            command.args(["-c", &format!("enable name={point},failinfo={EIO}")]);
-        }
-        command
-            .arg(&backup)
-            .arg(&dir)
-            .arg(&target)
-            .output()
-            .expect("fiu-run is missing: apt-get install fiu-utils")
+        run_with_fault(&backup, &[dir.as_os_str(), target.as_os_str()], fault, EIO).unwrap()
     };
     // A live backup of a running service whose own fsyncs fail: refused with the
     // errno, and nothing under the target's name.
