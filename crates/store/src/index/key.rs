@@ -64,7 +64,7 @@ impl IndexKey {
     }
 
     /// Reads an encoding back (a stored entry): `Corrupt` when it is not one.
-    pub(crate) fn decode(encoded: &[u8]) -> Result<IndexKey> {
+    pub fn decode(encoded: &[u8]) -> Result<IndexKey> {
         let corrupt = || StoreError::Corrupt {
             table: crate::format::table::INDEXES,
             reason: format!("index value {encoded:02x?} is not an encoded value"),
