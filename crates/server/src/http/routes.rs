@@ -201,10 +201,10 @@ pub const ROUTES: &[Route] = &[
     call(Post, "/v1/admin/sync/detach", Method::SyncDetach, body_args, shape::as_is, "Leaves migration mode"),
     // Databases, as Sync Gateway's.
     call(Get, "/_all_dbs", Method::DbList, no_args, shape::db_names, "The names of the databases the caller may read"),
-    statuses(created(call(Put, "/{db}/", Method::DbCreate, db_create_args, shape::db_info, "Creates a database: {\"offline\": true} creates it offline")), &[(ErrorCode::DatabaseExists, 412)]),
+    statuses(created(call(Put, "/{db}/", Method::DbCreate, db_body_args, shape::db_info, "Creates a database: {\"offline\": true} creates it offline")), &[(ErrorCode::DatabaseExists, 412)]),
     call(Get, "/{db}/", Method::DbInfo, db_name_args, shape::db_info, "A database's counters and state"),
     call(Delete, "/{db}/", Method::DbDrop, db_name_args, shape::ok, "Drops a database"),
-    call(Post, "/{db}/_offline", Method::DbOffline, db_offline_args, shape::as_is, "Takes a database offline"),
+    call(Post, "/{db}/_offline", Method::DbOffline, db_body_args, shape::as_is, "Takes a database offline"),
     call(Post, "/{db}/_online", Method::DbOnline, db_online_args, shape::as_is, "Brings a database online: {\"delay\": SECONDS} optional"),
     call(Get, "/{db}/_config", Method::DbConfig, db_name_args, shape::config, "A database's configuration (ETag)"),
     Route { precondition: Some(Precondition::ConfigEtag), ..statuses(call(Put, "/{db}/_config", Method::DbConfigSet, db_config_args, shape::config, "Replaces an offline database's configuration (If-Match)"), &[(ErrorCode::RevConflict, 412)]) },
@@ -314,16 +314,13 @@ fn db_name_args(input: &Input) -> Result<Json, WireError> {
     Ok(json!({"name": input.param("db")?}))
 }
 
-fn db_create_args(input: &Input) -> Result<Json, WireError> {
-    body_with(input, &[("name", json!(input.param("db")?))])
-}
-
-fn db_offline_args(input: &Input) -> Result<Json, WireError> {
+/// The body's fields with the database of the path as `name`.
+fn db_body_args(input: &Input) -> Result<Json, WireError> {
     body_with(input, &[("name", json!(input.param("db")?))])
 }
 
 fn db_online_args(input: &Input) -> Result<Json, WireError> {
-    let mut args = body_with(input, &[("name", json!(input.param("db")?))])?;
+    let mut args = db_body_args(input)?;
     if let Some(delay) = args.as_object_mut().and_then(|a| a.remove("delay")) {
         args["delay_secs"] = delay;
     }
