@@ -65,6 +65,8 @@ error_codes! {
     DatabaseOffline = ("database_offline", 503, "the database is offline, starting, stopping or resyncing: try again later"),
     MigrationInProgress = ("migration_in_progress", 503, "the database follows another service during a migration: write to the source until the cutover"),
     ReadOnly = ("read_only", 503, "the service is READ_ONLY: writes are refused"),
+    MirrorReadOnly = ("mirror_read_only", 503, "the service is a mirror that takes no writes of its own: write to its leader (named in the details)"),
+    MirrorLagging = ("mirror_lagging", 503, "the mirror is further behind its leader than its max_lag_secs, or is not following it: read from the leader, or wait"),
     Unavailable = ("unavailable", 503, "the service is DOWN or shutting down"),
     TooManyConnections = ("too_many_connections", 503, "the service has reached its connection limit"),
     TooManyCalls = ("too_many_calls", 503, "the connection has reached its limit of calls in flight"),

@@ -127,6 +127,9 @@ pub fn store_error_to_wire(error: &StoreError) -> WireError {
                 .with_details(Value::Map(vec![(Value::from("full"), Value::from("map"))]))
         }
         StoreError::Closed | StoreError::ReadOnly { .. } => ErrorCode::Unavailable,
+        StoreError::MirrorReadOnly => ErrorCode::MirrorReadOnly,
+        StoreError::NotAMirror => ErrorCode::Conflict,
+        StoreError::JournalGap { .. } => ErrorCode::SyncGap,
         StoreError::Canceled => ErrorCode::Conflict,
         StoreError::BackupInvalid { .. } => ErrorCode::Conflict,
         // Logged at ERROR by the store where it found it.

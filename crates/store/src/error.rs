@@ -188,6 +188,18 @@ pub enum StoreError {
         service_id: String,
     },
 
+    /// A write to a mirror's store other than its leader's journal entries.
+    #[error("this service is a mirror: it takes writes from its leader's journal only")]
+    MirrorReadOnly,
+
+    /// Journal entries for a store that is not a mirror's.
+    #[error("this service is not a mirror: it takes no journal entries")]
+    NotAMirror,
+
+    /// Journal entries that do not continue a mirror's journal.
+    #[error("journal entry {expected} comes next, got entry {got}: entries are missing")]
+    JournalGap { expected: u64, got: u64 },
+
     /// The writer thread has stopped (the store is closing).
     #[error("the store is closed")]
     Closed,

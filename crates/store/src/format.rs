@@ -33,6 +33,9 @@ pub mod table {
     /// Where each database stands in the change log of the service it follows or was
     /// migrated from (msgpack map), keyed by its name.
     pub const SYNC: &str = "sync";
+    /// The journal: every committed transaction's table-level writes, keyed by journal
+    /// seq (u64 BE), for mirrors (see `crate::journal`).
+    pub const JOURNAL: &str = "journal";
 }
 
 /// Keys of the `meta` table.

@@ -13,6 +13,7 @@ mod error;
 pub mod format;
 mod index;
 mod jobs;
+pub mod journal;
 mod lock;
 pub mod migrate;
 mod status;
@@ -34,8 +35,8 @@ pub use lock::{DirLock, LOCK_FILE};
 pub use status::{ServiceMode, ServiceStatus, MAX_STATUS_MESSAGE_CHARS};
 pub use store::{
     now_ms, Change, DatabaseInfo, DatabaseView, DocRef, Document, Scan, ScanPage, ScanRange,
-    Snapshot, Store, StoreMeta, StoreOptions, DEFAULT_MAP_SIZE, DEFAULT_MAX_VALUE_BYTES,
-    MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT, STORE_DIR,
+    Snapshot, Store, StoreMeta, StoreOptions, DEFAULT_JOURNAL_RETAIN_BYTES, DEFAULT_MAP_SIZE,
+    DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT, STORE_DIR,
 };
 pub use usage::{
     disk_usage, file_system_space, DatabaseUsage, DiskUsage, EnvUsage, FsSpace, StoreUsage,
@@ -44,6 +45,6 @@ pub use validate::{
     validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,
 };
 pub use writer::{
-    CommitHook, DatabaseCommit, GroupHook, GroupStats, IndexEntry, Op, Reply, ResyncChunk,
-    SyncLineage, Write, Written, MAX_BATCH_OPS,
+    CommitHook, DatabaseCommit, GroupHook, GroupStats, IndexEntry, JournalEntry, JournalHook, Op,
+    Reply, ResyncChunk, SyncLineage, Write, Written, MAX_BATCH_OPS,
 };

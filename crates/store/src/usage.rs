@@ -13,6 +13,7 @@ use std::path::Path;
 
 use heed::{Env, WithoutTls};
 
+use crate::journal::TableId;
 use crate::error::{Result, StoreError};
 use crate::store::{Snapshot, Store};
 
@@ -79,20 +80,12 @@ pub struct StoreUsage {
 /// page size. The main tree's statistics are the environment's latest, so the count is
 /// exact only when nothing committed since `snapshot` began.
 pub(crate) fn used_pages(snapshot: &Snapshot, env: &Env<WithoutTls>) -> Result<(u64, u64)> {
-    let (txn, t) = (&snapshot.txn, snapshot.tables);
-    let stats = [
-        t.meta.stat(txn)?,
-        t.catalog.stat(txn)?,
-        t.docs.stat(txn)?,
-        t.changes.stat(txn)?,
-        t.users.stat(txn)?,
-        t.sessions.stat(txn)?,
-        t.jobs.stat(txn)?,
-        t.configs.stat(txn)?,
-        t.indexes.stat(txn)?,
-        t.sync.stat(txn)?,
-        env.unnamed_database_stat(),
-    ];
+    let (txn, tables) = (&snapshot.txn, snapshot.tables);
+    let mut stats = Vec::with_capacity(TableId::ALL.len() + 1);
+    for table in TableId::ALL {
+        stats.push(tables.raw(table).stat(txn)?);
+    }
+    stats.push(env.unnamed_database_stat());
     let pages: u64 = stats
         .iter()
         .map(|s| (s.branch_pages + s.leaf_pages + s.overflow_pages) as u64)
@@ -240,8 +233,13 @@ mod tests {
     fn free_pages_grow_after_deletes_and_a_compacted_backup_leaves_them_out() {
         let scratch = tempfile::tempdir().unwrap();
         let dir = scratch.path().join("data");
-        let store = Store::create(&dir, StoreOptions::default()).unwrap();
-        // A short change log, so that deleted documents leave no copy in the log.
+        // A short journal and a short change log, so that deleted documents leave no
+        // copy in either.
+        let options = StoreOptions {
+            journal_retain_bytes: 64 << 10,
+            ..StoreOptions::default()
+        };
+        let store = Store::create(&dir, options).unwrap();
         let retention = Retention {
             max_changes: Some(100),
             max_age_secs: None,

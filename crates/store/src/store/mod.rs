@@ -57,7 +57,13 @@ pub struct StoreOptions {
     pub max_value_bytes: usize,
     /// Most write requests the writer folds into one commit.
     pub max_group_requests: usize,
+    /// How many bytes of entries the journal keeps for mirrors (always at least the
+    /// newest entry).
+    pub journal_retain_bytes: u64,
 }
+
+/// Default journal retention: 256 MiB of entries.
+pub const DEFAULT_JOURNAL_RETAIN_BYTES: u64 = 256 << 20;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -65,6 +71,7 @@ impl Default for StoreOptions {
             map_size: DEFAULT_MAP_SIZE,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             max_group_requests: 4096,
+            journal_retain_bytes: DEFAULT_JOURNAL_RETAIN_BYTES,
         }
     }
 }

@@ -14,6 +14,7 @@ use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RwTxn, Withou
 use super::{now_ms, Shared, Store, StoreMeta, StoreOptions, STORE_DIR};
 use crate::error::{Result, StoreError};
 use crate::format::{meta_key, table, FORMAT_VERSION};
+use crate::journal::TableId;
 use crate::migrate::MigrationRecord;
 use crate::writer::{self, WriterMessage};
 
@@ -30,26 +31,17 @@ pub(crate) struct Tables {
     pub configs: Database<'static, Str, Bytes>,
     pub indexes: Database<'static, Bytes, Bytes>,
     pub sync: Database<'static, Str, Bytes>,
+    pub journal: Database<'static, Bytes, Bytes>,
 }
 
-/// The names of the tables, in the order `Tables::from_handles` takes their handles.
-const TABLE_NAMES: [&str; 10] = [
-    table::META,
-    table::CATALOG,
-    table::DOCS,
-    table::CHANGES,
-    table::USERS,
-    table::SESSIONS,
-    table::JOBS,
-    table::CONFIGS,
-    table::INDEXES,
-    table::SYNC,
-];
+/// How many tables the environment holds.
+const TABLE_COUNT: usize = TableId::ALL.len();
 
 impl Tables {
-    /// The tables from their handles, opened or created in `TABLE_NAMES` order.
-    fn from_handles(handles: [Database<'static, Bytes, Bytes>; TABLE_NAMES.len()]) -> Tables {
-        let [meta, catalog, docs, changes, users, sessions, jobs, configs, indexes, sync] = handles;
+    /// The tables from their handles, opened or created in `TableId::ALL` order.
+    fn from_handles(handles: [Database<'static, Bytes, Bytes>; TABLE_COUNT]) -> Tables {
+        let [meta, catalog, docs, changes, users, sessions, jobs, configs, indexes, sync, journal] =
+            handles;
         Tables {
             meta: meta.remap_key_type(),
             catalog: catalog.remap_key_type(),
@@ -61,6 +53,24 @@ impl Tables {
             configs: configs.remap_key_type(),
             indexes,
             sync: sync.remap_key_type(),
+            journal,
+        }
+    }
+
+    /// The handle of `table`, with keys as bytes.
+    pub fn raw(&self, table: TableId) -> Database<'static, Bytes, Bytes> {
+        match table {
+            TableId::Meta => self.meta.remap_key_type(),
+            TableId::Catalog => self.catalog.remap_key_type(),
+            TableId::Docs => self.docs,
+            TableId::Changes => self.changes,
+            TableId::Users => self.users.remap_key_type(),
+            TableId::Sessions => self.sessions,
+            TableId::Jobs => self.jobs,
+            TableId::Configs => self.configs.remap_key_type(),
+            TableId::Indexes => self.indexes,
+            TableId::Sync => self.sync.remap_key_type(),
+            TableId::Journal => self.journal,
         }
     }
 }
@@ -213,11 +223,11 @@ pub(crate) fn initialise_with(
     let wtxn = env.write_txn()?;
     let handles = env
         .create_databases_and_commit(wtxn, |opener, wtxn| -> Result<_> {
-            let mut created = Vec::with_capacity(TABLE_NAMES.len());
-            for name in TABLE_NAMES {
-                created.push(opener.create_database::<Bytes, Bytes>(wtxn, Some(name))?);
+            let mut created = Vec::with_capacity(TABLE_COUNT);
+            for table in TableId::ALL {
+                created.push(opener.create_database::<Bytes, Bytes>(wtxn, Some(table.name()))?);
             }
-            let handles: [Database<Bytes, Bytes>; TABLE_NAMES.len()] = created
+            let handles: [Database<Bytes, Bytes>; TABLE_COUNT] = created
                 .try_into()
                 .unwrap_or_else(|_| unreachable!("one handle per table name"));
             Ok(CommitOrAbort::<_, ()>::Commit(handles))
@@ -301,14 +311,14 @@ pub(crate) fn load(
             table: name,
             reason: "missing".to_string(),
         };
-        let mut opened = Vec::with_capacity(TABLE_NAMES.len());
-        for name in TABLE_NAMES {
-            let table = opener
-                .open_database::<Bytes, Bytes>(rtxn, Some(name))?
-                .ok_or_else(|| missing(name))?;
-            opened.push(table);
+        let mut opened = Vec::with_capacity(TABLE_COUNT);
+        for table in TableId::ALL {
+            let handle = opener
+                .open_database::<Bytes, Bytes>(rtxn, Some(table.name()))?
+                .ok_or_else(|| missing(table.name()))?;
+            opened.push(handle);
         }
-        let tables: [Database<Bytes, Bytes>; TABLE_NAMES.len()] = opened
+        let tables: [Database<Bytes, Bytes>; TABLE_COUNT] = opened
             .try_into()
             .unwrap_or_else(|_| unreachable!("one handle per table name"));
         let service_id = meta

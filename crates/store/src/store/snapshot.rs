@@ -14,7 +14,11 @@ use crate::format::{
     UserRecord,
 };
 use crate::jobs::JobRecord;
+use crate::journal::{
+    check_entry, entry_key, entry_seq, EntryHeader, JournalPosition, Lineage, TableId,
+};
 use crate::status::ServiceStatus;
+use crate::writer::JournalEntry;
 
 /// What `database_info` and `list_databases` report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +147,116 @@ impl Snapshot {
             .get(&self.txn, meta_key::EPOCH)?
             .and_then(|b| b.try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0))
+    }
+
+    /// How many entries `table` holds and the SHA-256 of them all (each key and value
+    /// with its length, in key order): two environments whose tables have equal digests
+    /// hold the same bytes (how a mirror is compared with its leader).
+    pub fn table_digest(&self, table: TableId) -> Result<(u64, String)> {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        let mut entries = 0;
+        for item in self.tables.raw(table).iter(&self.txn)? {
+            let (key, value) = item?;
+            for part in [key, value] {
+                hasher.update((part.len() as u64).to_be_bytes());
+                hasher.update(part);
+            }
+            entries += 1;
+        }
+        Ok((entries, hex::encode(hasher.finalize())))
+    }
+
+    /// The journal's newest entry: where a mirror of this store stands.
+    pub fn journal_position(&self) -> Result<JournalPosition> {
+        match self.tables.journal.last(&self.txn)? {
+            Some((key, value)) => {
+                let header = EntryHeader::decode(value)?;
+                Ok(JournalPosition {
+                    seq: entry_seq(key)?,
+                    fingerprint: Some((header.crc, header.epoch)),
+                })
+            }
+            None => Ok(JournalPosition {
+                seq: 0,
+                fingerprint: None,
+            }),
+        }
+    }
+
+    /// The seq of the journal's oldest entry (0 when it is empty).
+    pub fn journal_first(&self) -> Result<u64> {
+        match self.tables.journal.first(&self.txn)? {
+            Some((key, _)) => entry_seq(key),
+            None => Ok(0),
+        }
+    }
+
+    /// How a mirror's `position` stands against this journal: whether the entries after
+    /// it continue the mirror's history.
+    pub fn journal_lineage(&self, position: &JournalPosition) -> Result<Lineage> {
+        let head = self.journal_position()?.seq;
+        if position.seq > head {
+            return Ok(Lineage::Diverged { head });
+        }
+        let first = self.journal_first()?;
+        if position.seq == 0 {
+            return Ok(if first <= 1 {
+                Lineage::Continues
+            } else {
+                Lineage::Compacted { first }
+            });
+        }
+        let Some(value) = self
+            .tables
+            .journal
+            .get(&self.txn, &entry_key(position.seq))?
+        else {
+            return Ok(Lineage::Compacted { first });
+        };
+        let header = EntryHeader::decode(value)?;
+        Ok(
+            if position.fingerprint == Some((header.crc, header.epoch)) {
+                Lineage::Continues
+            } else {
+                Lineage::Diverged { head }
+            },
+        )
+    }
+
+    /// The journal's entries after `after`, checked, oldest first: at most
+    /// `max_entries`, and no more once `max_bytes` are reached (one at least).
+    pub fn journal_entries(
+        &self,
+        after: u64,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<JournalEntry>> {
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        let from = entry_key(after.saturating_add(1));
+        for item in self.tables.journal.range(
+            &self.txn,
+            &(
+                std::ops::Bound::Included(&from[..]),
+                std::ops::Bound::Unbounded,
+            ),
+        )? {
+            let (key, value) = item?;
+            if !entries.is_empty()
+                && (entries.len() >= max_entries || bytes + value.len() > max_bytes)
+            {
+                break;
+            }
+            let seq = entry_seq(key)?;
+            check_entry(seq, value)?;
+            bytes += value.len();
+            entries.push(JournalEntry {
+                seq,
+                value: value.to_vec(),
+            });
+        }
+        Ok(entries)
     }
 
     /// The service status an admin set (READ_WRITE with no messages when never set).

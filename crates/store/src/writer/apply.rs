@@ -2,7 +2,8 @@
 //! (and configurations) that its writes touch in memory, hands each `Write` to the code
 //! that applies it (`databases.rs`, `batch.rs`, `resync.rs`, `service_tables.rs`, `sync.rs`), and
 //! at the end applies retention to the databases the group wrote, writes the catalog
-//! records back once and commits with fsync.
+//! records back once, stores the group's journal entry (`journal.rs`) and commits with
+//! fsync.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,7 @@ use super::requests::{DatabaseCommit, Write, Written};
 use super::Failure;
 use crate::error::{Result, StoreError};
 use crate::format::{meta_key, CatalogRecord, DatabaseConfig, FollowRecord};
+use crate::journal::{OpsBuffer, TableId};
 use crate::store::{now_ms, read_catalog, read_config, Tables};
 
 /// A database's catalog record and configuration as the group's writes left them.
@@ -37,11 +39,27 @@ pub(super) struct GroupTxn<'e> {
     pub(super) follow: Option<Option<FollowRecord>>,
     /// The time of the group: every change it logs carries it.
     pub(super) now_ms: u64,
+    /// The table-level writes of the group, for its journal entry.
+    pub(super) journal: OpsBuffer,
+    /// How many bytes of entries the journal keeps (see `journal.rs`).
+    pub(super) journal_retain_bytes: u64,
+    /// What a mirror's applied entries changed, for the hooks.
+    pub(super) mirrored: Mirrored,
+    /// The seq of the last journal entry this group stored, once it stored one.
+    pub(super) appended: Option<u64>,
+}
+
+/// What the journal entries a mirror applied changed.
+#[derive(Default)]
+pub(super) struct Mirrored {
+    /// Databases whose catalog record changed: their last seq, `None` once dropped.
+    pub(super) databases: HashMap<String, Option<u64>>,
+    pub(super) users_changed: bool,
 }
 
 impl<'e> GroupTxn<'e> {
     /// A group in the write transaction `wtxn`, timed now.
-    pub(super) fn new(wtxn: RwTxn<'e>, tables: Tables) -> GroupTxn<'e> {
+    pub(super) fn new(wtxn: RwTxn<'e>, tables: Tables, journal_retain_bytes: u64) -> GroupTxn<'e> {
         GroupTxn {
             wtxn,
             tables,
@@ -49,6 +67,10 @@ impl<'e> GroupTxn<'e> {
             next_database_id: None,
             follow: None,
             now_ms: now_ms(),
+            journal: OpsBuffer::default(),
+            journal_retain_bytes,
+            mirrored: Mirrored::default(),
+            appended: None,
         }
     }
 }
@@ -98,9 +120,7 @@ impl GroupTxn<'_> {
         name: &str,
         config: DatabaseConfig,
     ) -> Result<(), Failure> {
-        self.tables
-            .configs
-            .put(&mut self.wtxn, name, &config.encode())?;
+        self.put(TableId::Configs, name, config.encode())?;
         self.cached(name)?.config = Some(config);
         Ok(())
     }
@@ -194,12 +214,14 @@ impl GroupTxn<'_> {
             } => self.sync_apply(db, lineage, *first_seq, ops, times_ms),
             Write::SyncStopped { db, stop } => self.sync_stopped(db, stop.as_ref()),
             Write::SyncDetach => self.sync_detach(),
+            Write::MirrorApply { entries } => self.apply_entries(entries),
         }
     }
 
     /// Applies retention to the databases this group wrote, writes back the catalog
-    /// records, and commits with fsync. Returns what changed in which database.
-    pub(super) fn finish(mut self) -> Result<Vec<DatabaseCommit>> {
+    /// records, stores the group's journal entry and commits with fsync. Returns what
+    /// changed in which database, and the journal's newest seq when it grew.
+    pub(super) fn finish(mut self) -> Result<(Vec<DatabaseCommit>, Option<u64>)> {
         let touched: Vec<String> = self
             .catalog
             .iter()
@@ -212,29 +234,45 @@ impl GroupTxn<'_> {
                 Err(Failure::Request(e) | Failure::Group(e)) => return Err(e),
             }
         }
-        for (name, entry) in &self.catalog {
-            if !entry.dirty {
-                continue;
-            }
-            match &entry.record {
-                Some(record) => self
-                    .tables
-                    .catalog
-                    .put(&mut self.wtxn, name, &record.encode())?,
-                None => {
-                    self.tables.catalog.delete(&mut self.wtxn, name)?;
+        let records: Vec<(String, Option<Vec<u8>>)> = self
+            .catalog
+            .iter()
+            .filter(|(_, entry)| entry.dirty)
+            .map(|(name, entry)| {
+                (
+                    name.clone(),
+                    entry.record.as_ref().map(CatalogRecord::encode),
+                )
+            })
+            .collect();
+        let written = (|| {
+            for (name, record) in records {
+                match record {
+                    Some(record) => self.put(TableId::Catalog, &name, record)?,
+                    None => {
+                        self.delete(TableId::Catalog, &name)?;
+                    }
                 }
             }
-        }
-        if let Some(next) = self.next_database_id {
-            self.tables.meta.put(
-                &mut self.wtxn,
-                meta_key::NEXT_DATABASE_ID,
-                &next.to_be_bytes(),
-            )?;
+            if let Some(next) = self.next_database_id {
+                self.put(
+                    TableId::Meta,
+                    meta_key::NEXT_DATABASE_ID,
+                    next.to_be_bytes(),
+                )?;
+            }
+            self.append_journal()
+        })();
+        if let Err(Failure::Request(e) | Failure::Group(e)) = written {
+            return Err(e);
         }
         self.wtxn.commit()?;
-        Ok(self
+        let mirrored = self
+            .mirrored
+            .databases
+            .into_iter()
+            .map(|(name, last_seq)| DatabaseCommit { name, last_seq });
+        let commits = self
             .catalog
             .into_iter()
             .filter(|(_, entry)| entry.dirty)
@@ -242,6 +280,8 @@ impl GroupTxn<'_> {
                 name,
                 last_seq: entry.record.map(|r| r.last_seq),
             })
-            .collect())
+            .chain(mirrored)
+            .collect();
+        Ok((commits, self.appended))
     }
 }

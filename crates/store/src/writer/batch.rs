@@ -3,6 +3,7 @@
 //! state the batch's earlier operations leave; only then are documents, change-log
 //! entries, counters and index entries written.
 
+use crate::journal::TableId;
 use std::collections::HashMap;
 
 use super::apply::GroupTxn;
@@ -120,9 +121,10 @@ impl GroupTxn<'_> {
                         .get_or_put(&mut self.wtxn, &stored_key, &stored)?
                         .map(<[u8]>::len);
                     if let Some(old_len) = replaced {
-                        self.tables.docs.put(&mut self.wtxn, &stored_key, &stored)?;
+                        self.put(TableId::Docs, &stored_key, &stored)?;
                         record.doc_bytes -= (stored_key.len() + old_len) as u64;
                     } else {
+                        self.note_put(TableId::Docs, &stored_key, &stored);
                         record.doc_count += 1;
                     }
                     record.doc_bytes += (stored_key.len() + stored.len()) as u64;
@@ -136,7 +138,7 @@ impl GroupTxn<'_> {
                         .map(<[u8]>::len);
                     match old_len {
                         Some(old_len) => {
-                            self.tables.docs.delete(&mut self.wtxn, &stored_key)?;
+                            self.delete(TableId::Docs, &stored_key)?;
                             record.doc_count -= 1;
                             record.doc_bytes -= (stored_key.len() + old_len) as u64;
                         }
@@ -152,20 +154,19 @@ impl GroupTxn<'_> {
                 }
             };
             let log_key = change_key(record.id, seq);
-            self.tables.changes.put(&mut self.wtxn, &log_key, &change)?;
+            self.put(TableId::Changes, log_key, &change)?;
             record.log_bytes += (log_key.len() + change.len()) as u64;
             record.last_seq = seq;
             revs.push(seq);
         }
         if let Some(changes) = index_changes {
-            let indexes = self.tables.indexes;
             for ((value_key, doc), change) in &changes.entries {
                 match (change.before, change.after) {
                     (false, true) => {
-                        indexes.put(&mut self.wtxn, &index_entry(value_key, doc), &[])?
+                        self.put(TableId::Indexes, index_entry(value_key, doc), [])?
                     }
                     (true, false) => {
-                        indexes.delete(&mut self.wtxn, &index_entry(value_key, doc))?;
+                        self.delete(TableId::Indexes, index_entry(value_key, doc))?;
                     }
                     _ => {}
                 }

@@ -3,6 +3,7 @@
 //! configuration), the offline flag, index definitions and retention, and trimming a
 //! change log to what its retention keeps.
 
+use crate::journal::TableId;
 use std::ops::Bound;
 
 use super::apply::{CachedEntry, GroupTxn};
@@ -33,9 +34,7 @@ impl GroupTxn<'_> {
             offline,
             ..DatabaseConfig::default()
         };
-        self.tables
-            .configs
-            .put(&mut self.wtxn, name, &config.encode())?;
+        self.put(TableId::Configs, name, config.encode())?;
         self.catalog.insert(
             name.to_string(),
             CachedEntry {
@@ -61,12 +60,11 @@ impl GroupTxn<'_> {
     pub(super) fn drop_database(&mut self, name: &str) -> Result<Written, Failure> {
         let id = self.existing(name)?.id;
         let (low, high) = database_bounds(id);
-        let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
-        self.tables.docs.delete_range(&mut self.wtxn, &bounds)?;
-        self.tables.changes.delete_range(&mut self.wtxn, &bounds)?;
-        self.tables.indexes.delete_range(&mut self.wtxn, &bounds)?;
-        self.tables.configs.delete(&mut self.wtxn, name)?;
-        self.tables.sync.delete(&mut self.wtxn, name)?;
+        for table in [TableId::Docs, TableId::Changes, TableId::Indexes] {
+            self.delete_range(table, Bound::Included(&low[..]), Bound::Excluded(&high[..]))?;
+        }
+        self.delete(TableId::Configs, name)?;
+        self.delete(TableId::Sync, name)?;
         self.catalog.insert(
             name.to_string(),
             CachedEntry {
@@ -105,8 +103,11 @@ impl GroupTxn<'_> {
         let indexes_changed = config.indexes != indexes;
         if indexes_changed {
             let (low, high) = database_bounds(id);
-            let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
-            self.tables.indexes.delete_range(&mut self.wtxn, &bounds)?;
+            self.delete_range(
+                TableId::Indexes,
+                Bound::Included(&low[..]),
+                Bound::Excluded(&high[..]),
+            )?;
             config.indexes = indexes.to_vec();
             // An empty database's new indexes are complete at once.
             config.indexes_stale = doc_count > 0 && !indexes.is_empty();
@@ -203,8 +204,11 @@ impl GroupTxn<'_> {
             return Ok(0);
         }
         let end = change_key(record.id, trim_through);
-        let range = (Bound::Included(&low[..]), Bound::Included(&end[..]));
-        self.tables.changes.delete_range(&mut self.wtxn, &range)?;
+        self.delete_range(
+            TableId::Changes,
+            Bound::Included(&low[..]),
+            Bound::Included(&end[..]),
+        )?;
         let record = self.existing_mut(name)?;
         record.trimmed_through = trim_through;
         record.log_bytes -= freed;

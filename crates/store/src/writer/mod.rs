@@ -12,11 +12,13 @@
 //! `validation.rs` (input checks before a write is queued), `submit.rs` (the `Store`
 //! methods that write), `apply.rs` (the transaction of one group), and what applies each
 //! kind of write: `databases.rs`, `batch.rs`, `resync.rs`, `service_tables.rs`, `sync.rs`
-//! (a follower's changes and migration mode).
+//! (a follower's changes and migration mode); `journal.rs` records every table-level
+//! write of a group as one journal entry and applies a leader's entries on a mirror.
 
 mod apply;
 mod batch;
 mod databases;
+mod journal;
 mod requests;
 mod resync;
 mod service_tables;
@@ -31,8 +33,8 @@ use std::thread::JoinHandle;
 use heed::{Env, WithoutTls};
 
 pub use requests::{
-    CommitHook, DatabaseCommit, GroupHook, GroupStats, IndexEntry, Op, Reply, ResyncChunk,
-    SyncLineage, Write, Written, MAX_BATCH_OPS,
+    CommitHook, DatabaseCommit, GroupHook, GroupStats, IndexEntry, JournalEntry, JournalHook, Op,
+    Reply, ResyncChunk, SyncLineage, Write, Written, MAX_BATCH_OPS,
 };
 
 use crate::error::{Result, StoreError};
@@ -45,12 +47,25 @@ pub(crate) enum WriterMessage {
 }
 
 /// What the writer tells the rest of the process after commits: the commit hook and the
-/// group hook (set by the store's owner) and a counter of commits that changed users.
+/// group hook (set by the store's owner) and a counter of commits that changed users;
+/// and what the process tells the writer: whether the store is a mirror's.
 #[derive(Default)]
 pub(crate) struct Signals {
     pub hook: RwLock<Option<CommitHook>>,
     pub group_hook: RwLock<Option<GroupHook>>,
     pub users_generation: std::sync::atomic::AtomicU64,
+    /// A mirror's store takes its leader's journal entries (`MirrorApply`) and nothing
+    /// else; any other store refuses them.
+    pub mirror: std::sync::atomic::AtomicBool,
+    pub journal_hook: RwLock<Option<JournalHook>>,
+}
+
+/// What the commits of one group (or of its writes retried one by one) left.
+#[derive(Default)]
+struct Committed {
+    commits: Vec<DatabaseCommit>,
+    /// The journal's newest seq once a commit added entries.
+    journal_head: Option<u64>,
 }
 
 /// The signals, shared by the store and the writer thread.
@@ -103,15 +118,20 @@ fn run(
         }
         let writes: Vec<&Write> = group.iter().map(|(w, _)| w).collect();
         let started = std::time::Instant::now();
-        let mut commits = Vec::new();
-        let outcomes = match commit_group(&env, tables, &writes, &mut commits) {
+        let mut committed = Committed::default();
+        let settings = GroupSettings {
+            journal_retain_bytes: options.journal_retain_bytes,
+            mirror: hook.mirror.load(std::sync::atomic::Ordering::SeqCst),
+        };
+        let outcomes = match commit_group(&env, tables, settings, &writes, &mut committed) {
             Ok(outcomes) => outcomes,
             Err(error) if writes.len() > 1 => {
                 tracing::warn!(%error, requests = writes.len(), "group commit failed, retrying its writes one by one");
                 writes
                     .iter()
                     .map(|w| {
-                        commit_group(&env, tables, &[w], &mut commits).and_then(|mut o| o.remove(0))
+                        commit_group(&env, tables, settings, &[w], &mut committed)
+                            .and_then(|mut o| o.remove(0))
                     })
                     .collect()
             }
@@ -125,16 +145,28 @@ fn run(
                 committed: outcomes.iter().any(Result::is_ok),
             });
         }
-        if !commits.is_empty() {
+        if !committed.commits.is_empty() {
             let hook = hook.hook.read().map(|h| h.clone()).unwrap_or(None);
             if let Some(hook) = hook {
-                hook(&commits);
+                hook(&committed.commits);
+            }
+        }
+        if let Some(head) = committed.journal_head {
+            let journal_hook = hook.journal_hook.read().map(|h| h.clone()).unwrap_or(None);
+            if let Some(journal_hook) = journal_hook {
+                journal_hook(head);
             }
         }
         let users_changed = outcomes.iter().any(|o| {
             matches!(
                 o,
-                Ok(Written::UserSaved | Written::UserDeleted | Written::SessionDeleted(true))
+                Ok(Written::UserSaved
+                    | Written::UserDeleted
+                    | Written::SessionDeleted(true)
+                    | Written::MirrorApplied {
+                        users_changed: true,
+                        ..
+                    })
             ) || matches!(o, Ok(Written::SessionsPurged(n)) if *n > 0)
         });
         if users_changed {
@@ -165,10 +197,19 @@ const LOW_FREE_SPACE_BYTES: u64 = 64 << 20;
 fn commit_group(
     env: &Env<WithoutTls>,
     tables: Tables,
+    settings: GroupSettings,
     writes: &[&Write],
-    commits: &mut Vec<DatabaseCommit>,
+    committed: &mut Committed,
 ) -> Result<Vec<Result<Written>>> {
-    try_commit_group(env, tables, writes, commits).map_err(|error| explain_io_failure(error, env))
+    try_commit_group(env, tables, settings, writes, committed)
+        .map_err(|error| explain_io_failure(error, env))
+}
+
+/// What a group's transaction needs to know beyond its writes.
+#[derive(Clone, Copy)]
+struct GroupSettings {
+    journal_retain_bytes: u64,
+    mirror: bool,
 }
 
 /// LMDB reports a short write (what a full file system gives) as EIO: when the file
@@ -196,19 +237,31 @@ fn explain_io_failure(error: StoreError, env: &Env<WithoutTls>) -> StoreError {
 fn try_commit_group(
     env: &Env<WithoutTls>,
     tables: Tables,
+    settings: GroupSettings,
     writes: &[&Write],
-    commits: &mut Vec<DatabaseCommit>,
+    committed: &mut Committed,
 ) -> Result<Vec<Result<Written>>> {
-    let mut txn = GroupTxn::new(env.write_txn()?, tables);
+    let mut txn = GroupTxn::new(env.write_txn()?, tables, settings.journal_retain_bytes);
     let mut outcomes = Vec::with_capacity(writes.len());
     for write in writes {
+        let mirrored = matches!(write, Write::MirrorApply { .. });
+        if mirrored != settings.mirror {
+            outcomes.push(Err(if settings.mirror {
+                StoreError::MirrorReadOnly
+            } else {
+                StoreError::NotAMirror
+            }));
+            continue;
+        }
         match txn.apply(write) {
             Ok(written) => outcomes.push(Ok(written)),
             Err(Failure::Request(error)) => outcomes.push(Err(error)),
             Err(Failure::Group(error)) => return Err(error),
         }
     }
-    commits.extend(txn.finish()?);
+    let (commits, journal_head) = txn.finish()?;
+    committed.commits.extend(commits);
+    committed.journal_head = journal_head.or(committed.journal_head);
     Ok(outcomes)
 }
 

@@ -171,6 +171,18 @@ pub enum Write {
     },
     /// Leaves migration mode (the data and the positions stay as they are).
     SyncDetach,
+    /// A mirror applies its leader's journal entries, which must continue its own
+    /// journal, and stores them at their seqs (the only write a mirror's store takes).
+    MirrorApply {
+        entries: Vec<JournalEntry>,
+    },
+}
+
+/// One stored entry of a journal: its seq and its value as the `journal` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalEntry {
+    pub seq: u64,
+    pub value: Vec<u8>,
 }
 
 /// Whose change log a follower applies to a database: checked against its stored sync
@@ -259,7 +271,15 @@ pub enum Written {
     SyncStopSet,
     /// The follow record that was removed (`None`: migration mode was off).
     SyncDetached(Option<FollowRecord>),
+    /// The seq of the last entry a mirror applied, and whether users or sessions changed.
+    MirrorApplied {
+        head: u64,
+        users_changed: bool,
+    },
 }
+
+/// Called after each commit that added journal entries, with the journal's newest seq.
+pub type JournalHook = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// What one commit changed in a database, told to the commit hook.
 #[derive(Debug, Clone, PartialEq, Eq)]

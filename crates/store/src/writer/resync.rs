@@ -4,6 +4,7 @@
 //! holds the value); `resync_finish` removes the entries no document backs and, at the
 //! end, marks the indexes fresh or stale.
 
+use crate::journal::TableId;
 use std::ops::Bound;
 
 use super::apply::GroupTxn;
@@ -121,7 +122,7 @@ impl GroupTxn<'_> {
                             break;
                         }
                         // An orphan: its document no longer holds the value.
-                        indexes.delete(&mut self.wtxn, &index_entry(&ikey, &holder))?;
+                        self.delete(TableId::Indexes, index_entry(&ikey, &holder))?;
                     }
                     if let Some(holder) = duplicate {
                         errors.push(format!(
@@ -134,7 +135,7 @@ impl GroupTxn<'_> {
                 }
                 let entry = index_entry(&ikey, &key);
                 if indexes.get(&self.wtxn, &entry)?.is_none() {
-                    indexes.put(&mut self.wtxn, &entry, &[])?;
+                    self.put(TableId::Indexes, &entry, [])?;
                     changed = true;
                 }
             }
@@ -214,7 +215,7 @@ impl GroupTxn<'_> {
             }
         }
         for key in &doomed {
-            indexes.delete(&mut self.wtxn, key)?;
+            self.delete(TableId::Indexes, key)?;
         }
         let next = if checked == limit { last } else { None };
         if next.is_none() {

@@ -8,6 +8,7 @@ use super::Failure;
 use crate::error::StoreError;
 use crate::format::{meta_key, table, SessionRecord, UserRecord};
 use crate::jobs::{JobRecord, JobStatus};
+use crate::journal::TableId;
 use crate::status::ServiceStatus;
 
 impl GroupTxn<'_> {
@@ -29,15 +30,13 @@ impl GroupTxn<'_> {
                 name: name.to_string(),
             }));
         }
-        self.tables
-            .users
-            .put(&mut self.wtxn, name, &record.encode())?;
+        self.put(TableId::Users, name, record.encode())?;
         Ok(Written::UserSaved)
     }
 
     /// Removes the user `name` and every session of it.
     pub(super) fn delete_user(&mut self, name: &str) -> Result<Written, Failure> {
-        if !self.tables.users.delete(&mut self.wtxn, name)? {
+        if !self.delete(TableId::Users, name)? {
             return Err(Failure::Request(StoreError::UserMissing {
                 name: name.to_string(),
             }));
@@ -52,16 +51,14 @@ impl GroupTxn<'_> {
         token_hash: &[u8; 32],
         record: &SessionRecord,
     ) -> Result<Written, Failure> {
-        self.tables
-            .sessions
-            .put(&mut self.wtxn, token_hash, &record.encode())?;
+        self.put(TableId::Sessions, token_hash, record.encode())?;
         Ok(Written::SessionSaved)
     }
 
     /// Removes a session; answers whether it existed.
     pub(super) fn delete_session(&mut self, token_hash: &[u8; 32]) -> Result<Written, Failure> {
         Ok(Written::SessionDeleted(
-            self.tables.sessions.delete(&mut self.wtxn, token_hash)?,
+            self.delete(TableId::Sessions, token_hash)?,
         ))
     }
 
@@ -78,7 +75,7 @@ impl GroupTxn<'_> {
             }
         }
         for token_hash in &doomed {
-            self.tables.sessions.delete(&mut self.wtxn, token_hash)?;
+            self.delete(TableId::Sessions, token_hash)?;
         }
         Ok(doomed.len() as u64)
     }
@@ -98,13 +95,11 @@ impl GroupTxn<'_> {
             id,
             ..record.clone()
         };
-        self.tables
-            .jobs
-            .put(&mut self.wtxn, &id.to_be_bytes(), &record.encode())?;
-        self.tables.meta.put(
-            &mut self.wtxn,
+        self.put(TableId::Jobs, id.to_be_bytes(), record.encode())?;
+        self.put(
+            TableId::Meta,
             meta_key::NEXT_JOB_ID,
-            &(id + 1).to_be_bytes(),
+            (id + 1).to_be_bytes(),
         )?;
         Ok(Written::JobCreated(id))
     }
@@ -118,9 +113,7 @@ impl GroupTxn<'_> {
                 key: record.id.to_string(),
             }));
         }
-        self.tables
-            .jobs
-            .put(&mut self.wtxn, &key, &record.encode())?;
+        self.put(TableId::Jobs, key, record.encode())?;
         Ok(Written::JobSaved)
     }
 
@@ -137,9 +130,7 @@ impl GroupTxn<'_> {
             record.error_message =
                 Some("interrupted: the service stopped while the job ran".to_string());
             record.finish(JobStatus::Failed, now_ms);
-            self.tables
-                .jobs
-                .put(&mut self.wtxn, &record.id.to_be_bytes(), &record.encode())?;
+            self.put(TableId::Jobs, record.id.to_be_bytes(), record.encode())?;
         }
         Ok(Written::JobsFailed(interrupted.len() as u64))
     }
@@ -147,11 +138,9 @@ impl GroupTxn<'_> {
     /// Replaces the whole job history; the next job id follows the largest one given
     /// (and never goes back).
     pub(super) fn replace_jobs(&mut self, records: &[JobRecord]) -> Result<Written, Failure> {
-        self.tables.jobs.clear(&mut self.wtxn)?;
+        self.clear(TableId::Jobs)?;
         for record in records {
-            self.tables
-                .jobs
-                .put(&mut self.wtxn, &record.id.to_be_bytes(), &record.encode())?;
+            self.put(TableId::Jobs, record.id.to_be_bytes(), record.encode())?;
         }
         let next = records.iter().map(|r| r.id).max().unwrap_or(0) + 1;
         let stored_next = match self.tables.meta.get(&self.wtxn, meta_key::NEXT_JOB_ID)? {
@@ -160,36 +149,30 @@ impl GroupTxn<'_> {
             }
             _ => 1,
         };
-        self.tables.meta.put(
-            &mut self.wtxn,
+        self.put(
+            TableId::Meta,
             meta_key::NEXT_JOB_ID,
-            &next.max(stored_next).to_be_bytes(),
+            next.max(stored_next).to_be_bytes(),
         )?;
         Ok(Written::JobsReplaced)
     }
 
     /// Replaces the service status.
     pub(super) fn set_status(&mut self, status: &ServiceStatus) -> Result<Written, Failure> {
-        self.tables
-            .meta
-            .put(&mut self.wtxn, meta_key::STATUS, &status.encode())?;
+        self.put(TableId::Meta, meta_key::STATUS, status.encode())?;
         Ok(Written::StatusSet)
     }
 
     /// Writes the probe record.
     pub(super) fn probe(&mut self, now_ms: u64) -> Result<Written, Failure> {
-        self.tables
-            .meta
-            .put(&mut self.wtxn, meta_key::PROBE, &now_ms.to_be_bytes())?;
+        self.put(TableId::Meta, meta_key::PROBE, now_ms.to_be_bytes())?;
         Ok(Written::Probed)
     }
 
     /// Draws a new change-log epoch.
     pub(super) fn new_epoch(&mut self) -> Result<Written, Failure> {
         let epoch = crate::store::random_epoch()?;
-        self.tables
-            .meta
-            .put(&mut self.wtxn, meta_key::EPOCH, &epoch.to_be_bytes())?;
+        self.put(TableId::Meta, meta_key::EPOCH, epoch.to_be_bytes())?;
         Ok(Written::Epoch(epoch))
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::mpsc;
 
-use super::requests::{CommitHook, GroupHook, Op, Reply, ResyncChunk, Write, Written};
+use super::requests::{CommitHook, GroupHook, JournalHook, Op, Reply, ResyncChunk, Write, Written};
 use super::validation::validate_write;
 use super::WriterMessage;
 use crate::error::{Result, StoreError};
@@ -196,6 +196,34 @@ impl Store {
             .group_hook
             .write()
             .expect("the group hook lock is never poisoned") = Some(hook);
+    }
+
+    /// Calls `hook` after each commit that added journal entries, with the newest seq
+    /// (replacing any earlier hook).
+    pub fn set_journal_hook(&self, hook: JournalHook) {
+        *self
+            .shared
+            .commit_hook
+            .journal_hook
+            .write()
+            .expect("the journal hook lock is never poisoned") = Some(hook);
+    }
+
+    /// Makes the store a mirror's (it then takes `Write::MirrorApply` and refuses every
+    /// other write with `MirrorReadOnly`) or a leader's again.
+    pub fn set_mirror(&self, mirror: bool) {
+        self.shared
+            .commit_hook
+            .mirror
+            .store(mirror, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether the store is a mirror's.
+    pub fn is_mirror(&self) -> bool {
+        self.shared
+            .commit_hook
+            .mirror
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Sets the hook called after every commit that changed databases (replacing any

@@ -10,6 +10,7 @@ use super::requests::{Op, SyncLineage, Written};
 use super::Failure;
 use crate::error::StoreError;
 use crate::format::{meta_key, FollowRecord, Retention, SyncPosition, SyncStop};
+use crate::journal::TableId;
 use crate::store::now_ms;
 
 impl GroupTxn<'_> {
@@ -45,9 +46,7 @@ impl GroupTxn<'_> {
     }
 
     fn save_sync_position(&mut self, db: &str, position: &SyncPosition) -> Result<(), Failure> {
-        self.tables
-            .sync
-            .put(&mut self.wtxn, db, &position.encode())?;
+        self.put(TableId::Sync, db, position.encode())?;
         Ok(())
     }
 
@@ -108,9 +107,7 @@ impl GroupTxn<'_> {
             },
             None => follow.clone(),
         };
-        self.tables
-            .meta
-            .put(&mut self.wtxn, meta_key::FOLLOW, &follow.encode())?;
+        self.put(TableId::Meta, meta_key::FOLLOW, follow.encode())?;
         self.follow = Some(Some(follow));
         Ok(Written::SyncAttached)
     }
@@ -217,7 +214,7 @@ impl GroupTxn<'_> {
     pub(super) fn sync_detach(&mut self) -> Result<Written, Failure> {
         let follow = self.follow_record()?;
         if follow.is_some() {
-            self.tables.meta.delete(&mut self.wtxn, meta_key::FOLLOW)?;
+            self.delete(TableId::Meta, meta_key::FOLLOW)?;
             self.follow = Some(None);
         }
         Ok(Written::SyncDetached(follow))

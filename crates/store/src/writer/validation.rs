@@ -54,6 +54,11 @@ pub(super) fn validate_write(write: &Write, max_value_bytes: usize) -> Result<()
         | Write::NewEpoch
         | Write::Probe { .. } => Ok(()),
         Write::SetStatus { status } => status.validate(),
+        // A damaged or foreign entry is refused before it is queued.
+        Write::MirrorApply { entries } => entries.iter().try_for_each(|entry| {
+            crate::journal::check_entry(entry.seq, &entry.value)?;
+            crate::journal::entry_ops(&entry.value).map(|_| ())
+        }),
         Write::SyncAttach { positions, .. } => positions
             .iter()
             .try_for_each(|(name, _)| validate_database_name(name)),
