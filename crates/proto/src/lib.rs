@@ -18,4 +18,4 @@ pub mod values;
 pub use code::{ErrorCode, WireError};
 pub use frame::{push_frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME, MAX_UNAUTHENTICATED_FRAME};
 pub use message::{encode_doc_result, Message, MessageError};
-pub use methods::{Call, Method, MethodKind, Need, Permission, Request};
+pub use methods::{Call, Effect, Method, MethodKind, Need, Permission, Request};

@@ -371,3 +371,18 @@ wire_enum! {
         Abort = "abort",
     }
 }
+
+wire_enum! {
+    /// Where a mirror's connection to its leader stands (`status`'s `mirror`).
+    MirrorState("state") {
+        /// Connecting to the leader (first, or again after a failure).
+        Connecting = "connecting",
+        /// Copying the leader's environment (an empty directory, or one whose history
+        /// the leader no longer continues).
+        Bootstrapping = "bootstrapping",
+        /// Applying the leader's journal as it commits.
+        Following = "following",
+        /// The connection failed: the mirror waits before it connects again.
+        Disconnected = "disconnected",
+    }
+}

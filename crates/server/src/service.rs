@@ -20,6 +20,7 @@ use crate::config::{
 };
 use crate::error::ServerError;
 use crate::net::{self, Listener, Serves};
+use crate::ops::mirror::{self, Mirror};
 use crate::ops::shared::{ReloadSource, Shared};
 use crate::ops::{health, jobs, reload, schedule, webhooks};
 use crate::storage::{now_ms, write};
@@ -133,6 +134,22 @@ impl Service {
     ) -> Result<Service, ServerError> {
         create_private_dir(dir)?;
         let lock = DirLock::acquire(dir)?;
+        let cert_dirs = certificate_dirs(dir, &settings)?;
+        // A mirror reaches its leader with the certificates of the extra directory
+        // first (the leader's CA, an admin's client certificate), then its own.
+        let leader_cert_dirs: Vec<PathBuf> = cert_dirs
+            .iter()
+            .rev()
+            .map(|d| d.root().to_path_buf())
+            .collect();
+        let mirror = Mirror::from_settings(&settings, &leader_cert_dirs).map(Arc::new);
+        let bootstrapped = match &mirror {
+            Some(mirror) if mirror::needs_bootstrap(dir) => {
+                mirror::bootstrap(dir, mirror, None).await?;
+                true
+            }
+            _ => false,
+        };
         let options = settings.store_options();
         let store_dir = dir.to_path_buf();
         let store = tokio::task::spawn_blocking(move || Store::open_or_create(&store_dir, options))
@@ -144,12 +161,24 @@ impl Service {
             create_private_dir(&dir.join(sub))?;
         }
         empty_dir(&dir.join(TMP_DIR))?;
-        ensure_root(&store, settings.root_password.as_deref()).await?;
-        write(&store, Write::PurgeSessions { now_ms: now_ms() })
-            .await
-            .map_err(|e| ServerError::io("purging sessions", std::io::Error::other(e.message)))?;
+        if let Some(mirror) = &mirror {
+            // A mirror's store takes its leader's writes only, from now on.
+            store.set_mirror(true);
+            if !bootstrapped {
+                mirror.check_leader(&store.meta().service_id).await?;
+            }
+            if settings.root_password.is_some() {
+                tracing::warn!("a mirror keeps its leader's users: --auth-passwd is ignored (set root's password on the leader)");
+            }
+        } else {
+            ensure_root(&store, settings.root_password.as_deref()).await?;
+            write(&store, Write::PurgeSessions { now_ms: now_ms() })
+                .await
+                .map_err(|e| {
+                    ServerError::io("purging sessions", std::io::Error::other(e.message))
+                })?;
+        }
 
-        let cert_dirs = certificate_dirs(dir, &settings)?;
         let ca_name = format!("cairn-{}", &store.meta().service_id[..8]);
         let host_names: Vec<String> = cairn_certs::machine_hostname().into_iter().collect();
         let written =
@@ -190,9 +219,13 @@ impl Service {
         if let Some(address) = &settings.metrics_listen {
             listeners.push(net::bind_metrics(address).await?);
         }
-        let interrupted = jobs::fail_interrupted(&store).await.map_err(|e| {
-            ServerError::io("marking interrupted jobs", std::io::Error::other(e.message))
-        })?;
+        let interrupted = if mirror.is_some() {
+            0
+        } else {
+            jobs::fail_interrupted(&store).await.map_err(|e| {
+                ServerError::io("marking interrupted jobs", std::io::Error::other(e.message))
+            })?
+        };
         if interrupted > 0 {
             tracing::warn!(
                 jobs = interrupted,
@@ -228,6 +261,7 @@ impl Service {
         );
         shared.databases.load(&store)?;
         shared.reload_source = reload_source;
+        shared.mirror = mirror;
         let shared = Arc::new(shared);
         // The automatic READ_ONLY reasons hold from the first call.
         health::check(&shared).await;
@@ -263,10 +297,18 @@ impl Service {
 
     /// Serves until the shutdown token is cancelled, then stops cleanly.
     pub async fn run(self) -> Result<(), ServerError> {
-        schedule::restart(&self.shared).map_err(|reason| ServerError::Settings {
-            source_name: "[backup] schedule".to_string(),
-            reason,
-        })?;
+        match &self.shared.mirror {
+            Some(mirror) => {
+                // Its leader's backups are the mirror's: it writes no jobs of its own.
+                self.shared
+                    .background
+                    .spawn(mirror::follow(self.shared.clone(), mirror.clone()));
+            }
+            None => schedule::restart(&self.shared).map_err(|reason| ServerError::Settings {
+                source_name: "[backup] schedule".to_string(),
+                reason,
+            })?,
+        }
         health::spawn(self.shared.clone());
         net::serve(self.listeners, self.shared.clone()).await;
         for socket in [SOCKET_FILE, HTTP_SOCKET_FILE] {

@@ -13,8 +13,8 @@ use std::path::Path;
 
 use heed::{Env, WithoutTls};
 
-use crate::journal::TableId;
 use crate::error::{Result, StoreError};
+use crate::journal::TableId;
 use crate::store::{Snapshot, Store};
 
 /// LMDB's two meta pages, at the start of every environment.

@@ -9,6 +9,7 @@ mod changes;
 mod data;
 mod db;
 mod jobs;
+mod mirror;
 mod session;
 mod status;
 mod sync;
@@ -35,6 +36,10 @@ pub use jobs::{
     BackupInfo, BackupNameArgs, BackupStartArgs, Job, JobError, JobIdArgs, JobProgress,
     JobsListArgs,
 };
+pub use mirror::{
+    BootstrapChunk, BootstrapEnd, MirrorEnd, MirrorEntry, MirrorFollowArgs, MirrorItem,
+    MirrorStatus,
+};
 pub use session::{AuthArgs, LoginArgs, LoginResult, LogoutArgs, WhoAmI};
 pub use status::{
     ConfigReloadResult, DbUsage, DirUsage, EnvUsage, SettingChange, StatusReason, StatusResult,
@@ -51,97 +56,102 @@ pub use users::{
 method_table! {
     // Session: change or read who the connection is.
     /// Logs in with a user and password.
-    Login = ("login", LoginArgs => LoginResult, Session, Anyone),
+    Login = ("login", LoginArgs => LoginResult, Session, Changes, Anyone),
     /// Authenticates with a session token.
-    Auth = ("auth", AuthArgs => WhoAmI, Session, Anyone),
+    Auth = ("auth", AuthArgs => WhoAmI, Session, Reads, Anyone),
     /// Revokes a session token.
-    Logout = ("logout", LogoutArgs => (), Session, User),
+    Logout = ("logout", LogoutArgs => (), Session, Changes, User),
     /// Who the connection is.
-    WhoAmI = ("whoami", NoArgs => WhoAmI, Session, User),
+    WhoAmI = ("whoami", NoArgs => WhoAmI, Session, Reads, User),
     // The service.
     /// The service's mode and messages.
-    Status = ("status", NoArgs => StatusResult, Inline, Anyone),
+    Status = ("status", NoArgs => StatusResult, Inline, Reads, Anyone),
     /// Sets the service's mode and messages.
-    StatusSet = ("status.set", StatusSetArgs => StatusResult, Plain, Admin),
+    StatusSet = ("status.set", StatusSetArgs => StatusResult, Plain, Changes, Admin),
     /// How much room the data takes.
-    Usage = ("usage", NoArgs => UsageResult, Plain, Admin),
+    Usage = ("usage", NoArgs => UsageResult, Plain, Reads, Admin),
     /// Reads the settings file again.
-    ConfigReload = ("config.reload", NoArgs => ConfigReloadResult, Plain, Admin),
+    ConfigReload = ("config.reload", NoArgs => ConfigReloadResult, Plain, Reads, Admin),
     // Databases.
     /// Creates a database.
-    DbCreate = ("db.create", DbCreateArgs => DbInfo, Plain, Admin),
+    DbCreate = ("db.create", DbCreateArgs => DbInfo, Plain, Changes, Admin),
     /// Drops a database.
-    DbDrop = ("db.drop", DbNameArgs => (), Plain, Admin),
+    DbDrop = ("db.drop", DbNameArgs => (), Plain, Changes, Admin),
     /// The databases the caller may read.
-    DbList = ("db.list", NoArgs => Vec<DbInfo>, Plain, User),
+    DbList = ("db.list", NoArgs => Vec<DbInfo>, Plain, Reads, User),
     /// A database's counters.
-    DbInfo = ("db.info", DbNameArgs => DbInfo, Plain, Read(name)),
+    DbInfo = ("db.info", DbNameArgs => DbInfo, Plain, Reads, Read(name)),
     /// Takes a database offline.
-    DbOffline = ("db.offline", DbOfflineArgs => DbStateResult, Plain, Admin),
+    DbOffline = ("db.offline", DbOfflineArgs => DbStateResult, Plain, Changes, Admin),
     /// Brings a database online.
-    DbOnline = ("db.online", DbOnlineArgs => DbStateResult, Plain, Admin),
+    DbOnline = ("db.online", DbOnlineArgs => DbStateResult, Plain, Changes, Admin),
     /// A database's configuration.
-    DbConfig = ("db.config", DbNameArgs => DbConfig, Plain, Read(name)),
+    DbConfig = ("db.config", DbNameArgs => DbConfig, Plain, Reads, Read(name)),
     /// Replaces an offline database's configuration.
-    DbConfigSet = ("db.config.set", DbConfigSetArgs => DbConfig, Plain, Admin),
+    DbConfigSet = ("db.config.set", DbConfigSetArgs => DbConfig, Plain, Changes, Admin),
     /// Starts a resync job on an offline database.
-    DbResync = ("db.resync", DbNameArgs => Job, Plain, Admin),
+    DbResync = ("db.resync", DbNameArgs => Job, Plain, Changes, Admin),
     // Documents.
     /// Reads a document.
-    Get = ("get", GetArgs => Doc, Inline, Read(db)),
+    Get = ("get", GetArgs => Doc, Inline, Reads, Read(db)),
     /// Writes a document.
-    Put = ("put", PutArgs => RevResult, Write, Write(db)),
+    Put = ("put", PutArgs => RevResult, Write, Changes, Write(db)),
     /// Deletes a document.
-    Delete = ("delete", DeleteArgs => RevResult, Write, Write(db)),
+    Delete = ("delete", DeleteArgs => RevResult, Write, Changes, Write(db)),
     /// Writes and deletes documents, all or nothing.
-    Batch = ("batch", BatchArgs => BatchResult, Write, Write(db)),
+    Batch = ("batch", BatchArgs => BatchResult, Write, Changes, Write(db)),
     /// A page of documents in key order.
-    Scan = ("scan", ScanArgs => ScanResult, Plain, Read(db)),
+    Scan = ("scan", ScanArgs => ScanResult, Plain, Reads, Read(db)),
     /// A page of documents through a secondary index.
-    Find = ("find", FindArgs => FindResult, Plain, Read(db)),
+    Find = ("find", FindArgs => FindResult, Plain, Reads, Read(db)),
     /// A database's changes: a page, a longpoll, or a continuous stream.
-    Changes = ("changes", ChangesArgs => ChangesResult, Stream, Read(db)),
+    Changes = ("changes", ChangesArgs => ChangesResult, Stream, Reads, Read(db)),
     // Users.
     /// Adds a user.
-    UserAdd = ("user.add", UserAddArgs => (), Plain, Admin),
+    UserAdd = ("user.add", UserAddArgs => (), Plain, Changes, Admin),
     /// Sets a user's password.
-    UserPasswd = ("user.passwd", UserPasswdArgs => (), Write, SelfOrAdmin(name)),
+    UserPasswd = ("user.passwd", UserPasswdArgs => (), Write, Changes, SelfOrAdmin(name)),
     /// Grants a user access to a database.
-    UserGrant = ("user.grant", UserGrantArgs => (), Plain, Admin),
+    UserGrant = ("user.grant", UserGrantArgs => (), Plain, Changes, Admin),
     /// Revokes a user's grant.
-    UserRevoke = ("user.revoke", UserRevokeArgs => (), Plain, Admin),
+    UserRevoke = ("user.revoke", UserRevokeArgs => (), Plain, Changes, Admin),
     /// Every user.
-    UserList = ("user.list", NoArgs => Vec<UserInfo>, Plain, Admin),
+    UserList = ("user.list", NoArgs => Vec<UserInfo>, Plain, Reads, Admin),
     /// Deletes a user.
-    UserDelete = ("user.delete", UserNameArgs => (), Plain, Admin),
+    UserDelete = ("user.delete", UserNameArgs => (), Plain, Changes, Admin),
     // Backups and jobs.
     /// Starts a backup job.
-    BackupStart = ("backup.start", BackupStartArgs => Job, Job, Admin),
+    BackupStart = ("backup.start", BackupStartArgs => Job, Job, Changes, Admin),
     /// The complete backups.
-    BackupList = ("backup.list", NoArgs => Vec<BackupInfo>, Job, Admin),
+    BackupList = ("backup.list", NoArgs => Vec<BackupInfo>, Job, Reads, Admin),
     /// Deletes a backup.
-    BackupDelete = ("backup.delete", BackupNameArgs => (), Job, Admin),
+    BackupDelete = ("backup.delete", BackupNameArgs => (), Job, Changes, Admin),
     /// Starts a restore job.
-    RestoreStart = ("restore.start", BackupNameArgs => Job, Job, Admin),
+    RestoreStart = ("restore.start", BackupNameArgs => Job, Job, Changes, Admin),
     /// The jobs, newest first.
-    JobsList = ("jobs.list", JobsListArgs => Vec<Job>, Job, Admin),
+    JobsList = ("jobs.list", JobsListArgs => Vec<Job>, Job, Reads, Admin),
     /// One job.
-    JobsShow = ("jobs.show", JobIdArgs => Job, Job, Admin),
+    JobsShow = ("jobs.show", JobIdArgs => Job, Job, Reads, Admin),
     /// Asks a running job to stop.
-    JobsCancel = ("jobs.cancel", JobIdArgs => Job, Job, Admin),
+    JobsCancel = ("jobs.cancel", JobIdArgs => Job, Job, Changes, Admin),
     // Sync (the destination of `cairn-sync`).
     /// Enters migration mode, following a source.
-    SyncAttach = ("sync.attach", SyncAttachArgs => SyncStatusResult, Plain, Admin),
+    SyncAttach = ("sync.attach", SyncAttachArgs => SyncStatusResult, Plain, Changes, Admin),
     /// Creates a database the source created.
-    SyncCreate = ("sync.create", SyncCreateArgs => (), Plain, Admin),
+    SyncCreate = ("sync.create", SyncCreateArgs => (), Plain, Changes, Admin),
     /// Applies changes of the source's log at their seqs.
-    SyncApply = ("sync.apply", SyncApplyArgs => SyncApplyResult, Write, Admin),
+    SyncApply = ("sync.apply", SyncApplyArgs => SyncApplyResult, Write, Changes, Admin),
     /// Where the follower stands on a database.
-    SyncReport = ("sync.report", SyncReportArgs => (), Plain, Admin),
+    SyncReport = ("sync.report", SyncReportArgs => (), Plain, Changes, Admin),
     /// Migration mode and each database's sync.
-    SyncStatus = ("sync.status", NoArgs => SyncStatusResult, Plain, Admin),
+    SyncStatus = ("sync.status", NoArgs => SyncStatusResult, Plain, Reads, Admin),
     /// Leaves migration mode.
-    SyncDetach = ("sync.detach", SyncDetachArgs => SyncStatusResult, Plain, Admin),
+    SyncDetach = ("sync.detach", SyncDetachArgs => SyncStatusResult, Plain, Changes, Admin),
+    // Mirrors (the leader's side).
+    /// A consistent compacted copy of the environment, in chunks.
+    MirrorBootstrap = ("mirror.bootstrap", NoArgs => BootstrapEnd, Stream, Reads, Admin),
+    /// The journal's entries after a mirror's position, as they commit.
+    MirrorFollow = ("mirror.follow", MirrorFollowArgs => MirrorEnd, Stream, Reads, Admin),
 }
 
 /// How a connection runs a method.
@@ -160,6 +170,14 @@ pub enum MethodKind {
     Stream,
     /// Any other call, answered in a task of its own.
     Plain,
+}
+
+/// What a method does to the service's state: on a mirror, a method that `Changes` it
+/// goes to the leader (or is refused), one that `Reads` is served by the mirror.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    Reads,
+    Changes,
 }
 
 /// Who may call a method (`Need` is the same with the names its arguments give).

@@ -25,6 +25,9 @@ pub struct StatusResult {
     /// Migration mode: the source this service follows (`cairn-sync`), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub migration: Option<super::MigrationMode>,
+    /// On a mirror: its leader and how far behind it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<super::MirrorStatus>,
 }
 
 /// A reason the service turned itself read-only: `low_disk_space`, `disk_full` or

@@ -1,5 +1,5 @@
 //! The macro behind the method table (`methods/mod.rs` holds the one table): from one row
-//! per method it makes the `Method` enum (name, kind, permission), the typed `Request`
+//! per method it makes the `Method` enum (name, kind, effect, permission), the typed `Request`
 //! a call decodes into (with the `Need` its permission asks of the caller), and one
 //! marker type per method in `call` tying the method to its argument and result types,
 //! which typed clients call through.
@@ -9,7 +9,7 @@ macro_rules! method_table {
     (
         $(
             $(#[doc = $doc:literal])*
-            $variant:ident = ($name:literal, $args:ty => $result:ty, $kind:ident, $permission:ident $(($field:ident))?),
+            $variant:ident = ($name:literal, $args:ty => $result:ty, $kind:ident, $effect:ident, $permission:ident $(($field:ident))?),
         )+
     ) => {
         /// A method of the protocol, as named in a call's `m`.
@@ -41,6 +41,13 @@ macro_rules! method_table {
             pub fn kind(self) -> MethodKind {
                 match self {
                     $(Method::$variant => MethodKind::$kind,)+
+                }
+            }
+
+            /// Whether the method changes the service's state.
+            pub fn effect(self) -> Effect {
+                match self {
+                    $(Method::$variant => Effect::$effect,)+
                 }
             }
 

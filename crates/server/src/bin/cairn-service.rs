@@ -30,6 +30,9 @@ Examples:
       serves ./data/sock (root) and TLS on ssl://127.0.0.1:27460
   cairn-service ./data --listen ssl://0.0.0.0:27460/?hostname=db1 --listen unix:///run/cairn.sock
   CAIRN_AUTH_PASSWD=secret cairn-service ./data --log-format json
+  cairn-service ./replica --mirror 'ssl://root@db1:27460/'
+      a read replica of db1: copies it when ./replica is empty, then follows it;
+      writes sent to it go to db1 (the leader's CA and root's certificate in ./replica/certs)
 
 Settings come from DIR/cairn.toml, then CAIRN_* variables, then these flags; the log filter
 is RUST_LOG when set, else [log] level (default info). SIGHUP (or `cairn config reload`)
@@ -50,6 +53,10 @@ struct Args {
     /// Log format on stderr: text or json (also CAIRN_LOG_FORMAT).
     #[arg(long, value_name = "FORMAT", value_parser = |v: &str| v.parse::<LogFormat>())]
     log_format: Option<LogFormat>,
+    /// Mirror the leader at URL (ssl://USER@HOST:PORT/ or unix://PATH; also
+    /// CAIRN_MIRROR_LEADER or [mirror] leader): an empty DIR copies the leader first.
+    #[arg(long, value_name = "URL")]
+    mirror: Option<String>,
 }
 
 /// Installs the stderr subscriber: the filter is `RUST_LOG` when set, else `level`
@@ -133,6 +140,7 @@ fn main() -> ExitCode {
         listen: args.listen.clone(),
         auth_passwd: args.auth_passwd.clone(),
         log_format: args.log_format,
+        mirror: args.mirror.clone(),
     };
     let settings = match Settings::load(&args.dir, &environment, &flags) {
         Ok(settings) => settings,

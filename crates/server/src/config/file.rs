@@ -34,6 +34,17 @@ struct SettingsFile {
     webhooks: Vec<WebhookSection>,
     #[serde(default)]
     metrics: MetricsSection,
+    #[serde(default)]
+    mirror: MirrorSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MirrorSection {
+    leader: Option<String>,
+    token: Option<String>,
+    forward_writes: Option<bool>,
+    max_lag_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -100,6 +111,7 @@ struct AuthSection {
 #[serde(deny_unknown_fields)]
 struct StoreSection {
     map_size: Option<usize>,
+    journal_retain_mib: Option<u64>,
 }
 
 impl Settings {
@@ -152,6 +164,23 @@ impl Settings {
             file.auth.session_ttl_secs.map(Duration::from_secs),
         );
         set(&mut self.map_size, file.store.map_size);
+        set(&mut self.journal_retain_mib, file.store.journal_retain_mib);
+        if let Some(url) = file.mirror.leader {
+            self.mirror_leader =
+                Some(
+                    super::parse_leader(&url).map_err(|reason| ServerError::Settings {
+                        source_name: format!("{} [mirror] leader", path.display()),
+                        reason,
+                    })?,
+                );
+        }
+        if let Some(token) = file.mirror.token {
+            self.mirror_token = Some(token);
+        }
+        set(&mut self.mirror_forward_writes, file.mirror.forward_writes);
+        if let Some(secs) = file.mirror.max_lag_secs {
+            self.mirror_max_lag = Some(Duration::from_secs(secs));
+        }
         if let Some(level) = file.log.level {
             tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| {
                 ServerError::Settings {

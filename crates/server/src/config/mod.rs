@@ -103,6 +103,22 @@ pub struct Settings {
     /// `HOST:PORT` of a plain-HTTP listener serving `/metrics` alone, without
     /// authentication (`[metrics] listen = "http://HOST:PORT"`).
     pub metrics_listen: Option<String>,
+    /// How many MiB of journal entries the store keeps for mirrors
+    /// (`[store] journal_retain_mib`).
+    pub journal_retain_mib: u64,
+    /// The leader this service mirrors (`[mirror] leader`, `--mirror`); `None`: this
+    /// service is a leader.
+    pub mirror_leader: Option<cairn_client::ClientUrl>,
+    /// A session token of an admin of the leader (`[mirror] token`,
+    /// `CAIRN_MIRROR_TOKEN`), when the leader's URL carries no password and no client
+    /// certificate is presented.
+    pub mirror_token: Option<String>,
+    /// Whether a mirror forwards the writes it is sent to its leader
+    /// (`[mirror] forward_writes`), or refuses them with `mirror_read_only`.
+    pub mirror_forward_writes: bool,
+    /// Above this lag, a mirror refuses reads with `mirror_lagging`
+    /// (`[mirror] max_lag_secs`); `None`: never.
+    pub mirror_max_lag: Option<Duration>,
 }
 
 /// How the service logs on stderr.
@@ -145,6 +161,11 @@ impl Default for Settings {
             log_format: LogFormat::default(),
             metrics_users: Vec::new(),
             metrics_listen: None,
+            journal_retain_mib: cairn_store::DEFAULT_JOURNAL_RETAIN_BYTES >> 20,
+            mirror_leader: None,
+            mirror_token: None,
+            mirror_forward_writes: true,
+            mirror_max_lag: None,
         }
     }
 }
@@ -155,6 +176,8 @@ pub struct Flags {
     pub listen: Vec<String>,
     pub auth_passwd: Option<String>,
     pub log_format: Option<LogFormat>,
+    /// `--mirror URL`: the leader to mirror.
+    pub mirror: Option<String>,
 }
 
 impl Settings {
@@ -163,6 +186,7 @@ impl Settings {
         cairn_store::StoreOptions {
             map_size: self.map_size,
             max_value_bytes: self.max_value_bytes,
+            journal_retain_bytes: self.journal_retain_mib << 20,
             ..cairn_store::StoreOptions::default()
         }
     }
@@ -191,6 +215,13 @@ impl Settings {
         }
         if let Some(format) = flags.log_format {
             settings.log_format = format;
+        }
+        if let Some(url) = &flags.mirror {
+            settings.mirror_leader =
+                Some(parse_leader(url).map_err(|reason| ServerError::Settings {
+                    source_name: "--mirror".to_string(),
+                    reason,
+                })?);
         }
         settings.check()?;
         Ok(settings)
@@ -234,6 +265,12 @@ impl Settings {
         if self.free_space_check.is_zero() {
             return fail("[status] free_space_check_secs must be at least 1");
         }
+        if self.journal_retain_mib == 0 {
+            return fail("[store] journal_retain_mib must be at least 1");
+        }
+        if self.mirror_max_lag.is_some_and(|lag| lag.is_zero()) {
+            return fail("[mirror] max_lag_secs must be at least 1 (leave it out for no limit)");
+        }
         if self.backup_keep == Some(0) {
             return fail("[backup] keep must be at least 1 (leave it out to keep every backup)");
         }
@@ -253,6 +290,13 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// Parses a leader's URL (`ssl://…` or `unix://…`, as the `cairn` CLI takes them).
+pub fn parse_leader(url: &str) -> Result<cairn_client::ClientUrl, String> {
+    url.parse::<cairn_client::ClientUrl>().map_err(|e| {
+        format!("{url:?} is not a leader's URL ({e}): use ssl://USER@HOST:PORT/ or unix://PATH")
+    })
 }
 
 /// Parses a backup schedule: standard 5-field cron, or 6 fields with seconds first.
@@ -327,10 +371,21 @@ mod tests {
             listen: vec!["ssl://127.0.0.1:0".into()],
             auth_passwd: Some("secret".into()),
             log_format: None,
+            mirror: Some("ssl://root@db1:27460/".into()),
         };
         let from_flags = Settings::load(dir.path(), &variables, &flags).unwrap();
         assert_eq!(from_flags.listen[0].to_string(), "ssl://127.0.0.1:0");
         assert_eq!(from_flags.root_password.as_deref(), Some("secret"));
+        assert_eq!(
+            from_flags.mirror_leader.map(|url| url.redacted()),
+            Some("ssl://root@db1:27460/".to_string())
+        );
+        let bad = Flags {
+            mirror: Some("http://db1/".into()),
+            ..Flags::default()
+        };
+        let refused = Settings::load(dir.path(), &variables, &bad).unwrap_err();
+        assert!(refused.to_string().contains("--mirror"), "{refused}");
     }
 
     #[test]

@@ -200,6 +200,51 @@ pub const SETTINGS: &[Setting] = &[
         apply: None,
     },
     Setting {
+        name: "store.journal_retain_mib",
+        variable: None,
+        value: Some(|s| s.journal_retain_mib.to_string()),
+        shown: None,
+        apply: None,
+    },
+    Setting {
+        name: "mirror.leader",
+        variable: Some(("CAIRN_MIRROR_LEADER", |s, v| {
+            s.mirror_leader = Some(super::parse_leader(v)?);
+            Ok(())
+        })),
+        value: Some(|s| {
+            s.mirror_leader
+                .as_ref()
+                .map_or_else(|| "none".to_string(), |url| url.redacted())
+        }),
+        shown: None,
+        apply: None,
+    },
+    Setting {
+        name: "mirror.token",
+        variable: Some(("CAIRN_MIRROR_TOKEN", |s, v| {
+            s.mirror_token = Some(v.to_string());
+            Ok(())
+        })),
+        value: Some(|s| format!("{:?}", s.mirror_token)),
+        shown: Some(|_| HIDDEN.to_string()),
+        apply: None,
+    },
+    Setting {
+        name: "mirror.forward_writes",
+        variable: None,
+        value: Some(|s| s.mirror_forward_writes.to_string()),
+        shown: None,
+        apply: Some(|next, new| next.mirror_forward_writes = new.mirror_forward_writes),
+    },
+    Setting {
+        name: "mirror.max_lag_secs",
+        variable: None,
+        value: Some(|s| optional(&s.mirror_max_lag.map(|lag| lag.as_secs()))),
+        shown: None,
+        apply: Some(|next, new| next.mirror_max_lag = new.mirror_max_lag),
+    },
+    Setting {
         name: "status.min_free_bytes",
         variable: None,
         value: Some(|s| s.min_free_bytes.to_string()),

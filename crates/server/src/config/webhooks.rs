@@ -22,21 +22,26 @@ pub enum WebhookEventKind {
     DbStateChanged,
     /// A job (backup, restore, …) ended.
     JobFinished,
+    /// A mirror's connection to its leader changed state (following, disconnected, …).
+    MirrorStateChanged,
 }
 
 impl WebhookEventKind {
-    pub const ALL: [WebhookEventKind; 3] = [
+    pub const ALL: [WebhookEventKind; 4] = [
         WebhookEventKind::StatusChanged,
         WebhookEventKind::DbStateChanged,
         WebhookEventKind::JobFinished,
+        WebhookEventKind::MirrorStateChanged,
     ];
 
-    /// The wire name: `status_changed`, `db_state_changed`, `job_finished`.
+    /// The wire name: `status_changed`, `db_state_changed`, `job_finished`,
+    /// `mirror_state_changed`.
     pub fn as_str(self) -> &'static str {
         match self {
             WebhookEventKind::StatusChanged => "status_changed",
             WebhookEventKind::DbStateChanged => "db_state_changed",
             WebhookEventKind::JobFinished => "job_finished",
+            WebhookEventKind::MirrorStateChanged => "mirror_state_changed",
         }
     }
 

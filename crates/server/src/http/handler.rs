@@ -233,8 +233,11 @@ async fn answer(
     }
     if method == Method::Changes {
         if let Some(format) = continuous_format(&input) {
-            return continuous(shared, who, args, format).await;
+            check_feed(shared, who.clone(), &args).await?;
+            return streamed(shared, who, method, args, format);
         }
+    } else if method.kind() == MethodKind::Stream {
+        return streamed(shared, who, method, args, FeedFormat::Lines);
     }
     let value = call(shared, who, method, args).await?;
     let reply = shape(to_json(value), &input)?;
@@ -379,18 +382,25 @@ fn continuous_format(input: &Input) -> Option<FeedFormat> {
     }
 }
 
-/// A continuous feed: checked first as a one-change page (so that a missing database,
-/// a missing grant or a stale cursor is an error status, not a stream), then streamed.
-async fn continuous(
-    shared: &Arc<Shared>,
-    who: Who,
-    args: Value,
-    format: FeedFormat,
-) -> Result<Response, WireError> {
+/// A continuous feed is checked first as a one-change page, so that a missing
+/// database, a missing grant or a stale cursor is an error status, not a stream.
+async fn check_feed(shared: &Arc<Shared>, who: Who, args: &Value) -> Result<(), WireError> {
     let mut check = to_json(args.clone());
     check["feed"] = json!("normal");
     check["limit"] = json!(1);
-    call(shared, who.clone(), Method::Changes, from_json(check)).await?;
+    call(shared, who, Method::Changes, from_json(check)).await?;
+    Ok(())
+}
+
+/// A streaming call's items written as they come (a continuous feed, a mirror's
+/// streams), ended by its end or error.
+fn streamed(
+    shared: &Arc<Shared>,
+    who: Who,
+    method: Method,
+    args: Value,
+    format: FeedFormat,
+) -> Result<Response, WireError> {
     let (outbox, messages) = mpsc::channel(64);
     let cancel = CancellationToken::new();
     let feed_cancel = cancel.clone();
@@ -400,7 +410,7 @@ async fn continuous(
         let last = methods::answer_one(
             shared,
             (who.identity, who.caller),
-            Method::Changes,
+            method,
             args,
             outbox,
             feed_cancel,

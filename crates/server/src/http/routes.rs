@@ -158,6 +158,8 @@ const FIND_QUERY: &[&str] = &[
 ];
 /// The query parameters of `_changes`.
 const CHANGES_QUERY: &[&str] = &["feed", "since", "limit", "epoch", "heartbeat", "timeout"];
+/// The query parameters of the mirror's journal stream.
+const JOURNAL_QUERY: &[&str] = &["seq", "crc", "epoch", "heartbeat"];
 
 use Verb::{Delete, Get, Post, Put};
 
@@ -199,6 +201,9 @@ pub const ROUTES: &[Route] = &[
     call(Post, "/v1/admin/sync/apply", Method::SyncApply, body_args, shape::as_is, "Applies changes of the source's log"),
     call(Post, "/v1/admin/sync/report", Method::SyncReport, body_args, shape::as_is, "Where the follower stands on a database"),
     call(Post, "/v1/admin/sync/detach", Method::SyncDetach, body_args, shape::as_is, "Leaves migration mode"),
+    // Mirrors (the leader's side), streamed as newline-delimited JSON.
+    call(Get, "/v1/admin/mirror/bootstrap", Method::MirrorBootstrap, no_args, shape::as_is, "A compacted copy of the environment: lines of {\"data\": base64}, then its bytes and SHA-256"),
+    with_query(call(Get, "/v1/admin/mirror/journal", Method::MirrorFollow, journal_args, shape::as_is, "The journal's entries after ?seq (with ?crc and ?epoch of its entry), as they commit"), JOURNAL_QUERY),
     // Databases, as Sync Gateway's.
     call(Get, "/_all_dbs", Method::DbList, no_args, shape::db_names, "The names of the databases the caller may read"),
     statuses(created(call(Put, "/{db}/", Method::DbCreate, db_body_args, shape::db_info, "Creates a database: {\"offline\": true} creates it offline")), &[(ErrorCode::DatabaseExists, 412)]),
@@ -404,6 +409,21 @@ fn find_args(input: &Input) -> Result<Json, WireError> {
         }
     }
     scan_flags(input, &mut args)?;
+    Ok(Json::Object(args))
+}
+
+fn journal_args(input: &Input) -> Result<Json, WireError> {
+    let mut args = Map::new();
+    args.insert("seq".into(), json!(input.query_u64("seq")?.unwrap_or(0)));
+    for (query, field) in [
+        ("crc", "crc"),
+        ("epoch", "epoch"),
+        ("heartbeat", "heartbeat_ms"),
+    ] {
+        if let Some(value) = input.query_u64(query)? {
+            args.insert(field.into(), json!(value));
+        }
+    }
     Ok(Json::Object(args))
 }
 

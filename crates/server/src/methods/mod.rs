@@ -9,6 +9,7 @@ mod changes;
 mod data;
 mod db;
 mod jobs;
+mod mirror;
 pub(crate) mod session;
 mod status;
 mod sync;
@@ -17,7 +18,7 @@ mod users;
 use std::sync::Arc;
 
 use cairn_proto::methods::{call, to_value};
-use cairn_proto::{Call, ErrorCode, Message, Method, MethodKind, Need, Request, WireError};
+use cairn_proto::{Call, Effect, ErrorCode, Message, Method, MethodKind, Need, Request, WireError};
 use cairn_store::{ServiceMode, UserRecord};
 use rmpv::Value;
 use tokio::sync::mpsc;
@@ -122,6 +123,7 @@ impl CallContext {
     /// so that a caller without the right learns that first), then the method.
     async fn serve(&self, args: Value) -> Result<Answer, WireError> {
         self.check_available()?;
+        self.check_mirror()?;
         let plain_need = Need::of(self.method.permission());
         if let Some(need) = plain_need {
             self.need(need)?;
@@ -184,6 +186,8 @@ impl CallContext {
             Request::SyncReport(args) => reply::<call::SyncReport>(sync::report(self, args).await),
             Request::SyncStatus(_) => reply::<call::SyncStatus>(sync::status(self)),
             Request::SyncDetach(args) => reply::<call::SyncDetach>(sync::detach(self, args).await),
+            Request::MirrorBootstrap(_) => mirror::bootstrap(self).await,
+            Request::MirrorFollow(args) => mirror::follow(self, args).await,
             Request::Login(_) | Request::Auth(_) | Request::Logout(_) | Request::WhoAmI(_) => {
                 Err(WireError::new(
                     ErrorCode::Internal,
@@ -227,6 +231,31 @@ impl CallContext {
 
     /// While a restore runs or the service is DOWN, only admins get through (and
     /// `status`); in READ_ONLY (the admin's or automatic), non-admin writes are refused.
+    /// On a mirror: a call that changes the service's state is refused (its leader
+    /// takes it); a read while the mirror lags beyond `[mirror] max_lag_secs` gets the
+    /// lag (`status` and the service's own calls always answer).
+    fn check_mirror(&self) -> Result<(), WireError> {
+        let Some(mirror) = &self.shared.mirror else {
+            return Ok(());
+        };
+        if self.method.effect() == Effect::Changes {
+            return Err(mirror.read_only_error());
+        }
+        let exempt = self.method.kind() == MethodKind::Session
+            || matches!(
+                self.method,
+                Method::Status
+                    | Method::Usage
+                    | Method::ConfigReload
+                    | Method::MirrorBootstrap
+                    | Method::MirrorFollow
+            );
+        match self.shared.settings().mirror_max_lag {
+            Some(max_lag) if !exempt => mirror.check_lag(max_lag),
+            _ => Ok(()),
+        }
+    }
+
     fn check_available(&self) -> Result<(), WireError> {
         if self.method == Method::Status {
             return Ok(());

@@ -42,6 +42,10 @@ pub fn status(shared: &Shared) -> methods::StatusResult {
             })
             .collect(),
         migration: shared.follow.mode(),
+        mirror: shared
+            .mirror
+            .as_ref()
+            .map(|m| m.status(shared.settings().mirror_forward_writes)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Wake-ups for change feeds: the store's commit hook publishes each database's last
 //! seq on a `watch` channel; longpoll and continuous feeds wait on it instead of polling.
+//! The journal's newest seq is published the same way, for the mirrors' streams.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -11,9 +12,19 @@ use tokio::sync::watch;
 pub type DatabaseState = Option<u64>;
 
 /// One watch channel per database that anyone waited on or wrote to.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Feeds {
     channels: Arc<Mutex<HashMap<String, watch::Sender<DatabaseState>>>>,
+    journal: watch::Sender<u64>,
+}
+
+impl Default for Feeds {
+    fn default() -> Self {
+        Feeds {
+            channels: Arc::default(),
+            journal: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Feeds {
@@ -23,6 +34,15 @@ impl Feeds {
         store.set_commit_hook(Arc::new(move |commits: &[DatabaseCommit]| {
             publisher.publish(commits)
         }));
+        let journal = self.journal.clone();
+        store.set_journal_hook(Arc::new(move |head| {
+            journal.send_replace(head);
+        }));
+    }
+
+    /// A receiver that sees the journal's newest seq after every commit that added to it.
+    pub fn journal(&self) -> watch::Receiver<u64> {
+        self.journal.subscribe()
     }
 
     fn publish(&self, commits: &[DatabaseCommit]) {

@@ -215,6 +215,31 @@ impl Databases {
         Ok(())
     }
 
+    /// On a mirror: takes the states the leader stored into force, keeping the gates
+    /// (and the live feeds that watch them) of the databases that stay.
+    pub fn follow_stored(&self, store: &Store) -> Result<(), StoreError> {
+        let configs = store.snapshot()?.database_configs()?;
+        let mut gates = self.gates.write().expect("gates lock");
+        gates.retain(|name, gate| {
+            let kept = configs.iter().any(|(n, _)| n == name);
+            if !kept {
+                gate.set_state(DbState::Offline);
+            }
+            kept
+        });
+        for (name, config) in configs {
+            let stored = DbState::stored(config.offline);
+            match gates.get(&name) {
+                Some(gate) if gate.state() != stored => gate.set_state(stored),
+                Some(_) => {}
+                None => {
+                    gates.insert(name, Gate::new(stored));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn gate(&self, db: &str) -> Option<Arc<Gate>> {
         self.gates.read().expect("gates lock").get(db).cloned()
     }

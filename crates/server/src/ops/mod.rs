@@ -11,6 +11,7 @@ pub mod health;
 pub mod jobs;
 pub mod lifecycle;
 pub mod metrics;
+pub mod mirror;
 pub mod reload;
 pub mod restore;
 pub mod resync;

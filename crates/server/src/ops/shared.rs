@@ -1,7 +1,8 @@
 //! What every call of a service shares: the store (in a slot, so that a restore can
 //! close it and put another in its place), change-feed wake-ups, settings, the shutdown
 //! signal, the job registry, where backups go, whether a restore has taken the
-//! service down, and the reasons the service is read-only by itself. The settings can
+//! service down, the reasons the service is read-only by itself, and the leader of a
+//! mirror. The settings can
 //! be reloaded while the service runs (`config.reload`, SIGHUP): read them through
 //! [`Shared::settings`], once per use.
 
@@ -22,6 +23,7 @@ use crate::ops::health::AutoStatus;
 use crate::ops::jobs::JobRegistry;
 use crate::ops::lifecycle::Databases;
 use crate::ops::metrics::Metrics;
+use crate::ops::mirror::Mirror;
 use crate::ops::throttle::LoginThrottle;
 use crate::ops::webhooks::Webhooks;
 
@@ -87,6 +89,8 @@ pub struct Shared {
     restoring: RwLock<bool>,
     /// The status an admin set (a copy of the stored one).
     status: RwLock<Arc<ServiceStatus>>,
+    /// The leader this service mirrors, if it is a mirror.
+    pub mirror: Option<Arc<Mirror>>,
 }
 
 impl Shared {
@@ -133,6 +137,7 @@ impl Shared {
             webhooks,
             feeds_end: Mutex::new(CancellationToken::new()),
             restoring: RwLock::new(false),
+            mirror: None,
         }
     }
 
@@ -171,6 +176,21 @@ impl Shared {
             tracing::error!(%error, "cannot read migration mode: it is taken as off");
         }
         *self.store.write().expect("store slot lock") = Some(store);
+    }
+
+    /// On a mirror, after its leader's entries changed the service's own state: takes
+    /// the stored status, database states and migration mode into force.
+    pub fn follow_mirrored(&self, store: &Store) {
+        match store.snapshot().and_then(|s| s.status()) {
+            Ok(status) => self.set_status(status),
+            Err(error) => tracing::error!(%error, "cannot read the status the leader set"),
+        }
+        if let Err(error) = self.databases.follow_stored(store) {
+            tracing::error!(%error, "cannot read the databases' states the leader set");
+        }
+        if let Err(error) = self.follow.load(store) {
+            tracing::error!(%error, "cannot read migration mode");
+        }
     }
 
     /// A token cancelled when live change feeds must end.

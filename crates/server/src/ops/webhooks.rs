@@ -104,6 +104,24 @@ impl WebhookEvent {
         }
     }
 
+    /// A mirror's connection to its leader went from `old_state` to `new_state`
+    /// (`connecting`, `bootstrapping`, `following`, `disconnected`).
+    pub fn mirror_state_changed(
+        old_state: impl Into<String>,
+        new_state: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> WebhookEvent {
+        WebhookEvent {
+            kind: WebhookEventKind::MirrorStateChanged,
+            database: None,
+            old_state: Some(old_state.into()),
+            new_state: new_state.into(),
+            reason: reason.into(),
+            who: "service".to_string(),
+            job_id: None,
+        }
+    }
+
     /// The JSON body POSTed for this event, emitted by `service_id` at `time_ms`.
     pub fn to_json(&self, service_id: &str, time_ms: u64) -> serde_json::Value {
         let time = i64::try_from(time_ms)

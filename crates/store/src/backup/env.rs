@@ -1,6 +1,6 @@
 //! The environment's part of a backup: LMDB's compacting copy (one read transaction, so
 //! the copy is consistent and writers never wait) streamed through a pipe into
-//! `store/data.mdb`, hashed and counted on the way. The reader end checks for a cancel
+//! `store/data.mdb` (or to a mirror, `stream_env_copy`), hashed and counted on the way. The reader end checks for a cancel
 //! between chunks and closes the pipe to stop LMDB at once. Also the size estimate of a
 //! copy (the pages in use) and the facts of a copy that go into its manifest.
 
@@ -44,13 +44,29 @@ pub(crate) fn copy_env(
     tracker: &mut Tracker,
 ) -> Result<(u64, String)> {
     let mut file = HashingFile::create(target, 0o600)?;
+    stream_env_copy(store, |bytes| {
+        tracker.check()?;
+        if !bytes.is_empty() {
+            file.write(bytes)?;
+            tracker.advance(bytes.len() as u64)?;
+        }
+        Ok(())
+    })?;
+    file.finish()
+}
+
+/// Streams a compacted copy of the environment of `store` (LMDB's, under one read
+/// transaction: consistent, and writers never wait) to `on_bytes`, chunk by chunk in
+/// order. `on_bytes` is also called with no bytes at least every 100 ms while LMDB
+/// works: an error it returns (a cancel, a reader gone) stops the copy at once.
+pub fn stream_env_copy(store: &Store, on_bytes: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let (reader, writer) = rustix::pipe::pipe()
         .map_err(|e| StoreError::io("creating a pipe for the copy", e.into()))?;
     // Fewer, larger reads; the default pipe buffer (64 KiB) is fine too.
     let _ = rustix::pipe::fcntl_setpipe_size(&writer, CHUNK);
     let env = store.env().clone();
     let copier = std::thread::Builder::new()
-        .name("cairn-backup-copy".to_string())
+        .name("cairn-env-copy".to_string())
         .spawn(move || {
             // SAFETY: `writer` is the open write end of a pipe, kept open until the copy
             // returns, and closed after it (end of file for the reader).
@@ -61,24 +77,24 @@ pub(crate) fn copy_env(
         .map_err(|e| StoreError::io("starting the copy thread", e))?;
     // `pump` owns the read end and closes it when it returns, even on an error, so
     // that a copy still writing fails at once (EPIPE) rather than block forever.
-    let pumped = pump(reader, &mut file, tracker);
+    let pumped = pump(reader, on_bytes);
     let copied = copier
         .join()
         .map_err(|_| StoreError::Lmdb("the copy thread panicked".to_string()))?;
     pumped?;
     copied?;
-    file.finish()
+    Ok(())
 }
 
-/// Moves everything from the pipe into the file until end of file, a cancel or an error.
-fn pump(reader: OwnedFd, file: &mut HashingFile, tracker: &mut Tracker) -> Result<()> {
+/// Moves everything from the pipe to `on_bytes` until end of file or an error.
+fn pump(reader: OwnedFd, mut on_bytes: impl FnMut(&[u8]) -> Result<()>) -> Result<()> {
     let mut buffer = vec![0u8; CHUNK];
     let timeout = rustix::event::Timespec {
         tv_sec: 0,
         tv_nsec: POLL_MS * 1_000_000,
     };
     loop {
-        tracker.check()?;
+        on_bytes(&[])?;
         let mut fds = [PollFd::new(&reader, PollFlags::IN)];
         match poll(&mut fds, Some(&timeout)) {
             Ok(0) | Err(rustix::io::Errno::INTR) => continue,
@@ -93,8 +109,7 @@ fn pump(reader: OwnedFd, file: &mut HashingFile, tracker: &mut Tracker) -> Resul
         if n == 0 {
             return Ok(());
         }
-        file.write(&buffer[..n])?;
-        tracker.advance(n as u64)?;
+        on_bytes(&buffer[..n])?;
     }
 }
 

@@ -114,7 +114,7 @@ fn walk_into(
 }
 
 /// Writes what it is given to a file while hashing and counting it.
-pub(crate) struct HashingFile {
+pub struct HashingFile {
     file: File,
     path: PathBuf,
     hasher: Sha256,
@@ -123,7 +123,7 @@ pub(crate) struct HashingFile {
 
 impl HashingFile {
     /// Creates `path`, which must not exist, with permission bits `mode`.
-    pub(crate) fn create(path: &Path, mode: u32) -> Result<HashingFile> {
+    pub fn create(path: &Path, mode: u32) -> Result<HashingFile> {
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -141,7 +141,7 @@ impl HashingFile {
         })
     }
 
-    pub(crate) fn write(&mut self, data: &[u8]) -> Result<()> {
+    pub fn write(&mut self, data: &[u8]) -> Result<()> {
         self.file
             .write_all(data)
             .map_err(|e| write_error(&self.path, e))?;
@@ -153,7 +153,7 @@ impl HashingFile {
     /// Flushes the file to disk, drops it from the page cache (so that reading it back
     /// reads the disk, and a backup does not push the service's pages out), and returns
     /// its size and SHA-256.
-    pub(crate) fn finish(self) -> Result<(u64, String)> {
+    pub fn finish(self) -> Result<(u64, String)> {
         self.file
             .sync_all()
             .map_err(|e| write_error(&self.path, e))?;

@@ -55,6 +55,9 @@ pub(super) struct Mirrored {
     /// Databases whose catalog record changed: their last seq, `None` once dropped.
     pub(super) databases: HashMap<String, Option<u64>>,
     pub(super) users_changed: bool,
+    /// The service's own state changed: meta (status, epoch, migration mode),
+    /// configurations, sync positions, or a database went away.
+    pub(super) service_changed: bool,
 }
 
 impl<'e> GroupTxn<'e> {

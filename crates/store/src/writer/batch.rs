@@ -162,9 +162,7 @@ impl GroupTxn<'_> {
         if let Some(changes) = index_changes {
             for ((value_key, doc), change) in &changes.entries {
                 match (change.before, change.after) {
-                    (false, true) => {
-                        self.put(TableId::Indexes, index_entry(value_key, doc), [])?
-                    }
+                    (false, true) => self.put(TableId::Indexes, index_entry(value_key, doc), [])?,
                     (true, false) => {
                         self.delete(TableId::Indexes, index_entry(value_key, doc))?;
                     }

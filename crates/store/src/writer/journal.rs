@@ -152,6 +152,7 @@ impl GroupTxn<'_> {
         Ok(Written::MirrorApplied {
             head,
             users_changed: self.mirrored.users_changed,
+            service_changed: self.mirrored.service_changed,
         })
     }
 
@@ -171,14 +172,21 @@ impl GroupTxn<'_> {
                 self.tables
                     .raw(table)
                     .delete_range(&mut self.wtxn, &(low, high))?;
-                self.mirrored.users_changed |= matches!(table, TableId::Users | TableId::Sessions);
+                self.note_mirrored_table(table);
             }
             JournalOp::Clear { table } => {
                 self.tables.raw(table).clear(&mut self.wtxn)?;
-                self.mirrored.users_changed |= matches!(table, TableId::Users | TableId::Sessions);
+                self.note_mirrored_table(table);
             }
         }
         Ok(())
+    }
+
+    /// Notes a write to `table` as a whole (a range, a clear).
+    fn note_mirrored_table(&mut self, table: TableId) {
+        self.mirrored.users_changed |= matches!(table, TableId::Users | TableId::Sessions);
+        self.mirrored.service_changed |=
+            matches!(table, TableId::Meta | TableId::Configs | TableId::Sync);
     }
 
     fn note_mirrored(
@@ -194,10 +202,10 @@ impl GroupTxn<'_> {
                     .map(CatalogRecord::decode)
                     .transpose()?
                     .map(|record| record.last_seq);
+                self.mirrored.service_changed |= last_seq.is_none();
                 self.mirrored.databases.insert(name, last_seq);
             }
-            TableId::Users | TableId::Sessions => self.mirrored.users_changed = true,
-            _ => {}
+            other => self.note_mirrored_table(other),
         }
         Ok(())
     }

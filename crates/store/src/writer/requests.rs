@@ -271,10 +271,12 @@ pub enum Written {
     SyncStopSet,
     /// The follow record that was removed (`None`: migration mode was off).
     SyncDetached(Option<FollowRecord>),
-    /// The seq of the last entry a mirror applied, and whether users or sessions changed.
+    /// The seq of the last entry a mirror applied, whether users or sessions changed,
+    /// and whether the service's own state did (status, configurations, databases).
     MirrorApplied {
         head: u64,
         users_changed: bool,
+        service_changed: bool,
     },
 }
 

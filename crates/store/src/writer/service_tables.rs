@@ -96,11 +96,7 @@ impl GroupTxn<'_> {
             ..record.clone()
         };
         self.put(TableId::Jobs, id.to_be_bytes(), record.encode())?;
-        self.put(
-            TableId::Meta,
-            meta_key::NEXT_JOB_ID,
-            (id + 1).to_be_bytes(),
-        )?;
+        self.put(TableId::Meta, meta_key::NEXT_JOB_ID, (id + 1).to_be_bytes())?;
         Ok(Written::JobCreated(id))
     }
 

@@ -1,0 +1,85 @@
+//! The leader's methods for its mirrors: `mirror.bootstrap` (a consistent compacted copy
+//! of the leader's environment, in chunks, with its length and SHA-256 at the end) and
+//! `mirror.follow` (the journal's entries after the mirror's position, as the leader
+//! commits them, with heartbeats that carry the leader's head); and what `status` says
+//! on a mirror.
+
+use serde::{Deserialize, Serialize};
+
+use crate::values::MirrorState;
+
+/// An item of `mirror.bootstrap`: the next bytes of the copy of `store/data.mdb`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapChunk {
+    #[serde(with = "serde_bytes")]
+    pub data: Vec<u8>,
+}
+
+/// The end of `mirror.bootstrap`: how many bytes the copy holds and their SHA-256 (hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootstrapEnd {
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// `mirror.follow`: where the mirror stands, its newest journal entry's seq, checksum
+/// and epoch (seq 0 and neither before any entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorFollowArgs {
+    pub seq: u64,
+    #[serde(default)]
+    pub crc: Option<u32>,
+    #[serde(default)]
+    pub epoch: Option<u64>,
+    /// How often an idle stream sends a heartbeat (ms; 1000 by default).
+    #[serde(default)]
+    pub heartbeat_ms: Option<u64>,
+}
+
+/// One journal entry as the `journal` table holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorEntry {
+    pub seq: u64,
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+}
+
+/// An item of `mirror.follow`: the next entries (none in a heartbeat), the leader's
+/// newest seq and its clock when it sent them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorItem {
+    pub entries: Vec<MirrorEntry>,
+    pub head: u64,
+    pub time_ms: u64,
+}
+
+/// The end of `mirror.follow` (the leader stopping, or the mirror's cancel).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorEnd {
+    pub head: u64,
+}
+
+/// What `status` says on a mirror: its leader, how far it has applied the leader's
+/// journal and how far behind it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MirrorStatus {
+    /// The leader's URL, without credentials.
+    pub leader: String,
+    pub state: MirrorState,
+    /// The leader's newest journal seq, as last heard.
+    pub leader_head: u64,
+    /// The newest journal seq applied here.
+    pub applied: u64,
+    /// `leader_head - applied`.
+    pub lag_changes: u64,
+    /// How long the oldest entry not yet applied has waited (0 when caught up).
+    pub lag_secs: f64,
+    /// When the leader was last heard from (ms since the epoch; 0: never).
+    pub last_contact_ms: u64,
+    /// What happened last (the connection's error, a bootstrap's reason), for people.
+    #[serde(default)]
+    pub message: String,
+    /// Whether writes sent here are forwarded to the leader (else refused with
+    /// `mirror_read_only`).
+    pub forward_writes: bool,
+}

@@ -1,0 +1,204 @@
+//! The leader's side of its mirrors. `mirror.bootstrap` streams a compacted copy of the
+//! environment (LMDB's copy under one read transaction, as a backup makes: writers never
+//! wait) in chunks, then its length and SHA-256. `mirror.follow` checks a mirror's
+//! position against the journal, then streams the entries after it as they commit, with
+//! heartbeats carrying the leader's head, until the mirror cancels, a restore replaces
+//! the data or the service stops.
+
+use std::time::Duration;
+
+use cairn_proto::methods::{
+    to_value, BootstrapChunk, BootstrapEnd, MirrorEnd, MirrorEntry, MirrorFollowArgs, MirrorItem,
+};
+use cairn_proto::{ErrorCode, Message, WireError};
+use cairn_store::journal::{JournalPosition, Lineage};
+use cairn_store::StoreError;
+use rmpv::Value;
+use sha2::Digest;
+
+use crate::ops::shared::RESTORE_MESSAGE;
+use crate::storage::{blocking, now_ms};
+
+use super::{Answer, CallContext};
+
+/// Bytes of the copy per item of `mirror.bootstrap`.
+const BOOTSTRAP_CHUNK_BYTES: usize = 1 << 20;
+/// Most entries per item of `mirror.follow`.
+const ENTRIES_PER_ITEM: usize = 1000;
+const DEFAULT_HEARTBEAT_MS: u64 = 1000;
+const MIN_HEARTBEAT_MS: u64 = 50;
+
+pub(super) async fn bootstrap(call: &CallContext) -> Result<Answer, WireError> {
+    let store = call.shared.store()?;
+    let chunk_bytes = BOOTSTRAP_CHUNK_BYTES.min(call.answer_budget()).max(4096);
+    let (outbox, cancel, id) = (call.outbox.clone(), call.cancel.clone(), call.id);
+    let shutdown = call.shared.shutdown.clone();
+    tracing::info!(user = call.user(), "a mirror bootstraps from this service");
+    let end = blocking(move || {
+        let mut hasher = sha2::Sha256::new();
+        let mut total = 0u64;
+        let mut pending = Vec::with_capacity(chunk_bytes);
+        let send = |data: Vec<u8>| {
+            let item = Message::Item {
+                id,
+                value: to_value(&BootstrapChunk { data }),
+            };
+            outbox
+                .blocking_send(item.encode())
+                .map_err(|_| StoreError::Canceled)
+        };
+        cairn_store::backup::stream_env_copy(&store, |bytes| {
+            if cancel.is_cancelled() || shutdown.is_cancelled() {
+                return Err(StoreError::Canceled);
+            }
+            hasher.update(bytes);
+            total += bytes.len() as u64;
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let room = chunk_bytes - pending.len();
+                let (now, later) = rest.split_at(room.min(rest.len()));
+                pending.extend_from_slice(now);
+                rest = later;
+                if pending.len() == chunk_bytes {
+                    send(std::mem::replace(
+                        &mut pending,
+                        Vec::with_capacity(chunk_bytes),
+                    ))?;
+                }
+            }
+            Ok(())
+        })?;
+        if !pending.is_empty() {
+            send(pending)?;
+        }
+        Ok(BootstrapEnd {
+            bytes: total,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    })
+    .await?;
+    tracing::info!(bytes = end.bytes, "a mirror's bootstrap copy was sent");
+    call.send(Message::End {
+        id: call.id,
+        value: to_value(&end),
+    })
+    .await;
+    Ok(Answer::Streamed)
+}
+
+pub(super) async fn follow(
+    call: &CallContext,
+    args: MirrorFollowArgs,
+) -> Result<Answer, WireError> {
+    let fingerprint = match (args.crc, args.epoch) {
+        (Some(crc), Some(epoch)) => Some((crc, epoch)),
+        (None, None) if args.seq == 0 => None,
+        _ => {
+            return Err(WireError::new(
+                ErrorCode::BadRequest,
+                "a position after seq 0 needs the crc and epoch of its entry",
+            ))
+        }
+    };
+    let position = JournalPosition {
+        seq: args.seq,
+        fingerprint,
+    };
+    let store = call.shared.store()?;
+    let lineage = blocking(move || store.snapshot()?.journal_lineage(&position)).await?;
+    match lineage {
+        Lineage::Continues => {}
+        Lineage::Compacted { first } => return Err(compacted(args.seq, first)),
+        Lineage::Diverged { head } => {
+            return Err(WireError::new(
+                ErrorCode::ResyncRequired,
+                format!(
+                    "journal position {} is not in this service's history (its journal ends at {head}): the mirror must bootstrap again",
+                    args.seq
+                ),
+            )
+            .with_details(Value::Map(vec![(Value::from("head"), Value::from(head))])))
+        }
+    }
+    let heartbeat = Duration::from_millis(
+        args.heartbeat_ms
+            .unwrap_or(DEFAULT_HEARTBEAT_MS)
+            .max(MIN_HEARTBEAT_MS),
+    );
+    let mut journal = call.shared.feeds.journal();
+    let feeds_end = call.shared.feeds_end();
+    let budget = call.answer_budget();
+    let mut since = args.seq;
+    loop {
+        let store = call.shared.store()?;
+        let (entries, head) = blocking(move || {
+            let snapshot = store.snapshot()?;
+            let head = snapshot.journal_position()?.seq;
+            Ok((
+                snapshot.journal_entries(since, ENTRIES_PER_ITEM, budget)?,
+                head,
+            ))
+        })
+        .await?;
+        if let Some(first) = entries.first() {
+            if first.seq != since + 1 {
+                return Err(compacted(since, first.seq));
+            }
+        }
+        let caught_up = entries.len() < ENTRIES_PER_ITEM;
+        if !entries.is_empty() || caught_up {
+            since = entries.last().map_or(since, |e| e.seq);
+            let item = MirrorItem {
+                entries: entries
+                    .into_iter()
+                    .map(|e| MirrorEntry {
+                        seq: e.seq,
+                        value: e.value,
+                    })
+                    .collect(),
+                head,
+                time_ms: now_ms(),
+            };
+            let message = Message::Item {
+                id: call.id,
+                value: to_value(&item),
+            };
+            if !call.send(message).await {
+                return Ok(Answer::Streamed);
+            }
+        }
+        if !caught_up {
+            continue;
+        }
+        tokio::select! {
+            changed = journal.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            _ = tokio::time::sleep(heartbeat) => {}
+            _ = call.cancel.cancelled() => break,
+            _ = call.shared.shutdown.cancelled() => break,
+            _ = feeds_end.cancelled() => {
+                return Err(WireError::new(ErrorCode::Unavailable, RESTORE_MESSAGE));
+            }
+        }
+    }
+    call.send(Message::End {
+        id: call.id,
+        value: to_value(&MirrorEnd { head: since }),
+    })
+    .await;
+    Ok(Answer::Streamed)
+}
+
+/// The error of a position whose next entries the journal no longer holds.
+fn compacted(seq: u64, first: u64) -> WireError {
+    WireError::new(
+        ErrorCode::ChangesCompacted,
+        format!(
+            "the journal no longer holds the entries after {seq} (it begins at {first}): the mirror must bootstrap again"
+        ),
+    )
+    .with_details(Value::Map(vec![(Value::from("first"), Value::from(first))]))
+}

