@@ -249,15 +249,67 @@ fn mirrors_bootstrap_follow_the_whole_state_and_hold_the_leaders_bytes() -> Resu
         // Reads are served; the leader's user and grant hold on the mirror.
         let leader_doc = unix_client(&leader_dir).await?.get("docs", "seed7").await?;
         ensure!(mirror.get("docs", "seed7").await? == leader_doc);
-        // Writes are the leader's.
+        // A write through the mirror goes to the leader and is readable here as soon
+        // as it is answered.
+        for i in 0..20u64 {
+            let key = format!("through-mirror-{i}");
+            let written = mirror.put("docs", &key, doc(i, 7), None).await?;
+            let read = mirror.get("docs", &key).await?;
+            ensure!(
+                read.rev == written.rev && read.value == doc(i, 7),
+                "{read:?}"
+            );
+        }
+        // A password login on the mirror: the leader writes the session, the mirror's
+        // connection is alice's, and the token works on both services.
+        let alice = Client::connect(
+            &format!(
+                "ssl://alice:alice-pw-1@{}/?hostname=localhost",
+                first.tls_address
+            )
+            .parse()?,
+            &ConnectOptions::for_working_dir(&first_dir),
+        )
+        .await?;
+        ensure!(alice.whoami().await?.user == "alice");
+        let token = alice.login_result().context("a login")?.token.clone();
+        ensure!(alice.get("docs", "seed7").await? == leader_doc);
+        // alice may read, not write: the leader says so through the mirror.
+        let refused = alice
+            .put("docs", "x", Value::from(1), None)
+            .await
+            .unwrap_err();
+        ensure!(refused.code() == Some(ErrorCode::Forbidden), "{refused}");
+        let on_leader = Client::connect(
+            &format!("ssl://{}/?hostname=localhost", leader.tls_address).parse()?,
+            &ConnectOptions {
+                token: Some(token),
+                ..ConnectOptions::for_working_dir(&leader_dir)
+            },
+        )
+        .await?;
+        ensure!(on_leader.whoami().await?.user == "alice");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // A mirror told not to forward refuses writes, naming its leader.
+    second.stop()?;
+    std::fs::write(
+        second_dir.join("cairn.toml"),
+        "[mirror]\nforward_writes = false\n",
+    )?;
+    let second = start_mirror(&second_dir, &leader, &[])?;
+    rt.block_on(async {
+        let mirror = unix_client(&second_dir).await?;
         let refused = mirror
             .put("docs", "x", Value::from(1), None)
             .await
             .unwrap_err();
         ensure!(
-            refused.code() == Some(ErrorCode::MirrorReadOnly),
+            refused.code() == Some(ErrorCode::MirrorReadOnly)
+                && refused.to_string().contains(&leader.tls_address),
             "{refused}"
         );
+        ensure!(!mirror_status(&mirror).await?.forward_writes);
         Ok::<_, anyhow::Error>(())
     })?;
     drop((first, second, leader));

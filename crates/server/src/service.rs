@@ -179,7 +179,13 @@ impl Service {
                 })?;
         }
 
-        let ca_name = format!("cairn-{}", &store.meta().service_id[..8]);
+        let service_ca = format!("cairn-{}", &store.meta().service_id[..8]);
+        let ca_name = match &mirror {
+            // A mirror holds its leader's service id but not its CA's key: its own CA
+            // takes another name, so that clients can trust both.
+            Some(_) => mirror_ca_name(&cert_dirs[0], &service_ca)?,
+            None => service_ca,
+        };
         let host_names: Vec<String> = cairn_certs::machine_hostname().into_iter().collect();
         let written =
             cairn_certs::ensure_embedded_default(&cert_dirs[0], &ca_name, &host_names, ROOT_USER)?;
@@ -359,6 +365,28 @@ impl Reloader {
     ) -> Result<cairn_proto::methods::ConfigReloadResult, cairn_proto::WireError> {
         reload::reload(&self.shared, who).await
     }
+}
+
+/// The name of a mirror's own CA: `SERVICE_CA-mirror-XXXXXXXX`, the one already in
+/// `certs/cas`, else with a new random suffix (two mirrors of one leader differ).
+fn mirror_ca_name(certs: &CertDir, service_ca: &str) -> Result<String, ServerError> {
+    let prefix = format!("{service_ca}-mirror-");
+    let cas = certs.root().join("cas");
+    let existing = std::fs::read_dir(&cas).ok().and_then(|entries| {
+        entries.flatten().find_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".crt")
+                .filter(|n| n.starts_with(&prefix))
+                .map(str::to_string)
+        })
+    });
+    if let Some(name) = existing {
+        return Ok(name);
+    }
+    let mut suffix = [0u8; 4];
+    getrandom::fill(&mut suffix)
+        .map_err(|e| ServerError::io("drawing a CA name", std::io::Error::other(e.to_string())))?;
+    Ok(format!("{prefix}{}", hex::encode(suffix)))
 }
 
 /// Removes what backups cut short by a crash left (`NAME.partial`).

@@ -1,12 +1,13 @@
 //! The leader's methods for its mirrors: `mirror.bootstrap` (a consistent compacted copy
-//! of the leader's environment, in chunks, with its length and SHA-256 at the end) and
+//! of the leader's environment, in chunks, with its length and SHA-256 at the end),
 //! `mirror.follow` (the journal's entries after the mirror's position, as the leader
-//! commits them, with heartbeats that carry the leader's head); and what `status` says
-//! on a mirror.
+//! commits them, with heartbeats that carry the leader's head) and `mirror.forward` (a
+//! call a mirror was sent that changes the service, run by the leader as its caller);
+//! and what `status` says on a mirror.
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::MirrorState;
+use crate::values::{MirrorState, Via};
 
 /// An item of `mirror.bootstrap`: the next bytes of the copy of `store/data.mdb`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,4 +83,33 @@ pub struct MirrorStatus {
     /// Whether writes sent here are forwarded to the leader (else refused with
     /// `mirror_read_only`).
     pub forward_writes: bool,
+}
+
+/// `mirror.forward`: a call that changes the service, sent to a mirror by `user` (as
+/// the mirror authenticated them: `via`, and the session token's SHA-256 when a token
+/// did), run by the leader as that user with every check it would make of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MirrorForwardArgs {
+    /// The method's name.
+    pub method: String,
+    /// The call's arguments.
+    pub args: rmpv::Value,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub via: Option<Via>,
+    /// Hex.
+    #[serde(default)]
+    pub token_hash: Option<String>,
+    /// The caller's address (for the login throttle).
+    #[serde(default)]
+    pub peer: Option<String>,
+}
+
+/// The result of a forwarded call, and the leader's journal head once it committed:
+/// the mirror answers once it has applied that much.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MirrorForwardResult {
+    pub result: rmpv::Value,
+    pub head: u64,
 }

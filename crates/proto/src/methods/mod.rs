@@ -37,8 +37,8 @@ pub use jobs::{
     JobsListArgs,
 };
 pub use mirror::{
-    BootstrapChunk, BootstrapEnd, MirrorEnd, MirrorEntry, MirrorFollowArgs, MirrorItem,
-    MirrorStatus,
+    BootstrapChunk, BootstrapEnd, MirrorEnd, MirrorEntry, MirrorFollowArgs, MirrorForwardArgs,
+    MirrorForwardResult, MirrorItem, MirrorStatus,
 };
 pub use session::{AuthArgs, LoginArgs, LoginResult, LogoutArgs, WhoAmI};
 pub use status::{
@@ -152,6 +152,8 @@ method_table! {
     MirrorBootstrap = ("mirror.bootstrap", NoArgs => BootstrapEnd, Stream, Reads, Admin),
     /// The journal's entries after a mirror's position, as they commit.
     MirrorFollow = ("mirror.follow", MirrorFollowArgs => MirrorEnd, Stream, Reads, Admin),
+    /// Runs a call a mirror was sent, as its caller; answers with the journal's head.
+    MirrorForward = ("mirror.forward", MirrorForwardArgs => MirrorForwardResult, Plain, Reads, Admin),
 }
 
 /// How a connection runs a method.

@@ -203,6 +203,7 @@ pub const ROUTES: &[Route] = &[
     call(Post, "/v1/admin/sync/detach", Method::SyncDetach, body_args, shape::as_is, "Leaves migration mode"),
     // Mirrors (the leader's side), streamed as newline-delimited JSON.
     call(Get, "/v1/admin/mirror/bootstrap", Method::MirrorBootstrap, no_args, shape::as_is, "A compacted copy of the environment: lines of {\"data\": base64}, then its bytes and SHA-256"),
+    call(Post, "/v1/admin/mirror/forward", Method::MirrorForward, body_args, shape::as_is, "Runs a call a mirror was sent, as its caller: {\"method\", \"args\", \"user\"?, \"via\"?, \"token_hash\"?, \"peer\"?}"),
     with_query(call(Get, "/v1/admin/mirror/journal", Method::MirrorFollow, journal_args, shape::as_is, "The journal's entries after ?seq (with ?crc and ?epoch of its entry), as they commit"), JOURNAL_QUERY),
     // Databases, as Sync Gateway's.
     call(Get, "/_all_dbs", Method::DbList, no_args, shape::db_names, "The names of the databases the caller may read"),

@@ -3,23 +3,31 @@
 //! wait) in chunks, then its length and SHA-256. `mirror.follow` checks a mirror's
 //! position against the journal, then streams the entries after it as they commit, with
 //! heartbeats carrying the leader's head, until the mirror cancels, a restore replaces
-//! the data or the service stops.
+//! the data or the service stops. `mirror.forward` runs a call a mirror was sent as the
+//! user who sent it, with every check this service makes of that user, and answers with
+//! the journal's head once it committed.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use cairn_proto::methods::{
-    to_value, BootstrapChunk, BootstrapEnd, MirrorEnd, MirrorEntry, MirrorFollowArgs, MirrorItem,
+    to_value, BootstrapChunk, BootstrapEnd, MirrorEnd, MirrorEntry, MirrorFollowArgs,
+    MirrorForwardArgs, MirrorForwardResult, MirrorItem,
 };
-use cairn_proto::{ErrorCode, Message, WireError};
+use cairn_proto::values::Via;
+use cairn_proto::{Effect, ErrorCode, Message, Method, MethodKind, WireError};
 use cairn_store::journal::{JournalPosition, Lineage};
 use cairn_store::StoreError;
 use rmpv::Value;
 use sha2::Digest;
 
+use crate::auth::{Caller, Identity};
+use crate::error::{bad_request, store_error};
 use crate::ops::shared::RESTORE_MESSAGE;
 use crate::storage::{blocking, now_ms};
 
-use super::{Answer, CallContext};
+use super::{answer_one, session, Answer, CallContext};
 
 /// Bytes of the copy per item of `mirror.bootstrap`.
 const BOOTSTRAP_CHUNK_BYTES: usize = 1 << 20;
@@ -201,4 +209,92 @@ fn compacted(seq: u64, first: u64) -> WireError {
         ),
     )
     .with_details(Value::Map(vec![(Value::from("first"), Value::from(first))]))
+}
+
+pub(super) async fn forward(
+    call: &CallContext,
+    args: MirrorForwardArgs,
+) -> Result<Answer, WireError> {
+    let method = Method::parse(&args.method)
+        .filter(|m| m.effect() == Effect::Changes && m.kind() != MethodKind::Stream)
+        .ok_or_else(|| {
+            bad_request(format!(
+                "{:?} is not a method a mirror forwards (one that changes the service)",
+                args.method
+            ))
+        })?;
+    let token_hash = args
+        .token_hash
+        .as_deref()
+        .map(|hex_text| {
+            hex::decode(hex_text)
+                .ok()
+                .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+                .ok_or_else(|| bad_request("token_hash is not 64 hex digits"))
+        })
+        .transpose()?;
+    let identity = args.user.map(|user| Identity {
+        user,
+        via: args.via.unwrap_or(Via::Token),
+        token_hash,
+    });
+    let peer = args.peer.as_deref().and_then(|p| p.parse().ok());
+    let result = if method.kind() == MethodKind::Session {
+        session::serve(&call.shared, identity.as_ref(), method, args.args, peer)
+            .await?
+            .0
+    } else {
+        let caller = match &identity {
+            Some(identity) => Some(Arc::new(forwarded_caller(call, identity)?)),
+            None => None,
+        };
+        let (outbox, _items) = tokio::sync::mpsc::channel(1);
+        let answered = Box::pin(answer_one(
+            call.shared.clone(),
+            (identity, caller),
+            method,
+            args.args,
+            outbox,
+            call.cancel.clone(),
+        ))
+        .await;
+        match answered.as_deref().map(Message::decode) {
+            Some(Ok(Message::Result { value, .. })) => value,
+            Some(Ok(Message::Error { error, .. })) => return Err(error),
+            _ => {
+                return Err(WireError::new(
+                    ErrorCode::Internal,
+                    format!("the forwarded {method} gave no result"),
+                ))
+            }
+        }
+    };
+    let store = call.shared.store()?;
+    let head = blocking(move || Ok(store.snapshot()?.journal_position()?.seq)).await?;
+    Ok(Answer::Value(to_value(&MirrorForwardResult {
+        result,
+        head,
+    })))
+}
+
+/// The caller a mirror forwards for, with the user record this service holds.
+fn forwarded_caller(call: &CallContext, identity: &Identity) -> Result<Caller, WireError> {
+    let store = call.shared.store()?;
+    let generation = store.users_generation();
+    let record = store
+        .snapshot()
+        .and_then(|s| s.user(&identity.user))
+        .map_err(store_error)?
+        .filter(|r| !r.locked)
+        .ok_or_else(|| {
+            WireError::new(
+                ErrorCode::BadCredentials,
+                format!("user {:?} is unknown or locked here", identity.user),
+            )
+        })?;
+    Ok(Caller {
+        identity: identity.clone(),
+        record,
+        generation,
+    })
 }

@@ -49,6 +49,13 @@ pub struct CallContext {
     pub cancel: CancellationToken,
 }
 
+/// Where a call is served: here, or on a mirror's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Here,
+    Leader,
+}
+
 /// How a call answered.
 enum Answer {
     /// A result value, to encode.
@@ -123,7 +130,19 @@ impl CallContext {
     /// so that a caller without the right learns that first), then the method.
     async fn serve(&self, args: Value) -> Result<Answer, WireError> {
         self.check_available()?;
-        self.check_mirror()?;
+        if self.check_mirror()? == Route::Leader {
+            let mirror = self
+                .shared
+                .mirror
+                .as_ref()
+                .expect("checked by check_mirror");
+            // Only a login is throttled by its caller's address, and it is a session
+            // call: the connection forwards it.
+            return mirror
+                .forward(self.identity.as_ref(), self.method, args, None)
+                .await
+                .map(Answer::Value);
+        }
         let plain_need = Need::of(self.method.permission());
         if let Some(need) = plain_need {
             self.need(need)?;
@@ -188,6 +207,7 @@ impl CallContext {
             Request::SyncDetach(args) => reply::<call::SyncDetach>(sync::detach(self, args).await),
             Request::MirrorBootstrap(_) => mirror::bootstrap(self).await,
             Request::MirrorFollow(args) => mirror::follow(self, args).await,
+            Request::MirrorForward(args) => mirror::forward(self, args).await,
             Request::Login(_) | Request::Auth(_) | Request::Logout(_) | Request::WhoAmI(_) => {
                 Err(WireError::new(
                     ErrorCode::Internal,
@@ -231,15 +251,21 @@ impl CallContext {
 
     /// While a restore runs or the service is DOWN, only admins get through (and
     /// `status`); in READ_ONLY (the admin's or automatic), non-admin writes are refused.
-    /// On a mirror: a call that changes the service's state is refused (its leader
-    /// takes it); a read while the mirror lags beyond `[mirror] max_lag_secs` gets the
-    /// lag (`status` and the service's own calls always answer).
-    fn check_mirror(&self) -> Result<(), WireError> {
+    /// On a mirror: a call that changes the service's state goes to its leader (or
+    /// is refused with `[mirror] forward_writes = false`); a read while the mirror lags
+    /// beyond `[mirror] max_lag_secs` gets the lag (`status` and the service's own
+    /// calls always answer).
+    fn check_mirror(&self) -> Result<Route, WireError> {
         let Some(mirror) = &self.shared.mirror else {
-            return Ok(());
+            return Ok(Route::Here);
         };
+        let settings = self.shared.settings();
         if self.method.effect() == Effect::Changes {
-            return Err(mirror.read_only_error());
+            return if settings.mirror_forward_writes {
+                Ok(Route::Leader)
+            } else {
+                Err(mirror.read_only_error())
+            };
         }
         let exempt = self.method.kind() == MethodKind::Session
             || matches!(
@@ -250,9 +276,9 @@ impl CallContext {
                     | Method::MirrorBootstrap
                     | Method::MirrorFollow
             );
-        match self.shared.settings().mirror_max_lag {
-            Some(max_lag) if !exempt => mirror.check_lag(max_lag),
-            _ => Ok(()),
+        match settings.mirror_max_lag {
+            Some(max_lag) if !exempt => mirror.check_lag(max_lag).map(|()| Route::Here),
+            _ => Ok(Route::Here),
         }
     }
 

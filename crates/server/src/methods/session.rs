@@ -5,13 +5,14 @@
 use std::net::IpAddr;
 
 use cairn_proto::methods::{self, call, to_value, AuthArgs, LoginArgs, LogoutArgs};
-use cairn_proto::{Call, ErrorCode, Method, Need, Request, WireError};
+use cairn_proto::{Call, Effect, ErrorCode, Method, Need, Request, WireError};
 use cairn_store::{ServiceMode, UserRecord, Write};
 use rmpv::Value;
 
 use crate::auth::{self, authorize, Identity, Via};
 use crate::error::{bad_request, store_error};
 use crate::ops::health;
+use crate::ops::mirror::Mirror;
 use crate::ops::shared::Shared;
 use crate::storage::{now_ms, write};
 
@@ -41,6 +42,11 @@ pub async fn serve(
     if let Some(need) = plain_need {
         check(need)?;
     }
+    if let Some(mirror) = shared.mirror.as_ref() {
+        if method.effect() == Effect::Changes {
+            return forward_session(shared, mirror, identity, method, args, peer).await;
+        }
+    }
     let request = Request::decode(method, args)?;
     if plain_need.is_none() {
         check(request.need())?;
@@ -55,6 +61,53 @@ pub async fn serve(
             format!("{} is not a session method", other.method()),
         )),
     }
+}
+
+/// On a mirror: `login` and `logout` run on the leader (which writes the session),
+/// and the connection here changes as they say once the mirror has applied it.
+async fn forward_session(
+    shared: &Shared,
+    mirror: &Mirror,
+    identity: Option<&Identity>,
+    method: Method,
+    args: Value,
+    peer: Option<IpAddr>,
+) -> Result<(Value, ConnectionChange), WireError> {
+    if !shared.settings().mirror_forward_writes {
+        return Err(mirror.read_only_error());
+    }
+    let explicit_token = match method {
+        Method::Logout => {
+            rmpv::ext::from_value::<LogoutArgs>(args.clone())
+                .map_err(|e| bad_request(format!("logout: {e}")))?
+                .token
+        }
+        _ => None,
+    };
+    let value = mirror.forward(identity, method, args, peer).await?;
+    let change = match method {
+        Method::Login => {
+            let login: methods::LoginResult = rmpv::ext::from_value(value.clone())
+                .map_err(|e| bad_request(format!("the leader's login answer: {e}")))?;
+            ConnectionChange::Authenticated(Identity {
+                user: login.user,
+                via: Via::Password,
+                token_hash: Some(auth::token_hash(&login.token)),
+            })
+        }
+        _ => {
+            let revoked = explicit_token
+                .as_deref()
+                .map(auth::token_hash)
+                .or_else(|| identity.and_then(|i| i.token_hash));
+            if revoked.is_some() && revoked == identity.and_then(|i| i.token_hash) {
+                ConnectionChange::LoggedOut
+            } else {
+                ConnectionChange::None
+            }
+        }
+    };
+    Ok((value, change))
 }
 
 fn answer<C: Call>(

@@ -10,13 +10,15 @@
 //! mode, users) follows what the entries changed. Each state change is logged at WARN
 //! and sent to webhooks.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_client::{Client, ClientError, ClientUrl, ConnectOptions};
 use cairn_proto::methods::{
-    to_value, BootstrapChunk, BootstrapEnd, MirrorFollowArgs, MirrorItem, MirrorStatus,
+    call, to_value, BootstrapChunk, BootstrapEnd, MirrorFollowArgs, MirrorForwardArgs, MirrorItem,
+    MirrorStatus,
 };
 use cairn_proto::values::MirrorState;
 use cairn_proto::{ErrorCode, Method, WireError};
@@ -26,6 +28,7 @@ use cairn_store::{JournalEntry, Store, StoreError, Write, Written, STORE_DIR};
 use rmpv::Value;
 use tokio::sync::watch;
 
+use crate::auth::Identity;
 use crate::config::Settings;
 use crate::error::ServerError;
 use crate::ops::shared::Shared;
@@ -57,7 +60,13 @@ pub struct Mirror {
     view: Mutex<View>,
     /// The applied position, for callers waiting to read their own writes.
     applied: watch::Sender<u64>,
+    /// The connection forwarded calls go through (opened again when it was lost).
+    forwarder: tokio::sync::Mutex<Option<Client>>,
 }
+
+/// How long a forwarded write waits for the mirror to apply it before it is answered
+/// anyway (it is committed on the leader).
+const APPLY_WAIT: Duration = Duration::from_secs(30);
 
 /// Why the leader could not be used, as the start reports it.
 enum Refusal {
@@ -90,6 +99,7 @@ impl Mirror {
                 message: String::new(),
             }),
             applied: watch::Sender::new(0),
+            forwarder: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -204,6 +214,64 @@ impl Mirror {
             Value::from("leader"),
             Value::from(self.name()),
         )]))
+    }
+
+    /// Sends a call that changes the service to the leader, as `identity` (from
+    /// `peer`), and answers its result once this mirror has applied what it wrote, so
+    /// that the caller reads its own write here.
+    pub async fn forward(
+        &self,
+        identity: Option<&Identity>,
+        method: Method,
+        args: Value,
+        peer: Option<IpAddr>,
+    ) -> Result<Value, WireError> {
+        let forward = MirrorForwardArgs {
+            method: method.name().to_string(),
+            args,
+            user: identity.map(|i| i.user.clone()),
+            via: identity.map(|i| i.via),
+            token_hash: identity.and_then(|i| i.token_hash).map(hex::encode),
+            peer: peer.map(|p| p.to_string()),
+        };
+        let client = self.forwarder().await?;
+        let answer = client
+            .request::<call::MirrorForward>(&forward)
+            .await
+            .map_err(|error| match error {
+                ClientError::Service(error) => error,
+                other => self.unreachable(&other),
+            })?;
+        let mut applied = self.applied.subscribe();
+        let waited =
+            tokio::time::timeout(APPLY_WAIT, applied.wait_for(|seq| *seq >= answer.head)).await;
+        if !matches!(waited, Ok(Ok(_))) {
+            tracing::warn!(leader = %self.name(), head = answer.head, "a forwarded {method} is answered before this mirror applied it: it lags");
+        }
+        Ok(answer.result)
+    }
+
+    /// The connection to the leader for forwarded calls.
+    async fn forwarder(&self) -> Result<Client, WireError> {
+        let mut slot = self.forwarder.lock().await;
+        if let Some(client) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(client.clone());
+        }
+        let client = Client::connect(&self.leader, &self.options)
+            .await
+            .map_err(|e| self.unreachable(&e))?;
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    fn unreachable(&self, error: &ClientError) -> WireError {
+        WireError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "this mirror cannot reach its leader {} ({error}): the call may or may not have taken effect there",
+                self.name()
+            ),
+        )
     }
 
     /// Records a new state; a change is logged at WARN and sent to webhooks.
