@@ -315,3 +315,106 @@ fn mirrors_bootstrap_follow_the_whole_state_and_hold_the_leaders_bytes() -> Resu
     drop((first, second, leader));
     Ok(())
 }
+
+async fn wait_job(client: &Client, id: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = client.jobs_show(id).await?;
+        match job.status.as_str() {
+            "COMPLETED" => return Ok(()),
+            "FAILED" | "CANCELED" => bail!("job {id}: {job:?}"),
+            _ => {}
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "job {id} did not end within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restored() -> Result<()> {
+    let tmp = scratch();
+    let leader_dir = tmp.path().join("leader");
+    let leader = ServiceProcess::start(&leader_dir, &[])?;
+    let mirror_dir = tmp.path().join("mirror");
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = unix_client(&leader_dir).await?;
+        admin.db_create("docs", Default::default()).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let mirror = start_mirror(&mirror_dir, &leader, &[])?;
+
+    // SIGKILL the mirror twice while writers run; each restart catches up.
+    let writers = rt.block_on(Writers::start(&leader_dir, "docs", 3))?;
+    let mut mirror = Some(mirror);
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(700));
+        mirror.take().expect("running").kill()?;
+        std::thread::sleep(Duration::from_millis(300));
+        mirror = Some(start_mirror(&mirror_dir, &leader, &[])?);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    rt.block_on(async {
+        let acked = writers.stop().await?;
+        ensure!(acked > 50, "the writers wrote: {acked}");
+        caught_up(&unix_client(&mirror_dir).await?, &leader_dir).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    ensure!(
+        digests(&mirror_dir)? == digests(&leader_dir)?,
+        "after two kill -9 the mirror holds the leader's bytes"
+    );
+
+    // The leader is restored from a backup made earlier: the mirror's history is no
+    // longer the leader's, and it bootstraps again by itself.
+    rt.block_on(async {
+        let admin = unix_client(&leader_dir).await?;
+        let backup = admin.backup_start(Some("before")).await?;
+        wait_job(&admin, backup.id).await?;
+        for i in 0..30u64 {
+            admin
+                .put("docs", &format!("after-backup-{i}"), doc(i, 5), None)
+                .await?;
+        }
+        let client = unix_client(&mirror_dir).await?;
+        caught_up(&client, &leader_dir).await?;
+        let restore = admin.restore_start("before").await?;
+        // The restore closes the connection's store for a moment: poll on new ones.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(admin) = unix_client(&leader_dir).await {
+                if let Ok(job) = admin.jobs_show(restore.id).await {
+                    if job.status.as_str() == "COMPLETED" {
+                        break;
+                    }
+                    ensure!(job.status.as_str() != "FAILED", "{job:?}");
+                }
+            }
+            ensure!(Instant::now() < deadline, "the restore did not end");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let admin = unix_client(&leader_dir).await?;
+        admin.put("docs", "after-restore", doc(1, 6), None).await?;
+        let status = caught_up(&client, &leader_dir).await?;
+        ensure!(status.lag_changes == 0, "{status:?}");
+        let gone = client.get("docs", "after-backup-3").await.unwrap_err();
+        ensure!(gone.code() == Some(ErrorCode::NotFound), "{gone}");
+        client.get("docs", "after-restore").await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    ensure!(
+        digests(&mirror_dir)? == digests(&leader_dir)?,
+        "after the leader's restore the mirror holds the restored bytes"
+    );
+    let mirror = mirror.take().expect("running");
+    let said = mirror.stderr_so_far().join("\n");
+    ensure!(
+        said.contains("bootstrapping again"),
+        "the mirror said so: {said}"
+    );
+    drop((mirror, leader));
+    Ok(())
+}

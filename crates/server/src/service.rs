@@ -145,7 +145,7 @@ impl Service {
         let mirror = Mirror::from_settings(&settings, &leader_cert_dirs).map(Arc::new);
         let bootstrapped = match &mirror {
             Some(mirror) if mirror::needs_bootstrap(dir) => {
-                mirror::bootstrap(dir, mirror, None).await?;
+                mirror::bootstrap(dir, mirror).await?;
                 true
             }
             _ => false,

@@ -276,10 +276,14 @@ impl CallContext {
                     | Method::MirrorBootstrap
                     | Method::MirrorFollow
             );
-        match settings.mirror_max_lag {
-            Some(max_lag) if !exempt => mirror.check_lag(max_lag).map(|()| Route::Here),
-            _ => Ok(Route::Here),
+        if exempt {
+            return Ok(Route::Here);
         }
+        mirror.check_serving()?;
+        if let Some(max_lag) = settings.mirror_max_lag {
+            mirror.check_lag(max_lag)?;
+        }
+        Ok(Route::Here)
     }
 
     fn check_available(&self) -> Result<(), WireError> {

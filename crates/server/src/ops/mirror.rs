@@ -29,8 +29,9 @@ use rmpv::Value;
 use tokio::sync::watch;
 
 use crate::auth::Identity;
-use crate::config::Settings;
+use crate::config::{Settings, TMP_DIR};
 use crate::error::ServerError;
+use crate::ops::restore;
 use crate::ops::shared::Shared;
 use crate::ops::webhooks::WebhookEvent;
 use crate::storage::{now_ms, write};
@@ -51,6 +52,8 @@ struct View {
     applied_time_ms: u64,
     last_contact_ms: u64,
     message: String,
+    /// Set while a running mirror bootstraps again: its reads are refused.
+    rebootstrapping: bool,
 }
 
 /// A mirror's leader and how far the mirror has followed it.
@@ -97,6 +100,7 @@ impl Mirror {
                 applied_time_ms: 0,
                 last_contact_ms: 0,
                 message: String::new(),
+                rebootstrapping: false,
             }),
             applied: watch::Sender::new(0),
             forwarder: tokio::sync::Mutex::new(None),
@@ -296,10 +300,30 @@ impl Mirror {
         }
     }
 
+    fn set_rebootstrapping(&self, on: bool) {
+        self.view.lock().expect("mirror view lock").rebootstrapping = on;
+    }
+
+    /// Refuses a read while the mirror bootstraps again (its old data is not the
+    /// leader's history).
+    pub fn check_serving(&self) -> Result<(), WireError> {
+        if !self.view.lock().expect("mirror view lock").rebootstrapping {
+            return Ok(());
+        }
+        Err(WireError::new(
+            ErrorCode::MirrorLagging,
+            format!(
+                "this mirror is bootstrapping again from {}: its data no longer follows the leader's history; read from the leader, or wait",
+                self.name()
+            ),
+        ))
+    }
+
     /// Notes what the leader said in an item.
     fn heard(&self, head: u64) {
         let mut view = self.view.lock().expect("mirror view lock");
-        view.leader_head = view.leader_head.max(head);
+        // As the leader says: after a restore there, its head may be lower.
+        view.leader_head = head;
         view.last_contact_ms = now_ms();
     }
 
@@ -343,51 +367,55 @@ pub fn needs_bootstrap(dir: &Path) -> bool {
 }
 
 /// Copies the leader's environment into `dir/store` (which must not exist): streamed
-/// into `dir/store.bootstrap`, fsync'd, checked against the stream's length and
+/// into `dir/store.bootstrap/store`, fsync'd, checked against the stream's length and
 /// SHA-256, then renamed into place. Any failure leaves no store behind.
-pub async fn bootstrap(
-    dir: &Path,
-    mirror: &Mirror,
-    shared: Option<&Shared>,
-) -> Result<u64, ServerError> {
+pub async fn bootstrap(dir: &Path, mirror: &Mirror) -> Result<u64, ServerError> {
     mirror.set_state(
-        shared,
+        None,
         MirrorState::Bootstrapping,
         "copying the leader's environment".to_string(),
     );
-    let (client, leader_id) = mirror.identify().await.map_err(|refusal| match refusal {
-        Refusal::Unreachable(reason) | Refusal::Refused(reason) => {
-            refused(format!("cannot bootstrap from the leader: {reason}"))
-        }
-    })?;
     let staging = dir.join(BOOTSTRAP_DIR);
+    let bytes = fetch_copy(mirror, &staging)
+        .await
+        .map_err(|reason| refused(format!("cannot bootstrap: {reason}")))?;
+    let store_dir = dir.join(STORE_DIR);
+    std::fs::rename(staging.join(STORE_DIR), &store_dir)
+        .map_err(|e| ServerError::io(format!("moving the copy to {}", store_dir.display()), e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| ServerError::io(format!("syncing {}", dir.display()), e))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(bytes)
+}
+
+/// Streams the leader's environment into `staging/store/data.mdb` (`staging` is made
+/// anew), fsync'd and checked against the stream's length and SHA-256; answers its size.
+async fn fetch_copy(mirror: &Mirror, staging: &Path) -> Result<u64, String> {
+    let (client, leader_id) = mirror.identify().await.map_err(|refusal| match refusal {
+        Refusal::Unreachable(reason) | Refusal::Refused(reason) => reason,
+    })?;
+    let io = |what: &str, e: &dyn std::fmt::Display| format!("{what}: {e}");
     if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .map_err(|e| ServerError::io(format!("removing {}", staging.display()), e))?;
+        std::fs::remove_dir_all(staging).map_err(|e| io("removing an earlier copy", &e))?;
     }
-    std::fs::create_dir(&staging)
-        .map_err(|e| ServerError::io(format!("creating {}", staging.display()), e))?;
-    let target = staging.join("data.mdb");
-    let mut file = Some(HashingFile::create(&target, 0o600)?);
+    std::fs::create_dir_all(staging.join(STORE_DIR))
+        .map_err(|e| io("making room for the copy", &e))?;
+    let target = staging.join(STORE_DIR).join("data.mdb");
+    let mut file = Some(HashingFile::create(&target, 0o600).map_err(|e| e.to_string())?);
     let mut stream = client
         .stream(Method::MirrorBootstrap.name(), Value::Nil)
         .await
-        .map_err(|e| refused(format!("cannot bootstrap from {}: {e}", mirror.name())))?;
+        .map_err(|e| e.to_string())?;
     while let Some(item) = stream.next().await {
-        let item =
-            item.map_err(|e| refused(format!("the bootstrap from {} failed: {e}", mirror.name())))?;
-        let chunk: BootstrapChunk = rmpv::ext::from_value(item).map_err(|e| {
-            refused(format!(
-                "{} sent a bootstrap chunk that does not parse: {e}",
-                mirror.name()
-            ))
-        })?;
+        let item = item.map_err(|e| format!("the copy from {} failed: {e}", mirror.name()))?;
+        let chunk: BootstrapChunk = rmpv::ext::from_value(item)
+            .map_err(|e| format!("{} sent a chunk that does not parse: {e}", mirror.name()))?;
         let mut writing = file.take().expect("the file is put back after each chunk");
         writing = tokio::task::spawn_blocking(move || writing.write(&chunk.data).map(|()| writing))
             .await
-            .map_err(|e| {
-                ServerError::io("writing the bootstrap copy", std::io::Error::other(e))
-            })??;
+            .map_err(|e| io("writing the copy", &e))?
+            .map_err(|e| e.to_string())?;
         file = Some(writing);
     }
     let end: BootstrapEnd = stream
@@ -397,33 +425,53 @@ pub async fn bootstrap(
         .transpose()
         .ok()
         .flatten()
-        .ok_or_else(|| {
-            refused(format!(
-                "the bootstrap from {} ended without its checksum",
-                mirror.name()
-            ))
-        })?;
+        .ok_or_else(|| format!("the copy from {} ended without its checksum", mirror.name()))?;
     let writing = file.take().expect("the file is there until the end");
     let (bytes, sha256) = tokio::task::spawn_blocking(move || writing.finish())
         .await
-        .map_err(|e| ServerError::io("finishing the bootstrap copy", std::io::Error::other(e)))??;
+        .map_err(|e| io("finishing the copy", &e))?
+        .map_err(|e| e.to_string())?;
     if (bytes, &sha256) != (end.bytes, &end.sha256) {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(refused(format!(
-            "the bootstrap copy from {} does not match its checksum ({bytes} bytes, sha256 {sha256}; the leader sent {} bytes, sha256 {}): start again",
+        let _ = std::fs::remove_dir_all(staging);
+        return Err(format!(
+            "the copy from {} does not match its checksum ({bytes} bytes, sha256 {sha256}; the leader sent {} bytes, sha256 {}): start again",
             mirror.name(),
             end.bytes,
             end.sha256
-        )));
+        ));
     }
-    let store_dir = dir.join(STORE_DIR);
-    std::fs::rename(&staging, &store_dir)
-        .map_err(|e| ServerError::io(format!("moving the copy to {}", store_dir.display()), e))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ServerError::io(format!("syncing {}", dir.display()), e))?;
-    tracing::warn!(leader = %mirror.name(), service = %leader_id, bytes, "bootstrapped from the leader");
+    tracing::warn!(leader = %mirror.name(), service = %leader_id, bytes, "copied the leader's environment");
     Ok(bytes)
+}
+
+/// Bootstraps a running mirror again: its history is not the leader's any more. Reads
+/// are refused meanwhile (`mirror_lagging`); the copy is made beside the store, then
+/// swapped in as a restore swaps a backup in.
+async fn rebootstrap(shared: &Arc<Shared>, mirror: &Mirror, reason: &str) -> Result<(), String> {
+    mirror.set_rebootstrapping(true);
+    mirror.set_state(
+        Some(shared),
+        MirrorState::Bootstrapping,
+        format!("{reason}: bootstrapping again"),
+    );
+    let staging = shared.dir.join(TMP_DIR).join("mirror-bootstrap");
+    let outcome = async {
+        fetch_copy(mirror, &staging).await?;
+        shared.end_feeds();
+        let (store, replaced) = restore::replace_environment(shared, &staging)
+            .await
+            .map_err(|e| e.to_string())?;
+        store.set_mirror(true);
+        note_position(mirror, &store).map_err(|e| e.to_string())?;
+        shared.put_store(store.clone());
+        shared.follow_mirrored(&store);
+        let _ = std::fs::remove_dir_all(&replaced);
+        Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&staging);
+    mirror.set_rebootstrapping(false);
+    outcome
 }
 
 /// The position of `store`, noted as the mirror's applied position.
@@ -463,6 +511,19 @@ pub async fn follow(shared: Arc<Shared>, mirror: Arc<Mirror>) {
                 reason
             }
             Err(FollowError::Failed(reason)) => reason,
+            Err(FollowError::Diverged(reason)) => {
+                let outcome = tokio::select! {
+                    outcome = rebootstrap(&shared, &mirror, &reason) => outcome,
+                    _ = shared.shutdown.cancelled() => return,
+                };
+                match outcome {
+                    Ok(()) => {
+                        backoff = FIRST_BACKOFF;
+                        continue;
+                    }
+                    Err(error) => format!("{reason}; bootstrapping again failed: {error}"),
+                }
+            }
         };
         mirror.set_state(Some(&shared), MirrorState::Disconnected, reason);
         tokio::select! {
@@ -474,10 +535,12 @@ pub async fn follow(shared: Arc<Shared>, mirror: Arc<Mirror>) {
 }
 
 /// Why following stopped: after having applied something (the next attempt starts
-/// afresh) or before.
+/// afresh) or before, or because the leader's history no longer continues this
+/// mirror's (it bootstraps again).
 enum FollowError {
     Progressed(String),
     Failed(String),
+    Diverged(String),
 }
 
 /// One connection's worth of following.
@@ -511,7 +574,7 @@ async fn follow_once(shared: &Arc<Shared>, mirror: &Mirror) -> Result<(), Follow
         }
     };
     while let Some(item) = stream.next().await {
-        let item = item.map_err(|e| fail(progressed, describe(&e)))?;
+        let item = item.map_err(|e| classify(progressed, &e))?;
         let item: MirrorItem = rmpv::ext::from_value(item).map_err(|e| {
             fail(
                 progressed,
@@ -556,12 +619,14 @@ async fn follow_once(shared: &Arc<Shared>, mirror: &Mirror) -> Result<(), Follow
     Ok(())
 }
 
-/// A follow stream's error for people: what the leader said, and what happens next.
-fn describe(error: &ClientError) -> String {
+/// Why a follow stream failed: the leader's history no longer continuing this
+/// mirror's (it bootstraps again), or anything else (it connects again).
+fn classify(progressed: bool, error: &ClientError) -> FollowError {
     match error.code() {
-        Some(ErrorCode::ChangesCompacted | ErrorCode::ResyncRequired) => format!(
-            "the leader's journal no longer continues this mirror's ({error}): stop the mirror, remove its store directory and start it again to bootstrap"
+        Some(ErrorCode::ChangesCompacted | ErrorCode::ResyncRequired) => FollowError::Diverged(
+            format!("the leader's journal no longer continues this mirror's ({error})"),
         ),
-        _ => error.to_string(),
+        _ if progressed => FollowError::Progressed(error.to_string()),
+        _ => FollowError::Failed(error.to_string()),
     }
 }

@@ -6,7 +6,7 @@
 //! environment back in place and reopens it. A local backup and one downloaded from
 //! object storage (unpacked into the scratch directory first) both come through `run`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -137,8 +137,8 @@ pub async fn run(
     outcome
 }
 
-/// Closes the store, swaps the environment directory, reopens. On failure the old
-/// environment is back and open.
+/// Closes the store, swaps the environment directory, reopens, and carries the job
+/// history over. On failure the old environment is back and open.
 async fn swap_in(
     shared: &Arc<Shared>,
     job: &mut JobRecord,
@@ -147,6 +147,38 @@ async fn swap_in(
     let old = shared.store().map_err(|e| failure(e.message))?;
     let history = old.snapshot()?.jobs()?;
     drop(old);
+    // The old environment stays in the scratch directory until the next start.
+    let (store, _replaced) = replace_environment(shared, staged).await?;
+    // The job history is the service's, not the data's: carry it over, with this job.
+    let mut records = history;
+    records.retain(|r| r.id != job.id);
+    records.push(job.clone());
+    let wire = |e: cairn_proto::WireError| failure(e.message);
+    write(&store, Write::ReplaceJobs { records })
+        .await
+        .map_err(wire)?;
+    write(&store, Write::NewEpoch).await.map_err(wire)?;
+    // The service returns to the status it had, whatever the backup's was.
+    write(
+        &store,
+        Write::SetStatus {
+            status: (*shared.status()).clone(),
+        },
+    )
+    .await
+    .map_err(wire)?;
+    shared.put_store(store);
+    Ok(())
+}
+
+/// Takes the store out of its slot, waits until no call holds it, closes it, swaps
+/// the environment directory for `STAGED/store` and opens that. Returns the new store,
+/// not yet in the slot, and where the old environment directory went (in `DIR/tmp`); on
+/// failure the old environment is back, open and in the slot.
+pub async fn replace_environment(
+    shared: &Arc<Shared>,
+    staged: &Path,
+) -> Result<(Store, PathBuf), StoreError> {
     let Some(old) = shared.take_store() else {
         return Err(failure("the store is already closed"));
     };
@@ -171,7 +203,7 @@ async fn swap_in(
         .join(crate::config::TMP_DIR)
         .join(format!("store.replaced-{}", timestamp_name(now_ms())));
     let swapped = {
-        let (dir, staged) = (dir.clone(), staged.to_path_buf());
+        let (dir, staged, replaced) = (dir.clone(), staged.to_path_buf(), replaced.clone());
         blocking_store("a restore step", move || {
             Ok(backup::swap_environment(&dir, &staged, &replaced))
         })
@@ -212,24 +244,5 @@ async fn swap_in(
             return Err(error);
         }
     };
-    // The job history is the service's, not the data's: carry it over, with this job.
-    let mut records = history;
-    records.retain(|r| r.id != job.id);
-    records.push(job.clone());
-    let wire = |e: cairn_proto::WireError| failure(e.message);
-    write(&store, Write::ReplaceJobs { records })
-        .await
-        .map_err(wire)?;
-    write(&store, Write::NewEpoch).await.map_err(wire)?;
-    // The service returns to the status it had, whatever the backup's was.
-    write(
-        &store,
-        Write::SetStatus {
-            status: (*shared.status()).clone(),
-        },
-    )
-    .await
-    .map_err(wire)?;
-    shared.put_store(store);
-    Ok(())
+    Ok((store, replaced))
 }
