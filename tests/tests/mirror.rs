@@ -418,3 +418,166 @@ fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restor
     drop((mirror, leader));
     Ok(())
 }
+
+/// Writers through one service (a leader, or a mirror that forwards) with a key per
+/// write: a write refused or cut off is not acknowledged; the keys acknowledged are kept.
+struct KeyedWriters {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl KeyedWriters {
+    async fn start(dir: &Path, name: &str, count: u64) -> Result<KeyedWriters> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for writer in 0..count {
+            let client = unix_client(dir).await?;
+            let (stop, name) = (stop.clone(), name.to_string());
+            tasks.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let key = format!("{name}-{writer}-{n}");
+                    match client.put("docs", &key, doc(n, writer), None).await {
+                        Ok(_) => acked.push(key),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                acked
+            }));
+        }
+        Ok(KeyedWriters { stop, tasks })
+    }
+
+    async fn stop(self) -> Result<Vec<String>> {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut acked = Vec::new();
+        for task in self.tasks {
+            acked.extend(task.await?);
+        }
+        Ok(acked)
+    }
+}
+
+/// Checks that every key of `acked` is a document of `docs` on the service of `dir`.
+async fn all_present(dir: &Path, acked: &[String]) -> Result<()> {
+    let client = unix_client(dir).await?;
+    for key in acked {
+        client
+            .get("docs", key)
+            .await
+            .with_context(|| format!("the acknowledged write {key} on {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+fn cairn_json(dir: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let mut all = vec![
+        "--dir".to_string(),
+        dir.display().to_string(),
+        "-o".to_string(),
+        "json".to_string(),
+    ];
+    all.extend(args.iter().map(|a| a.to_string()));
+    Ok(cairn_tests::cli::cairn(&all, "").ok().json())
+}
+
+#[test]
+fn promotion_hands_over_without_losing_a_write_and_force_promotes_when_the_leader_is_gone(
+) -> Result<()> {
+    let tmp = scratch();
+    let leader_dir = tmp.path().join("leader");
+    let leader = ServiceProcess::start(&leader_dir, &[])?;
+    let mirror_dir = tmp.path().join("mirror");
+    let rt = runtime();
+    rt.block_on(async {
+        unix_client(&leader_dir)
+            .await?
+            .db_create("docs", Default::default())
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    // The mirror reaches the leader with the leader's certificates; the leader, once a
+    // mirror, reaches the new leader with its own (the new leader trusts its CA).
+    let mirror = start_mirror(&mirror_dir, &leader, &[])?;
+
+    // Writers through both services while the mirror is promoted.
+    let (on_leader, on_mirror) = rt.block_on(async {
+        Ok::<_, anyhow::Error>((
+            KeyedWriters::start(&leader_dir, "via-leader", 2).await?,
+            KeyedWriters::start(&mirror_dir, "via-mirror", 2).await?,
+        ))
+    })?;
+    std::thread::sleep(Duration::from_millis(800));
+    let promoted = cairn_json(&mirror_dir, &["promote"])?;
+    std::thread::sleep(Duration::from_millis(800));
+    let acked = rt.block_on(async {
+        let mut acked = on_leader.stop().await?;
+        acked.extend(on_mirror.stop().await?);
+        Ok::<_, anyhow::Error>(acked)
+    })?;
+    ensure!(promoted["forced"] == false, "{promoted}");
+    ensure!(promoted["old_leader_follows"] == true, "{promoted}");
+    let refused_ms = promoted["refused_ms"].as_u64().context("refused_ms")?;
+    ensure!(
+        refused_ms <= 2000,
+        "writes were refused for {refused_ms} ms"
+    );
+    eprintln!("graceful promotion: writes were refused for {refused_ms} ms");
+    ensure!(acked.len() > 50, "the writers wrote: {}", acked.len());
+    rt.block_on(async {
+        // The new leader holds every acknowledged write; the old one follows it.
+        all_present(&mirror_dir, &acked).await?;
+        let new_leader = unix_client(&mirror_dir).await?;
+        ensure!(new_leader.status().await?.mirror.is_none());
+        let old_leader = unix_client(&leader_dir).await?;
+        let status = caught_up(&old_leader, &mirror_dir).await?;
+        ensure!(status.leader.contains("127.0.0.1"), "{status:?}");
+        all_present(&leader_dir, &acked).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    ensure!(
+        digests(&leader_dir)? == digests(&mirror_dir)?,
+        "the old leader holds the new leader's bytes"
+    );
+
+    // The roles survive restarts: DIR/role.json wins over --mirror.
+    let mirror = {
+        // The same port: the old leader follows it there.
+        let listen = format!("ssl://{}", mirror.tls_address);
+        mirror.stop()?;
+        start_mirror(&mirror_dir, &leader, &["--listen", &listen])?
+    };
+    rt.block_on(async {
+        ensure!(unix_client(&mirror_dir)
+            .await?
+            .status()
+            .await?
+            .mirror
+            .is_none());
+        Ok::<_, anyhow::Error>(())
+    })?;
+
+    // Writes through the old leader (now a mirror), then the new leader dies: the old
+    // one is promoted by force and holds every write it had acknowledged.
+    let through_old = rt.block_on(KeyedWriters::start(&leader_dir, "forced", 2))?;
+    std::thread::sleep(Duration::from_millis(800));
+    let acked = rt.block_on(through_old.stop())?;
+    ensure!(!acked.is_empty());
+    mirror.kill()?;
+    let forced = cairn_json(&leader_dir, &["promote", "--force"])?;
+    ensure!(forced["forced"] == true, "{forced}");
+    ensure!(forced["epoch"].as_u64().is_some(), "{forced}");
+    rt.block_on(async {
+        all_present(&leader_dir, &acked).await?;
+        let leader_client = unix_client(&leader_dir).await?;
+        ensure!(leader_client.status().await?.mirror.is_none());
+        leader_client
+            .put("docs", "after-force", doc(1, 1), None)
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop(leader);
+    Ok(())
+}

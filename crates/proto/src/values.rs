@@ -386,3 +386,15 @@ wire_enum! {
         Disconnected = "disconnected",
     }
 }
+
+wire_enum! {
+    /// A step of a graceful promotion, on the leader (`mirror.handoff`).
+    HandoffMode("mode") {
+        /// Stop taking writes and answer the journal's final head.
+        Begin = "begin",
+        /// Become a mirror of the promoted one.
+        Complete = "complete",
+        /// Take writes again: the promotion did not happen.
+        Cancel = "cancel",
+    }
+}

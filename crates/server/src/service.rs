@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cairn_certs::CertDir;
+use cairn_client::ClientUrl;
 use cairn_remote::Remote;
 use cairn_store::{DirLock, Store, UserRecord, Write};
 use tokio_util::sync::CancellationToken;
@@ -20,6 +21,7 @@ use crate::config::{
 };
 use crate::error::ServerError;
 use crate::net::{self, Listener, Serves};
+use crate::ops::mirror::promote::{self, Role};
 use crate::ops::mirror::{self, Mirror};
 use crate::ops::shared::{ReloadSource, Shared};
 use crate::ops::{health, jobs, reload, schedule, webhooks};
@@ -142,7 +144,8 @@ impl Service {
             .rev()
             .map(|d| d.root().to_path_buf())
             .collect();
-        let mirror = Mirror::from_settings(&settings, &leader_cert_dirs).map(Arc::new);
+        let mirror = leader_to_follow(dir, &settings)?
+            .map(|leader| Arc::new(Mirror::new(leader, &settings, &leader_cert_dirs)));
         let bootstrapped = match &mirror {
             Some(mirror) if mirror::needs_bootstrap(dir) => {
                 mirror::bootstrap(dir, mirror).await?;
@@ -267,7 +270,10 @@ impl Service {
         );
         shared.databases.load(&store)?;
         shared.reload_source = reload_source;
-        shared.mirror = mirror;
+        shared.set_mirror(mirror);
+        shared.leader_cert_dirs = leader_cert_dirs;
+        shared.ca_name = ca_name;
+        shared.endpoints = listeners.iter().map(|l| l.url().to_string()).collect();
         let shared = Arc::new(shared);
         // The automatic READ_ONLY reasons hold from the first call.
         health::check(&shared).await;
@@ -303,12 +309,12 @@ impl Service {
 
     /// Serves until the shutdown token is cancelled, then stops cleanly.
     pub async fn run(self) -> Result<(), ServerError> {
-        match &self.shared.mirror {
+        match self.shared.mirror() {
             Some(mirror) => {
                 // Its leader's backups are the mirror's: it writes no jobs of its own.
                 self.shared
                     .background
-                    .spawn(mirror::follow(self.shared.clone(), mirror.clone()));
+                    .spawn(mirror::follow(self.shared.clone(), mirror));
             }
             None => schedule::restart(&self.shared).map_err(|reason| ServerError::Settings {
                 source_name: "[backup] schedule".to_string(),
@@ -364,6 +370,33 @@ impl Reloader {
         who: &str,
     ) -> Result<cairn_proto::methods::ConfigReloadResult, cairn_proto::WireError> {
         reload::reload(&self.shared, who).await
+    }
+}
+
+/// The leader this service follows: the one a promotion left in `DIR/role.json`, else
+/// the settings' (`[mirror] leader`, `--mirror`); `None` for a leader.
+fn leader_to_follow(dir: &Path, settings: &Settings) -> Result<Option<ClientUrl>, ServerError> {
+    let configured = settings.mirror_leader.clone();
+    match promote::load_role(dir)? {
+        None => Ok(configured),
+        Some(Role::Leader {
+            since_ms,
+            promoted_from,
+        }) => {
+            if let Some(url) = configured {
+                tracing::warn!(settings = %url.redacted(), %promoted_from, since_ms, "this service was promoted to leader: the leader its settings name is not followed (remove {} to follow it again)", promote::ROLE_FILE);
+            }
+            Ok(None)
+        }
+        Some(Role::Mirror { leader, since_ms }) => {
+            let url =
+                crate::config::parse_leader(&leader).map_err(|reason| ServerError::Settings {
+                    source_name: promote::ROLE_FILE.to_string(),
+                    reason,
+                })?;
+            tracing::warn!(leader = %url.redacted(), since_ms, "this service handed over to a mirror: it follows it");
+            Ok(Some(url))
+        }
     }
 }
 

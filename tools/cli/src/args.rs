@@ -224,6 +224,26 @@ Examples:
     /// The service's settings (admin): reload DIR/cairn.toml while it runs.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Make the mirror this command reaches (usually --dir MIRRORDIR) the leader.
+    #[command(after_help = "\
+Gracefully: the leader stops taking writes, the mirror applies everything it committed,
+becomes the leader, and the old leader turns into a mirror of it (it reaches the new
+leader at --advertise, by default the mirror's first ssl:// listener). The output says
+how long writes were refused. With --force (the leader is gone): the mirror becomes the
+leader at what it has applied, under a new change-log epoch, and says the last position
+it had seen from the old leader. The new role is kept in DIR/role.json.
+Examples:
+  cairn --dir ./replica promote
+  cairn --dir ./replica promote --advertise 'ssl://root@db2:27460/'
+  cairn --dir ./replica -o json promote --force")]
+    Promote {
+        /// The leader is gone: promote at what this mirror applied.
+        #[arg(long)]
+        force: bool,
+        /// The URL the old leader reaches this service at.
+        #[arg(long, value_name = "URL")]
+        advertise: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

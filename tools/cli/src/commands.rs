@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cairn_client::methods::{
-    ChangesArgs, DbCreateArgs, FeedItem, FindArgs, FindCursor, RetentionArgs, ScanArgs,
+    call, ChangesArgs, DbCreateArgs, FeedItem, FindArgs, FindCursor, MirrorPromoteArgs,
+    RetentionArgs, ScanArgs,
 };
 use cairn_client::values::FeedKind;
 
@@ -107,6 +108,15 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(crate::args::ConfigCommand::Reload) => {
             let result = target.connect().await?.config_reload().await?;
             out.emit(&result, || output::reload_text(&result))?;
+        }
+        Command::Promote { force, advertise } => {
+            let args = MirrorPromoteArgs { force, advertise };
+            let result = target
+                .connect()
+                .await?
+                .request::<call::MirrorPromote>(&args)
+                .await?;
+            out.emit(&result, || output::promote_text(&result))?;
         }
     }
     Ok(())

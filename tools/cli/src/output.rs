@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use cairn_client::methods::ConfigReloadResult;
 use cairn_client::methods::{
     ChangeEntry, ChangesResult, DbInfo, DbStateResult, DirUsage, Doc, FeedEnd, FindResult,
-    FoundDoc, RetentionArgs, ScanResult, StatusResult, UsageResult, UserInfo,
+    FoundDoc, MirrorPromoteResult, RetentionArgs, ScanResult, StatusResult, UsageResult, UserInfo,
 };
 use cairn_client::values::{FeedEndReason, Op};
 use serde::Serialize;
@@ -322,6 +322,37 @@ pub fn status_text(status: &StatusResult) -> String {
             ),
         ));
     }
+    if let Some(mirror) = &status.mirror {
+        let forwarding = if mirror.forward_writes {
+            "writes go to the leader"
+        } else {
+            "writes are refused"
+        };
+        pairs.extend([
+            (
+                "mirror of",
+                format!("{} ({}; {forwarding})", mirror.leader, mirror.state),
+            ),
+            (
+                "applied",
+                format!(
+                    "{} of the leader's {}: {} behind, {:.1} s",
+                    mirror.applied, mirror.leader_head, mirror.lag_changes, mirror.lag_secs
+                ),
+            ),
+            (
+                "last heard",
+                if mirror.last_contact_ms == 0 {
+                    "never".to_string()
+                } else {
+                    utc(mirror.last_contact_ms)
+                },
+            ),
+        ]);
+        if !mirror.message.is_empty() {
+            pairs.push(("mirror message", mirror.message.clone()));
+        }
+    }
     pairs.extend([
         ("message", or_none(&status.current_message)),
         (
@@ -332,6 +363,29 @@ pub fn status_text(status: &StatusResult) -> String {
         ("version", status.version.clone()),
     ]);
     fields(&pairs)
+}
+
+/// What a promotion did.
+pub fn promote_text(result: &MirrorPromoteResult) -> String {
+    if result.forced {
+        let unseen = result.leader_head.saturating_sub(result.position);
+        return format!(
+            "promoted by force: this service is the leader at journal position {} (the old leader {} was last seen at {}: {unseen} entries were never applied here); new change-log epoch {}",
+            result.position,
+            result.old_leader,
+            result.leader_head,
+            result.epoch.map_or("-".to_string(), |e| e.to_string())
+        );
+    }
+    let follows = if result.old_leader_follows {
+        "and now follows this one"
+    } else {
+        "but did not turn into a mirror: restart it with --mirror pointing here"
+    };
+    format!(
+        "promoted: this service is the leader at journal position {}; writes were refused for {} ms; the old leader {} {follows}",
+        result.position, result.refused_ms, result.old_leader
+    )
 }
 
 /// What `config reload` applied and what needs a restart.

@@ -3,11 +3,12 @@
 //! `mirror.follow` (the journal's entries after the mirror's position, as the leader
 //! commits them, with heartbeats that carry the leader's head) and `mirror.forward` (a
 //! call a mirror was sent that changes the service, run by the leader as its caller);
-//! and what `status` says on a mirror.
+//! promotion (`mirror.promote` on the mirror, `mirror.handoff` on the leader); and what
+//! `status` says on a mirror.
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::{MirrorState, Via};
+use crate::values::{HandoffMode, MirrorState, Via};
 
 /// An item of `mirror.bootstrap`: the next bytes of the copy of `store/data.mdb`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,5 +112,58 @@ pub struct MirrorForwardArgs {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MirrorForwardResult {
     pub result: rmpv::Value,
+    pub head: u64,
+}
+
+/// `mirror.promote`: makes this mirror the leader. Gracefully (the leader stops taking
+/// writes, this mirror applies its final position, becomes the leader, and the old
+/// leader follows it at `advertise`, this service's URL as the old leader reaches it);
+/// or with `force` when the leader is gone, at what this mirror applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorPromoteArgs {
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub advertise: Option<String>,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorPromoteResult {
+    pub forced: bool,
+    /// The old leader's URL, without credentials.
+    pub old_leader: String,
+    /// The journal seq this service had applied when it became the leader.
+    pub position: u64,
+    /// The old leader's head as last heard (beyond `position` after a forced
+    /// promotion: entries this service never applied).
+    pub leader_head: u64,
+    /// How long the old leader refused writes (graceful; 0 when forced).
+    pub refused_ms: u64,
+    /// Whether the old leader now follows this service.
+    pub old_leader_follows: bool,
+    /// The new change-log epoch after a forced promotion.
+    #[serde(default)]
+    pub epoch: Option<u64>,
+}
+
+/// `mirror.handoff`, on the leader: a step of its mirror's graceful promotion. `begin`
+/// stops taking writes and answers the final head; `complete` makes this service a
+/// mirror of `leader` (trusting the CA `ca_name`, whose certificate is `ca_pem`);
+/// `cancel` takes writes again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorHandoffArgs {
+    pub mode: HandoffMode,
+    #[serde(default)]
+    pub leader: Option<String>,
+    #[serde(default)]
+    pub ca_name: Option<String>,
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+}
+
+/// The journal's head when the step was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorHandoffResult {
     pub head: u64,
 }

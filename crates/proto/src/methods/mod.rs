@@ -38,7 +38,8 @@ pub use jobs::{
 };
 pub use mirror::{
     BootstrapChunk, BootstrapEnd, MirrorEnd, MirrorEntry, MirrorFollowArgs, MirrorForwardArgs,
-    MirrorForwardResult, MirrorItem, MirrorStatus,
+    MirrorForwardResult, MirrorHandoffArgs, MirrorHandoffResult, MirrorItem, MirrorPromoteArgs,
+    MirrorPromoteResult, MirrorStatus,
 };
 pub use session::{AuthArgs, LoginArgs, LoginResult, LogoutArgs, WhoAmI};
 pub use status::{
@@ -71,7 +72,7 @@ method_table! {
     /// How much room the data takes.
     Usage = ("usage", NoArgs => UsageResult, Plain, Reads, Admin),
     /// Reads the settings file again.
-    ConfigReload = ("config.reload", NoArgs => ConfigReloadResult, Plain, Reads, Admin),
+    ConfigReload = ("config.reload", NoArgs => ConfigReloadResult, Plain, Local, Admin),
     // Databases.
     /// Creates a database.
     DbCreate = ("db.create", DbCreateArgs => DbInfo, Plain, Changes, Admin),
@@ -154,6 +155,10 @@ method_table! {
     MirrorFollow = ("mirror.follow", MirrorFollowArgs => MirrorEnd, Stream, Reads, Admin),
     /// Runs a call a mirror was sent, as its caller; answers with the journal's head.
     MirrorForward = ("mirror.forward", MirrorForwardArgs => MirrorForwardResult, Plain, Reads, Admin),
+    /// Makes this mirror the leader (gracefully, or by force).
+    MirrorPromote = ("mirror.promote", MirrorPromoteArgs => MirrorPromoteResult, Plain, Local, Admin),
+    /// A step of a mirror's graceful promotion, on the leader.
+    MirrorHandoff = ("mirror.handoff", MirrorHandoffArgs => MirrorHandoffResult, Plain, Local, Admin),
 }
 
 /// How a connection runs a method.
@@ -175,11 +180,14 @@ pub enum MethodKind {
 }
 
 /// What a method does to the service's state: on a mirror, a method that `Changes` it
-/// goes to the leader (or is refused), one that `Reads` is served by the mirror.
+/// goes to the leader (or is refused), one that `Reads` is served by the mirror, and one
+/// that is `Local` changes this service itself (its settings, its role), never the data
+/// a mirror follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
     Reads,
     Changes,
+    Local,
 }
 
 /// Who may call a method (`Need` is the same with the names its arguments give).

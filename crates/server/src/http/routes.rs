@@ -204,6 +204,8 @@ pub const ROUTES: &[Route] = &[
     // Mirrors (the leader's side), streamed as newline-delimited JSON.
     call(Get, "/v1/admin/mirror/bootstrap", Method::MirrorBootstrap, no_args, shape::as_is, "A compacted copy of the environment: lines of {\"data\": base64}, then its bytes and SHA-256"),
     call(Post, "/v1/admin/mirror/forward", Method::MirrorForward, body_args, shape::as_is, "Runs a call a mirror was sent, as its caller: {\"method\", \"args\", \"user\"?, \"via\"?, \"token_hash\"?, \"peer\"?}"),
+    call(Post, "/v1/admin/mirror/promote", Method::MirrorPromote, body_args, shape::as_is, "Makes this mirror the leader: {\"force\"?, \"advertise\"?}"),
+    call(Post, "/v1/admin/mirror/handoff", Method::MirrorHandoff, body_args, shape::as_is, "A step of a mirror's graceful promotion: {\"mode\": \"begin\", \"complete\" or \"cancel\", …}"),
     with_query(call(Get, "/v1/admin/mirror/journal", Method::MirrorFollow, journal_args, shape::as_is, "The journal's entries after ?seq (with ?crc and ?epoch of its entry), as they commit"), JOURNAL_QUERY),
     // Databases, as Sync Gateway's.
     call(Get, "/_all_dbs", Method::DbList, no_args, shape::db_names, "The names of the databases the caller may read"),

@@ -50,10 +50,9 @@ pub struct CallContext {
 }
 
 /// Where a call is served: here, or on a mirror's leader.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Here,
-    Leader,
+    Leader(Arc<crate::ops::mirror::Mirror>),
 }
 
 /// How a call answered.
@@ -130,12 +129,7 @@ impl CallContext {
     /// so that a caller without the right learns that first), then the method.
     async fn serve(&self, args: Value) -> Result<Answer, WireError> {
         self.check_available()?;
-        if self.check_mirror()? == Route::Leader {
-            let mirror = self
-                .shared
-                .mirror
-                .as_ref()
-                .expect("checked by check_mirror");
+        if let Route::Leader(mirror) = self.check_mirror()? {
             // Only a login is throttled by its caller's address, and it is a session
             // call: the connection forwards it.
             return mirror
@@ -143,6 +137,11 @@ impl CallContext {
                 .await
                 .map(Answer::Value);
         }
+        // A call that changes the service is counted while it runs (a handoff to a
+        // mirror waits for it), and refused while a handoff runs.
+        let _change = (self.method.effect() == Effect::Changes)
+            .then(|| self.shared.enter_change())
+            .transpose()?;
         let plain_need = Need::of(self.method.permission());
         if let Some(need) = plain_need {
             self.need(need)?;
@@ -208,6 +207,12 @@ impl CallContext {
             Request::MirrorBootstrap(_) => mirror::bootstrap(self).await,
             Request::MirrorFollow(args) => mirror::follow(self, args).await,
             Request::MirrorForward(args) => mirror::forward(self, args).await,
+            Request::MirrorPromote(args) => reply::<call::MirrorPromote>(
+                crate::ops::mirror::promote::promote(&self.shared, args).await,
+            ),
+            Request::MirrorHandoff(args) => reply::<call::MirrorHandoff>(
+                crate::ops::mirror::promote::handoff(&self.shared, args).await,
+            ),
             Request::Login(_) | Request::Auth(_) | Request::Logout(_) | Request::WhoAmI(_) => {
                 Err(WireError::new(
                     ErrorCode::Internal,
@@ -256,13 +261,13 @@ impl CallContext {
     /// beyond `[mirror] max_lag_secs` gets the lag (`status` and the service's own
     /// calls always answer).
     fn check_mirror(&self) -> Result<Route, WireError> {
-        let Some(mirror) = &self.shared.mirror else {
+        let Some(mirror) = self.shared.mirror() else {
             return Ok(Route::Here);
         };
         let settings = self.shared.settings();
         if self.method.effect() == Effect::Changes {
             return if settings.mirror_forward_writes {
-                Ok(Route::Leader)
+                Ok(Route::Leader(mirror))
             } else {
                 Err(mirror.read_only_error())
             };

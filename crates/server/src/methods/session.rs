@@ -42,11 +42,16 @@ pub async fn serve(
     if let Some(need) = plain_need {
         check(need)?;
     }
-    if let Some(mirror) = shared.mirror.as_ref() {
-        if method.effect() == Effect::Changes {
-            return forward_session(shared, mirror, identity, method, args, peer).await;
+    if method.effect() == Effect::Changes {
+        if let Some(mirror) = shared.mirror() {
+            return forward_session(shared, &mirror, identity, method, args, peer).await;
         }
     }
+    // A login or logout writes a session: counted while it runs, refused during a
+    // handoff to a mirror.
+    let _change = (method.effect() == Effect::Changes)
+        .then(|| shared.enter_change())
+        .transpose()?;
     let request = Request::decode(method, args)?;
     if plain_need.is_none() {
         check(request.need())?;

@@ -43,8 +43,7 @@ pub fn status(shared: &Shared) -> methods::StatusResult {
             .collect(),
         migration: shared.follow.mode(),
         mirror: shared
-            .mirror
-            .as_ref()
+            .mirror()
             .map(|m| m.status(shared.settings().mirror_forward_writes)),
     }
 }

@@ -89,8 +89,41 @@ pub struct Shared {
     restoring: RwLock<bool>,
     /// The status an admin set (a copy of the stored one).
     status: RwLock<Arc<ServiceStatus>>,
-    /// The leader this service mirrors, if it is a mirror.
-    pub mirror: Option<Arc<Mirror>>,
+    /// The leader this service mirrors, if it is a mirror (a promotion changes it).
+    mirror: RwLock<Option<Arc<Mirror>>>,
+    /// While a mirror's graceful promotion runs here: the mirror taking over. Calls
+    /// that change the service are refused meanwhile.
+    handoff: RwLock<Option<String>>,
+    /// Calls that change the service, in flight (a handoff waits for them).
+    changes_in_flight: Arc<ChangesInFlight>,
+    /// The certificate directories a mirror reaches its leader with (the extra
+    /// directory first, then `DIR/certs`).
+    pub leader_cert_dirs: Vec<PathBuf>,
+    /// The name of this service's own CA (in `DIR/certs/cas`).
+    pub ca_name: String,
+    /// The URLs the service listens on.
+    pub endpoints: Vec<String>,
+}
+
+/// A count of calls in flight, and a wake-up when it falls to zero.
+#[derive(Default)]
+struct ChangesInFlight {
+    count: std::sync::atomic::AtomicUsize,
+    drained: tokio::sync::Notify,
+}
+
+/// A call that changes the service, counted while it runs.
+pub struct ChangeGuard {
+    in_flight: Arc<ChangesInFlight>,
+}
+
+impl Drop for ChangeGuard {
+    fn drop(&mut self) {
+        use std::sync::atomic::Ordering;
+        if self.in_flight.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.in_flight.drained.notify_waiters();
+        }
+    }
 }
 
 impl Shared {
@@ -137,7 +170,62 @@ impl Shared {
             webhooks,
             feeds_end: Mutex::new(CancellationToken::new()),
             restoring: RwLock::new(false),
-            mirror: None,
+            mirror: RwLock::new(None),
+            handoff: RwLock::new(None),
+            changes_in_flight: Arc::default(),
+            leader_cert_dirs: Vec::new(),
+            ca_name: String::new(),
+            endpoints: Vec::new(),
+        }
+    }
+
+    /// The leader this service mirrors, if it is a mirror.
+    pub fn mirror(&self) -> Option<Arc<Mirror>> {
+        self.mirror.read().expect("mirror lock").clone()
+    }
+
+    /// Makes this service a mirror of `mirror`'s leader, or (`None`) a leader.
+    pub fn set_mirror(&self, mirror: Option<Arc<Mirror>>) {
+        *self.mirror.write().expect("mirror lock") = mirror;
+    }
+
+    /// Admits a call that changes the service, counted until the guard drops; refused
+    /// while a handoff to a mirror runs.
+    pub fn enter_change(&self) -> Result<ChangeGuard, WireError> {
+        use std::sync::atomic::Ordering;
+        self.changes_in_flight.count.fetch_add(1, Ordering::SeqCst);
+        let guard = ChangeGuard {
+            in_flight: self.changes_in_flight.clone(),
+        };
+        match self.handoff.read().expect("handoff lock").as_deref() {
+            None => Ok(guard),
+            Some(to) => Err(WireError::new(
+                ErrorCode::ReadOnly,
+                format!("this service is handing over to its mirror {to}: write there"),
+            )),
+        }
+    }
+
+    /// Starts (`Some`, the mirror taking over) or ends a handoff.
+    pub fn set_handoff(&self, to: Option<String>) {
+        *self.handoff.write().expect("handoff lock") = to;
+    }
+
+    /// Waits until no call that changes the service is in flight, at most `bound`;
+    /// answers whether none is.
+    pub async fn changes_drained(&self, bound: std::time::Duration) -> bool {
+        use std::sync::atomic::Ordering;
+        let deadline = tokio::time::Instant::now() + bound;
+        loop {
+            let notified = self.changes_in_flight.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.changes_in_flight.count.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.changes_in_flight.count.load(Ordering::SeqCst) == 0;
+            }
         }
     }
 
