@@ -581,3 +581,86 @@ fn promotion_hands_over_without_losing_a_write_and_force_promotes_when_the_leade
     drop(leader);
     Ok(())
 }
+
+/// Starting a mirror that must fail: the one error line it printed.
+fn refused_start(dir: &Path, url: &str, leader: &ServiceProcess) -> Result<String> {
+    let certs = leader.dir.join("certs");
+    let Err(error) = ServiceProcess::start_with_env(
+        dir,
+        &["--mirror", url],
+        &[("CAIRN_CERT_DIR", certs.to_str().unwrap())],
+    ) else {
+        bail!("a mirror of {url} started");
+    };
+    let text = format!("{error:#}");
+    let at = text
+        .find("cairn-service: error:")
+        .with_context(|| format!("an error line in {text}"))?;
+    let line = text[at..].lines().next().unwrap_or_default();
+    Ok(line.to_string())
+}
+
+#[test]
+fn bad_leaders_and_directories_are_refused_at_start_with_one_line() -> Result<()> {
+    let tmp = scratch();
+    let leader_dir = tmp.path().join("leader");
+    let leader = ServiceProcess::start(&leader_dir, &[])?;
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = unix_client(&leader_dir).await?;
+        admin.user_add("alice", Some("alice-pw-1"), false).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let address = &leader.tls_address;
+
+    // Something that is no Cairn service: it answers plain text and hangs up.
+    let impostor = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let impostor_address = impostor.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in impostor.incoming().take(4).flatten() {
+            use std::io::Write as _;
+            let mut stream = stream;
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n");
+        }
+    });
+    let empty = tmp.path().join("empty");
+    let cases = [
+        (
+            format!("ssl://root@{impostor_address}/?hostname=localhost"),
+            "does not answer as a Cairn service",
+        ),
+        (
+            format!("ssl://root:wrong-password@{address}/?hostname=localhost"),
+            "refuses this mirror's credentials",
+        ),
+        (
+            format!("ssl://alice:alice-pw-1@{address}/?hostname=localhost"),
+            "alice is not an admin",
+        ),
+        ("http://somewhere/".to_string(), "not a leader's URL"),
+    ];
+    for (url, expected) in cases {
+        let line = refused_start(&empty, &url, &leader)?;
+        ensure!(line.contains(expected), "{url}: {line}");
+        ensure!(
+            !empty.join("store").exists(),
+            "a refused mirror leaves no store"
+        );
+    }
+
+    // A directory holding another service's data.
+    let other_dir = tmp.path().join("other");
+    ServiceProcess::start(&other_dir, &[])?.stop()?;
+    let before = digests(&other_dir)?;
+    let line = refused_start(&other_dir, &leader_url(&leader), &leader)?;
+    ensure!(
+        line.contains("holds service") && line.contains("start the mirror on an empty directory"),
+        "{line}"
+    );
+    ensure!(
+        digests(&other_dir)? == before,
+        "the refused directory is unchanged"
+    );
+    drop(leader);
+    Ok(())
+}

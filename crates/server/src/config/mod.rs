@@ -294,9 +294,8 @@ impl Settings {
 
 /// Parses a leader's URL (`ssl://…` or `unix://…`, as the `cairn` CLI takes them).
 pub fn parse_leader(url: &str) -> Result<cairn_client::ClientUrl, String> {
-    url.parse::<cairn_client::ClientUrl>().map_err(|e| {
-        format!("{url:?} is not a leader's URL ({e}): use ssl://USER@HOST:PORT/ or unix://PATH")
-    })
+    url.parse::<cairn_client::ClientUrl>()
+        .map_err(|e| format!("not a leader's URL: {e}"))
 }
 
 /// Parses a backup schedule: standard 5-field cron, or 6 fields with seconds first.

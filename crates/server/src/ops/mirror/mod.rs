@@ -126,6 +126,11 @@ impl Mirror {
     /// answers its service id.
     async fn identify(&self) -> Result<(Client, String), Refusal> {
         let leader = self.name();
+        let credentials = |error: &ClientError| {
+            format!(
+                "{leader} refuses this mirror's credentials ({error}): give an admin's credentials in the URL, [mirror] token or a client certificate"
+            )
+        };
         let client =
             Client::connect(&self.leader, &self.options)
                 .await
@@ -134,13 +139,20 @@ impl Mirror {
                     ClientError::Tls { .. } | ClientError::Protocol(_) => Refusal::Refused(
                         format!("{leader} does not answer as a Cairn service ({error})"),
                     ),
+                    ClientError::Service(ref wire)
+                        if matches!(
+                            wire.code,
+                            ErrorCode::BadCredentials | ErrorCode::Unauthenticated
+                        ) =>
+                    {
+                        Refusal::Refused(credentials(&error))
+                    }
                     other => Refusal::Refused(format!("{leader}: {other}")),
                 })?;
-        let whoami = client.whoami().await.map_err(|error| {
-            Refusal::Refused(format!(
-                "{leader} does not know this mirror ({error}): give an admin's credentials in the URL, [mirror] token or a client certificate"
-            ))
-        })?;
+        let whoami = client
+            .whoami()
+            .await
+            .map_err(|error| Refusal::Refused(credentials(&error)))?;
         if !whoami.admin {
             return Err(Refusal::Refused(format!(
                 "{} is not an admin on {leader}: a mirror needs an admin's credentials",
