@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use cairn_client::{Client, ClientError, ClientUrl, ConnectOptions};
 use cairn_proto::methods::{BatchOp, ChangesArgs, FeedItem, ScanArgs};
 use cairn_proto::values::{FeedKind, Op as WireOp};
@@ -48,6 +48,9 @@ pub struct Campaign {
     pub fault_probability: Option<f64>,
 }
 
+/// Starts of a service under injected faults before a campaign gives up.
+const FAULTY_START_ATTEMPTS: usize = 10;
+
 /// Starts the service of a campaign: under `fiu-run` when it injects faults.
 fn start_service(dir: &Path, campaign: &Campaign) -> Result<ServiceProcess> {
     match campaign.fault_probability {
@@ -56,7 +59,23 @@ fn start_service(dir: &Path, campaign: &Campaign) -> Result<ServiceProcess> {
             let fault = format!(
                 "enable_random name=posix/io/sync/fdatasync,probability={probability},failinfo=5"
             );
-            ServiceProcess::start_wrapped(&["fiu-run", "-x", "-f", "", "-c", &fault], dir, &[])
+            // A start whose own commits meet an injected fault stops with the error and
+            // changes nothing (tests/tests/faults.rs): start again.
+            let mut failed = Vec::new();
+            for _ in 0..FAULTY_START_ATTEMPTS {
+                match ServiceProcess::start_wrapped(
+                    &["fiu-run", "-x", "-f", "", "-c", &fault],
+                    dir,
+                    &[],
+                ) {
+                    Ok(service) => return Ok(service),
+                    Err(error) => failed.push(format!("{error:#}")),
+                }
+            }
+            bail!(
+                "the service did not start in {FAULTY_START_ATTEMPTS} attempts: {}",
+                failed.join("; ")
+            )
         }
     }
 }
@@ -215,6 +234,21 @@ async fn remote(service_address: &str, dir: &Path) -> Result<Client, ClientError
     Client::connect(&url, &options).await
 }
 
+/// Creates `db`; under injected faults a commit may fail (`io_error`): again, until
+/// the database is there.
+async fn create_database(admin: &Client, db: &str) -> Result<()> {
+    let mut last = None;
+    for _ in 0..FAULTY_START_ATTEMPTS {
+        match admin.db_create(db, Default::default()).await {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::DatabaseExists) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("cannot create {db}: {}", last.map(|e| e.to_string()).unwrap_or_default())
+}
+
 async fn run_async(dir: &Path, campaign: &Campaign) -> Result<Report> {
     let mut rng = StdRng::seed_from_u64(campaign.seed);
     if campaign.fault_probability.is_some() {
@@ -224,7 +258,7 @@ async fn run_async(dir: &Path, campaign: &Campaign) -> Result<Report> {
     let mut service = start_service(dir, campaign)?;
     let admin = local(dir).await?;
     for db in 0..campaign.databases {
-        admin.db_create(&db_name(db), Default::default()).await?;
+        create_database(&admin, &db_name(db)).await?;
     }
     drop(admin);
     let mut states: Vec<Model> = vec![Model::default(); campaign.databases];

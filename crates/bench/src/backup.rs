@@ -40,9 +40,9 @@ const PUTS_DURING_BACKUP_TARGET: f64 = 0.7;
 const CALLERS: usize = 64;
 const CONNECTIONS: usize = 4;
 /// Puts per commit while the directory is built.
-const PER_BATCH: usize = 1000;
+pub(crate) const PER_BATCH: usize = 1000;
 /// Payload bytes of every value of the built directory (a msgpack bin 16 around them).
-const VALUE_PAYLOAD: usize = 1000;
+pub(crate) const VALUE_PAYLOAD: usize = 1000;
 /// How often (in batches) the build looks at the size of the environment.
 const SIZE_CHECK_EVERY: usize = 16;
 /// Backup jobs started while callers put; puts without a backup run before, between
@@ -86,11 +86,11 @@ pub struct BackupReport {
 }
 
 /// The directory that was built.
-struct Built {
-    docs: usize,
-    file_bytes: u64,
-    used_bytes: u64,
-    elapsed: Duration,
+pub(crate) struct Built {
+    pub(crate) docs: usize,
+    pub(crate) file_bytes: u64,
+    pub(crate) used_bytes: u64,
+    pub(crate) elapsed: Duration,
 }
 
 /// How long a copy took and how big its environment file is.
@@ -269,7 +269,7 @@ pub fn mib(bytes: u64) -> String {
 
 /// Creates a store in `dir` and puts random documents until `store/data.mdb` has at
 /// least `target_bytes`; closes it.
-fn build_source(dir: &Path, target_bytes: u64) -> Result<Built> {
+pub(crate) fn build_source(dir: &Path, target_bytes: u64) -> Result<Built> {
     let mut rng = StdRng::seed_from_u64(SEED);
     let store = Store::create(dir, StoreOptions::default())
         .with_context(|| format!("creating a store in {}", dir.display()))?;

@@ -14,8 +14,11 @@
 //! while 64 writers put on the source over TLS. `cairn-bench http` starts a real
 //! `cairn-service` and measures its HTTPS JSON API with `oha` (gets over HTTP/1.1 and
 //! HTTP/2, durable puts over HTTP/1.1, 64 in flight) beside its native protocol on the
-//! same service in the same run. Each prints each pair of figures, their ratio and
-//! target, then how they were measured.
+//! same service in the same run. `cairn-bench mirror` times a mirror bootstrapping from
+//! a leader of about 1 GiB beside `cairn-backup` of it, the mirror's lag while 64
+//! writers put on the leader over TLS, and gets from 64 callers on the mirror beside
+//! the same on its leader. Each prints each pair of figures, their ratio and target,
+//! then how they were measured.
 
 mod backup;
 mod cairn;
@@ -26,6 +29,7 @@ mod http;
 mod mdb_copy;
 mod measure;
 mod migrate;
+mod mirror;
 mod oha;
 mod process;
 mod procfs;
@@ -44,6 +48,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::backup::BackupSizes;
 use crate::http::HttpSizes;
 use crate::migrate::MigrateSizes;
+use crate::mirror::MirrorSizes;
 use crate::report::{Row, Sides};
 use crate::service::ServiceSizes;
 use crate::sync::SyncSizes;
@@ -131,6 +136,22 @@ Examples:
   # An oha binary of your own, rows as JSON, the service's directory on another disk:
   OHA_BIN=/usr/local/bin/oha ./target/release/cairn-bench http --json --dir /mnt/nvme/tmp";
 
+const MIRROR_EXAMPLES: &str = "\
+Examples:
+  # Build the binaries first: the bench runs target/release/cairn-service and
+  # cairn-backup as they are.
+  cargo build --release -p cairn-server -p cairn-backup -p cairn-bench
+
+  # The full comparison (a leader of about 1 GiB, 10 s of writes for the lag, 10 s of
+  # gets on each service):
+  ./target/release/cairn-bench mirror
+
+  # A quick smoke check (64 MiB, 2 s of writes, 1 s of gets on each):
+  ./target/release/cairn-bench mirror --quick
+
+  # Rows as JSON, the services' directories on another disk:
+  ./target/release/cairn-bench mirror --json --dir /mnt/nvme/tmp";
+
 const EXAMPLES: &str = "\
 Examples:
   # cairn-store against raw heed, in one process:
@@ -150,6 +171,9 @@ Examples:
 
   # The HTTPS JSON API (with oha) against the native protocol, quickly:
   cargo run --release -p cairn-bench -- http --quick
+
+  # A mirror's bootstrap against cairn-backup, its lag, its gets against its leader:
+  cargo run --release -p cairn-bench -- mirror --quick
 
   # Rows as JSON:
   cargo run --release -p cairn-bench -- service --json";
@@ -182,6 +206,11 @@ const SYNC_SIDES: Sides = Sides {
 const HTTP_SIDES: Sides = Sides {
     baseline: "native",
     measured: "https",
+};
+
+const MIRROR_SIDES: Sides = Sides {
+    baseline: "baseline",
+    measured: "cairn",
 };
 
 #[derive(Debug, Parser)]
@@ -275,6 +304,23 @@ enum Command {
     /// oha, the bench's client and the service share the machine's cores.
     #[command(after_help = HTTP_EXAMPLES)]
     Http(HttpArgs),
+
+    /// Times a mirror's bootstrap beside cairn-backup, its lag, and its gets beside its leader's.
+    ///
+    /// Builds a leader's working directory of about 1 GiB through cairn-store as the
+    /// backup bench does (random keys, 1000-byte values, the whole change log), adds
+    /// 100,000 documents of 100-byte values for the gets, and starts cairn-service on it.
+    /// Then it times cairn-backup of the live leader, and a mirror (cairn-service
+    /// --mirror unix://LEADER/sock, the binary beside this one) from its spawn on an
+    /// empty directory until its status shows it following with the leader's whole
+    /// journal applied. The mirror following, 64 writers put on the leader over TLS (4
+    /// connections) into a new database, and each put's lag is timed from the leader's
+    /// answer until the mirror's change feed shows its seq. Last, 64 callers on 4 TLS
+    /// connections get random documents from the leader, then from the mirror, the
+    /// leader idle. The two services, cairn-backup and the bench share the machine's
+    /// cores.
+    #[command(after_help = MIRROR_EXAMPLES)]
+    Mirror(MirrorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -385,6 +431,26 @@ struct HttpArgs {
     dir: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct MirrorArgs {
+    /// Smaller sizes for a smoke check: a leader of 64 MiB, 2 s of writes and 1 s of
+    /// gets on each service.
+    #[arg(long)]
+    quick: bool,
+
+    /// Prints the rows as a JSON array of {name, baseline, cairn, unit, ratio} objects
+    /// (baseline and ratio are null for rows without a baseline; the notes on how they
+    /// were measured then go to stderr).
+    #[arg(long)]
+    json: bool,
+
+    /// Directory in which the leader's and the mirror's working directories and the
+    /// backup are made [default: the system temporary directory]. Use a directory on
+    /// the disk you want to measure.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Store(args) => run_store(&args),
@@ -393,7 +459,19 @@ fn main() -> Result<()> {
         Command::Migrate(args) => run_migrate(&args),
         Command::Sync(args) => run_sync(&args),
         Command::Http(args) => run_http(&args),
+        Command::Mirror(args) => run_mirror(&args),
     }
+}
+
+fn run_mirror(args: &MirrorArgs) -> Result<()> {
+    let sizes = if args.quick {
+        MirrorSizes::quick()
+    } else {
+        MirrorSizes::full()
+    };
+    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report = mirror::run_mirror_comparison(sizes, &base)?;
+    print_report(&report.rows, MIRROR_SIDES, &report.notes, args.json)
 }
 
 fn run_http(args: &HttpArgs) -> Result<()> {

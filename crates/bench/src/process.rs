@@ -1,10 +1,12 @@
 //! The measured service: a real `cairn-service` child process (the binary beside this
 //! one, built with cargo when missing, as are the other workspace binaries a bench
 //! runs) on a working directory, with a TLS listener on a free loopback port and its
-//! default settings: no `CAIRN_*` variable nor `RUST_LOG` of this process reaches it.
-//! Its log goes to a file; it is ready once it prints its `connect:` line, and it is
-//! stopped with SIGTERM, bounded in time throughout.
+//! default settings, or the flags it is given (a mirror's `--mirror URL`): no `CAIRN_*`
+//! variable nor `RUST_LOG` of this process reaches it. Its log goes to a file; it is
+//! ready once it prints its `connect:` line, and it is stopped with SIGTERM, bounded in
+//! time throughout.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -54,6 +56,15 @@ pub fn workspace_binary(package: &str, name: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// What a service is started with beyond its directory and a TLS listener.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// More flags (`--mirror URL`, ...).
+    pub args: Vec<OsString>,
+    /// How long it may take to be ready [default: `START_TIMEOUT`].
+    pub start_timeout: Option<Duration>,
+}
+
 /// A running `cairn-service`, killed if dropped without [`ServiceProcess::stop`].
 pub struct ServiceProcess {
     child: Child,
@@ -66,6 +77,17 @@ impl ServiceProcess {
     /// Starts `binary` on the working directory `dir` (created on a first start) with
     /// its log appended to `log`, and waits until it is ready.
     pub fn start(binary: &Path, dir: &Path, log: &Path) -> Result<ServiceProcess> {
+        ServiceProcess::start_with(binary, dir, log, &StartOptions::default())
+    }
+
+    /// As [`ServiceProcess::start`], with `extra`'s flags, waiting for it to be ready
+    /// as long as `extra` says.
+    pub fn start_with(
+        binary: &Path,
+        dir: &Path,
+        log: &Path,
+        extra: &StartOptions,
+    ) -> Result<ServiceProcess> {
         let log_file = File::options()
             .create(true)
             .append(true)
@@ -75,6 +97,7 @@ impl ServiceProcess {
         command
             .arg(dir)
             .args(["--listen", "ssl://127.0.0.1:0"])
+            .args(&extra.args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -84,6 +107,7 @@ impl ServiceProcess {
                 command.env_remove(name);
             }
         }
+        let start_timeout = extra.start_timeout.unwrap_or(START_TIMEOUT);
         let mut child = command
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
@@ -100,14 +124,14 @@ impl ServiceProcess {
             tls_address: String::new(),
             log: log.to_path_buf(),
         };
-        let deadline = Instant::now() + START_TIMEOUT;
+        let deadline = Instant::now() + start_timeout;
         loop {
             let line = match lines.recv_timeout(Duration::from_millis(50)) {
                 Ok(line) => line,
                 Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     bail!(
-                        "{BINARY} was not ready within {START_TIMEOUT:?}{}",
+                        "{BINARY} was not ready within {start_timeout:?}{}",
                         service.log_tail()
                     )
                 }

@@ -204,18 +204,18 @@ struct Destination {
     follower: Follower,
 }
 
-/// The lag run's figures.
-struct Lags {
+/// The lag run's figures: each put's lag, from the answer of the service written to
+/// until a feed of the service that follows it showed its seq.
+pub(crate) struct Lags {
     /// Every put's lag, ascending.
-    sorted: Vec<Duration>,
-    /// The source's puts over the run.
-    puts: Run,
-    /// Puts whose change the destination showed before the writer had the source's
-    /// answer (their lag counts as 0).
-    seen_before_ack: usize,
-    /// From the writers' stop until the destination showed the last put.
-    drain: Duration,
-    cpu: Cpu,
+    pub(crate) sorted: Vec<Duration>,
+    /// The puts over the run.
+    pub(crate) puts: Run,
+    /// Puts whose change the feed showed before the writer had the answer (their lag
+    /// counts as 0).
+    pub(crate) seen_before_ack: usize,
+    /// From the writers' stop until the feed showed the last put.
+    pub(crate) drain: Duration,
 }
 
 /// The source, then the rounds of catch-up and raw heed, then the lag run. `base` is the
@@ -308,7 +308,7 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
 
     let mut destination = live.context("no destination was kept for the lag run")?;
     let values = Values::decode(&data)?;
-    let lags = runtime.block_on(lag_run(
+    let (lags, lag_cpu) = runtime.block_on(lag_run(
         &src_dir,
         &source,
         &mut destination,
@@ -463,7 +463,7 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
         ),
         format!(
             "CPU during the lag run: {}",
-            lags.cpu.describe(lags.puts.elapsed)
+            lag_cpu.describe(lags.puts.elapsed)
         ),
         format!(
             "cutover: cairn-sync cutover --src unix://SRC/sock --dest unix://DEST/sock right \
@@ -508,14 +508,14 @@ fn fill_source(dir: &Path, data: &Dataset) -> Result<Duration> {
 
 /// A connection to the service of the working directory `dir` on its unix socket, as
 /// its admin.
-async fn connect_socket(dir: &Path) -> Result<Client> {
+pub(crate) async fn connect_socket(dir: &Path) -> Result<Client> {
     let url: ClientUrl = format!("unix://{}", socket(dir).display()).parse()?;
     Client::connect(&url, &ConnectOptions::default())
         .await
         .with_context(|| format!("connecting to {}", socket(dir).display()))
 }
 
-fn socket(dir: &Path) -> PathBuf {
+pub(crate) fn socket(dir: &Path) -> PathBuf {
     dir.join("sock")
 }
 
@@ -769,7 +769,7 @@ async fn lag_run(
     destination: &mut Destination,
     write_for: Duration,
     values: Values,
-) -> Result<Lags> {
+) -> Result<(Lags, Cpu)> {
     progress(&format!(
         "creating {LIVE_DATABASE} on the source; waiting for the follower to follow it"
     ));
@@ -802,40 +802,8 @@ async fn lag_run(
          {position:?}"
     );
 
-    let mut feed = dest
-        .changes_feed(&ChangesArgs {
-            db: LIVE_DATABASE.to_string(),
-            since: 0,
-            feed: Some(FeedKind::Continuous),
-            heartbeat_ms: Some(FEED_HEARTBEAT_MS),
-            ..ChangesArgs::default()
-        })
-        .await
-        .context("opening the destination's change feed")?;
-    // The last seq the reader waits for; none until the writers have stopped.
-    let wanted = Arc::new(AtomicU64::new(u64::MAX));
-    let reader_wants = wanted.clone();
-    let reader = tokio::spawn(async move {
-        let mut seen: Vec<(u64, Instant)> = Vec::new();
-        loop {
-            match feed.next().await {
-                Some(Ok(FeedItem::Change(change))) => seen.push((change.seq, Instant::now())),
-                Some(Ok(FeedItem::Heartbeat { .. })) => {}
-                Some(Err(error)) => {
-                    return Err(anyhow::Error::new(error).context("the destination's feed"))
-                }
-                None => bail!("the destination ended its feed: {:?}", feed.end()),
-            }
-            let last = seen.last().map_or(0, |(seq, _)| *seq);
-            if last >= reader_wants.load(Ordering::Relaxed) {
-                return Ok(seen);
-            }
-        }
-    });
-
+    let feed = FeedWatch::open(&dest, LIVE_DATABASE, "the destination's").await?;
     let clients = remote::connect_many(src_dir, &source.tls_address, CONNECTIONS).await?;
-    let acks: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
-    let values = Arc::new(values);
     progress(&format!(
         "{WRITERS} writers on {CONNECTIONS} TLS connections to the source for {} s",
         write_for.as_secs_f64()
@@ -846,15 +814,115 @@ async fn lag_run(
         source.pid(),
     );
     let before = cpu_now(pids.0, pids.1, pids.2)?;
+    let acked = put_acked(&clients, WRITERS, LIVE_DATABASE, write_for, Arc::new(values)).await?;
+    let cpu = cpu_between(before, cpu_now(pids.0, pids.1, pids.2)?);
+
+    progress("waiting for the destination to show the last put");
+    let Some(seen) = feed.seen_through(acked.last, DRAIN_TIMEOUT).await? else {
+        let applied = applied_seq(&dest, LIVE_DATABASE).await?;
+        bail!(
+            "the destination showed seq {applied} of {} within {DRAIN_TIMEOUT:?} of the \
+             writers' stop{}",
+            acked.last,
+            destination.follower.log_tail()
+        );
+    };
+    Ok((lags_of(acked, seen)?, cpu))
+}
+
+/// A continuous change feed of a database, read by a task of its own that notes when
+/// each change arrived, until the feed has shown the seq it is told to wait for.
+pub(crate) struct FeedWatch {
+    /// The last seq the reader waits for; none until the writers have stopped.
+    wanted: Arc<AtomicU64>,
+    reader: tokio::task::JoinHandle<Result<Vec<(u64, Instant)>>>,
+}
+
+impl FeedWatch {
+    /// Opens the continuous feed of `db` from seq 0 on `client` (whose service `whose`
+    /// names, for errors) and starts reading it.
+    pub(crate) async fn open(client: &Client, db: &str, whose: &str) -> Result<FeedWatch> {
+        let mut feed = client
+            .changes_feed(&ChangesArgs {
+                db: db.to_string(),
+                since: 0,
+                feed: Some(FeedKind::Continuous),
+                heartbeat_ms: Some(FEED_HEARTBEAT_MS),
+                ..ChangesArgs::default()
+            })
+            .await
+            .with_context(|| format!("opening {whose} change feed"))?;
+        let wanted = Arc::new(AtomicU64::new(u64::MAX));
+        let reader_wants = wanted.clone();
+        let whose = whose.to_string();
+        let reader = tokio::spawn(async move {
+            let mut seen: Vec<(u64, Instant)> = Vec::new();
+            loop {
+                match feed.next().await {
+                    Some(Ok(FeedItem::Change(change))) => seen.push((change.seq, Instant::now())),
+                    Some(Ok(FeedItem::Heartbeat { .. })) => {}
+                    Some(Err(error)) => {
+                        return Err(anyhow::Error::new(error).context(format!("{whose} feed")))
+                    }
+                    None => bail!("{whose} service ended its feed: {:?}", feed.end()),
+                }
+                let last = seen.last().map_or(0, |(seq, _)| *seq);
+                if last >= reader_wants.load(Ordering::Relaxed) {
+                    return Ok(seen);
+                }
+            }
+        });
+        Ok(FeedWatch { wanted, reader })
+    }
+
+    /// Waits, at most `within`, until the feed has shown `last`: every seq it showed and
+    /// when, or `None` if it did not show `last` in time.
+    pub(crate) async fn seen_through(
+        self,
+        last: u64,
+        within: Duration,
+    ) -> Result<Option<Vec<(u64, Instant)>>> {
+        self.wanted.store(last, Ordering::Relaxed);
+        match tokio::time::timeout(within, self.reader).await {
+            Ok(joined) => Ok(Some(joined??)),
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+/// Durable puts and when each was answered.
+pub(crate) struct Acked {
+    pub(crate) puts: Run,
+    /// Each put's seq (its rev in a database no one else writes) and when the writer
+    /// had its answer.
+    acks: Vec<(u64, Instant)>,
+    /// The newest seq answered: every seq up to it was a put of the run.
+    pub(crate) last: u64,
+    /// When the writers stopped.
+    stopped: Instant,
+}
+
+/// `writers` writers spread over `clients` put new random keys into `db` (which must
+/// be new: their revs are its seqs) for `write_for`, one durable put at a time each;
+/// when each put was answered.
+pub(crate) async fn put_acked(
+    clients: &[Client],
+    writers: usize,
+    db: &str,
+    write_for: Duration,
+    values: Arc<Values>,
+) -> Result<Acked> {
+    let acks: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let writers_acks = acks.clone();
-    let puts = remote::callers_for(&clients, WRITERS, write_for, move |client, random| {
-        let (values, acks) = (values.clone(), writers_acks.clone());
+    let db = Arc::new(db.to_string());
+    let puts = remote::callers_for(clients, writers, write_for, move |client, random| {
+        let (values, acks, db) = (values.clone(), writers_acks.clone(), db.clone());
         async move {
             let value = values
                 .of(usize::try_from(random % VALUE_POOL as u64)?)
                 .clone();
             let rev = client
-                .put(LIVE_DATABASE, &format!("{random:016x}"), value, None)
+                .put(&db, &format!("{random:016x}"), value, None)
                 .await?
                 .rev;
             let acked = Instant::now();
@@ -864,8 +932,6 @@ async fn lag_run(
     })
     .await?;
     let stopped = Instant::now();
-    let cpu = cpu_between(before, cpu_now(pids.0, pids.1, pids.2)?);
-
     let acks = std::mem::take(&mut *acks.lock().expect("the acks lock"));
     let last = acks
         .iter()
@@ -877,47 +943,44 @@ async fn lag_run(
         "{} puts were answered but the last seq is {last}",
         acks.len()
     );
-    wanted.store(last, Ordering::Relaxed);
-    progress("waiting for the destination to show the last put");
-    let seen = match tokio::time::timeout(DRAIN_TIMEOUT, reader).await {
-        Ok(joined) => joined??,
-        Err(_) => {
-            let applied = applied_seq(&dest, LIVE_DATABASE).await?;
-            bail!(
-                "the destination showed seq {applied} of {last} within {DRAIN_TIMEOUT:?} of the \
-                 writers' stop{}",
-                destination.follower.log_tail()
-            );
-        }
-    };
+    Ok(Acked {
+        puts,
+        acks,
+        last,
+        stopped,
+    })
+}
+
+/// Each put's lag: from its answer until the feed showed its seq (`seen`, as
+/// [`FeedWatch::seen_through`] answers it), which must show every seq put.
+pub(crate) fn lags_of(acked: Acked, seen: Vec<(u64, Instant)>) -> Result<Lags> {
     let drain = seen.last().map_or(Duration::ZERO, |(_, at)| {
-        at.saturating_duration_since(stopped)
+        at.saturating_duration_since(acked.stopped)
     });
-    let mut seen_at = vec![None; usize::try_from(last)? + 1];
+    let mut seen_at = vec![None; usize::try_from(acked.last)? + 1];
     for (seq, at) in seen {
         if let Some(slot) = usize::try_from(seq).ok().and_then(|i| seen_at.get_mut(i)) {
             slot.get_or_insert(at);
         }
     }
-    let mut sorted = Vec::with_capacity(acks.len());
+    let mut sorted = Vec::with_capacity(acked.acks.len());
     let mut seen_before_ack = 0;
-    for (seq, acked) in acks {
+    for (seq, answered) in acked.acks {
         let at = usize::try_from(seq)
             .ok()
             .and_then(|i| seen_at.get(i).copied().flatten())
-            .with_context(|| format!("the destination's feed skipped seq {seq}"))?;
-        if at < acked {
+            .with_context(|| format!("the feed skipped seq {seq}"))?;
+        if at < answered {
             seen_before_ack += 1;
         }
-        sorted.push(at.saturating_duration_since(acked));
+        sorted.push(at.saturating_duration_since(answered));
     }
     sorted.sort_unstable();
     Ok(Lags {
         sorted,
-        puts,
+        puts: acked.puts,
         seen_before_ack,
         drain,
-        cpu,
     })
 }
 
