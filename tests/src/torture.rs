@@ -246,7 +246,10 @@ async fn create_database(admin: &Client, db: &str) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    bail!("cannot create {db}: {}", last.map(|e| e.to_string()).unwrap_or_default())
+    bail!(
+        "cannot create {db}: {}",
+        last.map(|e| e.to_string()).unwrap_or_default()
+    )
 }
 
 async fn run_async(dir: &Path, campaign: &Campaign) -> Result<Report> {

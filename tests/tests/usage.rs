@@ -35,9 +35,12 @@ fn number(value: &Value, pointer: &str) -> u64 {
 #[test]
 fn usage_follows_loads_deletes_and_backups_and_is_for_admins_only() {
     let scratch = tempfile::tempdir().unwrap();
-    let service = ServiceProcess::start(&scratch.path().join("data"), &[]).unwrap();
+    // A short journal and a short change log: deleted documents leave no copy of their
+    // values in either.
+    let dir = scratch.path().join("data");
+    cairn_tests::process::write_settings(&dir, "[store]\njournal_retain_mib = 1\n");
+    let service = ServiceProcess::start(&dir, &[]).unwrap();
     let cli = Endpoint::unix(&service);
-    // A short change log: deleted documents leave no copy of their values in it.
     cli.run(&["db", "create", "notes", "--max-changes", "100"])
         .ok();
 
@@ -78,6 +81,12 @@ fn usage_follows_loads_deletes_and_backups_and_is_for_admins_only() {
         "free pages grow after the deletes: {loaded} then {thinned}"
     );
     assert!(used_after < used / 3, "{thinned}");
+    // The journal keeps its retention: at most 1 MiB, and always the newest entry
+    // (here the deletes' batch); the loads' entries are gone.
+    let journal = number(&thinned, "/journal/bytes");
+    let newest = number(&thinned, "/journal/last_seq");
+    assert_eq!(number(&thinned, "/journal/first_seq"), newest, "{thinned}");
+    assert!(journal > 0 && journal <= 1 << 20, "{thinned}");
     assert!(number(&thinned, "/env/file_bytes") >= number(&loaded, "/env/file_bytes"));
 
     // A backup lands in the backup directory (inside DIR): both grow by about the

@@ -39,7 +39,8 @@ pub use store::{
     DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT, STORE_DIR,
 };
 pub use usage::{
-    disk_usage, file_system_space, DatabaseUsage, DiskUsage, EnvUsage, FsSpace, StoreUsage,
+    disk_usage, file_system_space, DatabaseUsage, DiskUsage, EnvUsage, FsSpace, JournalUsage,
+    StoreUsage,
 };
 pub use validate::{
     validate_database_name, validate_key, validate_key_bytes, validate_value, MAX_KEY_BYTES,

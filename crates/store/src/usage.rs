@@ -73,7 +73,18 @@ pub struct DatabaseUsage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreUsage {
     pub env: EnvUsage,
+    pub journal: JournalUsage,
     pub databases: Vec<DatabaseUsage>,
+}
+
+/// What the journal keeps for mirrors (`[store] journal_retain_mib`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct JournalUsage {
+    /// Its oldest and newest entries' seqs (0 and 0 when it is empty).
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Bytes of the entries it keeps.
+    pub bytes: u64,
 }
 
 /// Pages in use as of `snapshot` (meta pages, the main tree and every table) and the
@@ -125,7 +136,9 @@ impl Store {
                     log_bytes: db.log_bytes,
                 })
                 .collect();
+            let journal = snapshot.journal_usage()?;
             return Ok(StoreUsage {
+                journal,
                 env: EnvUsage {
                     file_bytes,
                     map_size: after.map_size as u64,

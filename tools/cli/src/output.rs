@@ -555,6 +555,15 @@ pub fn usage_text(usage: &UsageResult) -> String {
                 bytes(env.free_bytes)
             ),
         ),
+        (
+            "journal",
+            format!(
+                "{} for mirrors (entries {} to {})",
+                bytes(usage.journal.bytes),
+                usage.journal.first_seq,
+                usage.journal.last_seq
+            ),
+        ),
     ]);
     text.push('\n');
     if usage.databases.is_empty() {
@@ -767,6 +776,11 @@ mod tests {
                 used_bytes: 128 * 4096,
                 free_bytes: 384 * 4096,
             },
+            journal: cairn_client::methods::JournalUsage {
+                first_seq: 3,
+                last_seq: 9,
+                bytes: 4096,
+            },
             databases: vec![cairn_client::methods::DbUsage {
                 name: "notes".into(),
                 doc_count: 7,
@@ -783,6 +797,10 @@ mod tests {
         assert!(text.contains("its file system:   4.0 GiB available of 10.0 GiB\n"));
         assert!(text.contains("map size:          1.0 TiB\n"), "{text}");
         assert!(text.contains("free pages:        384 (1.5 MiB, left out of a compacted backup)"));
+        assert!(
+            text.contains("journal:           4.0 KiB for mirrors (entries 3 to 9)\n"),
+            "{text}"
+        );
         assert!(
             text.ends_with(
                 "NAME   DOCS  DATA     LOG    LOG_ENTRIES\nnotes  7     2.0 KiB  100 B  9\n"

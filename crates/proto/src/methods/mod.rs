@@ -43,8 +43,8 @@ pub use mirror::{
 };
 pub use session::{AuthArgs, LoginArgs, LoginResult, LogoutArgs, WhoAmI};
 pub use status::{
-    ConfigReloadResult, DbUsage, DirUsage, EnvUsage, SettingChange, StatusReason, StatusResult,
-    StatusSetArgs, UsageResult,
+    ConfigReloadResult, DbUsage, DirUsage, EnvUsage, JournalUsage, SettingChange, StatusReason,
+    StatusResult, StatusSetArgs, UsageResult,
 };
 pub use sync::{
     MigrationMode, SyncApplyArgs, SyncApplyResult, SyncAttachArgs, SyncCreateArgs, SyncDatabase,

@@ -118,5 +118,17 @@ pub struct UsageResult {
     /// The backup directory (by default inside the working directory).
     pub backups: DirUsage,
     pub env: EnvUsage,
+    /// What the journal keeps for mirrors.
+    #[serde(default)]
+    pub journal: JournalUsage,
     pub databases: Vec<DbUsage>,
+}
+
+/// The journal in `usage`'s result: its oldest and newest entries' seqs (0 when empty)
+/// and the bytes of the entries it keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct JournalUsage {
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub bytes: u64,
 }

@@ -128,6 +128,11 @@ pub async fn usage(call: &CallContext) -> Result<methods::UsageResult, WireError
                 used_bytes: env.used_bytes(),
                 free_bytes: env.free_bytes(),
             },
+            journal: methods::JournalUsage {
+                first_seq: usage.journal.first_seq,
+                last_seq: usage.journal.last_seq,
+                bytes: usage.journal.bytes,
+            },
             databases: usage
                 .databases
                 .into_iter()

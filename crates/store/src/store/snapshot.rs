@@ -184,6 +184,23 @@ impl Snapshot {
         }
     }
 
+    /// The journal's oldest and newest seqs and the bytes of the entries it keeps.
+    pub fn journal_usage(&self) -> Result<crate::usage::JournalUsage> {
+        let (Some((first_key, first)), Some((last_key, last))) = (
+            self.tables.journal.first(&self.txn)?,
+            self.tables.journal.last(&self.txn)?,
+        ) else {
+            return Ok(crate::usage::JournalUsage::default());
+        };
+        Ok(crate::usage::JournalUsage {
+            first_seq: entry_seq(first_key)?,
+            last_seq: entry_seq(last_key)?,
+            bytes: EntryHeader::decode(last)?
+                .end(last.len())
+                .saturating_sub(EntryHeader::decode(first)?.start),
+        })
+    }
+
     /// The seq of the journal's oldest entry (0 when it is empty).
     pub fn journal_first(&self) -> Result<u64> {
         match self.tables.journal.first(&self.txn)? {

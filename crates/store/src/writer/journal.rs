@@ -110,8 +110,8 @@ impl GroupTxn<'_> {
                 return Ok(());
             };
             let start = EntryHeader::decode(value)?.start;
-            let next_start = start + value.len() as u64;
-            if end - next_start < self.journal_retain_bytes || next_start >= end {
+            let newest = start + value.len() as u64 >= end;
+            if newest || end - start <= self.journal_retain_bytes {
                 return Ok(());
             }
             let key = key.to_vec();
