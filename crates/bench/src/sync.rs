@@ -814,7 +814,14 @@ async fn lag_run(
         source.pid(),
     );
     let before = cpu_now(pids.0, pids.1, pids.2)?;
-    let acked = put_acked(&clients, WRITERS, LIVE_DATABASE, write_for, Arc::new(values)).await?;
+    let acked = put_acked(
+        &clients,
+        WRITERS,
+        LIVE_DATABASE,
+        write_for,
+        Arc::new(values),
+    )
+    .await?;
     let cpu = cpu_between(before, cpu_now(pids.0, pids.1, pids.2)?);
 
     progress("waiting for the destination to show the last put");
