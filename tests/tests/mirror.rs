@@ -222,6 +222,12 @@ fn mirrors_bootstrap_follow_the_whole_state_and_hold_the_leaders_bytes() -> Resu
         );
         let acked = writers.stop().await?;
         ensure!(acked > 50, "the writers wrote: {acked}");
+        // A value of 9 MiB: its journal entry (the document and its change record) is
+        // larger than a frame, and reaches the mirrors in pieces.
+        unix_client(&leader_dir)
+            .await?
+            .put("docs", "big", Value::Binary(vec![7; 9 << 20]), None)
+            .await?;
         for dir in [&first_dir, &second_dir] {
             let mirror = unix_client(dir).await?;
             let status = caught_up(&mirror, &leader_dir).await?;

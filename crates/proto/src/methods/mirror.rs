@@ -36,14 +36,21 @@ pub struct MirrorFollowArgs {
     /// How often an idle stream sends a heartbeat (ms; 1000 by default).
     #[serde(default)]
     pub heartbeat_ms: Option<u64>,
+    /// The most bytes of entries an item may carry (the mirror's frame limit, less room
+    /// for the message); the leader's own limit applies too.
+    #[serde(default)]
+    pub max_item_bytes: Option<u64>,
 }
 
-/// One journal entry as the `journal` table holds it.
+/// One journal entry as the `journal` table holds it, or a piece of one too large for
+/// an item: `more` says that the entry's value goes on in the next item.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirrorEntry {
     pub seq: u64,
     #[serde(with = "serde_bytes")]
     pub value: Vec<u8>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub more: bool,
 }
 
 /// An item of `mirror.follow`: the next entries (none in a heartbeat), the leader's

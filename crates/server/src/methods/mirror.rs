@@ -18,7 +18,7 @@ use cairn_proto::methods::{
 use cairn_proto::values::Via;
 use cairn_proto::{Effect, ErrorCode, Message, Method, MethodKind, WireError};
 use cairn_store::journal::{JournalPosition, Lineage};
-use cairn_store::StoreError;
+use cairn_store::{JournalEntry, StoreError};
 use rmpv::Value;
 use sha2::Digest;
 
@@ -35,6 +35,8 @@ const BOOTSTRAP_CHUNK_BYTES: usize = 1 << 20;
 const ENTRIES_PER_ITEM: usize = 1000;
 const DEFAULT_HEARTBEAT_MS: u64 = 1000;
 const MIN_HEARTBEAT_MS: u64 = 50;
+/// The least an item may carry, whatever the mirror asks.
+const MIN_ITEM_BYTES: usize = 4096;
 
 pub(super) async fn bootstrap(call: &CallContext) -> Result<Answer, WireError> {
     let store = call.shared.store()?;
@@ -135,7 +137,11 @@ pub(super) async fn follow(
     );
     let mut journal = call.shared.feeds.journal();
     let feeds_end = call.shared.feeds_end();
-    let budget = call.answer_budget();
+    let budget = args
+        .max_item_bytes
+        .map_or(usize::MAX, |max| usize::try_from(max).unwrap_or(usize::MAX))
+        .min(call.answer_budget())
+        .max(MIN_ITEM_BYTES);
     let mut since = args.seq;
     loop {
         let store = call.shared.store()?;
@@ -153,20 +159,9 @@ pub(super) async fn follow(
                 return Err(compacted(since, first.seq));
             }
         }
-        let caught_up = entries.len() < ENTRIES_PER_ITEM;
-        if !entries.is_empty() || caught_up {
-            since = entries.last().map_or(since, |e| e.seq);
-            let item = MirrorItem {
-                entries: entries
-                    .into_iter()
-                    .map(|e| MirrorEntry {
-                        seq: e.seq,
-                        value: e.value,
-                    })
-                    .collect(),
-                head,
-                time_ms: now_ms(),
-            };
+        since = entries.last().map_or(since, |e| e.seq);
+        let caught_up = since >= head;
+        for item in items(entries, budget, head) {
             let message = Message::Item {
                 id: call.id,
                 value: to_value(&item),
@@ -198,6 +193,48 @@ pub(super) async fn follow(
     })
     .await;
     Ok(Answer::Streamed)
+}
+
+/// The items that carry `entries` (at most `budget` bytes of them each, as read): one,
+/// a heartbeat when there are none, or the pieces of an entry larger than `budget`.
+fn items(entries: Vec<JournalEntry>, budget: usize, head: u64) -> Vec<MirrorItem> {
+    let item = |entries: Vec<MirrorEntry>| MirrorItem {
+        entries,
+        head,
+        time_ms: now_ms(),
+    };
+    match <[JournalEntry; 1]>::try_from(entries) {
+        Ok([entry]) if entry.value.len() > budget => {
+            let pieces = entry.value.chunks(budget).count();
+            entry
+                .value
+                .chunks(budget)
+                .enumerate()
+                .map(|(at, piece)| {
+                    item(vec![MirrorEntry {
+                        seq: entry.seq,
+                        value: piece.to_vec(),
+                        more: at + 1 < pieces,
+                    }])
+                })
+                .collect()
+        }
+        Ok([entry]) => vec![item(vec![MirrorEntry {
+            seq: entry.seq,
+            value: entry.value,
+            more: false,
+        }])],
+        Err(entries) => vec![item(
+            entries
+                .into_iter()
+                .map(|e| MirrorEntry {
+                    seq: e.seq,
+                    value: e.value,
+                    more: false,
+                })
+                .collect(),
+        )],
+    }
 }
 
 /// The error of a position whose next entries the journal no longer holds.

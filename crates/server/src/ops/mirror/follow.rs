@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cairn_client::ClientError;
-use cairn_proto::methods::{to_value, MirrorFollowArgs, MirrorItem};
+use cairn_proto::methods::{to_value, MirrorEntry, MirrorFollowArgs, MirrorItem};
 use cairn_proto::values::MirrorState;
 use cairn_proto::{ErrorCode, Method};
 use cairn_store::journal::EntryHeader;
@@ -111,6 +111,8 @@ async fn follow_once(shared: &Arc<Shared>, mirror: &Mirror) -> Result<(), Follow
         crc: position.fingerprint.map(|(crc, _)| crc),
         epoch: position.fingerprint.map(|(_, epoch)| epoch),
         heartbeat_ms: Some(HEARTBEAT_MS),
+        // Items this mirror's frames can hold (the message takes the rest).
+        max_item_bytes: Some(shared.settings().max_frame_bytes.saturating_sub(64 << 10) as u64),
     };
     let mut stream = client
         .stream(Method::MirrorFollow.name(), to_value(&args))
@@ -118,6 +120,7 @@ async fn follow_once(shared: &Arc<Shared>, mirror: &Mirror) -> Result<(), Follow
         .map_err(|e| FollowError::Failed(e.to_string()))?;
     mirror.set_state(Some(shared), MirrorState::Following, String::new());
     let mut progressed = false;
+    let mut pieces = Pieces::default();
     let fail = |progressed: bool, reason: String| {
         if progressed {
             FollowError::Progressed(reason)
@@ -134,21 +137,16 @@ async fn follow_once(shared: &Arc<Shared>, mirror: &Mirror) -> Result<(), Follow
             )
         })?;
         mirror.heard(item.head);
-        let Some(last) = item.entries.last() else {
+        let entries = pieces
+            .add(item.entries)
+            .map_err(|reason| fail(progressed, reason))?;
+        let Some(last) = entries.last() else {
             continue;
         };
         let (seq, time_ms) = (
             last.seq,
             EntryHeader::decode(&last.value).map_or(0, |h| h.time_ms),
         );
-        let entries = item
-            .entries
-            .into_iter()
-            .map(|e| JournalEntry {
-                seq: e.seq,
-                value: e.value,
-            })
-            .collect();
         let store = shared.store().map_err(|e| fail(progressed, e.message))?;
         let service_changed = match write(&store, Write::MirrorApply { entries }).await {
             Ok(Written::MirrorApplied {
@@ -169,6 +167,46 @@ async fn follow_once(shared: &Arc<Shared>, mirror: &Mirror) -> Result<(), Follow
         }
     }
     Ok(())
+}
+
+/// The entries of a stream put back together: an entry larger than an item comes in
+/// pieces, each but the last marked `more`.
+#[derive(Default)]
+struct Pieces {
+    partial: Option<JournalEntry>,
+}
+
+impl Pieces {
+    /// The whole entries among `entries`, with what earlier items began.
+    fn add(&mut self, entries: Vec<MirrorEntry>) -> Result<Vec<JournalEntry>, String> {
+        let mut whole = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let value = match self.partial.take() {
+                Some(partial) if partial.seq == entry.seq => {
+                    let mut value = partial.value;
+                    value.extend_from_slice(&entry.value);
+                    value
+                }
+                Some(partial) => {
+                    return Err(format!(
+                        "the leader began entry {} in pieces and sent entry {} before its end",
+                        partial.seq, entry.seq
+                    ))
+                }
+                None => entry.value,
+            };
+            let joined = JournalEntry {
+                seq: entry.seq,
+                value,
+            };
+            if entry.more {
+                self.partial = Some(joined);
+            } else {
+                whole.push(joined);
+            }
+        }
+        Ok(whole)
+    }
 }
 
 /// Why a follow stream failed: the leader's history no longer continuing this
