@@ -3,15 +3,18 @@
 //! `BTreeMap` model. After every step the store must hold exactly what the model holds;
 //! at the end each database's change log, replayed from seq 0, must rebuild its documents.
 //! Every database has a non-unique index on the whole value: `find` must agree with the
-//! model too (exact values and a range, both directions).
+//! model too (exact values and a range, both directions). A mirror made from a copy of
+//! the new store applies the store's journal at the end: it must hold the same bytes in
+//! every table and agree with the model as well.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
+use cairn_store::journal::TableId;
 use cairn_store::{
     ChangeOp, IndexDef, IndexKey, IndexQuery, Op, Retention, Scan, ScanRange, Store, StoreError,
-    StoreOptions,
+    StoreOptions, Write,
 };
 use proptest::prelude::*;
 
@@ -288,8 +291,45 @@ fn expected_scan(db: &DatabaseModel, scan: &Scan) -> (Vec<String>, bool) {
     (keys.into_iter().take(scan.limit).cloned().collect(), more)
 }
 
-fn run_steps(dir: &Path, steps: &[Step]) {
-    let mut store = Some(Store::create(dir, StoreOptions::default()).unwrap());
+/// A mirror of the new store in `dir`: a copy of its environment, in `mirror_dir`.
+fn mirror_of_new_store(dir: &Path, mirror_dir: &Path) -> Store {
+    drop(Store::create(dir, StoreOptions::default()).unwrap());
+    std::fs::create_dir_all(mirror_dir.join("store")).unwrap();
+    std::fs::copy(
+        dir.join("store/data.mdb"),
+        mirror_dir.join("store/data.mdb"),
+    )
+    .unwrap();
+    let mirror = Store::open(mirror_dir, StoreOptions::default()).unwrap();
+    mirror.set_mirror(true);
+    mirror
+}
+
+/// Applies the journal of `store` to `mirror`, a few entries at a time, and checks that
+/// every table of both holds the same bytes.
+fn check_mirror_holds_the_same(store: &Store, mirror: &Store) {
+    loop {
+        let position = mirror.snapshot().unwrap().journal_position().unwrap();
+        let entries = store
+            .snapshot()
+            .unwrap()
+            .journal_entries(position.seq, 4, 1 << 20)
+            .unwrap();
+        if entries.is_empty() {
+            break;
+        }
+        mirror.write(Write::MirrorApply { entries }).unwrap();
+    }
+    let digests = |s: &Store| {
+        let snapshot = s.snapshot().unwrap();
+        TableId::ALL.map(|table| snapshot.table_digest(table).unwrap())
+    };
+    assert_eq!(digests(store), digests(mirror));
+}
+
+fn run_steps(dir: &Path, mirror_dir: &Path, steps: &[Step]) {
+    let mirror = mirror_of_new_store(dir, mirror_dir);
+    let mut store = Some(Store::open(dir, StoreOptions::default()).unwrap());
     let mut model = Model::new();
     for step in steps {
         let live = store.as_ref().unwrap();
@@ -400,6 +440,8 @@ fn run_steps(dir: &Path, steps: &[Step]) {
         check_store_matches_model(store.as_ref().unwrap(), &model);
     }
     check_log_rebuilds_documents(store.as_ref().unwrap(), &model);
+    check_mirror_holds_the_same(store.as_ref().unwrap(), &mirror);
+    check_store_matches_model(&mirror, &model);
 }
 
 proptest! {
@@ -408,6 +450,6 @@ proptest! {
     #[test]
     fn store_agrees_with_a_btreemap_model(steps in proptest::collection::vec(step(), 1..40)) {
         let dir = tempfile::tempdir().unwrap();
-        run_steps(dir.path(), &steps);
+        run_steps(&dir.path().join("store"), &dir.path().join("mirror"), &steps);
     }
 }
