@@ -20,6 +20,7 @@ use cairn_store::journal::TableId;
 use cairn_store::{Store, StoreOptions};
 use cairn_tests::cli::run_program;
 use cairn_tests::process::{binary, ServiceProcess};
+use cairn_tests::webhook::WebhookListener;
 use rmpv::Value;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -351,6 +352,16 @@ fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restor
         admin.db_create("docs", Default::default()).await?;
         Ok::<_, anyhow::Error>(())
     })?;
+    // The mirror's state changes go to a webhook.
+    let hook = WebhookListener::start()?;
+    std::fs::create_dir_all(&mirror_dir)?;
+    std::fs::write(
+        mirror_dir.join("cairn.toml"),
+        format!(
+            "[[webhooks]]\nurl = \"{}\"\nevents = [\"mirror_state_changed\"]\n",
+            hook.url()
+        ),
+    )?;
     let mirror = start_mirror(&mirror_dir, &leader, &[])?;
 
     // SIGKILL the mirror twice while writers run; each restart catches up.
@@ -372,6 +383,28 @@ fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restor
     ensure!(
         digests(&mirror_dir)? == digests(&leader_dir)?,
         "after two kill -9 the mirror holds the leader's bytes"
+    );
+    let events = hook.requests();
+    ensure!(
+        events.iter().any(
+            |r| r.body["event"] == "mirror_state_changed" && r.body["new_state"] == "following"
+        ),
+        "the webhook heard the mirror follow: {events:?}"
+    );
+    // `cairn status` on the mirror says whom it follows and how far behind it is.
+    let status = cairn_tests::cli::cairn(
+        &[
+            "--dir".to_string(),
+            mirror_dir.display().to_string(),
+            "status".to_string(),
+        ],
+        "",
+    )
+    .ok();
+    ensure!(
+        status.stdout.contains("mirror of:") && status.stdout.contains("0 behind"),
+        "{}",
+        status.stdout
     );
 
     // The leader is restored from a backup made earlier: the mirror's history is no
