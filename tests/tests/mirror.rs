@@ -454,7 +454,47 @@ fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restor
         said.contains("bootstrapping again"),
         "the mirror said so: {said}"
     );
-    drop((mirror, leader));
+
+    // With a lag limit (reloaded at run time) and the leader gone, reads are refused
+    // with the lag once the leader has been silent too long; status still answers.
+    std::fs::write(
+        mirror_dir.join("cairn.toml"),
+        "[mirror]\nmax_lag_secs = 1\n",
+    )?;
+    let reload = cairn_tests::cli::cairn(
+        &[
+            "--dir".to_string(),
+            mirror_dir.display().to_string(),
+            "config".to_string(),
+            "reload".to_string(),
+        ],
+        "",
+    )
+    .ok();
+    ensure!(
+        reload.stdout.contains("mirror.max_lag_secs"),
+        "{}",
+        reload.stdout
+    );
+    leader.stop()?;
+    std::thread::sleep(Duration::from_millis(3500));
+    rt.block_on(async {
+        let client = unix_client(&mirror_dir).await?;
+        let lagging = client.get("docs", "after-restore").await.unwrap_err();
+        let details = lagging.wire().and_then(|w| w.details.clone());
+        ensure!(
+            lagging.code() == Some(ErrorCode::MirrorLagging)
+                && details.is_some_and(|d| d.to_string().contains("lag_secs")),
+            "{lagging}"
+        );
+        let status = mirror_status(&client).await?;
+        ensure!(
+            status.state != MirrorState::Following && status.lag_secs > 1.0,
+            "{status:?}"
+        );
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop(mirror);
     Ok(())
 }
 
