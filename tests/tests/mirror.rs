@@ -19,6 +19,7 @@ use cairn_client::{Client, ClientUrl, ConnectOptions, ErrorCode};
 use cairn_store::journal::TableId;
 use cairn_store::{Store, StoreOptions};
 use cairn_tests::cli::run_program;
+use cairn_tests::jobs::wait_job;
 use cairn_tests::process::{binary, ServiceProcess};
 use cairn_tests::webhook::WebhookListener;
 use rmpv::Value;
@@ -323,23 +324,6 @@ fn mirrors_bootstrap_follow_the_whole_state_and_hold_the_leaders_bytes() -> Resu
     Ok(())
 }
 
-async fn wait_job(client: &Client, id: u64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = client.jobs_show(id).await?;
-        match job.status.as_str() {
-            "COMPLETED" => return Ok(()),
-            "FAILED" | "CANCELED" => bail!("job {id}: {job:?}"),
-            _ => {}
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "job {id} did not end within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[test]
 fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restored() -> Result<()> {
     let tmp = scratch();
@@ -421,20 +405,7 @@ fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restor
         let client = unix_client(&mirror_dir).await?;
         caught_up(&client, &leader_dir).await?;
         let restore = admin.restore_start("before").await?;
-        // The restore closes the connection's store for a moment: poll on new ones.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(admin) = unix_client(&leader_dir).await {
-                if let Ok(job) = admin.jobs_show(restore.id).await {
-                    if job.status.as_str() == "COMPLETED" {
-                        break;
-                    }
-                    ensure!(job.status.as_str() != "FAILED", "{job:?}");
-                }
-            }
-            ensure!(Instant::now() < deadline, "the restore did not end");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_job(&admin, restore.id).await?;
         let admin = unix_client(&leader_dir).await?;
         admin.put("docs", "after-restore", doc(1, 6), None).await?;
         let status = caught_up(&client, &leader_dir).await?;

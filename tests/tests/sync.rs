@@ -24,6 +24,7 @@ use cairn_client::values::{Access, Op, SyncState};
 use cairn_client::{Client, ClientUrl, ConnectOptions, ErrorCode};
 use cairn_tests::cli::run_program;
 use cairn_tests::format1;
+use cairn_tests::jobs::wait_job;
 use cairn_tests::process::{binary, ServiceProcess};
 use rand::{Rng, SeedableRng};
 use rmpv::Value;
@@ -905,25 +906,6 @@ fn a_database_created_again_or_a_restored_source_stops_with_resync_required() ->
     );
     kill9(&mut follower.0);
     Ok(())
-}
-
-/// Waits for a job of the source to end, reconnecting while a restore has it down.
-async fn wait_job(client: &Client, id: u64) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(job) = client.jobs_show(id).await {
-            match job.status.as_str() {
-                "COMPLETED" => return Ok(()),
-                "FAILED" | "CANCELED" => bail!("job {id}: {job:?}"),
-                _ => {}
-            }
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "job {id} did not end within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[test]

@@ -32,7 +32,7 @@ use crate::procfs;
 use crate::remote::{self, Values};
 use crate::report::{Row, Target};
 use crate::sync::{self, FeedWatch, Lags};
-use crate::workloads::{fresh_dir, progress};
+use crate::workloads::{fresh_absolute_dir, progress};
 
 /// Largest acceptable ratio of the mirror's bootstrap time to cairn-backup's.
 const BOOTSTRAP_TARGET: f64 = 2.0;
@@ -143,12 +143,8 @@ pub fn run_mirror_comparison(sizes: MirrorSizes, base: &Path) -> Result<MirrorRe
     let load_before = procfs::load_average()?;
     let service_binary = process::service_binary()?;
     let backup_binary = process::workspace_binary("cairn-backup", "cairn-backup")?;
-    let root_dir = fresh_dir(base, "mirror")?;
     // Absolute, for the leader's unix socket URL.
-    let root = root_dir
-        .path()
-        .canonicalize()
-        .with_context(|| format!("resolving {}", root_dir.path().display()))?;
+    let (_root_dir, root) = fresh_absolute_dir(base, "mirror")?;
     let leader_dir = root.join("leader");
 
     progress(&format!(

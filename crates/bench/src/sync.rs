@@ -39,7 +39,7 @@ use crate::procfs;
 use crate::raw::RawHeed;
 use crate::remote::{self, Values};
 use crate::report::{Row, Target};
-use crate::workloads::{fresh_dir, progress};
+use crate::workloads::{fresh_absolute_dir, fresh_dir, progress};
 
 /// Smallest acceptable ratio of the follower's catch-up rate to raw heed's puts.
 const CATCH_UP_TARGET: f64 = 0.5;
@@ -228,12 +228,8 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
     let load_before = procfs::load_average()?;
     let service_binary = process::service_binary()?;
     let sync_binary = process::workspace_binary("cairn-sync", "cairn-sync")?;
-    let root_dir = fresh_dir(base, "sync")?;
     // Absolute, for the unix sockets' URLs and the follower's arguments.
-    let root = root_dir
-        .path()
-        .canonicalize()
-        .with_context(|| format!("resolving {}", root_dir.path().display()))?;
+    let (_root_dir, root) = fresh_absolute_dir(base, "sync")?;
     let changes = sizes.changes;
     let mut rng = StdRng::seed_from_u64(SEED);
     let data = Dataset::generate(changes, &mut rng);

@@ -145,6 +145,17 @@ pub fn fresh_dir(base: &Path, side: &str) -> Result<TempDir> {
         .with_context(|| format!("creating a temporary directory in {}", base.display()))
 }
 
+/// A fresh temporary directory in `base` and its absolute path (for unix socket URLs
+/// and other processes' arguments).
+pub fn fresh_absolute_dir(base: &Path, side: &str) -> Result<(TempDir, std::path::PathBuf)> {
+    let dir = fresh_dir(base, side)?;
+    let path = dir
+        .path()
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.path().display()))?;
+    Ok((dir, path))
+}
+
 /// Tells on stderr which workload runs now.
 pub fn progress(workload: &str) {
     eprintln!("running: {workload}");
