@@ -711,6 +711,28 @@ fn bad_leaders_and_directories_are_refused_at_start_with_one_line() -> Result<()
         digests(&other_dir)? == before,
         "the refused directory is unchanged"
     );
-    drop(leader);
+
+    // A session token of an admin, with no user in the URL, is enough to follow.
+    let token = rt.block_on(async {
+        let admin = unix_client(&leader_dir).await?;
+        admin.user_add("ops", Some("ops-pw-1"), true).await?;
+        Ok::<_, anyhow::Error>(admin.login("ops", "ops-pw-1").await?.token)
+    })?;
+    let by_token_dir = tmp.path().join("by-token");
+    let url = format!("ssl://{address}/?hostname=localhost");
+    let certs = leader.dir.join("certs");
+    let by_token = ServiceProcess::start_with_env(
+        &by_token_dir,
+        &["--mirror", &url],
+        &[
+            ("CAIRN_CERT_DIR", certs.to_str().unwrap()),
+            ("CAIRN_MIRROR_TOKEN", &token),
+        ],
+    )?;
+    rt.block_on(async {
+        caught_up(&unix_client(&by_token_dir).await?, &leader_dir).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop((by_token, leader));
     Ok(())
 }
