@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use cairn_store::backup::BackupControl;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use crate::args::{Args, LogFormat};
 
@@ -36,7 +36,10 @@ fn install_logging(format: LogFormat) {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match cairn_clidoc::parse::<Args>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     let action = match args.action() {
         Ok(action) => action,
         Err(message) => Args::command()

@@ -14,12 +14,14 @@ mod output;
 use std::process::ExitCode;
 
 use cairn_client::{json, ClientError};
-use clap::Parser;
 
 use crate::args::{Cli, UsageError};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cairn_clidoc::parse::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -13,12 +13,15 @@ use std::process::ExitCode;
 use anyhow::Result;
 use cairn_certs::CertDir;
 use clap::error::ErrorKind;
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use crate::args::Args;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match cairn_clidoc::parse::<Args>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     let action = match args.action() {
         Ok(action) => action,
         Err(message) => Args::command()

@@ -15,7 +15,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use cairn_store::migrate::{self, MigrateOptions};
-use clap::Parser;
 
 use crate::args::{Args, Output};
 use crate::progress::Bar;
@@ -78,7 +77,10 @@ fn run(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match cairn_clidoc::parse::<Args>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

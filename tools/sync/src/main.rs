@@ -22,7 +22,6 @@ use std::time::Duration;
 use anyhow::Context;
 use cairn_client::methods::{call, SyncDetachArgs, SyncStatusResult};
 use cairn_client::values::SyncEnd;
-use clap::Parser;
 
 use crate::args::{Cli, Command, Output};
 use crate::cutover::{Carried, CutoverPlan, CutoverReport};
@@ -220,7 +219,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match cairn_clidoc::parse::<Cli>() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -1,6 +1,7 @@
 //! `cairn-service DIR`: runs a Cairn service on the working directory DIR, creating
 //! everything it needs on the first start, until SIGINT or SIGTERM; SIGHUP reloads
-//! `DIR/cairn.toml` (as `cairn config reload`).
+//! `DIR/cairn.toml` (as `cairn config reload`). Under systemd (`Type=notify`) it says
+//! when it is ready, reloading and stopping.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -13,6 +14,7 @@ use cairn_server::{
     cairn_environment, Flags, LogFormat, LogLevelSetter, ReloadSource, Service, Settings,
 };
 use clap::Parser;
+use sd_notify::NotifyState;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -101,40 +103,60 @@ async fn run(args: Args, start: Start, log_level: LogLevelSetter) -> anyhow::Res
     let service = Service::start_with_reload(&args.dir, start.settings, reload_source)
         .await
         .with_context(|| format!("starting on {}", args.dir.display()))?;
-    print_banner(&service, &args.dir);
     let reloader = service.reloader();
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            match reloader.reload("SIGHUP").await {
-                Ok(result) => tracing::warn!(
-                    changed = result.changed.len(),
-                    needs_restart = result.needs_restart.len(),
-                    "SIGHUP: settings reloaded"
-                ),
-                Err(error) => tracing::error!(
-                    error = %error.message,
-                    "SIGHUP: settings not reloaded; the running settings stay in force"
-                ),
-            }
+            let mut reloading = vec![NotifyState::Reloading];
+            reloading.extend(NotifyState::monotonic_usec_now().ok());
+            tell_systemd(&reloading);
+            let status = match reloader.reload("SIGHUP").await {
+                Ok(result) => {
+                    tracing::warn!(
+                        changed = result.changed.len(),
+                        needs_restart = result.needs_restart.len(),
+                        "SIGHUP: settings reloaded"
+                    );
+                    "serving; settings reloaded".to_string()
+                }
+                Err(error) => {
+                    tracing::error!(
+                        error = %error.message,
+                        "SIGHUP: settings not reloaded; the running settings stay in force"
+                    );
+                    format!("serving; settings not reloaded: {}", error.message)
+                }
+            };
+            tell_systemd(&[NotifyState::Ready, NotifyState::Status(&status)]);
         }
     });
     let shutdown = service.shutdown_token();
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     tokio::spawn(async move {
-        let mut terminate = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
-        let mut interrupt = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
         tokio::select! {
             _ = terminate.recv() => tracing::warn!("SIGTERM: shutting down"),
             _ = interrupt.recv() => tracing::warn!("SIGINT: shutting down"),
         }
+        tell_systemd(&[NotifyState::Stopping, NotifyState::Status("shutting down")]);
         shutdown.cancel();
     });
+    // Ready once every signal has its handler: a reload asked at once is not lost.
+    print_banner(&service, &args.dir);
+    tell_systemd(&[
+        NotifyState::Ready,
+        NotifyState::Status(&format!("serving {}", args.dir.display())),
+    ]);
     service.run().await?;
     Ok(())
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match cairn_clidoc::parse::<Args>() {
+        Ok(args) => args,
+        Err(code) => return code,
+    };
     let environment = cairn_environment();
     let flags = Flags {
         listen: args.listen.clone(),
@@ -171,6 +193,15 @@ fn main() -> ExitCode {
             eprintln!("cairn-service: error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Tells systemd (a `Type=notify` unit: `NOTIFY_SOCKET` is set) how the service is
+/// doing: `READY=1` once it serves, `RELOADING=1` while SIGHUP reloads the settings,
+/// `STOPPING=1` at shutdown. Without `NOTIFY_SOCKET` this does nothing.
+fn tell_systemd(states: &[NotifyState]) {
+    if let Err(error) = sd_notify::notify(false, states) {
+        tracing::warn!(%error, "cannot notify systemd");
     }
 }
 
