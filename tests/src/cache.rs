@@ -62,3 +62,17 @@ pub fn last_lines(path: &Path) -> String {
 pub fn say(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
+
+/// Runs an installer's `command`, keeping what it printed in `log`; its failure says
+/// the last lines of it.
+pub fn run_logged(command: &mut std::process::Command, log: &Path) -> Result<()> {
+    let output = command.output().context("running the installer")?;
+    std::fs::write(
+        log,
+        [output.stdout.as_slice(), output.stderr.as_slice()].concat(),
+    )?;
+    if !output.status.success() {
+        anyhow::bail!("{} failed: {}", output.status, last_lines(log));
+    }
+    Ok(())
+}

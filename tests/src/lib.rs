@@ -7,8 +7,8 @@
 //! working directories they write ([`format1`], built on first use), both kept in the
 //! user's cache ([`cache`]), a small file system in a namespace of the test's own
 //! ([`tmpfs`]) and a real HTTP endpoint that records webhook deliveries ([`webhook`]), faults injected
-//! into a real service with libfiu ([`fiu`]), waiting for a service's jobs ([`jobs`]) and
-//! the crash campaign ([`torture`]).
+//! into a real service with libfiu ([`fiu`]), waiting for a service's jobs ([`jobs`]), a headless browser ([`selenium`], installed on
+//! first use) and the crash campaign ([`torture`]).
 
 pub mod cache;
 pub mod cli;
@@ -22,6 +22,7 @@ pub mod jobs;
 pub mod openapi_validator;
 pub mod process;
 pub mod raw;
+pub mod selenium;
 pub mod tmpfs;
 pub mod torture;
 pub mod webhook;

@@ -2,10 +2,10 @@
 //! the user's cache (`CACHE/openapi-spec-validator-0.7.2`), to validate the service's
 //! OpenAPI document in the tests.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::cache;
 
@@ -32,12 +32,12 @@ pub fn validator() -> Result<PathBuf> {
         venv.display()
     ));
     let log = cache.join("openapi-spec-validator-install.log");
-    run(
+    cache::run_logged(
         Command::new("python3").args(["-m", "venv"]).arg(&venv),
         &log,
     )
     .context("creating a virtual environment (needs python3 with venv)")?;
-    run(
+    cache::run_logged(
         Command::new(venv.join("bin").join("pip")).args([
             "install",
             "--quiet",
@@ -47,16 +47,4 @@ pub fn validator() -> Result<PathBuf> {
     )
     .context("installing openapi-spec-validator from PyPI")?;
     Ok(program)
-}
-
-fn run(command: &mut Command, log: &Path) -> Result<()> {
-    let output = command.output().context("running the installer")?;
-    std::fs::write(
-        log,
-        [output.stdout.as_slice(), output.stderr.as_slice()].concat(),
-    )?;
-    if !output.status.success() {
-        bail!("{} failed: {}", output.status, cache::last_lines(log));
-    }
-    Ok(())
 }

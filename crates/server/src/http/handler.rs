@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::auth::Verified;
+use super::console;
 use super::feed::{self, error_json, FeedFormat};
 use super::json::{from_json, to_json};
 use super::request::Input;
@@ -198,6 +199,8 @@ async fn answer(
             shape,
         } => (method, args, shape),
         Action::Up => return up(shared).await,
+        Action::Console(asset) => return Ok(console::serve(asset)),
+        Action::ConsoleRedirect => return Ok(console::redirect()),
         Action::OpenApi => return Ok(json_response(StatusCode::OK, openapi::document())),
         Action::Metrics => {
             return metrics(shared, &credentials.caller, &credentials.identity).await

@@ -12,6 +12,7 @@
 //! frame limit after, and the shutdown ends connections gracefully.
 
 mod auth;
+mod console;
 mod feed;
 mod handler;
 mod json;

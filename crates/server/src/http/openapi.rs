@@ -109,7 +109,9 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
             method.permission() == Permission::Anyone,
             Some(method.kind()),
         ),
-        Action::Up | Action::OpenApi => ("Served by the HTTP API itself.".to_string(), true, None),
+        Action::Up | Action::OpenApi | Action::Console(_) | Action::ConsoleRedirect => {
+            ("Served by the HTTP API itself.".to_string(), true, None)
+        }
         Action::Metrics => ("Served by the HTTP API itself.".to_string(), false, None),
     };
     let mut operation = OperationBuilder::new()
@@ -148,6 +150,10 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
         Action::Metrics => ResponseBuilder::new()
             .description("The metrics in the OpenMetrics text format")
             .content(super::handler::METRICS_CONTENT_TYPE, json_content(any())),
+        Action::Console(_) => ResponseBuilder::new()
+            .description("A file of the operator's console (HTML, JavaScript or CSS)")
+            .content("text/html", json_content(any())),
+        Action::ConsoleRedirect => ResponseBuilder::new().description("To /_ui/"),
         _ => ResponseBuilder::new()
             .description("The method's result as JSON")
             .content("application/json", json_content(any())),

@@ -6,8 +6,9 @@
 //! checks that every method of the protocol has a route.
 //!
 //! Paths: the service's routes are `/v1/admin/…` and `/v1/auth/…` (three segments or
-//! more, the second never beginning with `_`) and single segments without a trailing
-//! slash (`/_up`, `/metrics`, `/openapi.json`); a database's routes are `/{db}/` (with
+//! more, the second never beginning with `_`), single segments without a trailing
+//! slash (`/_up`, `/metrics`, `/openapi.json`, `/ui`) and paths whose first segment
+//! begins with `_` (`/_ui/`, the console: no database's name does); a database's routes are `/{db}/` (with
 //! its trailing slash), `/{db}/{key}` (two segments) and `/{db}/_…`. So no database
 //! can shadow a service route, and the reverse: `/metrics/` is the database `metrics`,
 //! `/v1/` the database `v1`, `/v1/admin` its document `admin`, `/v1/admin/status` the
@@ -17,6 +18,7 @@
 use cairn_proto::{ErrorCode, Method, WireError};
 use serde_json::{json, Map, Value as Json};
 
+use super::console;
 use super::request::Input;
 use super::shape;
 
@@ -58,6 +60,11 @@ pub enum Action {
     OpenApi,
     /// `/metrics`: the metrics, for admins and the users of `[metrics] users`.
     Metrics,
+    /// `/_ui/…`: a file of the operator's console (no authentication: the page asks
+    /// the API as the user who logs in).
+    Console(console::Asset),
+    /// `/ui`: to the console.
+    ConsoleRedirect,
 }
 
 /// One row of the table.
@@ -127,6 +134,11 @@ const fn created(mut route: Route) -> Route {
     route
 }
 
+const fn answering(mut route: Route, ok: u16) -> Route {
+    route.ok = ok;
+    route
+}
+
 const fn with_query(mut route: Route, query: &'static [&'static str]) -> Route {
     route.query = query;
     route
@@ -169,6 +181,11 @@ pub const ROUTES: &[Route] = &[
     special(Get, "/_up", Action::Up, "200 while the service serves, 503 while it is DOWN (for load balancers)"),
     special(Get, "/openapi.json", Action::OpenApi, "This API as an OpenAPI document"),
     special(Get, "/metrics", Action::Metrics, "Metrics in the Prometheus text format (admins, and [metrics] users)"),
+    answering(special(Get, "/ui", Action::ConsoleRedirect, "To the operator's console (/_ui/)"), 302),
+    special(Get, "/_ui/", Action::Console(console::Asset::Page), "The operator's console: a page that logs in and uses this API"),
+    special(Get, "/_ui/console.js", Action::Console(console::Asset::Script), "The console's script"),
+    special(Get, "/_ui/console.css", Action::Console(console::Asset::Style), "The console's style"),
+    special(Get, "/_ui/favicon.svg", Action::Console(console::Asset::Icon), "The console's icon"),
     // Sessions.
     created(call(Post, "/v1/auth/session", Method::Login, login_args, shape::session, "Logs in: {\"username\" or \"email\", \"password\"}")),
     call(Delete, "/v1/auth/session", Method::Logout, logout_args, shape::as_is, "Logs out the session of the request's token"),
@@ -208,7 +225,7 @@ pub const ROUTES: &[Route] = &[
     call(Post, "/v1/admin/mirror/handoff", Method::MirrorHandoff, body_args, shape::as_is, "A step of a mirror's graceful promotion: {\"mode\": \"begin\", \"complete\" or \"cancel\", …}"),
     with_query(call(Get, "/v1/admin/mirror/journal", Method::MirrorFollow, journal_args, shape::as_is, "The journal's entries after ?seq (with ?crc and ?epoch of its entry), as they commit"), JOURNAL_QUERY),
     // Databases, as Sync Gateway's.
-    call(Get, "/_all_dbs", Method::DbList, no_args, shape::db_names, "The names of the databases the caller may read"),
+    with_query(call(Get, "/_all_dbs", Method::DbList, no_args, shape::db_names, "The names of the databases the caller may read (?verbose=true: each database's counters and state)"), &["verbose"]),
     statuses(created(call(Put, "/{db}/", Method::DbCreate, db_body_args, shape::db_info, "Creates a database: {\"offline\": true} creates it offline")), &[(ErrorCode::DatabaseExists, 412)]),
     call(Get, "/{db}/", Method::DbInfo, db_name_args, shape::db_info, "A database's counters and state"),
     call(Delete, "/{db}/", Method::DbDrop, db_name_args, shape::ok, "Drops a database"),
@@ -476,7 +493,11 @@ mod tests {
         for route in ROUTES {
             let method = match route.action {
                 Action::Call { method, .. } => format!("`{method}`"),
-                Action::Up | Action::OpenApi | Action::Metrics => "—".to_string(),
+                Action::Up
+                | Action::OpenApi
+                | Action::Metrics
+                | Action::Console(_)
+                | Action::ConsoleRedirect => "—".to_string(),
             };
             let start = format!("| `{} {}` | {method}", route.verb.as_str(), route.path);
             let row = doc
@@ -523,6 +544,8 @@ mod tests {
                     "{} could be a database's route",
                     route.path
                 );
+            } else if segments[0].starts_with('_') && segments.len() > 1 {
+                // No database's name begins with `_`: `/_ui/…` is the service's.
             } else {
                 assert!(
                     segments.len() == 1 && !segments[0].is_empty(),

@@ -86,7 +86,12 @@ fn daemon_object(job: Json) -> Json {
 
 /// A database as Sync Gateway shows one: `db_name`, `update_seq`, `state`, counts.
 pub fn db_info(info: Json, _: &Input) -> Result<Reply, WireError> {
-    let db = json!({
+    Ok(db_object(info).into())
+}
+
+/// A database's counters and state, as Sync Gateway names them.
+fn db_object(info: Json) -> Json {
+    json!({
         "db_name": info["name"],
         "update_seq": info["last_seq"],
         "state": info["state"],
@@ -96,16 +101,19 @@ pub fn db_info(info: Json, _: &Input) -> Result<Reply, WireError> {
         "log_bytes": info["log_bytes"],
         "created_ms": info["created_ms"],
         "retention": info["retention"],
-    });
-    Ok(db.into())
+    })
 }
 
-pub fn db_names(infos: Json, _: &Input) -> Result<Reply, WireError> {
-    let names = match infos {
+/// The names of the databases, or with `?verbose=true` each as `GET /{db}/` shows it
+/// (as Sync Gateway's `_all_dbs?verbose=true`).
+pub fn db_names(infos: Json, input: &Input) -> Result<Reply, WireError> {
+    let verbose = input.query_bool("verbose")?;
+    let list = match infos {
+        Json::Array(infos) if verbose => infos.into_iter().map(db_object).collect(),
         Json::Array(infos) => infos.into_iter().map(|i| i["name"].clone()).collect(),
         _ => Vec::new(),
     };
-    Ok(Json::Array(names).into())
+    Ok(Json::Array(list).into())
 }
 
 /// A database's configuration, with an `ETag` over its settings.
