@@ -76,3 +76,41 @@ pub fn run_logged(command: &mut std::process::Command, log: &Path) -> Result<()>
     }
     Ok(())
 }
+
+/// A virtual environment in the cache (`CACHE/PACKAGE-VERSION`) with the PyPI package
+/// `package` at `version`, made on first use (needs python3 with venv); its directory.
+pub fn python_package(package: &str, version: &str) -> Result<PathBuf> {
+    let cache = dir().context("no cache directory: set HOME or XDG_CACHE_HOME")?;
+    let venv = cache.join(format!("{package}-{version}"));
+    let marker = venv.join("installed");
+    if marker.exists() {
+        return Ok(venv);
+    }
+    let _lock = lock(&cache, package, &format!("installing {package}"))?;
+    if marker.exists() {
+        return Ok(venv);
+    }
+    say(&format!(
+        "installing {package} {version} into {}",
+        venv.display()
+    ));
+    let log = cache.join(format!("{package}-install.log"));
+    run_logged(
+        std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv),
+        &log,
+    )
+    .context("creating a virtual environment (needs python3 with venv)")?;
+    run_logged(
+        std::process::Command::new(venv.join("bin").join("pip")).args([
+            "install",
+            "--quiet",
+            &format!("{package}=={version}"),
+        ]),
+        &log,
+    )
+    .with_context(|| format!("installing {package} from PyPI"))?;
+    std::fs::write(&marker, version)?;
+    Ok(venv)
+}
