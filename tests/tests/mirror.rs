@@ -575,6 +575,13 @@ fn promotion_hands_over_without_losing_a_write_and_force_promotes_when_the_leade
         "writes were refused for {refused_ms} ms"
     );
     eprintln!("graceful promotion: writes were refused for {refused_ms} ms");
+    for dir in [&mirror_dir, &leader_dir] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join("role.json"))?
+            .permissions()
+            .mode();
+        ensure!(mode & 0o777 == 0o600, "role.json is {mode:o}");
+    }
     ensure!(acked.len() > 50, "the writers wrote: {}", acked.len());
     rt.block_on(async {
         // The new leader holds every acknowledged write; the old one follows it.

@@ -62,13 +62,20 @@ pub fn load_role(dir: &Path) -> Result<Option<Role>, ServerError> {
     }
 }
 
-/// Keeps `role` in `dir` (written whole, fsync'd, then renamed into place).
+/// Keeps `role` in `dir` (written whole, 0600: a leader's URL may hold a password;
+/// fsync'd, then renamed into place).
 fn save_role(dir: &Path, role: &Role) -> Result<(), WireError> {
     let text = serde_json::to_string_pretty(role).expect("a role serialises");
     let (path, partial) = (dir.join(ROLE_FILE), dir.join("role.json.partial"));
     let written = (|| {
         use std::io::Write as _;
-        let mut file = std::fs::File::create(&partial)?;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&partial)?;
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         std::fs::rename(&partial, &path)?;
