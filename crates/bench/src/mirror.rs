@@ -26,7 +26,7 @@ use rand::SeedableRng;
 use crate::backup::{self, mib, Copied, PER_BATCH, VALUE_PAYLOAD};
 use crate::cairn;
 use crate::data::{Dataset, KEY_BYTES, VALUE_BYTES};
-use crate::measure::{percentile, Run};
+use crate::measure::Run;
 use crate::process::{self, ServiceProcess, StartOptions};
 use crate::procfs;
 use crate::remote::{self, Values};
@@ -223,11 +223,6 @@ pub fn run_mirror_comparison(sizes: MirrorSizes, base: &Path) -> Result<MirrorRe
 
     let secs = |d: Duration| d.as_secs_f64();
     let millis = |d: Duration| d.as_secs_f64() * 1e3;
-    let lag_at = |percent| {
-        percentile(&lags.sorted, percent)
-            .map(millis)
-            .context("no lag was measured")
-    };
     let rows = vec![
         Row::new(
             &format!(
@@ -249,13 +244,13 @@ pub fn run_mirror_comparison(sizes: MirrorSizes, base: &Path) -> Result<MirrorRe
         Row::without_baseline(
             &format!("mirror lag p50 ({CALLERS} writers over TLS)"),
             "ms",
-            lag_at(50)?,
+            lags.percentile_ms(50)?,
             None,
         ),
         Row::without_baseline(
             &format!("mirror lag p99 ({CALLERS} writers over TLS)"),
             "ms",
-            lag_at(99)?,
+            lags.percentile_ms(99)?,
             Some(Target::AtMost(LAG_P99_TARGET_MS)),
         ),
         Row::without_baseline(

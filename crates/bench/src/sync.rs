@@ -218,6 +218,15 @@ pub(crate) struct Lags {
     pub(crate) drain: Duration,
 }
 
+impl Lags {
+    /// The `percent`th percentile of the lags, in milliseconds.
+    pub(crate) fn percentile_ms(&self, percent: u64) -> Result<f64> {
+        percentile(&self.sorted, percent)
+            .map(|d| d.as_secs_f64() * 1e3)
+            .context("no lag was measured")
+    }
+}
+
 /// The source, then the rounds of catch-up and raw heed, then the lag run. `base` is the
 /// directory in which the temporary directories are made.
 pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> {
@@ -327,11 +336,6 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
     let catch_up_median = median(rounds.iter().map(|r| r.catch_up.elapsed).collect())?;
     let per_second = |d: Duration| changes as f64 / d.as_secs_f64();
     let millis = |d: Duration| d.as_secs_f64() * 1e3;
-    let lag_at = |percent| {
-        percentile(&lags.sorted, percent)
-            .map(millis)
-            .context("no lag was measured")
-    };
     let rows = vec![
         Row::new(
             &format!("follower catching up {changes} changes vs raw heed {PER_COMMIT} puts/commit"),
@@ -343,13 +347,13 @@ pub fn run_sync_comparison(sizes: SyncSizes, base: &Path) -> Result<SyncReport> 
         Row::without_baseline(
             &format!("sync lag p50 ({WRITERS} writers over TLS)"),
             "ms",
-            lag_at(50)?,
+            lags.percentile_ms(50)?,
             None,
         ),
         Row::without_baseline(
             &format!("sync lag p99 ({WRITERS} writers over TLS)"),
             "ms",
-            lag_at(99)?,
+            lags.percentile_ms(99)?,
             Some(Target::AtMost(LAG_P99_TARGET_MS)),
         ),
         Row::without_baseline(

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{self, authorize, Caller, Identity};
 use crate::ops::health;
-use crate::ops::shared::{Shared, RESTORE_MESSAGE};
+use crate::ops::shared::{Route, Shared, RESTORE_MESSAGE};
 
 pub(crate) use status::down_error;
 
@@ -47,12 +47,6 @@ pub struct CallContext {
     pub method: Method,
     pub outbox: Outbox,
     pub cancel: CancellationToken,
-}
-
-/// Where a call is served: here, or on a mirror's leader.
-enum Route {
-    Here,
-    Leader(Arc<crate::ops::mirror::Mirror>),
 }
 
 /// How a call answered.
@@ -129,19 +123,18 @@ impl CallContext {
     /// so that a caller without the right learns that first), then the method.
     async fn serve(&self, args: Value) -> Result<Answer, WireError> {
         self.check_available()?;
-        if let Route::Leader(mirror) = self.check_mirror()? {
-            // Only a login is throttled by its caller's address, and it is a session
-            // call: the connection forwards it.
-            return mirror
-                .forward(self.identity.as_ref(), self.method, args, None)
-                .await
-                .map(Answer::Value);
-        }
-        // A call that changes the service is counted while it runs (a handoff to a
-        // mirror waits for it), and refused while a handoff runs.
-        let _change = (self.method.effect() == Effect::Changes)
-            .then(|| self.shared.enter_change())
-            .transpose()?;
+        let _change = match self.shared.route(self.method)? {
+            Route::Leader(mirror) => {
+                // Only a login is throttled by its caller's address, and it is a
+                // session call: the connection forwards it.
+                return mirror
+                    .forward(self.identity.as_ref(), self.method, args, None)
+                    .await
+                    .map(Answer::Value);
+            }
+            Route::Here(change) => change,
+        };
+        self.check_mirror_lag()?;
         let plain_need = Need::of(self.method.permission());
         if let Some(need) = plain_need {
             self.need(need)?;
@@ -254,43 +247,31 @@ impl CallContext {
         self.identity.as_ref().map_or("-", |i| i.user.as_str())
     }
 
-    /// While a restore runs or the service is DOWN, only admins get through (and
-    /// `status`); in READ_ONLY (the admin's or automatic), non-admin writes are refused.
-    /// On a mirror: a call that changes the service's state goes to its leader (or
-    /// is refused with `[mirror] forward_writes = false`); a read while the mirror lags
-    /// beyond `[mirror] max_lag_secs` gets the lag (`status` and the service's own
-    /// calls always answer).
-    fn check_mirror(&self) -> Result<Route, WireError> {
+    /// On a mirror, a read while it bootstraps again, or lags beyond `[mirror]
+    /// max_lag_secs`, gets the lag (`status`, `usage`, the session calls, the calls
+    /// that change this service alone and the mirror's own streams always answer).
+    fn check_mirror_lag(&self) -> Result<(), WireError> {
         let Some(mirror) = self.shared.mirror() else {
-            return Ok(Route::Here);
+            return Ok(());
         };
-        let settings = self.shared.settings();
-        if self.method.effect() == Effect::Changes {
-            return if settings.mirror_forward_writes {
-                Ok(Route::Leader(mirror))
-            } else {
-                Err(mirror.read_only_error())
-            };
-        }
         let exempt = self.method.kind() == MethodKind::Session
+            || self.method.effect() == Effect::Local
             || matches!(
                 self.method,
-                Method::Status
-                    | Method::Usage
-                    | Method::ConfigReload
-                    | Method::MirrorBootstrap
-                    | Method::MirrorFollow
+                Method::Status | Method::Usage | Method::MirrorBootstrap | Method::MirrorFollow
             );
         if exempt {
-            return Ok(Route::Here);
+            return Ok(());
         }
         mirror.check_serving()?;
-        if let Some(max_lag) = settings.mirror_max_lag {
-            mirror.check_lag(max_lag)?;
+        match self.shared.settings().mirror_max_lag {
+            Some(max_lag) => mirror.check_lag(max_lag),
+            None => Ok(()),
         }
-        Ok(Route::Here)
     }
 
+    /// While a restore runs or the service is DOWN, only admins get through (and
+    /// `status`); in READ_ONLY (the admin's or automatic), non-admin writes are refused.
     fn check_available(&self) -> Result<(), WireError> {
         if self.method == Method::Status {
             return Ok(());

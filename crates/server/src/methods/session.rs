@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 
 use cairn_proto::methods::{self, call, to_value, AuthArgs, LoginArgs, LogoutArgs};
-use cairn_proto::{Call, Effect, ErrorCode, Method, Need, Request, WireError};
+use cairn_proto::{Call, ErrorCode, Method, Need, Request, WireError};
 use cairn_store::{ServiceMode, UserRecord, Write};
 use rmpv::Value;
 
@@ -13,7 +13,7 @@ use crate::auth::{self, authorize, Identity, Via};
 use crate::error::{bad_request, store_error};
 use crate::ops::health;
 use crate::ops::mirror::Mirror;
-use crate::ops::shared::Shared;
+use crate::ops::shared::{Route, Shared};
 use crate::storage::{now_ms, write};
 
 use super::down_error;
@@ -42,16 +42,12 @@ pub async fn serve(
     if let Some(need) = plain_need {
         check(need)?;
     }
-    if method.effect() == Effect::Changes {
-        if let Some(mirror) = shared.mirror() {
-            return forward_session(shared, &mirror, identity, method, args, peer).await;
+    let _change = match shared.route(method)? {
+        Route::Leader(mirror) => {
+            return forward_session(&mirror, identity, method, args, peer).await
         }
-    }
-    // A login or logout writes a session: counted while it runs, refused during a
-    // handoff to a mirror.
-    let _change = (method.effect() == Effect::Changes)
-        .then(|| shared.enter_change())
-        .transpose()?;
+        Route::Here(change) => change,
+    };
     let request = Request::decode(method, args)?;
     if plain_need.is_none() {
         check(request.need())?;
@@ -71,16 +67,12 @@ pub async fn serve(
 /// On a mirror: `login` and `logout` run on the leader (which writes the session),
 /// and the connection here changes as they say once the mirror has applied it.
 async fn forward_session(
-    shared: &Shared,
     mirror: &Mirror,
     identity: Option<&Identity>,
     method: Method,
     args: Value,
     peer: Option<IpAddr>,
 ) -> Result<(Value, ConnectionChange), WireError> {
-    if !shared.settings().mirror_forward_writes {
-        return Err(mirror.read_only_error());
-    }
     let explicit_token = match method {
         Method::Logout => {
             rmpv::ext::from_value::<LogoutArgs>(args.clone())

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use cairn_proto::{ErrorCode, WireError};
+use cairn_proto::{Effect, ErrorCode, Method, WireError};
 use cairn_remote::Remote;
 use cairn_store::{ServiceStatus, Store};
 use tokio_util::sync::CancellationToken;
@@ -105,6 +105,14 @@ pub struct Shared {
     pub endpoints: Vec<String>,
 }
 
+/// Where a call is served (see [`Shared::route`]).
+pub enum Route {
+    /// Here; a call that changes the service holds its guard while it runs.
+    Here(Option<ChangeGuard>),
+    /// On this mirror's leader.
+    Leader(Arc<Mirror>),
+}
+
 /// A count of calls in flight, and a wake-up when it falls to zero.
 #[derive(Default)]
 struct ChangesInFlight {
@@ -189,9 +197,24 @@ impl Shared {
         *self.mirror.write().expect("mirror lock") = mirror;
     }
 
+    /// Where a call of `method` is served, the same for every transport. On a mirror,
+    /// a call that changes the service goes to its leader (or is refused with
+    /// `[mirror] forward_writes = false`). Here, such a call is counted while it runs
+    /// (a handoff to a mirror waits for it) and refused while a handoff runs.
+    pub fn route(&self, method: Method) -> Result<Route, WireError> {
+        if method.effect() != Effect::Changes {
+            return Ok(Route::Here(None));
+        }
+        match self.mirror() {
+            Some(mirror) if self.settings().mirror_forward_writes => Ok(Route::Leader(mirror)),
+            Some(mirror) => Err(mirror.read_only_error()),
+            None => self.enter_change().map(|guard| Route::Here(Some(guard))),
+        }
+    }
+
     /// Admits a call that changes the service, counted until the guard drops; refused
     /// while a handoff to a mirror runs.
-    pub fn enter_change(&self) -> Result<ChangeGuard, WireError> {
+    fn enter_change(&self) -> Result<ChangeGuard, WireError> {
         use std::sync::atomic::Ordering;
         self.changes_in_flight.count.fetch_add(1, Ordering::SeqCst);
         let guard = ChangeGuard {
