@@ -1,7 +1,8 @@
-//! A full file system: the store runs on a 4 MiB tmpfs (mounted in the test's own user
+//! A full file system: the store runs on a small tmpfs (mounted in the test's own user
 //! and mount namespace, see `cairn_tests::tmpfs`) and is written to until the disk
 //! refuses. The refusal must reach the caller as `StorageFull`, never a panic, and every
-//! write acknowledged before it must still be there, before and after a reopen.
+//! write acknowledged before it must still be there, before and after a reopen; once the
+//! disk has room again, writes go on without one.
 
 use cairn_store::{Store, StoreError, StoreOptions};
 use cairn_tests::tmpfs::with_tmpfs;
@@ -66,5 +67,30 @@ fn a_full_disk_is_an_error_and_loses_nothing_acknowledged() {
         assert_eq!(info.doc_count, acknowledged.len() as u64);
         assert_eq!(info.last_seq, acknowledged.last().unwrap().1);
         drop(store);
+    });
+}
+
+#[test]
+fn writes_go_on_once_the_disk_has_room_again() {
+    with_tmpfs("24m", |small| {
+        let ballast = small.join("ballast");
+        std::fs::write(&ballast, vec![0u8; 16 << 20]).unwrap();
+        let store = Store::create(&small.join("data"), StoreOptions::default()).unwrap();
+        store.create_database("db").unwrap();
+        let mut refusal = None;
+        for i in 0..1000u32 {
+            if let Err(error) = store.put("db", &format!("doc-{i:04}"), &blob(256 << 10, 1), None) {
+                refusal = Some(error);
+                break;
+            }
+        }
+        let refusal = refusal.expect("the disk fills up");
+        assert!(
+            matches!(refusal, StoreError::StorageFull { .. }),
+            "{refusal:?}"
+        );
+        std::fs::remove_file(&ballast).unwrap();
+        let after = store.put("db", "after", &blob(1024, 2), None);
+        assert!(after.is_ok(), "{after:?}");
     });
 }

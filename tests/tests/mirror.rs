@@ -743,3 +743,74 @@ fn bad_leaders_and_directories_are_refused_at_start_with_one_line() -> Result<()
     drop((by_token, leader));
     Ok(())
 }
+
+#[test]
+fn a_mirror_whose_disk_fills_up_keeps_serving_and_catches_up_once_there_is_room() {
+    cairn_tests::tmpfs::with_tmpfs("128m", |small| {
+        full_disk_on_a_mirror(small).unwrap();
+    });
+}
+
+/// A mirror on `small` (128 MiB, 120 of them taken by a ballast file) falls behind when
+/// its disk is full, says so, still serves what it applied, and catches up once the
+/// ballast goes.
+fn full_disk_on_a_mirror(small: &Path) -> Result<()> {
+    let tmp = scratch();
+    let leader_dir = tmp.path().join("leader");
+    let leader = ServiceProcess::start(&leader_dir, &[])?;
+    let rt = runtime();
+    rt.block_on(async {
+        let admin = unix_client(&leader_dir).await?;
+        admin.db_create("docs", Default::default()).await?;
+        admin.put("docs", "early", doc(1, 1), None).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let ballast = small.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 120 << 20])?;
+    let mirror_dir = small.join("mirror");
+    let _mirror = start_mirror(&mirror_dir, &leader, &[])?;
+    rt.block_on(async {
+        let client = unix_client(&mirror_dir).await?;
+        caught_up(&client, &leader_dir).await?;
+        // 12 MiB of values: each journal entry holds the value twice (document and
+        // change record), and the mirror keeps both and the entry.
+        let admin = unix_client(&leader_dir).await?;
+        for i in 0..48u8 {
+            admin
+                .put(
+                    "docs",
+                    &format!("big-{i}"),
+                    Value::Binary(vec![i; 256 << 10]),
+                    None,
+                )
+                .await?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let stuck = loop {
+            let status = mirror_status(&client).await?;
+            if status.state != MirrorState::Following && status.applied < status.leader_head {
+                break status;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the mirror never ran out of room: {status:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        ensure!(
+            stuck.message.contains("full") || stuck.message.contains("storage"),
+            "the mirror says why it stopped: {stuck:?}"
+        );
+        // It still serves what it applied.
+        ensure!(client.get("docs", "early").await?.value == doc(1, 1));
+        std::fs::remove_file(&ballast)?;
+        caught_up(&client, &leader_dir).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    ensure!(
+        digests(&mirror_dir)? == digests(&leader_dir)?,
+        "once there is room the mirror holds the leader's bytes"
+    );
+    drop(leader);
+    Ok(())
+}
