@@ -209,7 +209,6 @@ mod tests {
 
     fn manifest(files: &[(&str, &[u8], u32)]) -> Manifest {
         Manifest {
-            manifest_version: 1,
             format_version: 1,
             service_id: "0".repeat(32),
             created_ms: 1_795_230_245_000,
@@ -220,12 +219,11 @@ mod tests {
                 .map(|(path, bytes, mode)| FileEntry {
                     path: path.to_string(),
                     size: bytes.len() as u64,
-                    sha256: String::new(),
+                    checksum: String::new(),
                     mode: *mode,
                 })
                 .collect(),
-            databases: Vec::new(),
-            manifest_sha256: String::new(),
+            ..Manifest::current()
         }
     }
 

@@ -148,7 +148,7 @@ impl Remote {
             let dest = dest.to_path_buf();
             blocking(move || backup::read_manifest(&dest)).await?
         };
-        if inside.manifest_sha256 != remote.manifest.manifest_sha256 {
+        if inside.manifest_checksum != remote.manifest.manifest_checksum {
             return Err(RemoteError::Mismatch {
                 what: format!("unpacking {}", self.url(object)),
                 reason: "the archive's MANIFEST.json is not the one its manifest object holds"

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use cairn_store::backup::{
     create_backup, read_manifest, restore_backup, stage_restore, swap_in, verify_backup,
-    BackupControl, Manifest, Problem, MANIFEST_FILE,
+    BackupControl, Checksum, Manifest, Problem, MANIFEST_FILE,
 };
 use cairn_store::{ChangeOp, DirLock, Op, Scan, Store, StoreError, StoreOptions};
 
@@ -298,6 +298,77 @@ fn problems(dir: &Path) -> Vec<Problem> {
     verify_backup(dir).unwrap().problems
 }
 
+/// Rewrites the backup `dst`'s manifest as the version-1 manifest the release before
+/// BLAKE3 wrote: SHA-256 of every file under `sha256`, no `checksum` field, and its own
+/// SHA-256 under `manifest_sha256`.
+fn rewrite_as_version_1(dst: &Path) {
+    use sha2::{Digest, Sha256};
+    let text = fs::read_to_string(dst.join(MANIFEST_FILE)).unwrap();
+    let mut manifest: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&text).unwrap();
+    let placeholder = "0".repeat(64);
+    let mut v1 = serde_json::Map::new();
+    for (field, value) in manifest.iter_mut() {
+        match field.as_str() {
+            "manifest_version" => {
+                v1.insert(field.clone(), 1.into());
+            }
+            "checksum" => {}
+            "manifest_checksum" => {
+                v1.insert("manifest_sha256".into(), placeholder.clone().into());
+            }
+            "files" => {
+                for file in value.as_array_mut().unwrap() {
+                    let file = file.as_object_mut().unwrap();
+                    let path = file["path"].as_str().unwrap().to_string();
+                    let digest = hex::encode(Sha256::digest(fs::read(dst.join(path)).unwrap()));
+                    let mode = file.remove("mode").unwrap();
+                    file.remove("checksum");
+                    file.insert("sha256".into(), digest.into());
+                    file.insert("mode".into(), mode);
+                }
+                v1.insert(field.clone(), value.clone());
+            }
+            _ => {
+                v1.insert(field.clone(), value.clone());
+            }
+        }
+    }
+    let mut bytes = serde_json::to_vec_pretty(&v1).unwrap();
+    bytes.push(b'\n');
+    let digest = hex::encode(Sha256::digest(&bytes));
+    let sealed = String::from_utf8(bytes).unwrap().replace(&placeholder, &digest);
+    fs::write(dst.join(MANIFEST_FILE), sealed).unwrap();
+}
+
+#[test]
+fn a_version_1_backup_with_sha256_still_verifies_and_restores() {
+    let scratch = tempfile::tempdir().unwrap();
+    let dst = fresh_backup(scratch.path());
+    rewrite_as_version_1(&dst);
+    let manifest = read_manifest(&dst).unwrap();
+    assert_eq!(
+        (manifest.manifest_version, manifest.checksum),
+        (1, Checksum::Sha256)
+    );
+    assert!(problems(&dst).is_empty());
+
+    flip_byte(&dst.join("cairn.toml"));
+    assert_eq!(
+        problems(&dst)
+            .iter()
+            .map(Problem::to_string)
+            .collect::<Vec<_>>(),
+        ["cairn.toml: its SHA-256 does not match the manifest: the file was changed"]
+    );
+    flip_byte(&dst.join("cairn.toml"));
+
+    let restored = scratch.path().join("restored");
+    restore_backup(&dst, &restored, true).unwrap();
+    let store = Store::open(&restored, StoreOptions::default()).unwrap();
+    assert_eq!(store.get("beta", "only").unwrap().unwrap().value, blob(10, 1));
+}
+
 #[test]
 fn verify_names_each_damaged_missing_or_extra_file() {
     let scratch = tempfile::tempdir().unwrap();
@@ -308,10 +379,14 @@ fn verify_names_each_damaged_missing_or_extra_file() {
     assert_eq!(
         found,
         [Problem::ChecksumMismatch {
-            path: "store/data.mdb".to_string()
+            path: "store/data.mdb".to_string(),
+            checksum: Checksum::Blake3,
         }]
     );
-    assert!(found[0].to_string().starts_with("store/data.mdb: "));
+    assert_eq!(
+        found[0].to_string(),
+        "store/data.mdb: its BLAKE3 does not match the manifest: the file was changed"
+    );
     flip_byte(&dst.join("store/data.mdb"));
     assert!(problems(&dst).is_empty(), "flipped back");
 
@@ -379,7 +454,7 @@ fn a_canceled_backup_leaves_nothing() {
     for step in [
         "copying the environment",
         "copying files",
-        "verifying databases",
+        "checking databases",
     ] {
         let dst = scratch.path().join("canceled");
         let control = control();

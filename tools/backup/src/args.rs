@@ -27,8 +27,9 @@ In object storage (S3, garage, MinIO, …):
   cairn-backup --restore s3://cairn-backups/prod/db1/20261121 ./data
 
 A backup holds the compacted environment (store/data.mdb), cairn.toml, certs/ and
-MANIFEST.json (checksums, and each database's last seq); never backups/, tmp/, sock or
-service.lock. It is written as DST.partial and renamed to DST once verified.
+MANIFEST.json (BLAKE3 checksums, and each database's last seq); never backups/, tmp/,
+sock or service.lock. It is written as DST.partial, hashed as it is written, and renamed
+to DST once every database of the source passed the checks --verify makes.
 In object storage the backup NAME is PREFIX/NAME.tar.zst and PREFIX/NAME.manifest.json,
 as a service with [backup] url = \"s3://BUCKET/PREFIX\" makes them: each lists and
 restores the other's. The local copy is made (and a download unpacked) in a scratch

@@ -2,10 +2,17 @@
 //! environment with LMDB's compacting copy (one read transaction: consistent, and
 //! writers never wait) and the directory's other files beside it (`cairn.toml`,
 //! `certs/`; never `backups/`, `tmp/`, `sock` or `service.lock`) into `DST.partial`,
-//! writes `MANIFEST.json`, fsyncs, verifies the copy, and only then renames it to `DST`.
-//! Any failure or a cancel removes everything it wrote.
+//! hashing every file as it is written, writes `MANIFEST.json` and fsyncs. Meanwhile,
+//! on another thread, every database of a snapshot of the source is checked as
+//! `--verify` checks a copy's (records against their checksums, documents against the
+//! catalog and the change log): bit rot in the source fails the backup instead of
+//! being copied. The copy is then opened to take its facts for the manifest, and only
+//! then renamed to `DST`. Any failure or a cancel removes everything it wrote.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
 use super::env::{content_bytes, copy_env, copy_facts, estimate_env_bytes};
@@ -13,9 +20,10 @@ use super::fs::{
     absolute, copy_file, create_dir, create_parents, free_bytes, parent, rename_new, sibling,
     sync_dir, walk, ClaimedDir,
 };
-use super::manifest::{write_manifest, FileEntry, Manifest, MANIFEST_FILE, MANIFEST_VERSION};
+use super::check::catalog;
+use super::manifest::{write_manifest, FileEntry, Manifest, MANIFEST_FILE};
 use super::progress::{BackupControl, Tracker};
-use super::verify::{verify_dir, Problem};
+use super::verify::{check_databases, Problem};
 use super::{never_copied, ENV_FILE, PARTIAL_SUFFIX};
 use crate::error::{Result, StoreError};
 use crate::store::{now_ms, Store, STORE_DIR};
@@ -31,7 +39,7 @@ pub struct BackupSummary {
     pub files: usize,
     pub databases: usize,
     pub elapsed: Duration,
-    /// Always true: a backup that does not verify is not renamed into place.
+    /// Always true: a backup whose source fails its checks is not renamed into place.
     pub verified: bool,
 }
 
@@ -137,9 +145,7 @@ fn write_backup(
 ) -> Result<BackupSummary> {
     let started = Instant::now();
     let mut tracker = Tracker::new(control);
-    let estimate = estimate_env_bytes(source)?;
-    // Copying, re-reading every file, and checking every database.
-    tracker.need(2 * estimate + content_bytes(source)?);
+    tracker.need(estimate_env_bytes(source)?);
     let partial = ClaimedDir::claim(&sibling(dst, PARTIAL_SUFFIX))?;
     let written = fill(source, src_dir, partial.path(), &mut tracker).and_then(|manifest| {
         refuse_existing(dst)?;
@@ -169,21 +175,100 @@ fn write_backup(
     })
 }
 
-/// Writes the whole backup into `partial` and verifies it; returns its manifest.
+/// How often the wait for the checks looks at the caller's cancel flag.
+const CHECK_POLL: Duration = Duration::from_millis(50);
+
+/// Writes the whole backup into `partial` while the source's databases are checked on
+/// another thread; returns its manifest.
 fn fill(source: &Store, src_dir: &Path, partial: &Path, tracker: &mut Tracker) -> Result<Manifest> {
-    let created_ms = now_ms();
-    let mut files = Vec::new();
+    // The checks have a cancel flag of their own: a failed copy stops them too.
+    let checks = BackupControl {
+        cancel: Arc::new(AtomicBool::new(false)),
+        progress: None,
+        ..tracker.control().clone()
+    };
+    let snapshot_bytes = content_bytes(source)?;
+    std::thread::scope(|scope| {
+        let checking = std::thread::Builder::new()
+            .name("cairn-backup-check".to_string())
+            .spawn_scoped(scope, || check_source(source, &checks))
+            .map_err(|e| StoreError::io("starting the checks of the databases", e))?;
+        let copied = copy_all(source, src_dir, partial, tracker);
+        if copied.is_err() {
+            checks.cancel();
+        }
+        tracker.need(snapshot_bytes);
+        let checked = wait_for_checks(checking, &checks, tracker);
+        let mut manifest = copied?;
+        let problems = checked?;
+        if !problems.is_empty() {
+            return Err(StoreError::BackupInvalid {
+                dir: partial.to_path_buf(),
+                problems: problems.iter().map(Problem::to_string).collect(),
+            });
+        }
+        tracker.advance(snapshot_bytes)?;
+        write_manifest(partial, &mut manifest)?;
+        sync_dir(partial)?;
+        Ok(manifest)
+    })
+}
+
+/// The problems of every database of a snapshot of `source` (none when it is sound).
+fn check_source(source: &Store, control: &BackupControl) -> Result<Vec<Problem>> {
+    let snapshot = source.snapshot()?;
+    let records = catalog(&snapshot)?;
+    let checked = check_databases(&snapshot, &records, &mut Tracker::new(control))?;
+    Ok(checked.problems)
+}
+
+/// Waits for the checks to end, passing the caller's cancel on to them.
+fn wait_for_checks(
+    checking: ScopedJoinHandle<'_, Result<Vec<Problem>>>,
+    checks: &BackupControl,
+    tracker: &mut Tracker,
+) -> Result<Vec<Problem>> {
+    let waited = tracker.phase("checking databases");
+    while !checking.is_finished() {
+        if tracker.check().is_err() {
+            checks.cancel();
+        }
+        std::thread::sleep(CHECK_POLL);
+    }
+    let checked = checking
+        .join()
+        .map_err(|_| StoreError::Lmdb("the checks of the databases panicked".to_string()))?;
+    waited?;
+    tracker.check()?;
+    checked
+}
+
+/// Copies the environment and the directory's other files into `partial`, hashing
+/// each, and fsyncs them; returns the manifest, sealed by the caller.
+fn copy_all(
+    source: &Store,
+    src_dir: &Path,
+    partial: &Path,
+    tracker: &mut Tracker,
+) -> Result<Manifest> {
+    let mut manifest = Manifest {
+        created_ms: now_ms(),
+        tool: tracker.tool().to_string(),
+        source: src_dir.display().to_string(),
+        ..Manifest::current()
+    };
+    let checksum = manifest.checksum;
     let mut dirs = vec![partial.to_path_buf()];
 
     tracker.phase("copying the environment")?;
     let store_dir = partial.join(STORE_DIR);
     create_dir(&store_dir, 0o700)?;
     dirs.push(store_dir);
-    let (size, sha256) = copy_env(source, &partial.join(ENV_FILE), tracker)?;
-    files.push(FileEntry {
+    let (size, digest) = copy_env(source, &partial.join(ENV_FILE), checksum, tracker)?;
+    manifest.files.push(FileEntry {
         path: ENV_FILE.to_string(),
         size,
-        sha256,
+        checksum: digest,
         mode: 0o600,
     });
 
@@ -197,39 +282,65 @@ fn fill(source: &Store, src_dir: &Path, partial: &Path, tracker: &mut Tracker) -
         skipped_in_source(rel, partial_rel.as_deref())
     })? {
         create_parents(src_dir, partial, &file.rel, &mut dirs)?;
-        let (size, sha256) = copy_file(&file.path, &partial.join(&file.rel), file.mode, tracker)?;
-        files.push(FileEntry {
+        let target = partial.join(&file.rel);
+        let (size, digest) = copy_file(&file.path, &target, file.mode, checksum, tracker)?;
+        manifest.files.push(FileEntry {
             path: file.rel,
             size,
-            sha256,
+            checksum: digest,
             mode: file.mode,
         });
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-
-    let (meta, databases) = copy_facts(partial)?;
-    let mut manifest = Manifest {
-        manifest_version: MANIFEST_VERSION,
-        format_version: meta.format_version,
-        service_id: meta.service_id,
-        created_ms,
-        tool: tracker.tool().to_string(),
-        source: src_dir.display().to_string(),
-        files,
-        databases,
-        manifest_sha256: String::new(),
-    };
-    write_manifest(partial, &mut manifest)?;
+    manifest.files.sort_by(|a, b| a.path.cmp(&b.path));
     for dir in dirs.iter().rev() {
         sync_dir(dir)?;
     }
 
-    let report = verify_dir(partial, tracker)?;
-    if !report.is_ok() {
-        return Err(StoreError::BackupInvalid {
-            dir: partial.to_path_buf(),
-            problems: report.problems.iter().map(Problem::to_string).collect(),
-        });
-    }
+    let (meta, databases) = copy_facts(partial)?;
+    manifest.format_version = meta.format_version;
+    manifest.service_id = meta.service_id;
+    manifest.databases = databases;
     Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::doc_key;
+    use crate::store::StoreOptions;
+
+    #[test]
+    fn a_damaged_source_fails_its_backup_and_leaves_nothing() {
+        let scratch = tempfile::tempdir().unwrap();
+        let dir = scratch.path().join("data");
+        let store = Store::create(&dir, StoreOptions::default()).unwrap();
+        store.create_database("alpha").unwrap();
+        store.create_database("beta").unwrap();
+        for i in 0..20u8 {
+            store.put("alpha", &format!("k{i}"), &[i], None).unwrap();
+            store.put("beta", &format!("k{i}"), &[i], None).unwrap();
+        }
+        // One bit of one stored value of `alpha` rots behind the store's back.
+        {
+            let tables = store.shared.tables;
+            let mut wtxn = store.env().write_txn().unwrap();
+            let key = doc_key(1, "k7");
+            let mut stored = tables.docs.get(&wtxn, &key).unwrap().unwrap().to_vec();
+            *stored.last_mut().unwrap() ^= 0x01;
+            tables.docs.put(&mut wtxn, &key, &stored).unwrap();
+            wtxn.commit().unwrap();
+        }
+        let dst = scratch.path().join("backup");
+        let error = create_backup(&store, &dir, &dst, &BackupControl::default()).unwrap_err();
+        let StoreError::BackupInvalid { problems, .. } = &error else {
+            panic!("expected BackupInvalid, got {error:?}");
+        };
+        assert!(
+            !problems.is_empty() && problems.iter().all(|p| p.starts_with("database alpha: ")),
+            "{problems:?}"
+        );
+        assert!(problems.iter().any(|p| p.contains("k7")), "{problems:?}");
+        assert!(!dst.exists());
+        assert!(!scratch.path().join("backup.partial").exists());
+    }
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use heed::CompactionOption;
 use rustix::event::{poll, PollFd, PollFlags};
 
-use super::fs::{HashingFile, CHUNK};
+use super::fs::{Checksum, HashingFile, CHUNK};
 use super::manifest::DatabaseEntry;
 use super::progress::Tracker;
 use crate::error::{Result, StoreError};
@@ -37,13 +37,14 @@ pub(crate) fn content_bytes(store: &Store) -> Result<u64> {
 }
 
 /// Copies the environment of `store`, compacted, into the new file `target` (fsync'd);
-/// returns its size and SHA-256.
+/// returns its size and `checksum`.
 pub(crate) fn copy_env(
     store: &Store,
     target: &Path,
+    checksum: Checksum,
     tracker: &mut Tracker,
 ) -> Result<(u64, String)> {
-    let mut file = HashingFile::create(target, 0o600)?;
+    let mut file = HashingFile::create(target, 0o600, checksum)?;
     stream_env_copy(store, |bytes| {
         tracker.check()?;
         if !bytes.is_empty() {

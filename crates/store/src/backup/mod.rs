@@ -29,7 +29,7 @@ mod verify;
 pub use create::{check_free_space, create_backup, estimate_backup_bytes, BackupSummary};
 pub use env::stream_env_copy;
 pub(crate) use fs::{absolute, copy_file, create_dir, create_parents, parent, sync_dir, walk};
-pub use fs::{utc_stamp, HashingFile};
+pub use fs::{utc_stamp, Checksum, FileHasher, HashingFile};
 pub use manifest::{
     read_manifest, DatabaseEntry, FileEntry, Manifest, MANIFEST_FILE, MANIFEST_VERSION,
 };

@@ -110,6 +110,11 @@ impl<'c> Tracker<'c> {
         &self.control.tool
     }
 
+    /// The control this tracker reports to.
+    pub(crate) fn control(&self) -> &BackupControl {
+        self.control
+    }
+
     /// Makes sure at least `bytes` of work are expected beyond what is done: a step
     /// that a caller already counted in (a backup counts its verification in up front)
     /// does not grow the total again.

@@ -1,6 +1,6 @@
 //! Restoring a backup into a working directory without ever leaving a half-restored one.
 //! `stage_restore` verifies the backup, then copies it into `DIR.restoring` beside the
-//! directory (checking every file's SHA-256 again as it copies) and fsyncs it.
+//! directory (checking every file's checksum again as it copies) and fsyncs it.
 //! `swap_in` moves the directory's runtime entries (`backups/`, `tmp/`, `sock`,
 //! `service.lock`, which no backup holds) into the staged copy, swaps the two in one
 //! step (`renameat2(RENAME_EXCHANGE)`, or two renames where the file system cannot),
@@ -107,13 +107,14 @@ fn fill(backup: &Path, staged: &Path, manifest: &Manifest, tracker: &mut Tracker
     let mut dirs = vec![staged.to_path_buf()];
     for entry in &manifest.files {
         create_parents(backup, staged, &entry.path, &mut dirs)?;
-        let (size, sha256) = copy_file(
+        let (size, digest) = copy_file(
             &backup.join(&entry.path),
             &staged.join(&entry.path),
             entry.mode,
+            manifest.checksum,
             tracker,
         )?;
-        if size != entry.size || sha256 != entry.sha256 {
+        if size != entry.size || digest != entry.checksum {
             return Err(StoreError::BackupInvalid {
                 dir: backup.to_path_buf(),
                 problems: vec![format!(

@@ -1,5 +1,5 @@
 //! Verification of a backup directory: the manifest's own checksum, every listed file
-//! (present, same size, same SHA-256), no file that the manifest does not list, and then
+//! (present, same size, same checksum: BLAKE3, or SHA-256 in a version-1 manifest), no file that the manifest does not list, and then
 //! the environment itself, opened read-only without touching the directory (only when
 //! `store/data.mdb` matched its checksum: LMDB trusts its pages), whose meta must match
 //! the manifest and whose every database must agree with its catalog record, with its
@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{flock, FlockOperation};
 
 use super::check::{catalog, check_database, orphans};
-use super::fs::{hash_file, walk};
+use super::fs::{hash_file, walk, Checksum};
 use super::manifest::{load_manifest, DatabaseEntry, Manifest, MANIFEST_FILE};
 use super::progress::{BackupControl, Tracker};
 use super::{never_copied, ENV_FILE};
 use crate::error::{Result, StoreError};
+use crate::format::CatalogRecord;
 use crate::lock::LOCK_FILE;
-use crate::store::Store;
+use crate::store::{Snapshot, Store};
 
 /// One thing wrong with a backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +37,8 @@ pub enum Problem {
         expected: u64,
         found: u64,
     },
-    /// A file's SHA-256 differs from the manifest's.
-    ChecksumMismatch { path: String },
+    /// A file's checksum differs from the manifest's.
+    ChecksumMismatch { path: String, checksum: Checksum },
     /// The environment does not open, or its meta disagrees with the manifest.
     Environment { reason: String },
     /// A database disagrees with its catalog record, its change log or the manifest.
@@ -53,7 +54,7 @@ impl Problem {
             Problem::MissingFile { path }
             | Problem::ExtraFile { path }
             | Problem::SizeMismatch { path, .. }
-            | Problem::ChecksumMismatch { path } => path.clone(),
+            | Problem::ChecksumMismatch { path, .. } => path.clone(),
             Problem::Environment { .. } => ENV_FILE.to_string(),
             Problem::Database { name, .. } => format!("database {name}"),
         }
@@ -70,9 +71,10 @@ impl Problem {
             Problem::SizeMismatch {
                 expected, found, ..
             } => format!("{found} bytes, the manifest says {expected}"),
-            Problem::ChecksumMismatch { .. } => {
-                "its SHA-256 does not match the manifest: the file was changed".to_string()
-            }
+            Problem::ChecksumMismatch { checksum, .. } => format!(
+                "its {} does not match the manifest: the file was changed",
+                checksum.name()
+            ),
         }
     }
 }
@@ -220,7 +222,7 @@ fn check_files(
             });
             continue;
         }
-        let (size, sha256) = hash_file(&found.path, tracker)?;
+        let (size, digest) = hash_file(&found.path, manifest.checksum, tracker)?;
         report.files += 1;
         report.bytes += size;
         if size != entry.size {
@@ -229,9 +231,10 @@ fn check_files(
                 expected: entry.size,
                 found: size,
             });
-        } else if sha256 != entry.sha256 {
+        } else if digest != entry.checksum {
             report.problems.push(Problem::ChecksumMismatch {
                 path: entry.path.clone(),
+                checksum: manifest.checksum,
             });
         }
     }
@@ -283,13 +286,11 @@ fn check_environment(
             return Ok(());
         }
     };
-    tracker.need(records.iter().map(|(_, r)| r.doc_bytes + r.log_bytes).sum());
     let mut listed: BTreeMap<&str, &DatabaseEntry> = manifest
         .databases
         .iter()
         .map(|d| (d.name.as_str(), d))
         .collect();
-    let (mut docs, mut changes) = (0u64, 0u64);
     for (name, record) in &records {
         let problem = |reason: String| Problem::Database {
             name: name.clone(),
@@ -314,20 +315,6 @@ fn check_environment(
                 }
             }
         }
-        match check_database(&snapshot, name, record, tracker) {
-            Ok(checked) => {
-                docs += checked.docs;
-                changes += checked.changes;
-                report
-                    .problems
-                    .extend(checked.findings.into_lines().into_iter().map(problem));
-            }
-            Err(StoreError::Canceled) => return Err(StoreError::Canceled),
-            Err(error) => report
-                .problems
-                .push(problem(format!("unreadable: {error}"))),
-        }
-        report.databases += 1;
     }
     for name in listed.keys() {
         report.problems.push(Problem::Database {
@@ -335,11 +322,53 @@ fn check_environment(
             reason: "in the manifest, not in the environment".to_string(),
         });
     }
-    match orphans(&snapshot, docs, changes) {
-        Ok(found) => report.problems.extend(found.into_iter().map(environment)),
-        Err(error) => report.problems.push(environment(error.to_string())),
-    }
+    let checked = check_databases(&snapshot, &records, tracker)?;
+    report.databases += checked.databases;
+    report.problems.extend(checked.problems);
     Ok(())
+}
+
+/// What `check_databases` found.
+pub(crate) struct DatabasesChecked {
+    pub databases: usize,
+    pub problems: Vec<Problem>,
+}
+
+/// Checks every database of `snapshot` (whose catalog is `records`) against its record
+/// and its change log, and that no document or change belongs to no database (see
+/// `check.rs`). `Err` only for a cancel or a snapshot that cannot be read at all.
+pub(crate) fn check_databases(
+    snapshot: &Snapshot,
+    records: &[(String, CatalogRecord)],
+    tracker: &mut Tracker,
+) -> Result<DatabasesChecked> {
+    tracker.need(records.iter().map(|(_, r)| r.doc_bytes + r.log_bytes).sum());
+    let mut problems = Vec::new();
+    let (mut docs, mut changes) = (0u64, 0u64);
+    for (name, record) in records {
+        let problem = |reason: String| Problem::Database {
+            name: name.clone(),
+            reason,
+        };
+        match check_database(snapshot, name, record, tracker) {
+            Ok(checked) => {
+                docs += checked.docs;
+                changes += checked.changes;
+                problems.extend(checked.findings.into_lines().into_iter().map(problem));
+            }
+            Err(StoreError::Canceled) => return Err(StoreError::Canceled),
+            Err(error) => problems.push(problem(format!("unreadable: {error}"))),
+        }
+    }
+    let environment = |reason: String| Problem::Environment { reason };
+    match orphans(snapshot, docs, changes) {
+        Ok(found) => problems.extend(found.into_iter().map(environment)),
+        Err(error) => problems.push(environment(error.to_string())),
+    }
+    Ok(DatabasesChecked {
+        databases: records.len(),
+        problems,
+    })
 }
 
 #[cfg(test)]
@@ -379,13 +408,18 @@ mod tests {
         std::fs::remove_file(dst.join("store/lock.mdb")).unwrap();
         let mut manifest = crate::backup::read_manifest(dst).unwrap();
         let control = BackupControl::default();
-        let (size, sha256) = hash_file(&dst.join(ENV_FILE), &mut Tracker::new(&control)).unwrap();
+        let (size, digest) = hash_file(
+            &dst.join(ENV_FILE),
+            manifest.checksum,
+            &mut Tracker::new(&control),
+        )
+        .unwrap();
         let entry = manifest
             .files
             .iter_mut()
             .find(|f| f.path == ENV_FILE)
             .unwrap();
-        (entry.size, entry.sha256) = (size, sha256);
+        (entry.size, entry.checksum) = (size, digest);
         std::fs::remove_file(dst.join(MANIFEST_FILE)).unwrap();
         write_manifest(dst, &mut manifest).unwrap();
     }

@@ -15,8 +15,8 @@ use serde::Serialize;
 use super::source::SourceMeta;
 use super::Refusal;
 use crate::backup::{
-    copy_file, create_dir, create_parents, never_copied, sync_dir, walk, BackupControl, Tracker,
-    MANIFEST_FILE,
+    copy_file, create_dir, create_parents, never_copied, sync_dir, walk, BackupControl, Checksum,
+    Tracker, MANIFEST_FILE,
 };
 use crate::error::{Result, StoreError};
 use crate::store::{now_ms, STORE_DIR};
@@ -94,7 +94,13 @@ pub(super) fn copy_files(src: &Path, dest: &Path) -> Result<u64> {
             _ => {}
         }
         create_parents(src, dest, &file.rel, &mut created)?;
-        copy_file(&file.path, &target, file.mode, &mut tracker)?;
+        copy_file(
+            &file.path,
+            &target,
+            file.mode,
+            Checksum::CURRENT,
+            &mut tracker,
+        )?;
     }
     for dir in created.iter().rev() {
         sync_dir(dir)?;
