@@ -1,7 +1,7 @@
 //! The `backup` benchmark. It builds a working directory of about the asked size through
 //! cairn-store (random 16-byte keys, 1000-byte values, the change log kept whole), then
 //! times three copies of it, one after the other in the same conditions: `cairn-backup
-//! SRC DST` (compacted, fsync'd, then read back and verified), `mdb_copy -c` built from
+//! SRC DST` (compacted, hashed as written, fsync'd, the source's databases checked meanwhile), `mdb_copy -c` built from
 //! the LMDB sources heed links, and `cp -r`; and the same backup once more in this
 //! process, to time its steps. Then it starts a real `cairn-service` on the
 //! directory and measures durable puts from many callers over TLS without a backup and
@@ -176,7 +176,7 @@ pub fn run_backup_comparison(sizes: BackupSizes, base: &Path) -> Result<BackupRe
     let rows = vec![
         Row::new(
             &format!(
-                "copy {}: cairn-backup (verified) vs mdb_copy -c",
+                "copy {}: cairn-backup (checked) vs mdb_copy -c",
                 mib(built.file_bytes)
             ),
             "ms",
@@ -185,7 +185,7 @@ pub fn run_backup_comparison(sizes: BackupSizes, base: &Path) -> Result<BackupRe
             Some(Target::RatioAtMost(COPY_TARGET)),
         ),
         Row::new(
-            "copy: cairn-backup (verified) vs cp -r",
+            "copy: cairn-backup (checked) vs cp -r",
             "ms",
             millis(cp.elapsed),
             millis(cairn.elapsed),
@@ -227,9 +227,9 @@ pub fn run_backup_comparison(sizes: BackupSizes, base: &Path) -> Result<BackupRe
             mib(cp.env_bytes)
         ),
         format!(
-            "cairn-backup copies with LMDB's compacting copy, hashing as it writes, fsyncs, reads \
-             the copy back to check its SHA-256 and every database against its change log; \
-             mdb_copy -c (built with gcc {} from {}) writes with O_DIRECT and does not fsync or \
+            "cairn-backup copies with LMDB's compacting copy through a pipe, hashing (BLAKE3) as \
+             it writes with O_DIRECT, fsyncs, and checks every database of the source against \
+             its change log on another thread meanwhile; mdb_copy -c (built with gcc {} from {}) writes with O_DIRECT and does not fsync or \
              verify; cp -r copies the file with its free pages and does not fsync",
             mdb_copy::CFLAGS.join(" "),
             sources.display()

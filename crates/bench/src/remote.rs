@@ -12,8 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
-use cairn_client::methods::{call, to_value, BatchOp, Doc, GetArgs, RetentionArgs};
-use cairn_client::values::Op;
+use cairn_client::methods::{
+    call, to_value, BatchOp, ChangesArgs, Doc, FeedItem, GetArgs, RetentionArgs, ScanArgs,
+};
+use cairn_client::values::{FeedKind, Op};
 use cairn_client::Call;
 use cairn_client::{Client, ClientUrl, ConnectOptions};
 use cairn_proto::Message;
@@ -101,6 +103,64 @@ pub async fn load(
         ops: data.keys.len() as u64,
         elapsed: start.elapsed(),
     })
+}
+
+/// Scans the whole database in pages of the service's default size on one connection;
+/// counts the documents (and checks that every key came once, in order).
+pub async fn scan_all(client: &Client, expected: u64) -> Result<Run> {
+    let start = Instant::now();
+    let mut args = ScanArgs {
+        db: DATABASE.to_string(),
+        ..ScanArgs::default()
+    };
+    let mut count = 0u64;
+    loop {
+        let page = client.scan(&args).await?;
+        count += page.docs.len() as u64;
+        let last = page.docs.last().map(|doc| doc.key.clone());
+        ensure!(
+            last > args.after,
+            "the scan went backwards after {:?}",
+            args.after
+        );
+        if !page.more {
+            break;
+        }
+        args.after = last;
+    }
+    ensure!(count == expected, "scanned {count} documents, not {expected}");
+    Ok(Run {
+        ops: count,
+        elapsed: start.elapsed(),
+    })
+}
+
+/// Follows the database's change log from its start with a continuous feed on one
+/// connection until it has received the change `last_seq`; counts the changes.
+pub async fn feed_catch_up(client: &Client, last_seq: u64) -> Result<Run> {
+    let start = Instant::now();
+    let mut feed = client
+        .changes_feed(&ChangesArgs {
+            db: DATABASE.to_string(),
+            feed: Some(FeedKind::Continuous),
+            ..ChangesArgs::default()
+        })
+        .await?;
+    let (mut count, mut seq) = (0u64, 0u64);
+    while seq < last_seq {
+        let item = feed
+            .next()
+            .await
+            .context("the feed ended before catching up")??;
+        if let FeedItem::Change(change) = item {
+            ensure!(change.seq == seq + 1, "change {} after {seq}", change.seq);
+            seq = change.seq;
+            count += 1;
+        }
+    }
+    let elapsed = start.elapsed();
+    feed.cancel();
+    Ok(Run { ops: count, elapsed })
 }
 
 /// `callers` tasks, spread over `clients`, each calling `step` with a random number, one

@@ -30,7 +30,9 @@ use crate::report::{Row, Target};
 use crate::workloads::{fresh_dir, progress};
 
 /// Smallest acceptable ratio of durable puts to raw heed's 1000 puts per commit.
-const PUT_TARGET: f64 = 0.4;
+const PUT_TARGET: f64 = 0.6;
+/// Smallest acceptable ratio of a scan through the service to raw heed's cursor scan.
+const SCAN_TARGET: f64 = 0.5;
 /// Smallest acceptable rate of gets pipelined on one connection, per second.
 const PIPELINED_GETS_TARGET: f64 = 250_000.0;
 /// Largest acceptable ratio of the get p99 latency to the echo's.
@@ -95,12 +97,15 @@ pub struct ServiceReport {
 struct RawFigures {
     load: Run,
     gets: Run,
+    scan: Run,
     puts: Run,
 }
 
 /// What the service did.
 struct ServiceFigures {
     load: Run,
+    scan: Run,
+    feed: Run,
     rss_anon_kib: u64,
     pipelined_gets: Run,
     concurrent_gets: Run,
@@ -152,6 +157,20 @@ pub fn run_service_comparison(sizes: ServiceSizes, base: &Path) -> Result<Servic
             None,
         ),
         Row::new(
+            "scan, default pages, 1 connection",
+            "docs/s",
+            raw.scan.per_second(),
+            service.scan.per_second(),
+            Some(Target::RatioAtLeast(SCAN_TARGET)),
+        ),
+        Row::new(
+            &format!("changes feed catching up {} changes", sizes.docs),
+            "changes/s",
+            raw.scan.per_second(),
+            service.feed.per_second(),
+            None,
+        ),
+        Row::new(
             &format!("put, {CALLERS} callers on {CONNECTIONS} connections"),
             "puts/s",
             raw.puts.per_second(),
@@ -197,7 +216,8 @@ pub fn run_service_comparison(sizes: ServiceSizes, base: &Path) -> Result<Servic
     let notes = vec![
         format!(
             "baselines: raw heed in this process, same keys and values: {PER_BATCH} puts per \
-             commit (load, put), random gets on one thread with a read transaction each (get); \
+             commit (load, put), random gets on one thread with a read transaction each (get), \
+             one cursor scan of every key in one read transaction (scan, feed); \
              a bare TLS echo on one connection of {call_bytes}-byte frames answered with \
              {answer_bytes}-byte ones, a get's sizes (latency: ratio = cairn / echo, lower is \
              better)"
@@ -235,8 +255,14 @@ fn raw_side(
         sizes.docs
     ));
     let load = raw.put_all(data, PER_BATCH)?;
-    progress("raw heed: untimed full read, then random gets, one read txn each");
+    progress("raw heed: untimed full read, a timed one, then random gets, one read txn each");
     raw.scan_all()?;
+    let scanned = raw.scan_all()?;
+    ensure!(
+        scanned.run.ops == sizes.docs as u64,
+        "raw heed scanned {} keys",
+        scanned.run.ops
+    );
     let gets = raw.get_with_txn_per_get(data, order)?;
     let expected = (sizes.docs as u64, data.expected_checksum());
     ensure!(
@@ -252,6 +278,7 @@ fn raw_side(
     Ok(RawFigures {
         load,
         gets: gets.run,
+        scan: scanned.run,
         puts,
     })
 }
@@ -304,6 +331,14 @@ async fn workloads(
     tokio::time::sleep(sizes.idle).await;
     let rss_anon_kib = procfs::process_status_kib(service.pid(), "RssAnon")?;
 
+    progress("service: scan of every document, default pages, one connection");
+    let scan = remote::scan_all(&client, sizes.docs as u64).await?;
+    progress(&format!(
+        "service: a continuous changes feed catching up {} changes",
+        sizes.docs
+    ));
+    let feed = remote::feed_catch_up(&client, sizes.docs as u64).await?;
+
     progress(&format!(
         "service: gets, {PIPELINE} in flight on 1 connection for {seconds} s"
     ));
@@ -342,6 +377,8 @@ async fn workloads(
     let peak_rss_kib = procfs::process_status_kib(service.pid(), "VmHWM")?;
     Ok(ServiceFigures {
         load,
+        scan,
+        feed,
         rss_anon_kib,
         pipelined_gets,
         concurrent_gets,

@@ -3,7 +3,8 @@
 //! each body is one message (`message`: call, result, error, item, end, cancel), and
 //! errors carry a stable code from one table (`code`). The methods, with their argument
 //! and result types, kind and permission, are one table too (`methods`), and the fixed
-//! sets of values they carry are enums sent as strings (`values`); values as people read
+//! sets of values they carry are enums sent as strings (`values`); pages of documents and
+//! changes are written straight from stored bytes (`pages`); values as people read
 //! and write them, in JSON, are `json`'s (the CLI's and the HTTP API's). Nothing here knows of
 //! LMDB or TLS. `PROTOCOL.md` beside this crate is the reference and is checked against
 //! this code.
@@ -13,9 +14,10 @@ pub mod frame;
 pub mod json;
 pub mod message;
 pub mod methods;
+pub mod pages;
 pub mod values;
 
 pub use code::{ErrorCode, WireError};
 pub use frame::{push_frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME, MAX_UNAUTHENTICATED_FRAME};
-pub use message::{encode_doc_result, Message, MessageError};
+pub use message::{encode_doc_result, encode_result, Message, MessageError};
 pub use methods::{Call, Effect, Method, MethodKind, Need, Permission, Request};

@@ -163,6 +163,25 @@ impl Message {
     }
 }
 
+/// The body of `Message::Result { id, value }` with `value` the msgpack of `result`
+/// (its structs as maps with named fields), written straight from it: the same bytes as
+/// encoding the message, without a `Value` tree on the way.
+pub fn encode_result<T: serde::Serialize>(id: u64, result: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
+        rmp::encode::write_map_len(out, 3)?;
+        rmp::encode::write_str(out, "t")?;
+        rmp::encode::write_str(out, "result")?;
+        rmp::encode::write_str(out, "id")?;
+        rmp::encode::write_uint(out, id)?;
+        rmp::encode::write_str(out, "v")?;
+        Ok(())
+    };
+    write(&mut out).expect("writing to a Vec cannot fail");
+    rmp_serde::encode::write_named(&mut out, result).expect("protocol types always encode");
+    out
+}
+
 /// The body of `Message::Result { id, value: {key, rev, value} }` (a document, as `get`
 /// answers), written straight from the stored msgpack of the value: the same bytes as
 /// encoding the message, without decoding the value first.
@@ -305,6 +324,30 @@ mod tests {
             ]);
             let expected = Message::Result { id, value: doc }.encode();
             assert_eq!(encode_doc_result(id, key, rev, &raw), expected);
+        }
+    }
+
+    #[test]
+    fn a_result_written_directly_equals_the_encoded_message() {
+        use crate::methods::{to_value, BatchResult, Doc, RevResult, ScanResult};
+        let scan = ScanResult {
+            docs: vec![Doc {
+                key: "k".into(),
+                rev: 1 << 33,
+                value: Value::Map(vec![(Value::from("a"), Value::from(-1.5))]),
+            }],
+            more: true,
+        };
+        let batch = BatchResult {
+            revs: vec![0, 1, u64::MAX],
+        };
+        for id in [0, 1, 300, u64::MAX] {
+            let expected = |value| Message::Result { id, value }.encode();
+            assert_eq!(encode_result(id, &scan), expected(to_value(&scan)));
+            assert_eq!(encode_result(id, &batch), expected(to_value(&batch)));
+            let rev = RevResult { rev: id };
+            assert_eq!(encode_result(id, &rev), expected(to_value(&rev)));
+            assert_eq!(encode_result(id, &()), expected(to_value(&())));
         }
     }
 

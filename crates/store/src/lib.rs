@@ -24,7 +24,7 @@ mod writer;
 
 pub use error::{Result, StoreError};
 pub use format::{
-    Access, ChangeOp, DatabaseConfig, FollowRecord, IndexDef, Retention, SessionRecord,
+    Access, ChangeOp, ChangeRecordRef, DatabaseConfig, FollowRecord, IndexDef, Retention, SessionRecord,
     SyncPosition, SyncStop, UserRecord, FORMAT_VERSION, MAX_GRANTS,
 };
 pub use index::{

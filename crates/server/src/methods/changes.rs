@@ -2,12 +2,15 @@
 //! change (`longpoll`), or a stream of changes as they commit with heartbeats in between
 //! (`continuous`), until the client cancels it or the database, a restore or the
 //! shutdown ends it. A cursor of another epoch, or ahead of the log, is refused: a feed
-//! never silently goes backwards.
+//! never silently goes backwards. Pages and items are encoded on the blocking thread
+//! that reads them, from the snapshot's bytes (`cairn_proto::pages`).
 
 use std::time::Duration;
 
 use cairn_proto::methods::{self, to_value, ChangesArgs};
+use cairn_proto::pages::{self, ChangeRef, Entries};
 use cairn_proto::values::{FeedEndReason, FeedKind};
+use cairn_store::ChangeRecordRef;
 use cairn_proto::{ErrorCode, Message, WireError};
 use rmpv::Value;
 use tokio::sync::watch;
@@ -17,7 +20,6 @@ use crate::ops::shared::RESTORE_MESSAGE;
 use crate::storage::blocking;
 use crate::wire::IntoWire;
 
-use super::data::decode_value;
 use super::{Answer, CallContext};
 
 /// Default page of `changes`.
@@ -34,15 +36,13 @@ pub(super) async fn changes(call: &CallContext, args: ChangesArgs) -> Result<Ans
     let admission = call.shared.databases.enter(&args.db)?;
     match args.feed.unwrap_or(FeedKind::Normal) {
         FeedKind::Normal => {
-            let result = read_changes(call, &args.db, args.since, args.epoch, limit).await?;
+            let (page, end) = read_page(call, &args.db, args.since, args.epoch, limit).await?;
             drop(admission);
-            Ok(Answer::Value(to_value(&result)))
+            Ok(Answer::Encoded(end.result(call.id, &page, None)))
         }
         FeedKind::Longpoll => {
             drop(admission);
-            longpoll(call, &args, limit)
-                .await
-                .map(|r| Answer::Value(to_value(&r)))
+            longpoll(call, &args, limit).await.map(Answer::Encoded)
         }
         FeedKind::Continuous => {
             drop(admission);
@@ -59,7 +59,7 @@ async fn longpoll(
     call: &CallContext,
     args: &ChangesArgs,
     limit: usize,
-) -> Result<methods::ChangesResult, WireError> {
+) -> Result<Vec<u8>, WireError> {
     let wait = Duration::from_millis(
         args.timeout_ms
             .unwrap_or(DEFAULT_LONGPOLL_MS)
@@ -70,9 +70,10 @@ async fn longpoll(
     let feeds_end = call.shared.feeds_end();
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let mut result = read_changes(call, &args.db, args.since, args.epoch, limit).await?;
-        if !result.changes.is_empty() {
-            return Ok(result);
+        let (page, end) = read_page(call, &args.db, args.since, args.epoch, limit).await?;
+        let result = |reason| end.result(call.id, &page, reason);
+        if !page.is_empty() {
+            return Ok(result(None));
         }
         tokio::select! {
             changed = watch.changed() => {
@@ -81,12 +82,11 @@ async fn longpoll(
                 }
             }
             _ = left_online(&mut db_state) => {
-                result.end_reason = Some(FeedEndReason::DatabaseOffline);
-                return Ok(result);
+                return Ok(result(Some(FeedEndReason::DatabaseOffline)));
             }
-            _ = tokio::time::sleep_until(deadline) => return Ok(result),
-            _ = call.cancel.cancelled() => return Ok(result),
-            _ = call.shared.shutdown.cancelled() => return Ok(result),
+            _ = tokio::time::sleep_until(deadline) => return Ok(result(None)),
+            _ = call.cancel.cancelled() => return Ok(result(None)),
+            _ = call.shared.shutdown.cancelled() => return Ok(result(None)),
             _ = feeds_end.cancelled() => {
                 return Err(WireError::new(ErrorCode::Unavailable, RESTORE_MESSAGE));
             }
@@ -94,30 +94,88 @@ async fn longpoll(
     }
 }
 
-/// Changes after `since`, the seq to resume from and the epoch. A cursor of another
-/// epoch, or ahead of the log, is refused.
-async fn read_changes(
+/// Where a page of changes ended: the seq to resume from, the epoch, and whether it
+/// reached the log's newest change (a page the byte budget cut short did not).
+struct PageEnd {
+    last_seq: u64,
+    epoch: u64,
+    caught_up: bool,
+}
+
+impl PageEnd {
+    /// The result message of a `normal` or `longpoll` page.
+    fn result(&self, id: u64, page: &Entries, end_reason: Option<FeedEndReason>) -> Vec<u8> {
+        pages::changes_result(id, page, self.last_seq, self.epoch, end_reason)
+    }
+}
+
+/// The change `seq` as the wire carries it.
+fn change_ref(seq: u64, change: ChangeRecordRef<'_>) -> ChangeRef<'_> {
+    ChangeRef {
+        seq,
+        op: change.op.into_wire(),
+        key: change.key,
+        value: change.value,
+        time_ms: change.time_ms,
+    }
+}
+
+/// A page of changes after `since`, as entries of a result.
+async fn read_page(
     call: &CallContext,
     db: &str,
     since: u64,
     epoch: Option<u64>,
     limit: usize,
-) -> Result<methods::ChangesResult, WireError> {
+) -> Result<(Entries, PageEnd), WireError> {
+    read_changes(call, db, (since, epoch), limit, Entries::new(), |page, _, seq, change| {
+        page.push_change(change_ref(seq, change));
+    })
+    .await
+}
+
+/// Changes after `since` for a continuous feed: one item message each.
+async fn read_items(
+    call: &CallContext,
+    db: &str,
+    since: u64,
+    epoch: Option<u64>,
+    limit: usize,
+) -> Result<(Vec<Vec<u8>>, PageEnd), WireError> {
+    read_changes(call, db, (since, epoch), limit, Vec::new(), |items, id, seq, change| {
+        items.push(pages::change_item(id, change_ref(seq, change)));
+    })
+    .await
+}
+
+/// Changes after the cursor `(since, epoch)`, each given to `take` with the call's id
+/// on the blocking thread that reads them, into `into`; and where the page ended. A
+/// cursor of another epoch, or ahead of the log, is refused.
+async fn read_changes<T: Send + 'static>(
+    call: &CallContext,
+    db: &str,
+    (since, epoch): (u64, Option<u64>),
+    limit: usize,
+    mut into: T,
+    take: fn(&mut T, u64, u64, ChangeRecordRef<'_>),
+) -> Result<(T, PageEnd), WireError> {
     let store = call.shared.store()?;
     let db = db.to_string();
-    let budget = call.answer_budget();
-    let (current_epoch, db_last_seq, changes) = blocking(move || {
+    let (id, budget) = (call.id, call.answer_budget());
+    let (current_epoch, db_last_seq, last_seq, into) = blocking(move || {
         let snapshot = store.snapshot()?;
         let current_epoch = snapshot.epoch()?;
         let view = snapshot.database(&db)?;
         let db_last_seq = view.info()?.last_seq;
         let trusted = since <= db_last_seq && epoch.is_none_or(|e| e == current_epoch);
-        let changes = if trusted {
-            view.changes_within(since, limit, budget)?
-        } else {
-            Vec::new()
-        };
-        Ok((current_epoch, db_last_seq, changes))
+        let mut last_seq = since;
+        if trusted {
+            view.changes_page(since, limit, budget, |seq, change| {
+                last_seq = seq;
+                take(&mut into, id, seq, change);
+            })?;
+        }
+        Ok((current_epoch, db_last_seq, last_seq, into))
     })
     .await?;
     if since > db_last_seq || epoch.is_some_and(|e| e != current_epoch) {
@@ -133,27 +191,14 @@ async fn read_changes(
             (Value::from("last_seq"), Value::from(db_last_seq)),
         ])));
     }
-    let last_seq = changes.last().map_or(since, |c| c.seq);
-    let changes = changes
-        .into_iter()
-        .map(change_entry)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(methods::ChangesResult {
-        changes,
-        last_seq,
-        epoch: current_epoch,
-        end_reason: None,
-    })
-}
-
-fn change_entry(change: cairn_store::Change) -> Result<methods::ChangeEntry, WireError> {
-    Ok(methods::ChangeEntry {
-        seq: change.seq,
-        op: change.op.into_wire(),
-        key: change.key,
-        value: change.value.as_deref().map(decode_value).transpose()?,
-        time_ms: change.time_ms,
-    })
+    Ok((
+        into,
+        PageEnd {
+            last_seq,
+            epoch: current_epoch,
+            caught_up: last_seq >= db_last_seq,
+        },
+    ))
 }
 
 /// A continuous feed: items as changes commit, heartbeats in between, until the
@@ -179,12 +224,12 @@ async fn continuous(
         value: to_value(&item),
     };
     let reason = loop {
-        let page = read_changes(call, &args.db, since, epoch, limit).await?;
-        since = page.last_seq;
-        epoch = Some(page.epoch);
-        let caught_up = page.changes.len() < limit;
-        for change in page.changes {
-            if !call.send(item(methods::FeedItem::Change(change))).await {
+        let (items, end) = read_items(call, &args.db, since, epoch, limit).await?;
+        since = end.last_seq;
+        epoch = Some(end.epoch);
+        let caught_up = end.caught_up;
+        for body in items {
+            if call.outbox.send(body).await.is_err() {
                 return Ok(());
             }
         }

@@ -1,11 +1,13 @@
 //! The document methods: `get` (answered with the stored bytes of the value, never
 //! decoded), `put`, `delete` and `batch` (through the group-commit writer), `scan` and
-//! `find` (pages read on a blocking thread). Every call is admitted by its database's
+//! `find` (pages read on a blocking thread and encoded there from the snapshot's
+//! borrowed bytes, `cairn_proto::pages`). Every call is admitted by its database's
 //! lifecycle gate first.
 
 use std::ops::Bound;
 
 use cairn_proto::methods::{self, BatchArgs, DeleteArgs, FindArgs, GetArgs, PutArgs, ScanArgs};
+use cairn_proto::pages::{self, Entries};
 use cairn_proto::values::Op as WireOp;
 use cairn_proto::{ErrorCode, WireError};
 use cairn_store::{IndexKey, IndexQuery, Op, Scan, ScanRange, Written};
@@ -37,11 +39,6 @@ pub(super) fn encode_value(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     rmpv::encode::write_value(&mut out, value).expect("writing to a Vec cannot fail");
     out
-}
-
-/// A stored value, decoded to be sent inside a page.
-pub(super) fn decode_value(bytes: &[u8]) -> Result<Value, WireError> {
-    rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| internal(format!("stored value: {e}")))
 }
 
 /// `get`, answered with the stored msgpack of the value as it is (no decoding).
@@ -124,29 +121,21 @@ fn batch_op(op: &methods::BatchOp) -> Result<Op, WireError> {
     }
 }
 
-pub async fn scan(call: &CallContext, args: ScanArgs) -> Result<methods::ScanResult, WireError> {
+/// `scan`: its result message, written from the snapshot's bytes.
+pub async fn scan(call: &CallContext, args: ScanArgs) -> Result<Vec<u8>, WireError> {
     let _admission = call.shared.databases.enter(&args.db)?;
     let scan = scan_request(&args)?;
     let store = call.shared.store()?;
-    let db = args.db;
-    let budget = call.answer_budget();
-    let page =
-        blocking(move || store.snapshot()?.database(&db)?.scan_within(&scan, budget)).await?;
-    let docs = page
-        .docs
-        .into_iter()
-        .map(|doc| {
-            Ok(methods::Doc {
-                key: doc.key,
-                rev: doc.rev,
-                value: decode_value(&doc.value)?,
-            })
-        })
-        .collect::<Result<Vec<_>, WireError>>()?;
-    Ok(methods::ScanResult {
-        docs,
-        more: page.more,
+    let (db, id, budget) = (args.db, call.id, call.answer_budget());
+    blocking(move || {
+        let snapshot = store.snapshot()?;
+        let mut docs = Entries::new();
+        let more = snapshot.database(&db)?.scan_page(&scan, budget, |doc| {
+            docs.push_doc(doc.key, doc.rev, doc.value);
+        })?;
+        Ok(pages::scan_result(id, &docs, more))
     })
+    .await
 }
 
 fn scan_request(args: &ScanArgs) -> Result<Scan, WireError> {
@@ -182,30 +171,21 @@ fn page_limit(limit: Option<u32>) -> usize {
     usize::try_from(limit.unwrap_or(DEFAULT_PAGE_LIMIT)).unwrap_or(usize::MAX)
 }
 
-pub async fn find(call: &CallContext, args: FindArgs) -> Result<methods::FindResult, WireError> {
+/// `find`: its result message, written from the snapshot's bytes.
+pub async fn find(call: &CallContext, args: FindArgs) -> Result<Vec<u8>, WireError> {
     let _admission = call.shared.databases.enter(&args.db)?;
     let query = find_query(&args)?;
     let store = call.shared.store()?;
-    let db = args.db;
-    let budget = call.answer_budget();
-    let page =
-        blocking(move || store.snapshot()?.database(&db)?.find_within(&query, budget)).await?;
-    let docs = page
-        .docs
-        .into_iter()
-        .map(|(index_value, doc)| {
-            Ok(methods::FoundDoc {
-                key: doc.key,
-                rev: doc.rev,
-                value: decode_value(&doc.value)?,
-                index_value: index_key_value(index_value),
-            })
-        })
-        .collect::<Result<Vec<_>, WireError>>()?;
-    Ok(methods::FindResult {
-        docs,
-        more: page.more,
+    let (db, id, budget) = (args.db, call.id, call.answer_budget());
+    blocking(move || {
+        let snapshot = store.snapshot()?;
+        let mut docs = Entries::new();
+        let more = snapshot.database(&db)?.find_page(&query, budget, |value, doc| {
+            docs.push_found(doc.key, doc.rev, doc.value, &index_key_value(value));
+        })?;
+        Ok(pages::find_result(id, &docs, more))
     })
+    .await
 }
 
 /// An index value off the wire: a string, a number or a boolean.

@@ -17,7 +17,7 @@ mod users;
 
 use std::sync::Arc;
 
-use cairn_proto::methods::{call, to_value};
+use cairn_proto::methods::call;
 use cairn_proto::{Call, Effect, ErrorCode, Message, Method, MethodKind, Need, Request, WireError};
 use cairn_store::{ServiceMode, UserRecord};
 use rmpv::Value;
@@ -53,15 +53,11 @@ pub struct CallContext {
 enum Answer {
     /// A result value, to encode.
     Value(Value),
-    /// A result already encoded as a message body (`get`, from the stored bytes).
+    /// A result already encoded as a message body (`get`, `scan`, `find` and `changes`
+    /// pages, from the stored bytes; every typed result).
     Encoded(Vec<u8>),
     /// The call streamed its items and its end itself.
     Streamed,
-}
-
-/// The answer of a method whose result type the table gives.
-fn reply<C: Call>(result: Result<C::Result, WireError>) -> Result<Answer, WireError> {
-    result.map(|value| Answer::Value(to_value(&value)))
 }
 
 /// Serves one call for a transport that is not a native connection (the HTTP API), as
@@ -89,6 +85,12 @@ pub async fn answer_one(
 }
 
 impl CallContext {
+    /// The answer of a method whose result type the table gives, encoded straight from
+    /// it (no `Value` tree on the way).
+    fn reply<C: Call>(&self, result: Result<C::Result, WireError>) -> Result<Answer, WireError> {
+        result.map(|value| Answer::Encoded(cairn_proto::encode_result(self.id, &value)))
+    }
+
     async fn send(&self, message: Message) -> bool {
         self.outbox.send(message.encode()).await.is_ok()
     }
@@ -148,62 +150,62 @@ impl CallContext {
 
     async fn dispatch(&self, request: Request) -> Result<Answer, WireError> {
         match request {
-            Request::Status(_) => reply::<call::Status>(Ok(status::status(&self.shared))),
-            Request::StatusSet(args) => reply::<call::StatusSet>(status::set(self, args).await),
-            Request::Usage(_) => reply::<call::Usage>(status::usage(self).await),
+            Request::Status(_) => self.reply::<call::Status>(Ok(status::status(&self.shared))),
+            Request::StatusSet(args) => self.reply::<call::StatusSet>(status::set(self, args).await),
+            Request::Usage(_) => self.reply::<call::Usage>(status::usage(self).await),
             Request::ConfigReload(_) => {
-                reply::<call::ConfigReload>(status::reload_config(self).await)
+                self.reply::<call::ConfigReload>(status::reload_config(self).await)
             }
-            Request::DbCreate(args) => reply::<call::DbCreate>(db::create(self, args).await),
-            Request::DbDrop(args) => reply::<call::DbDrop>(db::drop(self, args).await),
-            Request::DbList(_) => reply::<call::DbList>(db::list(self)),
-            Request::DbInfo(args) => reply::<call::DbInfo>(db::info(self, args)),
-            Request::DbOffline(args) => reply::<call::DbOffline>(db::offline(self, args).await),
-            Request::DbOnline(args) => reply::<call::DbOnline>(db::online(self, args).await),
-            Request::DbConfig(args) => reply::<call::DbConfig>(db::config(self, &args.name)),
+            Request::DbCreate(args) => self.reply::<call::DbCreate>(db::create(self, args).await),
+            Request::DbDrop(args) => self.reply::<call::DbDrop>(db::drop(self, args).await),
+            Request::DbList(_) => self.reply::<call::DbList>(db::list(self)),
+            Request::DbInfo(args) => self.reply::<call::DbInfo>(db::info(self, args)),
+            Request::DbOffline(args) => self.reply::<call::DbOffline>(db::offline(self, args).await),
+            Request::DbOnline(args) => self.reply::<call::DbOnline>(db::online(self, args).await),
+            Request::DbConfig(args) => self.reply::<call::DbConfig>(db::config(self, &args.name)),
             Request::DbConfigSet(args) => {
-                reply::<call::DbConfigSet>(db::set_config(self, args).await)
+                self.reply::<call::DbConfigSet>(db::set_config(self, args).await)
             }
-            Request::DbResync(args) => reply::<call::DbResync>(db::resync(self, args).await),
+            Request::DbResync(args) => self.reply::<call::DbResync>(db::resync(self, args).await),
             Request::Get(args) => data::get(self, args).map(Answer::Encoded),
-            Request::Put(args) => reply::<call::Put>(data::put(self, args).await),
-            Request::Delete(args) => reply::<call::Delete>(data::delete(self, args).await),
-            Request::Batch(args) => reply::<call::Batch>(data::batch(self, args).await),
-            Request::Scan(args) => reply::<call::Scan>(data::scan(self, args).await),
-            Request::Find(args) => reply::<call::Find>(data::find(self, args).await),
+            Request::Put(args) => self.reply::<call::Put>(data::put(self, args).await),
+            Request::Delete(args) => self.reply::<call::Delete>(data::delete(self, args).await),
+            Request::Batch(args) => self.reply::<call::Batch>(data::batch(self, args).await),
+            Request::Scan(args) => data::scan(self, args).await.map(Answer::Encoded),
+            Request::Find(args) => data::find(self, args).await.map(Answer::Encoded),
             Request::Changes(args) => changes::changes(self, args).await,
-            Request::UserAdd(args) => reply::<call::UserAdd>(users::add(self, args).await),
-            Request::UserPasswd(args) => reply::<call::UserPasswd>(users::passwd(self, args).await),
-            Request::UserGrant(args) => reply::<call::UserGrant>(users::grant(self, args).await),
-            Request::UserRevoke(args) => reply::<call::UserRevoke>(users::revoke(self, args).await),
-            Request::UserList(_) => reply::<call::UserList>(users::list(self)),
-            Request::UserDelete(args) => reply::<call::UserDelete>(users::delete(self, args).await),
+            Request::UserAdd(args) => self.reply::<call::UserAdd>(users::add(self, args).await),
+            Request::UserPasswd(args) => self.reply::<call::UserPasswd>(users::passwd(self, args).await),
+            Request::UserGrant(args) => self.reply::<call::UserGrant>(users::grant(self, args).await),
+            Request::UserRevoke(args) => self.reply::<call::UserRevoke>(users::revoke(self, args).await),
+            Request::UserList(_) => self.reply::<call::UserList>(users::list(self)),
+            Request::UserDelete(args) => self.reply::<call::UserDelete>(users::delete(self, args).await),
             Request::BackupStart(args) => {
-                reply::<call::BackupStart>(jobs::start_backup(self, args).await)
+                self.reply::<call::BackupStart>(jobs::start_backup(self, args).await)
             }
-            Request::BackupList(_) => reply::<call::BackupList>(jobs::list_backups(self).await),
+            Request::BackupList(_) => self.reply::<call::BackupList>(jobs::list_backups(self).await),
             Request::BackupDelete(args) => {
-                reply::<call::BackupDelete>(jobs::delete_backup(self, args).await)
+                self.reply::<call::BackupDelete>(jobs::delete_backup(self, args).await)
             }
             Request::RestoreStart(args) => {
-                reply::<call::RestoreStart>(jobs::start_restore(self, args).await)
+                self.reply::<call::RestoreStart>(jobs::start_restore(self, args).await)
             }
-            Request::JobsList(args) => reply::<call::JobsList>(jobs::list(self, args)),
-            Request::JobsShow(args) => reply::<call::JobsShow>(jobs::show(self, args)),
-            Request::JobsCancel(args) => reply::<call::JobsCancel>(jobs::cancel(self, args)),
-            Request::SyncAttach(args) => reply::<call::SyncAttach>(sync::attach(self, args).await),
-            Request::SyncCreate(args) => reply::<call::SyncCreate>(sync::create(self, args).await),
-            Request::SyncApply(args) => reply::<call::SyncApply>(sync::apply(self, args).await),
-            Request::SyncReport(args) => reply::<call::SyncReport>(sync::report(self, args).await),
-            Request::SyncStatus(_) => reply::<call::SyncStatus>(sync::status(self)),
-            Request::SyncDetach(args) => reply::<call::SyncDetach>(sync::detach(self, args).await),
+            Request::JobsList(args) => self.reply::<call::JobsList>(jobs::list(self, args)),
+            Request::JobsShow(args) => self.reply::<call::JobsShow>(jobs::show(self, args)),
+            Request::JobsCancel(args) => self.reply::<call::JobsCancel>(jobs::cancel(self, args)),
+            Request::SyncAttach(args) => self.reply::<call::SyncAttach>(sync::attach(self, args).await),
+            Request::SyncCreate(args) => self.reply::<call::SyncCreate>(sync::create(self, args).await),
+            Request::SyncApply(args) => self.reply::<call::SyncApply>(sync::apply(self, args).await),
+            Request::SyncReport(args) => self.reply::<call::SyncReport>(sync::report(self, args).await),
+            Request::SyncStatus(_) => self.reply::<call::SyncStatus>(sync::status(self)),
+            Request::SyncDetach(args) => self.reply::<call::SyncDetach>(sync::detach(self, args).await),
             Request::MirrorBootstrap(_) => mirror::bootstrap(self).await,
             Request::MirrorFollow(args) => mirror::follow(self, args).await,
             Request::MirrorForward(args) => mirror::forward(self, args).await,
-            Request::MirrorPromote(args) => reply::<call::MirrorPromote>(
+            Request::MirrorPromote(args) => self.reply::<call::MirrorPromote>(
                 crate::ops::mirror::promote::promote(&self.shared, args).await,
             ),
-            Request::MirrorHandoff(args) => reply::<call::MirrorHandoff>(
+            Request::MirrorHandoff(args) => self.reply::<call::MirrorHandoff>(
                 crate::ops::mirror::promote::handoff(&self.shared, args).await,
             ),
             Request::Login(_) | Request::Auth(_) | Request::Logout(_) | Request::WhoAmI(_) => {

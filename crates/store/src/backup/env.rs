@@ -44,7 +44,7 @@ pub(crate) fn copy_env(
     checksum: Checksum,
     tracker: &mut Tracker,
 ) -> Result<(u64, String)> {
-    let mut file = HashingFile::create(target, 0o600, checksum)?;
+    let mut file = HashingFile::create_uncached(target, 0o600, checksum)?;
     stream_env_copy(store, |bytes| {
         tracker.check()?;
         if !bytes.is_empty() {

@@ -8,7 +8,7 @@ use super::{position_byte, IndexKey};
 use crate::error::{Result, StoreError};
 use crate::format::{doc_key, index_key, read_doc_value, split_index_entry, table, IndexNames};
 use crate::store::{
-    as_slice_bound, bounds_empty, extend, max_low, min_high, Budget, DatabaseView, Document,
+    as_slice_bound, bounds_empty, extend, max_low, min_high, Budget, DatabaseView, DocRef, Document,
     MAX_SCAN_LIMIT,
 };
 
@@ -68,6 +68,29 @@ impl DatabaseView<'_> {
     /// As `find`, the page also ending before its documents' keys and values would pass
     /// `max_bytes` (one document at least; `more` says the range goes on).
     pub fn find_within(&self, query: &IndexQuery, max_bytes: usize) -> Result<FoundPage> {
+        let mut docs = Vec::new();
+        let more = self.find_page(query, max_bytes, |value, doc| {
+            docs.push((
+                value,
+                Document {
+                    key: doc.key.to_string(),
+                    rev: doc.rev,
+                    value: doc.value.to_vec(),
+                },
+            ));
+        })?;
+        Ok(FoundPage { docs, more })
+    }
+
+    /// The page `find_within` returns, handed to `take` entry by entry with the
+    /// document borrowed from the snapshot (no copy); returns whether more documents lie
+    /// in the range after it.
+    pub fn find_page(
+        &self,
+        query: &IndexQuery,
+        max_bytes: usize,
+        mut take: impl FnMut(IndexKey, DocRef<'_>),
+    ) -> Result<bool> {
         if query.limit == 0 || query.limit > MAX_SCAN_LIMIT {
             return Err(StoreError::InvalidArgument {
                 reason: format!(
@@ -99,7 +122,6 @@ impl DatabaseView<'_> {
                 index: query.index.clone(),
             });
         }
-        let mut docs = Vec::new();
         let prefix = index_key(self.record.id, position_byte(position)?, &[]);
         // The entries of one value are the keys that start with `prefix ‖ value`: every
         // key at or past `prefix ‖ value ‖ 0xff` belongs to a greater value (document
@@ -131,13 +153,13 @@ impl DatabaseView<'_> {
             }
         }
         if bounds_empty(&low, &high) {
-            return Ok(FoundPage { docs, more: false });
+            return Ok(false);
         }
         let txn = &self.snapshot.txn;
-        let mut more = false;
+        let (mut taken, mut more) = (0, false);
         let mut budget = Budget::new(max_bytes);
         let mut offer = |key: &[u8]| -> Result<bool> {
-            if docs.len() == query.limit {
+            if taken == query.limit {
                 more = true;
                 return Ok(false);
             }
@@ -159,14 +181,15 @@ impl DatabaseView<'_> {
                 more = true;
                 return Ok(false);
             }
-            docs.push((
+            taken += 1;
+            take(
                 IndexKey::decode(encoded)?,
-                Document {
-                    key: name.to_string(),
+                DocRef {
+                    key: name,
                     rev,
-                    value: value.to_vec(),
+                    value,
                 },
-            ));
+            );
             Ok(true)
         };
         let indexes = self.snapshot.tables.indexes;
@@ -184,6 +207,6 @@ impl DatabaseView<'_> {
                 }
             }
         }
-        Ok(FoundPage { docs, more })
+        Ok(more)
     }
 }

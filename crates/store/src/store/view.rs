@@ -10,7 +10,7 @@ use super::{MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT};
 use crate::error::{Result, StoreError};
 use crate::format::{
     change_key, change_key_seq, database_bounds, doc_key, doc_key_name, read_change_record,
-    read_doc_value, CatalogRecord, ChangeOp, DatabaseConfig,
+    read_doc_value, CatalogRecord, ChangeOp, ChangeRecordRef, DatabaseConfig,
 };
 
 /// A document borrowed from a snapshot (see `DatabaseView::visit`).
@@ -175,6 +175,26 @@ impl DatabaseView<'_> {
     /// `max_bytes` (one document at least; `more` says the range goes on), so that an
     /// answer's memory and size stay bounded whatever the values.
     pub fn scan_within(&self, scan: &Scan, max_bytes: usize) -> Result<ScanPage> {
+        let mut docs = Vec::with_capacity(scan.limit.min(MAX_PREALLOCATED_DOCS));
+        let more = self.scan_page(scan, max_bytes, |doc| {
+            docs.push(Document {
+                key: doc.key.to_string(),
+                rev: doc.rev,
+                value: doc.value.to_vec(),
+            });
+        })?;
+        Ok(ScanPage { docs, more })
+    }
+
+    /// The page `scan_within` returns, handed to `take` document by document borrowed
+    /// from the snapshot (no copy); returns whether more documents lie in the range
+    /// after it.
+    pub fn scan_page(
+        &self,
+        scan: &Scan,
+        max_bytes: usize,
+        mut take: impl FnMut(DocRef<'_>),
+    ) -> Result<bool> {
         if scan.limit == 0 || scan.limit > MAX_SCAN_LIMIT {
             return Err(StoreError::InvalidArgument {
                 reason: format!(
@@ -183,22 +203,18 @@ impl DatabaseView<'_> {
                 ),
             });
         }
-        let mut docs = Vec::with_capacity(scan.limit.min(MAX_PREALLOCATED_DOCS));
-        let mut more = false;
+        let (mut taken, mut more) = (0, false);
         let mut budget = Budget::new(max_bytes);
         self.visit(&scan.range, scan.reverse, scan.after.as_deref(), |doc| {
-            if docs.len() == scan.limit || !budget.take(doc.key.len() + doc.value.len()) {
+            if taken == scan.limit || !budget.take(doc.key.len() + doc.value.len()) {
                 more = true;
                 return false;
             }
-            docs.push(Document {
-                key: doc.key.to_string(),
-                rev: doc.rev,
-                value: doc.value.to_vec(),
-            });
+            taken += 1;
+            take(doc);
             true
         })?;
-        Ok(ScanPage { docs, more })
+        Ok(more)
     }
 
     /// The changes with a seq greater than `since`, oldest first, at most `limit`.
@@ -215,6 +231,28 @@ impl DatabaseView<'_> {
         limit: usize,
         max_bytes: usize,
     ) -> Result<Vec<Change>> {
+        let mut out = Vec::new();
+        self.changes_page(since, limit, max_bytes, |seq, change| {
+            out.push(Change {
+                seq,
+                op: change.op,
+                key: change.key.to_string(),
+                value: change.value.map(<[u8]>::to_vec),
+                time_ms: change.time_ms,
+            });
+        })?;
+        Ok(out)
+    }
+
+    /// The page `changes_within` returns, handed to `take` change by change (its seq
+    /// and its record borrowed from the snapshot: no copy).
+    pub fn changes_page(
+        &self,
+        since: u64,
+        limit: usize,
+        max_bytes: usize,
+        mut take: impl FnMut(u64, ChangeRecordRef<'_>),
+    ) -> Result<()> {
         if limit == 0 || limit > MAX_CHANGES_LIMIT {
             return Err(StoreError::InvalidArgument {
                 reason: format!("changes limit must be 1 to {MAX_CHANGES_LIMIT}, not {limit}"),
@@ -227,11 +265,11 @@ impl DatabaseView<'_> {
                 oldest: self.record.trimmed_through + 1,
             });
         }
-        let mut out = Vec::new();
         if since >= self.record.last_seq {
-            return Ok(out);
+            return Ok(());
         }
         let mut budget = Budget::new(max_bytes);
+        let mut taken = 0;
         let low = change_key(self.record.id, since + 1);
         let (_, high) = database_bounds(self.record.id);
         let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
@@ -248,18 +286,13 @@ impl DatabaseView<'_> {
             if !budget.take(size) {
                 break;
             }
-            out.push(Change {
-                seq,
-                op: record_ref.op,
-                key: record_ref.key.to_string(),
-                value: record_ref.value.map(<[u8]>::to_vec),
-                time_ms: record_ref.time_ms,
-            });
-            if out.len() == limit {
+            take(seq, record_ref);
+            taken += 1;
+            if taken == limit {
                 break;
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
