@@ -128,7 +128,10 @@ pub async fn scan_all(client: &Client, expected: u64) -> Result<Run> {
         }
         args.after = last;
     }
-    ensure!(count == expected, "scanned {count} documents, not {expected}");
+    ensure!(
+        count == expected,
+        "scanned {count} documents, not {expected}"
+    );
     Ok(Run {
         ops: count,
         elapsed: start.elapsed(),
@@ -160,7 +163,10 @@ pub async fn feed_catch_up(client: &Client, last_seq: u64) -> Result<Run> {
     }
     let elapsed = start.elapsed();
     feed.cancel();
-    Ok(Run { ops: count, elapsed })
+    Ok(Run {
+        ops: count,
+        elapsed,
+    })
 }
 
 /// `callers` tasks, spread over `clients`, each calling `step` with a random number, one

@@ -113,9 +113,7 @@ impl ChangeRef<'_> {
             None => infallible(rmp::encode::write_nil(out)),
         }
         infallible(
-            write_str(out, "time_ms")
-                
-                .and_then(|()| write_uint(out, self.time_ms).map(|_| ())),
+            write_str(out, "time_ms").and_then(|()| write_uint(out, self.time_ms).map(|_| ())),
         );
     }
 }
@@ -239,7 +237,7 @@ mod tests {
                 for (i, value) in values().into_iter().cycle().take(count).enumerate() {
                     let key = "k".repeat(i % 300 + 1);
                     let rev = (i as u64) << (i % 60);
-                    let index_value = Value::from(i as i64 - 3);
+                    let index_value = Value::from(i64::try_from(i).unwrap() - 3);
                     entries.push_doc(&key, rev, &msgpack(&value));
                     found.push_found(&key, rev, &msgpack(&value), &index_value);
                     docs.push(Doc {

@@ -24,8 +24,8 @@ mod writer;
 
 pub use error::{Result, StoreError};
 pub use format::{
-    Access, ChangeOp, ChangeRecordRef, DatabaseConfig, FollowRecord, IndexDef, Retention, SessionRecord,
-    SyncPosition, SyncStop, UserRecord, FORMAT_VERSION, MAX_GRANTS,
+    Access, ChangeOp, ChangeRecordRef, DatabaseConfig, FollowRecord, IndexDef, Retention,
+    SessionRecord, SyncPosition, SyncStop, UserRecord, FORMAT_VERSION, MAX_GRANTS,
 };
 pub use index::{
     validate_index_defs, FoundPage, IndexKey, IndexQuery, MAX_INDEXES, MAX_INDEX_STRING_BYTES,

@@ -337,7 +337,9 @@ fn rewrite_as_version_1(dst: &Path) {
     let mut bytes = serde_json::to_vec_pretty(&v1).unwrap();
     bytes.push(b'\n');
     let digest = hex::encode(Sha256::digest(&bytes));
-    let sealed = String::from_utf8(bytes).unwrap().replace(&placeholder, &digest);
+    let sealed = String::from_utf8(bytes)
+        .unwrap()
+        .replace(&placeholder, &digest);
     fs::write(dst.join(MANIFEST_FILE), sealed).unwrap();
 }
 
@@ -366,7 +368,10 @@ fn a_version_1_backup_with_sha256_still_verifies_and_restores() {
     let restored = scratch.path().join("restored");
     restore_backup(&dst, &restored, true).unwrap();
     let store = Store::open(&restored, StoreOptions::default()).unwrap();
-    assert_eq!(store.get("beta", "only").unwrap().unwrap().value, blob(10, 1));
+    assert_eq!(
+        store.get("beta", "only").unwrap().unwrap().value,
+        blob(10, 1)
+    );
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::time::Duration;
 use cairn_proto::methods::{self, to_value, ChangesArgs};
 use cairn_proto::pages::{self, ChangeRef, Entries};
 use cairn_proto::values::{FeedEndReason, FeedKind};
-use cairn_store::ChangeRecordRef;
 use cairn_proto::{ErrorCode, Message, WireError};
+use cairn_store::ChangeRecordRef;
 use rmpv::Value;
 use tokio::sync::watch;
 
@@ -128,9 +128,16 @@ async fn read_page(
     epoch: Option<u64>,
     limit: usize,
 ) -> Result<(Entries, PageEnd), WireError> {
-    read_changes(call, db, (since, epoch), limit, Entries::new(), |page, _, seq, change| {
-        page.push_change(change_ref(seq, change));
-    })
+    read_changes(
+        call,
+        db,
+        (since, epoch),
+        limit,
+        Entries::new(),
+        |page, _, seq, change| {
+            page.push_change(change_ref(seq, change));
+        },
+    )
     .await
 }
 
@@ -142,9 +149,16 @@ async fn read_items(
     epoch: Option<u64>,
     limit: usize,
 ) -> Result<(Vec<Vec<u8>>, PageEnd), WireError> {
-    read_changes(call, db, (since, epoch), limit, Vec::new(), |items, id, seq, change| {
-        items.push(pages::change_item(id, change_ref(seq, change)));
-    })
+    read_changes(
+        call,
+        db,
+        (since, epoch),
+        limit,
+        Vec::new(),
+        |items, id, seq, change| {
+            items.push(pages::change_item(id, change_ref(seq, change)));
+        },
+    )
     .await
 }
 

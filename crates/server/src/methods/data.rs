@@ -180,9 +180,11 @@ pub async fn find(call: &CallContext, args: FindArgs) -> Result<Vec<u8>, WireErr
     blocking(move || {
         let snapshot = store.snapshot()?;
         let mut docs = Entries::new();
-        let more = snapshot.database(&db)?.find_page(&query, budget, |value, doc| {
-            docs.push_found(doc.key, doc.rev, doc.value, &index_key_value(value));
-        })?;
+        let more = snapshot
+            .database(&db)?
+            .find_page(&query, budget, |value, doc| {
+                docs.push_found(doc.key, doc.rev, doc.value, &index_key_value(value));
+            })?;
         Ok(pages::find_result(id, &docs, more))
     })
     .await

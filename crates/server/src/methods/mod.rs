@@ -151,7 +151,9 @@ impl CallContext {
     async fn dispatch(&self, request: Request) -> Result<Answer, WireError> {
         match request {
             Request::Status(_) => self.reply::<call::Status>(Ok(status::status(&self.shared))),
-            Request::StatusSet(args) => self.reply::<call::StatusSet>(status::set(self, args).await),
+            Request::StatusSet(args) => {
+                self.reply::<call::StatusSet>(status::set(self, args).await)
+            }
             Request::Usage(_) => self.reply::<call::Usage>(status::usage(self).await),
             Request::ConfigReload(_) => {
                 self.reply::<call::ConfigReload>(status::reload_config(self).await)
@@ -160,7 +162,9 @@ impl CallContext {
             Request::DbDrop(args) => self.reply::<call::DbDrop>(db::drop(self, args).await),
             Request::DbList(_) => self.reply::<call::DbList>(db::list(self)),
             Request::DbInfo(args) => self.reply::<call::DbInfo>(db::info(self, args)),
-            Request::DbOffline(args) => self.reply::<call::DbOffline>(db::offline(self, args).await),
+            Request::DbOffline(args) => {
+                self.reply::<call::DbOffline>(db::offline(self, args).await)
+            }
             Request::DbOnline(args) => self.reply::<call::DbOnline>(db::online(self, args).await),
             Request::DbConfig(args) => self.reply::<call::DbConfig>(db::config(self, &args.name)),
             Request::DbConfigSet(args) => {
@@ -175,15 +179,25 @@ impl CallContext {
             Request::Find(args) => data::find(self, args).await.map(Answer::Encoded),
             Request::Changes(args) => changes::changes(self, args).await,
             Request::UserAdd(args) => self.reply::<call::UserAdd>(users::add(self, args).await),
-            Request::UserPasswd(args) => self.reply::<call::UserPasswd>(users::passwd(self, args).await),
-            Request::UserGrant(args) => self.reply::<call::UserGrant>(users::grant(self, args).await),
-            Request::UserRevoke(args) => self.reply::<call::UserRevoke>(users::revoke(self, args).await),
+            Request::UserPasswd(args) => {
+                self.reply::<call::UserPasswd>(users::passwd(self, args).await)
+            }
+            Request::UserGrant(args) => {
+                self.reply::<call::UserGrant>(users::grant(self, args).await)
+            }
+            Request::UserRevoke(args) => {
+                self.reply::<call::UserRevoke>(users::revoke(self, args).await)
+            }
             Request::UserList(_) => self.reply::<call::UserList>(users::list(self)),
-            Request::UserDelete(args) => self.reply::<call::UserDelete>(users::delete(self, args).await),
+            Request::UserDelete(args) => {
+                self.reply::<call::UserDelete>(users::delete(self, args).await)
+            }
             Request::BackupStart(args) => {
                 self.reply::<call::BackupStart>(jobs::start_backup(self, args).await)
             }
-            Request::BackupList(_) => self.reply::<call::BackupList>(jobs::list_backups(self).await),
+            Request::BackupList(_) => {
+                self.reply::<call::BackupList>(jobs::list_backups(self).await)
+            }
             Request::BackupDelete(args) => {
                 self.reply::<call::BackupDelete>(jobs::delete_backup(self, args).await)
             }
@@ -193,12 +207,22 @@ impl CallContext {
             Request::JobsList(args) => self.reply::<call::JobsList>(jobs::list(self, args)),
             Request::JobsShow(args) => self.reply::<call::JobsShow>(jobs::show(self, args)),
             Request::JobsCancel(args) => self.reply::<call::JobsCancel>(jobs::cancel(self, args)),
-            Request::SyncAttach(args) => self.reply::<call::SyncAttach>(sync::attach(self, args).await),
-            Request::SyncCreate(args) => self.reply::<call::SyncCreate>(sync::create(self, args).await),
-            Request::SyncApply(args) => self.reply::<call::SyncApply>(sync::apply(self, args).await),
-            Request::SyncReport(args) => self.reply::<call::SyncReport>(sync::report(self, args).await),
+            Request::SyncAttach(args) => {
+                self.reply::<call::SyncAttach>(sync::attach(self, args).await)
+            }
+            Request::SyncCreate(args) => {
+                self.reply::<call::SyncCreate>(sync::create(self, args).await)
+            }
+            Request::SyncApply(args) => {
+                self.reply::<call::SyncApply>(sync::apply(self, args).await)
+            }
+            Request::SyncReport(args) => {
+                self.reply::<call::SyncReport>(sync::report(self, args).await)
+            }
             Request::SyncStatus(_) => self.reply::<call::SyncStatus>(sync::status(self)),
-            Request::SyncDetach(args) => self.reply::<call::SyncDetach>(sync::detach(self, args).await),
+            Request::SyncDetach(args) => {
+                self.reply::<call::SyncDetach>(sync::detach(self, args).await)
+            }
             Request::MirrorBootstrap(_) => mirror::bootstrap(self).await,
             Request::MirrorFollow(args) => mirror::follow(self, args).await,
             Request::MirrorForward(args) => mirror::forward(self, args).await,

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
+use super::check::catalog;
 use super::env::{content_bytes, copy_env, copy_facts, estimate_env_bytes};
 use super::fs::{
     absolute, copy_file, create_dir, create_parents, free_bytes, parent, rename_new, sibling,
     sync_dir, walk, ClaimedDir,
 };
-use super::check::catalog;
 use super::manifest::{write_manifest, FileEntry, Manifest, MANIFEST_FILE};
 use super::progress::{BackupControl, Tracker};
 use super::verify::{check_databases, Problem};

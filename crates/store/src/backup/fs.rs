@@ -244,7 +244,9 @@ impl HashingFile {
             .write(true)
             .create_new(true)
             .mode(mode)
-            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .custom_flags(
+                i32::try_from(rustix::fs::OFlags::DIRECT.bits()).expect("O_DIRECT is a small flag"),
+            )
             .open(path);
         match opened {
             Ok(file) => {
@@ -586,7 +588,9 @@ mod tests {
     #[test]
     fn an_uncached_file_holds_every_byte_written_whatever_the_sizes() {
         let scratch = tempfile::tempdir().unwrap();
-        let data: Vec<u8> = (0..3 * CHUNK + 12_345).map(|i| (i * 7 % 251) as u8).collect();
+        let data: Vec<u8> = (0..3 * CHUNK + 12_345)
+            .map(|i| u8::try_from(i * 7 % 251).expect("below 251"))
+            .collect();
         // Whole chunks, an unaligned tail, block-sized and odd writes.
         for (case, sizes) in [
             vec![CHUNK, CHUNK],

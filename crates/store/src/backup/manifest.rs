@@ -281,7 +281,10 @@ mod tests {
             .replace("\"manifest_version\": 2", "\"manifest_version\": 1")
             .replace("  \"checksum\": \"blake3\",\n", "")
             .replace("\"checksum\": \"abab", "\"sha256\": \"abab")
-            .replace("\"manifest_checksum\": \"\"", &format!("\"manifest_sha256\": \"{PLACEHOLDER}\""));
+            .replace(
+                "\"manifest_checksum\": \"\"",
+                &format!("\"manifest_sha256\": \"{PLACEHOLDER}\""),
+            );
         text.push('\n');
         let digest = Checksum::Sha256.digest(text.as_bytes());
         text.replace(PLACEHOLDER, &digest).into_bytes()
@@ -306,7 +309,10 @@ mod tests {
             .unwrap_err()
             .contains("does not match"));
         // Version 1 with another checksum than SHA-256, or an unknown version.
-        let blake = text.replace("\"manifest_version\": 1,", "\"manifest_version\": 1,\n  \"checksum\": \"blake3\",");
+        let blake = text.replace(
+            "\"manifest_version\": 1,",
+            "\"manifest_version\": 1,\n  \"checksum\": \"blake3\",",
+        );
         assert!(Manifest::from_bytes(blake.as_bytes())
             .unwrap_err()
             .contains("manifest version 1 is not"));

@@ -8,8 +8,8 @@ use super::{position_byte, IndexKey};
 use crate::error::{Result, StoreError};
 use crate::format::{doc_key, index_key, read_doc_value, split_index_entry, table, IndexNames};
 use crate::store::{
-    as_slice_bound, bounds_empty, extend, max_low, min_high, Budget, DatabaseView, DocRef, Document,
-    MAX_SCAN_LIMIT,
+    as_slice_bound, bounds_empty, extend, max_low, min_high, Budget, DatabaseView, DocRef,
+    Document, MAX_SCAN_LIMIT,
 };
 
 /// A query on one index of a database (see `DatabaseView::find`).

@@ -223,8 +223,11 @@ impl GroupTxn<'_> {
 
     /// Applies retention to the databases this group wrote, writes back the catalog
     /// records, stores the group's journal entry and commits with fsync. Returns what
-    /// changed in which database, and the journal's newest seq when it grew.
-    pub(super) fn finish(mut self) -> Result<(Vec<DatabaseCommit>, Option<u64>)> {
+    /// changed in which database, the journal's newest seq when it grew, and how long
+    /// LMDB's commit (pages written, fsync) took.
+    pub(super) fn finish(
+        mut self,
+    ) -> Result<(Vec<DatabaseCommit>, Option<u64>, std::time::Duration)> {
         let touched: Vec<String> = self
             .catalog
             .iter()
@@ -269,7 +272,9 @@ impl GroupTxn<'_> {
         if let Err(Failure::Request(e) | Failure::Group(e)) = written {
             return Err(e);
         }
+        let committing = std::time::Instant::now();
         self.wtxn.commit()?;
+        let commit_time = committing.elapsed();
         let mirrored = self
             .mirrored
             .databases
@@ -285,6 +290,6 @@ impl GroupTxn<'_> {
             })
             .chain(mirrored)
             .collect();
-        Ok((commits, self.appended))
+        Ok((commits, self.appended, commit_time))
     }
 }

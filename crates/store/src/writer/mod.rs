@@ -66,6 +66,8 @@ struct Committed {
     commits: Vec<DatabaseCommit>,
     /// The journal's newest seq once a commit added entries.
     journal_head: Option<u64>,
+    /// Time spent in LMDB's commits (pages written, fsync).
+    commit_time: std::time::Duration,
 }
 
 /// The signals, shared by the store and the writer thread.
@@ -142,6 +144,7 @@ fn run(
             group_hook(GroupStats {
                 requests: writes.len(),
                 duration: started.elapsed(),
+                commit: committed.commit_time,
                 committed: outcomes.iter().any(Result::is_ok),
             });
         }
@@ -259,7 +262,8 @@ fn try_commit_group(
             Err(Failure::Group(error)) => return Err(error),
         }
     }
-    let (commits, journal_head) = txn.finish()?;
+    let (commits, journal_head, commit_time) = txn.finish()?;
+    committed.commit_time += commit_time;
     committed.commits.extend(commits);
     committed.journal_head = journal_head.or(committed.journal_head);
     Ok(outcomes)

@@ -296,11 +296,14 @@ pub struct DatabaseCommit {
 pub type CommitHook = Arc<dyn Fn(&[DatabaseCommit]) + Send + Sync>;
 
 /// What the writer did with one group of write requests: how many it took, how long
-/// its transaction took from its start to its fsync'd commit, and whether it committed.
+/// its transaction took from its start to its fsync'd commit, how much of that LMDB's
+/// commit took (pages written and fsync; the rest applied the writes), and whether it
+/// committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GroupStats {
     pub requests: usize,
     pub duration: std::time::Duration,
+    pub commit: std::time::Duration,
     pub committed: bool,
 }
 

@@ -65,7 +65,8 @@ async fn fetch_copy(mirror: &Mirror, staging: &Path) -> Result<u64, String> {
     std::fs::create_dir_all(staging.join(STORE_DIR))
         .map_err(|e| io("making room for the copy", &e))?;
     let target = staging.join(STORE_DIR).join("data.mdb");
-    let mut file = Some(HashingFile::create(&target, 0o600, Checksum::Sha256).map_err(|e| e.to_string())?);
+    let mut file =
+        Some(HashingFile::create(&target, 0o600, Checksum::Sha256).map_err(|e| e.to_string())?);
     let mut stream = client
         .stream(Method::MirrorBootstrap.name(), Value::Nil)
         .await
