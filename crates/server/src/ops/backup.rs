@@ -2,7 +2,9 @@
 //! copy of the working directory into the backup directory, or with `[backup] url`
 //! writes it into the scratch directory and uploads it to object storage (see
 //! `cairn_remote`); the listing and deletion are the backup directory's, or the
-//! bucket's.
+//! bucket's. The copy runs on a thread of its own at a lower CPU priority
+//! (`BACKUP_NICE`, inherited by the threads it starts), so that the service's calls
+//! come first while it runs.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
@@ -21,7 +23,6 @@ use crate::ops::jobs::{
 };
 use crate::ops::schedule;
 use crate::ops::shared::Shared;
-use crate::storage::blocking_store;
 
 /// A backup name: 1-128 of `A-Z a-z 0-9 . _ -`, not starting with `.` (never a path).
 pub fn validate_backup_name(name: &str) -> Result<(), WireError> {
@@ -96,10 +97,38 @@ async fn run_backup(
     control.cancel = cancel;
     let dir = shared.dir.clone();
     let target = destination.to_path_buf();
-    let copy = blocking_store("the backup task", move || {
+    let copy = background("cairn-backup-job", move || {
         backup::create_backup(&store, &dir, &target, &control).map(drop)
     });
     job.forwarding(&mut progress, copy).await
+}
+
+/// The nice value of a backup's threads (the service's run at 0).
+const BACKUP_NICE: i32 = 10;
+
+/// Runs `work` on a new thread named `name` at `BACKUP_NICE`.
+async fn background<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            // Linux keeps a nice value per thread: `None` is this thread alone, and the
+            // threads it starts inherit it.
+            if let Err(error) = rustix::process::setpriority_process(None, BACKUP_NICE) {
+                tracing::warn!(%error, "cannot lower the backup's priority: it runs at the service's");
+            }
+            let _ = done.send(work());
+        })
+        .map_err(|e| StoreError::io(format!("starting {name}"), e))?;
+    outcome.await.map_err(|_| {
+        StoreError::io(
+            format!("{name} stopped"),
+            std::io::Error::other("the backup thread panicked"),
+        )
+    })?
 }
 
 /// Makes sure the bucket answers and has no backup `name`, writes a verified backup into
@@ -213,4 +242,31 @@ fn list_local_backups(dir: &Path) -> Result<Vec<BackupInfo>, WireError> {
     }
     list.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then(b.name.cmp(&a.name)));
     Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_backup_thread_and_the_threads_it_starts_run_below_the_service() {
+        let service = rustix::process::getpriority_process(None).unwrap();
+        let (own, child) = background("cairn-test-backup", || {
+            let own = rustix::process::getpriority_process(None).unwrap();
+            let child = std::thread::spawn(|| rustix::process::getpriority_process(None).unwrap())
+                .join()
+                .unwrap();
+            Ok((own, child))
+        })
+        .await
+        .unwrap();
+        assert_eq!((own, child), (BACKUP_NICE, BACKUP_NICE));
+        assert_eq!(
+            rustix::process::getpriority_process(None).unwrap(),
+            service,
+            "the caller's priority is unchanged"
+        );
+        let failed = background::<()>("cairn-test-backup", || Err(StoreError::Canceled)).await;
+        assert!(matches!(failed, Err(StoreError::Canceled)));
+    }
 }

@@ -13,6 +13,7 @@ use rustix::fs::{flock, renameat_with, FlockOperation, RenameFlags, CWD};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::direct::DirectWriter;
 use super::progress::Tracker;
 use crate::error::{Result, StoreError};
 
@@ -183,35 +184,8 @@ pub struct HashingFile {
     path: PathBuf,
     hasher: FileHasher,
     bytes: u64,
-    /// Set when the file was opened with `O_DIRECT`: what is written goes through this
-    /// aligned buffer, to the disk in whole chunks.
-    direct: Option<DirectBuffer>,
-}
-
-/// Alignment of `O_DIRECT` writes (a multiple of every logical block size in use).
-const DIRECT_ALIGN: usize = 4096;
-
-/// A `CHUNK`-sized buffer aligned for `O_DIRECT`.
-struct DirectBuffer {
-    memory: Vec<u8>,
-    start: usize,
-    filled: usize,
-}
-
-impl DirectBuffer {
-    fn new() -> DirectBuffer {
-        let memory = vec![0u8; CHUNK + DIRECT_ALIGN];
-        let start = memory.as_ptr().align_offset(DIRECT_ALIGN);
-        DirectBuffer {
-            memory,
-            start,
-            filled: 0,
-        }
-    }
-
-    fn filled(&self) -> &[u8] {
-        &self.memory[self.start..self.start + self.filled]
-    }
+    /// Set when the file was opened with `O_DIRECT`.
+    direct: Option<DirectWriter>,
 }
 
 impl HashingFile {
@@ -252,12 +226,13 @@ impl HashingFile {
             Ok(file) => {
                 file.set_permissions(fs::Permissions::from_mode(mode))
                     .map_err(|e| write_error(path, e))?;
+                let direct = DirectWriter::start(&file).map_err(|e| write_error(path, e))?;
                 Ok(HashingFile {
                     file,
                     path: path.to_path_buf(),
                     hasher: checksum.hasher(),
                     bytes: 0,
-                    direct: Some(DirectBuffer::new()),
+                    direct: Some(direct),
                 })
             }
             // tmpfs and some others refuse O_DIRECT: write through the cache there.
@@ -271,51 +246,22 @@ impl HashingFile {
     pub fn write(&mut self, data: &[u8]) -> Result<()> {
         self.hasher.update(data);
         self.bytes += data.len() as u64;
-        let Some(buffer) = &mut self.direct else {
-            return self
-                .file
-                .write_all(data)
-                .map_err(|e| write_error(&self.path, e));
+        let written = match &mut self.direct {
+            Some(direct) => direct.write(data),
+            None => self.file.write_all(data),
         };
-        let mut rest = data;
-        while !rest.is_empty() {
-            let at = buffer.start + buffer.filled;
-            let n = rest.len().min(CHUNK - buffer.filled);
-            buffer.memory[at..at + n].copy_from_slice(&rest[..n]);
-            buffer.filled += n;
-            rest = &rest[n..];
-            if buffer.filled == CHUNK {
-                self.file
-                    .write_all(buffer.filled())
-                    .map_err(|e| write_error(&self.path, e))?;
-                buffer.filled = 0;
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes what the `O_DIRECT` buffer still holds; a tail that is not a whole
-    /// number of blocks is written through the cache.
-    fn flush_direct(&mut self) -> Result<()> {
-        let Some(buffer) = &self.direct else {
-            return Ok(());
-        };
-        if buffer.filled % DIRECT_ALIGN != 0 {
-            let flags = rustix::fs::fcntl_getfl(&self.file)
-                .and_then(|f| rustix::fs::fcntl_setfl(&self.file, f - rustix::fs::OFlags::DIRECT))
-                .map_err(|e| write_error(&self.path, e.into()));
-            flags?;
-        }
-        self.file
-            .write_all(buffer.filled())
-            .map_err(|e| write_error(&self.path, e))
+        written.map_err(|e| write_error(&self.path, e))
     }
 
     /// Flushes the file to disk, drops it from the page cache (so that reading it back
     /// reads the disk, and a backup does not push the service's pages out), and returns
     /// its size and checksum.
     pub fn finish(mut self) -> Result<(u64, String)> {
-        self.flush_direct()?;
+        if let Some(direct) = self.direct.take() {
+            direct
+                .finish(&mut self.file)
+                .map_err(|e| write_error(&self.path, e))?;
+        }
         self.file
             .sync_all()
             .map_err(|e| write_error(&self.path, e))?;

@@ -13,11 +13,13 @@
 //! - `restore.rs`: staging a backup beside a directory and swapping it in.
 //! - `swap.rs`: the live restore's swap of the environment directory, and the way back.
 //! - `progress.rs`: `BackupControl` (name, cancel, progress callback) and its tracker.
+//! - `direct.rs`: writing the environment's copy around the page cache, double-buffered.
 //! - `fs.rs`: the file-system work under all of them (walks, hashed copies, fsync,
 //!   renames that never replace, scratch directories).
 
 mod check;
 mod create;
+mod direct;
 mod env;
 mod fs;
 mod manifest;
