@@ -187,8 +187,11 @@ impl Client {
     /// protocol's method table gives it).
     pub async fn request<C: Call>(&self, args: &C::Args) -> Result<C::Result, ClientError> {
         let method = C::METHOD.name();
-        let value = self.call(method, methods::to_value(args)).await?;
-        decode(method, value)
+        self.inner
+            .connection
+            .call_typed(method, args)
+            .await?
+            .decode(method)
     }
 
     /// `status`: the service's availability; needs no authentication.

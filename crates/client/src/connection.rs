@@ -5,15 +5,19 @@
 //! oneshot for a plain call, an unbounded channel for a stream, whose items are buffered
 //! until its reader takes them. At most `max_calls` calls are in flight, as the service
 //! allows; the others wait for a slot. When the connection ends, every pending call and
-//! every later one fails with the reason it ended.
+//! every later one fails with the reason it ended. A plain call's result is handed over
+//! as the bytes of its frame (`Answer`), so that a typed call decodes it straight into
+//! its type.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::Bytes;
 use cairn_proto::{push_frame, FrameCodec, FrameError, Message, Method, MethodKind};
 use futures_util::StreamExt;
 use rmpv::Value;
+use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender, WeakUnboundedSender};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
@@ -40,8 +44,59 @@ pub(crate) enum Event {
     Error(ClientError),
 }
 
+/// The result of a plain call: a value, or the frame it came in and where its value's
+/// msgpack begins.
+pub(crate) enum Answer {
+    Value(Value),
+    Encoded { body: Bytes, at: usize },
+}
+
+impl Answer {
+    /// The result as a `Value`.
+    pub(crate) fn into_value(self, method: &str) -> Result<Value, ClientError> {
+        match self {
+            Answer::Value(value) => Ok(value),
+            Answer::Encoded { body, at } => {
+                let mut rest = &body[at..];
+                let value = rmpv::decode::read_value_with_max_depth(&mut rest, MAX_VALUE_DEPTH)
+                    .map_err(|e| unparsable(method, &e))?;
+                if !rest.is_empty() {
+                    return Err(unparsable(method, &"bytes after the value"));
+                }
+                Ok(value)
+            }
+        }
+    }
+
+    /// The result decoded into `T`.
+    pub(crate) fn decode<T: DeserializeOwned>(self, method: &str) -> Result<T, ClientError> {
+        match self {
+            Answer::Value(value) => crate::client::decode(method, value),
+            Answer::Encoded { body, at } => {
+                let mut rest = &body[at..];
+                let mut decoder = rmp_serde::Deserializer::new(&mut rest);
+                decoder.set_max_depth(MAX_VALUE_DEPTH);
+                let decoded = T::deserialize(&mut decoder).map_err(|e| unparsable(method, &e))?;
+                if !rest.is_empty() {
+                    return Err(unparsable(method, &"bytes after the value"));
+                }
+                Ok(decoded)
+            }
+        }
+    }
+}
+
+/// Deepest nesting accepted in a result (as in any message).
+const MAX_VALUE_DEPTH: usize = 600;
+
+fn unparsable(method: &str, error: &dyn std::fmt::Display) -> ClientError {
+    ClientError::Protocol(format!(
+        "the answer to `{method}` does not parse ({error}): is the service of another version?"
+    ))
+}
+
 enum Waiter {
-    Call(oneshot::Sender<Result<Value, ClientError>>),
+    Call(oneshot::Sender<Result<Answer, ClientError>>),
     Stream(UnboundedSender<Event>),
     /// A plain call the service answered with a stream: it was canceled and its answers
     /// are dropped until the stream ends.
@@ -141,8 +196,8 @@ impl Shared {
                 Some(_) => {}
                 None => tracing::debug!(id, "item of a call no longer in flight"),
             },
-            Message::Result { id, value } => finish(&mut state, id, value, false),
-            Message::End { id, value } => finish(&mut state, id, value, true),
+            Message::Result { id, value } => finish(&mut state, id, Answer::Value(value), false),
+            Message::End { id, value } => finish(&mut state, id, Answer::Value(value), true),
             Message::Error { id, error } => match state.pending.remove(&id) {
                 Some(pending) => pending.waiter.fail(ClientError::Service(error)),
                 None => tracing::debug!(id, "error of a call no longer in flight"),
@@ -166,7 +221,7 @@ fn streamed(method: &str) -> ClientError {
 }
 
 /// Hands a call its answer, or a stream its end.
-fn finish(state: &mut State, id: u64, value: Value, ended_stream: bool) {
+fn finish(state: &mut State, id: u64, value: Answer, ended_stream: bool) {
     let Some(pending) = state.pending.remove(&id) else {
         tracing::debug!(id, "answer to a call no longer in flight");
         return;
@@ -179,7 +234,10 @@ fn finish(state: &mut State, id: u64, value: Value, ended_stream: bool) {
             let _ = answer.send(Ok(value));
         }
         Waiter::Stream(events) => {
-            let _ = events.send(Event::End(value));
+            let _ = events.send(match value.into_value(&pending.method) {
+                Ok(value) => Event::End(value),
+                Err(error) => Event::Error(error),
+            });
         }
         Waiter::Abandoned => {}
     }
@@ -228,8 +286,36 @@ impl Connection {
 
     /// Calls `method` and waits for its one answer.
     pub(crate) async fn call(&self, method: &str, args: Value) -> Result<Value, ClientError> {
+        self.call_with(method, |id| {
+            Message::Call {
+                id,
+                method: method.to_string(),
+                args,
+            }
+            .encode()
+        })
+        .await?
+        .into_value(method)
+    }
+
+    /// Calls `method` with typed arguments, encoded straight into the call's body.
+    pub(crate) async fn call_typed<T: serde::Serialize>(
+        &self,
+        method: &str,
+        args: &T,
+    ) -> Result<Answer, ClientError> {
+        self.call_with(method, |id| cairn_proto::encode_call(id, method, args))
+            .await
+    }
+
+    /// Calls `method` with the body `encode` makes for the call's id.
+    async fn call_with(
+        &self,
+        method: &str,
+        encode: impl FnOnce(u64) -> Vec<u8>,
+    ) -> Result<Answer, ClientError> {
         let (answer, answered) = oneshot::channel();
-        self.begin(method, args, Waiter::Call(answer)).await?;
+        self.begin(method, encode, Waiter::Call(answer)).await?;
         answered
             .await
             .unwrap_or_else(|_| Err(self.shared.closure_error()))
@@ -242,7 +328,15 @@ impl Connection {
         args: Value,
     ) -> Result<(u64, UnboundedReceiver<Event>), ClientError> {
         let (events, received) = mpsc::unbounded_channel();
-        let id = self.begin(method, args, Waiter::Stream(events)).await?;
+        let encode = |id| {
+            Message::Call {
+                id,
+                method: method.to_string(),
+                args,
+            }
+            .encode()
+        };
+        let id = self.begin(method, encode, Waiter::Stream(events)).await?;
         Ok((id, received))
     }
 
@@ -260,8 +354,14 @@ impl Connection {
         self.shared.closed.is_cancelled()
     }
 
-    /// Takes a slot, registers the call under a new id and queues it.
-    async fn begin(&self, method: &str, args: Value, waiter: Waiter) -> Result<u64, ClientError> {
+    /// Takes a slot, registers the call under a new id and queues the body `encode`
+    /// makes for it.
+    async fn begin(
+        &self,
+        method: &str,
+        encode: impl FnOnce(u64) -> Vec<u8>,
+        waiter: Waiter,
+    ) -> Result<u64, ClientError> {
         let slot = if is_session_method(method) {
             None
         } else {
@@ -269,12 +369,7 @@ impl Connection {
             Some(slot.map_err(|_| self.shared.closure_error())?)
         };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let body = Message::Call {
-            id,
-            method: method.to_string(),
-            args,
-        }
-        .encode();
+        let body = encode(id);
         if body.len() > self.max_frame {
             return Err(ClientError::Protocol(format!(
                 "the call of `{method}` takes {} bytes, over the frame limit of {} bytes: the service would close the connection; send smaller values",
@@ -327,6 +422,14 @@ async fn read_messages<R: AsyncRead>(
             }
             Some(Err(FrameError::Io(error))) => break transport::io_closure(&shared.url, error),
         };
+        if let Some((id, at)) = cairn_proto::result_value_at(&body) {
+            let answer = Answer::Encoded {
+                body: body.freeze(),
+                at,
+            };
+            finish(&mut shared.state(), id, answer, false);
+            continue;
+        }
         let message = match Message::decode(&body) {
             Ok(message) => message,
             Err(error) => break Closure::Protocol(format!("the service sent a {error}")),

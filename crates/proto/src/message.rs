@@ -163,6 +163,48 @@ impl Message {
     }
 }
 
+/// When `body` is a result message laid out as services write it (`{t: "result", id,
+/// v}`, in that order), its id and where the msgpack of its value begins: a client can
+/// decode the value straight into its type, without a `Value` tree.
+pub fn result_value_at(body: &[u8]) -> Option<(u64, usize)> {
+    let mut rest = body;
+    if rmp::decode::read_map_len(&mut rest).ok()? != 3 {
+        return None;
+    }
+    let key = |rest: &mut &[u8], expected: &str| -> Option<()> {
+        let (text, after) = rmp::decode::read_str_from_slice(*rest).ok()?;
+        *rest = after;
+        (text == expected).then_some(())
+    };
+    key(&mut rest, "t")?;
+    key(&mut rest, "result")?;
+    key(&mut rest, "id")?;
+    let id: u64 = rmp::decode::read_int(&mut rest).ok()?;
+    key(&mut rest, "v")?;
+    Some((id, body.len() - rest.len()))
+}
+
+/// The body of `Message::Call { id, method, args }` with `args` the msgpack of `args`
+/// (its structs as maps with named fields), written straight from it: the same bytes as
+/// encoding the message, without a `Value` tree on the way.
+pub fn encode_call<T: serde::Serialize>(id: u64, method: &str, args: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
+        rmp::encode::write_map_len(out, 4)?;
+        rmp::encode::write_str(out, "t")?;
+        rmp::encode::write_str(out, "call")?;
+        rmp::encode::write_str(out, "id")?;
+        rmp::encode::write_uint(out, id)?;
+        rmp::encode::write_str(out, "m")?;
+        rmp::encode::write_str(out, method)?;
+        rmp::encode::write_str(out, "a")?;
+        Ok(())
+    };
+    write(&mut out).expect("writing to a Vec cannot fail");
+    rmp_serde::encode::write_named(&mut out, args).expect("protocol types always encode");
+    out
+}
+
 /// The body of `Message::Result { id, value }` with `value` the msgpack of `result`
 /// (its structs as maps with named fields), written straight from it: the same bytes as
 /// encoding the message, without a `Value` tree on the way.
@@ -348,6 +390,82 @@ mod tests {
             let rev = RevResult { rev: id };
             assert_eq!(encode_result(id, &rev), expected(to_value(&rev)));
             assert_eq!(encode_result(id, &()), expected(to_value(&())));
+        }
+    }
+
+    #[test]
+    fn the_value_of_a_result_is_found_where_it_begins() {
+        for id in [0, 5, 1 << 40] {
+            let value = Value::Map(vec![(Value::from("rev"), Value::from(id))]);
+            let body = Message::Result {
+                id,
+                value: value.clone(),
+            }
+            .encode();
+            let (found, at) = result_value_at(&body).unwrap();
+            assert_eq!(found, id);
+            assert_eq!(rmpv::decode::read_value(&mut &body[at..]).unwrap(), value);
+        }
+        // Anything else is left to `Message::decode`.
+        for other in [
+            Message::Item {
+                id: 1,
+                value: Value::Nil,
+            },
+            Message::Error {
+                id: 2,
+                error: WireError::new(ErrorCode::NotFound, "gone"),
+            },
+            Message::Cancel { id: 3 },
+        ] {
+            assert_eq!(result_value_at(&other.encode()), None);
+        }
+        let mut reordered = Vec::new();
+        let map = Value::Map(vec![
+            (Value::from("id"), Value::from(1)),
+            (Value::from("t"), Value::from("result")),
+            (Value::from("v"), Value::Nil),
+        ]);
+        rmpv::encode::write_value(&mut reordered, &map).unwrap();
+        assert_eq!(result_value_at(&reordered), None);
+        assert_eq!(result_value_at(&[]), None);
+        assert_eq!(result_value_at(&[0x83, 0xa1]), None);
+    }
+
+    #[test]
+    fn a_call_written_directly_equals_the_encoded_message() {
+        use crate::methods::{to_value, GetArgs, NoArgs, PutArgs};
+        let get = GetArgs {
+            db: "users".into(),
+            key: Value::from("ключ"),
+        };
+        let put = PutArgs {
+            db: "d".into(),
+            key: Value::from("k"),
+            value: Value::Binary(vec![3; 300]),
+            rev: Some(7),
+        };
+        for id in [1, 70_000, u64::MAX] {
+            let expected = |method: &str, args| {
+                Message::Call {
+                    id,
+                    method: method.to_string(),
+                    args,
+                }
+                .encode()
+            };
+            assert_eq!(
+                encode_call(id, "get", &get),
+                expected("get", to_value(&get))
+            );
+            assert_eq!(
+                encode_call(id, "put", &put),
+                expected("put", to_value(&put))
+            );
+            assert_eq!(
+                encode_call(id, "status", &NoArgs {}),
+                expected("status", to_value(&NoArgs {}))
+            );
         }
     }
 
