@@ -3,7 +3,8 @@
 //! commit under many writers) through raw heed and through cairn-store in one process,
 //! and tells what cairn-store's per-record checksums cost alone. `cairn-bench service` starts a real `cairn-service` and measures it over TLS on
 //! loopback (durable puts and gets from many callers, pipelined gets, get latency beside
-//! a bare TLS echo, memory after a load, time to ready) beside raw heed in-process.
+//! a bare TLS echo, memory after a load, time to ready) beside raw heed in-process, and
+//! beside Redis with TLS and `appendfsync always` where it is installed.
 //! `cairn-bench backup` times `cairn-backup` beside `mdb_copy -c` and `cp -r` on a
 //! directory of about 1 GiB, and a live service's durable puts during backup jobs
 //! beside those without one. `cairn-bench migrate` times `cairn_store::migrate` on a
@@ -34,6 +35,7 @@ mod oha;
 mod process;
 mod procfs;
 mod raw;
+mod redis;
 mod remote;
 mod report;
 mod service;

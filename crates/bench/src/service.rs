@@ -25,6 +25,7 @@ use crate::measure::{percentile, Run};
 use crate::process::{self, ServiceProcess};
 use crate::procfs;
 use crate::raw::RawHeed;
+use crate::redis::{self, RedisFigures, RedisSizes};
 use crate::remote::{self, Values};
 use crate::report::{Row, Target};
 use crate::workloads::{fresh_dir, progress};
@@ -33,6 +34,11 @@ use crate::workloads::{fresh_dir, progress};
 const PUT_TARGET: f64 = 0.6;
 /// Smallest acceptable ratio of a scan through the service to raw heed's cursor scan.
 const SCAN_TARGET: f64 = 0.5;
+/// Smallest acceptable ratio of gets, 128 in flight on one connection, to Redis's on
+/// one connection with 16 pipelined.
+const REDIS_PIPELINED_TARGET: f64 = 1.0;
+/// Smallest acceptable ratio of gets from 64 callers to Redis's from 64 clients.
+const REDIS_CONCURRENT_TARGET: f64 = 2.0;
 /// Smallest acceptable rate of gets pipelined on one connection, per second.
 const PIPELINED_GETS_TARGET: f64 = 250_000.0;
 /// Largest acceptable ratio of the get p99 latency to the echo's.
@@ -67,6 +73,8 @@ pub struct ServiceSizes {
     pub run_for: Duration,
     /// How long the service idles after the load before its memory is read.
     pub idle: Duration,
+    /// Redis's workloads, where it is installed.
+    pub redis: RedisSizes,
 }
 
 impl ServiceSizes {
@@ -75,6 +83,11 @@ impl ServiceSizes {
             docs: 1_000_000,
             run_for: Duration::from_secs(10),
             idle: Duration::from_secs(5),
+            redis: RedisSizes {
+                keys: 1_000_000,
+                gets: 2_000_000,
+                sets: 300_000,
+            },
         }
     }
 
@@ -83,6 +96,11 @@ impl ServiceSizes {
             docs: 20_000,
             run_for: Duration::from_secs(1),
             idle: Duration::from_secs(1),
+            redis: RedisSizes {
+                keys: 20_000,
+                gets: 100_000,
+                sets: 20_000,
+            },
         }
     }
 }
@@ -142,13 +160,13 @@ pub fn run_service_comparison(sizes: ServiceSizes, base: &Path) -> Result<Servic
     let data = Dataset::generate(sizes.docs, &mut rng);
     let order = data.shuffled_indices(&mut rng);
     let raw = raw_side(sizes, base, &data, &order)?;
-    let (service, ready) = service_side(sizes, base, Arc::new(data), &mut rng)?;
+    let (service, ready, redis) = service_side(sizes, base, Arc::new(data), &mut rng)?;
     let load_after = procfs::load_average()?;
 
     let (get_p50, echo_p50) = service.latency.micros(50)?;
     let (get_p99, echo_p99) = service.latency.micros(99)?;
     let idle = sizes.idle.as_secs_f64();
-    let rows = vec![
+    let mut rows = vec![
         Row::new(
             &format!("load, batches of {PER_BATCH}"),
             "docs/s",
@@ -212,8 +230,26 @@ pub fn run_service_comparison(sizes: ServiceSizes, base: &Path) -> Result<Servic
             Some(Target::AtMost(READY_TARGET_MS)),
         ),
     ];
+    let redis_note = match &redis {
+        Some(redis) => {
+            rows.extend(redis_rows(redis, &service));
+            format!(
+                "Redis: {} with TLS (the service's certificate), appendonly yes and \
+                 appendfsync always, measured by redis-benchmark over TLS after the service \
+                 stopped: {} random keys of {}-byte values loaded, then {} gets \
+                 (random keys, -c 1 -P 16, then -c 64) and {} sets (-c 64)",
+                redis.version,
+                sizes.redis.keys,
+                redis::VALUE_BYTES,
+                sizes.redis.gets,
+                sizes.redis.sets
+            )
+        }
+        None => redis::NOT_INSTALLED.to_string(),
+    };
     let (call_bytes, answer_bytes) = service.latency.frame_bytes;
     let notes = vec![
+        redis_note,
         format!(
             "baselines: raw heed in this process, same keys and values: {PER_BATCH} puts per \
              commit (load, put), random gets on one thread with a read transaction each (get), \
@@ -239,6 +275,33 @@ pub fn run_service_comparison(sizes: ServiceSizes, base: &Path) -> Result<Servic
         ),
     ];
     Ok(ServiceReport { rows, notes })
+}
+
+/// The rows of the service beside Redis.
+fn redis_rows(redis: &RedisFigures, service: &ServiceFigures) -> Vec<Row> {
+    vec![
+        Row::new(
+            &format!("get, {PIPELINE} in flight on 1 connection vs Redis -c 1 -P 16"),
+            "gets/s",
+            redis.pipelined_gets,
+            service.pipelined_gets.per_second(),
+            Some(Target::RatioAtLeast(REDIS_PIPELINED_TARGET)),
+        ),
+        Row::new(
+            &format!("get, {CALLERS} callers vs Redis -c 64"),
+            "gets/s",
+            redis.concurrent_gets,
+            service.concurrent_gets.per_second(),
+            Some(Target::RatioAtLeast(REDIS_CONCURRENT_TARGET)),
+        ),
+        Row::new(
+            &format!("put, {CALLERS} callers vs Redis SET -c 64, fsync'd"),
+            "puts/s",
+            redis.concurrent_sets,
+            service.puts.per_second(),
+            None,
+        ),
+    ]
 }
 
 /// Raw heed: load the keys, get them in random order, then put random keys.
@@ -283,13 +346,14 @@ fn raw_side(
     })
 }
 
-/// The service: every workload on a fresh directory, then the time to ready of restarts.
+/// The service: every workload on a fresh directory, then the time to ready of restarts;
+/// then Redis with the service's certificates, where it is installed.
 fn service_side(
     sizes: ServiceSizes,
     base: &Path,
     data: Arc<Dataset>,
     rng: &mut StdRng,
-) -> Result<(ServiceFigures, Duration)> {
+) -> Result<(ServiceFigures, Duration, Option<RedisFigures>)> {
     let binary = process::service_binary()?;
     let root = fresh_dir(base, "service")?;
     let dir = root.path().join("data");
@@ -302,7 +366,10 @@ fn service_side(
     let figures = runtime.block_on(workloads(sizes, &dir, &service, data, rng))?;
     service.stop()?;
     let ready = time_restarts(&runtime, &binary, &dir, &log)?;
-    Ok((figures, ready))
+    let scratch = root.path().join("redis");
+    std::fs::create_dir(&scratch)?;
+    let redis = redis::measure(&dir.join("certs"), &scratch, sizes.redis)?;
+    Ok((figures, ready, redis))
 }
 
 /// The timed workloads on the running service, in order.
