@@ -163,7 +163,9 @@ fn requests_per_second(csv: &str) -> Result<f64> {
         .split(',')
         .position(|field| field.trim_matches('"') == "rps")
         .with_context(|| format!("no rps column in {header:?}"))?;
-    let row = lines.next_back().context("redis-benchmark printed no result")?;
+    let row = lines
+        .next_back()
+        .context("redis-benchmark printed no result")?;
     let field = row
         .split(',')
         .nth(column)

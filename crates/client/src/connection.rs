@@ -68,20 +68,19 @@ impl Answer {
         }
     }
 
-    /// The result decoded into `T`.
+    /// The result decoded into `T`: straight from the frame, or, for what only the
+    /// `Value` reader takes (a reserved marker reads as nil there), through a `Value`.
     pub(crate) fn decode<T: DeserializeOwned>(self, method: &str) -> Result<T, ClientError> {
-        match self {
-            Answer::Value(value) => crate::client::decode(method, value),
-            Answer::Encoded { body, at } => {
-                let mut rest = &body[at..];
-                let mut decoder = rmp_serde::Deserializer::new(&mut rest);
-                decoder.set_max_depth(MAX_VALUE_DEPTH);
-                let decoded = T::deserialize(&mut decoder).map_err(|e| unparsable(method, &e))?;
-                if !rest.is_empty() {
-                    return Err(unparsable(method, &"bytes after the value"));
-                }
-                Ok(decoded)
-            }
+        let (body, at) = match self {
+            Answer::Value(value) => return crate::client::decode(method, value),
+            Answer::Encoded { body, at } => (body, at),
+        };
+        let mut rest = &body[at..];
+        let mut decoder = rmp_serde::Deserializer::new(&mut rest);
+        decoder.set_max_depth(MAX_VALUE_DEPTH);
+        match T::deserialize(&mut decoder) {
+            Ok(decoded) if rest.is_empty() => Ok(decoded),
+            _ => crate::client::decode(method, Answer::Encoded { body, at }.into_value(method)?),
         }
     }
 }
