@@ -73,7 +73,10 @@ pub fn measure(certs: &Path, scratch: &Path, sizes: RedisSizes) -> Result<Option
         .context("the service has no CA certificate")?;
     let version = command_output(Command::new(&server).arg("--version"))?;
     let redis = RedisProcess::start(&server, certs, &ca, scratch)?;
-    let run = |args: &[String]| -> Result<f64> {
+    // One redis-benchmark run: `test` (set or get), `requests` of them, `clients`
+    // connections, `pipeline` requests in flight on each.
+    let run = |what: &str, test: &str, requests: usize, clients: u32, pipeline: u32| {
+        crate::workloads::progress(&format!("redis: {what}"));
         let mut command = Command::new(&benchmark);
         command
             .args(["-h", "127.0.0.1", "-p", &redis.port.to_string()])
@@ -85,51 +88,26 @@ pub fn measure(certs: &Path, scratch: &Path, sizes: RedisSizes) -> Result<Option
                 "-r",
                 &sizes.keys.to_string(),
             ])
-            .args(["--csv"])
-            .args(args);
-        requests_per_second(&command_output(&mut command)?)
+            .args(["-t", test, "-n", &requests.to_string()])
+            .args([
+                "-c",
+                &clients.to_string(),
+                "-P",
+                &pipeline.to_string(),
+                "--csv",
+            ]);
+        command_output(&mut command).and_then(|csv| requests_per_second(&csv))
     };
-    let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    crate::workloads::progress("redis: load the keys (64 clients, 16 pipelined)");
-    run(&strings(&[
-        "-t",
+    run(
+        "load the keys (64 clients, 16 pipelined)",
         "set",
-        "-n",
-        &sizes.keys.to_string(),
-        "-c",
-        "64",
-        "-P",
-        "16",
-    ]))?;
-    crate::workloads::progress("redis: gets, 1 connection, 16 pipelined");
-    let pipelined_gets = run(&strings(&[
-        "-t",
-        "get",
-        "-n",
-        &sizes.gets.to_string(),
-        "-c",
-        "1",
-        "-P",
-        "16",
-    ]))?;
-    crate::workloads::progress("redis: gets, 64 clients");
-    let concurrent_gets = run(&strings(&[
-        "-t",
-        "get",
-        "-n",
-        &sizes.gets.to_string(),
-        "-c",
-        "64",
-    ]))?;
-    crate::workloads::progress("redis: sets, 64 clients, appendfsync always");
-    let concurrent_sets = run(&strings(&[
-        "-t",
-        "set",
-        "-n",
-        &sizes.sets.to_string(),
-        "-c",
-        "64",
-    ]))?;
+        sizes.keys,
+        64,
+        16,
+    )?;
+    let pipelined_gets = run("gets, 1 connection, 16 pipelined", "get", sizes.gets, 1, 16)?;
+    let concurrent_gets = run("gets, 64 clients", "get", sizes.gets, 64, 1)?;
+    let concurrent_sets = run("sets, 64 clients, fsync'd", "set", sizes.sets, 64, 1)?;
     redis.stop()?;
     Ok(Some(RedisFigures {
         version: version.trim().to_string(),

@@ -163,6 +163,35 @@ impl Message {
     }
 }
 
+/// When `body` is a call laid out as clients write it (`{t: "call", id, m, a}`, in that
+/// order), its id, its method's name and where the msgpack of its arguments begins: a
+/// service can decode them straight into their type, without a `Value` tree.
+pub fn call_args_at(body: &[u8]) -> Option<(u64, &str, usize)> {
+    let mut rest = body;
+    if rmp::decode::read_map_len(&mut rest).ok()? != 4 {
+        return None;
+    }
+    let mut text = || -> Option<&str> {
+        let (text, after) = rmp::decode::read_str_from_slice(rest).ok()?;
+        rest = after;
+        Some(text)
+    };
+    if (text()?, text()?, text()?) != ("t", "call", "id") {
+        return None;
+    }
+    let id: u64 = rmp::decode::read_int(&mut rest).ok()?;
+    let mut text = || -> Option<&str> {
+        let (text, after) = rmp::decode::read_str_from_slice(rest).ok()?;
+        rest = after;
+        Some(text)
+    };
+    let (m, method, a) = (text()?, text()?, text()?);
+    if (m, a) != ("m", "a") {
+        return None;
+    }
+    Some((id, method, body.len() - rest.len()))
+}
+
 /// When `body` is a result message laid out as services write it (`{t: "result", id,
 /// v}`, in that order), its id and where the msgpack of its value begins: a client can
 /// decode the value straight into its type, without a `Value` tree.
@@ -184,23 +213,32 @@ pub fn result_value_at(body: &[u8]) -> Option<(u64, usize)> {
     Some((id, body.len() - rest.len()))
 }
 
+/// The start of a message body written by hand: a map of `fields` fields, `t` = `tag`,
+/// `id`, then the key `next_key` of the next field, whose value the caller writes (in
+/// the order `Message::encode` writes them, so that the bytes are the same).
+pub(crate) fn begin_body(tag: &str, id: u64, fields: u32, next_key: &str, room: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + room);
+    let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
+        rmp::encode::write_map_len(out, fields)?;
+        rmp::encode::write_str(out, "t")?;
+        rmp::encode::write_str(out, tag)?;
+        rmp::encode::write_str(out, "id")?;
+        rmp::encode::write_uint(out, id)?;
+        rmp::encode::write_str(out, next_key)?;
+        Ok(())
+    };
+    write(&mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
 /// The body of `Message::Call { id, method, args }` with `args` the msgpack of `args`
 /// (its structs as maps with named fields), written straight from it: the same bytes as
 /// encoding the message, without a `Value` tree on the way.
 pub fn encode_call<T: serde::Serialize>(id: u64, method: &str, args: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
-        rmp::encode::write_map_len(out, 4)?;
-        rmp::encode::write_str(out, "t")?;
-        rmp::encode::write_str(out, "call")?;
-        rmp::encode::write_str(out, "id")?;
-        rmp::encode::write_uint(out, id)?;
-        rmp::encode::write_str(out, "m")?;
-        rmp::encode::write_str(out, method)?;
-        rmp::encode::write_str(out, "a")?;
-        Ok(())
-    };
-    write(&mut out).expect("writing to a Vec cannot fail");
+    let mut out = begin_body("call", id, 4, "m", 32 + method.len());
+    rmp::encode::write_str(&mut out, method)
+        .and_then(|()| rmp::encode::write_str(&mut out, "a"))
+        .expect("writing to a Vec cannot fail");
     rmp_serde::encode::write_named(&mut out, args).expect("protocol types always encode");
     out
 }
@@ -209,17 +247,7 @@ pub fn encode_call<T: serde::Serialize>(id: u64, method: &str, args: &T) -> Vec<
 /// (its structs as maps with named fields), written straight from it: the same bytes as
 /// encoding the message, without a `Value` tree on the way.
 pub fn encode_result<T: serde::Serialize>(id: u64, result: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64);
-    let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
-        rmp::encode::write_map_len(out, 3)?;
-        rmp::encode::write_str(out, "t")?;
-        rmp::encode::write_str(out, "result")?;
-        rmp::encode::write_str(out, "id")?;
-        rmp::encode::write_uint(out, id)?;
-        rmp::encode::write_str(out, "v")?;
-        Ok(())
-    };
-    write(&mut out).expect("writing to a Vec cannot fail");
+    let mut out = begin_body("result", id, 3, "v", 32);
     rmp_serde::encode::write_named(&mut out, result).expect("protocol types always encode");
     out
 }
@@ -228,14 +256,8 @@ pub fn encode_result<T: serde::Serialize>(id: u64, result: &T) -> Vec<u8> {
 /// answers), written straight from the stored msgpack of the value: the same bytes as
 /// encoding the message, without decoding the value first.
 pub fn encode_doc_result(id: u64, key: &str, rev: u64, value_msgpack: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 + key.len() + value_msgpack.len());
+    let mut out = begin_body("result", id, 3, "v", 16 + key.len() + value_msgpack.len());
     let write = |out: &mut Vec<u8>| -> Result<(), rmp::encode::ValueWriteError> {
-        rmp::encode::write_map_len(out, 3)?;
-        rmp::encode::write_str(out, "t")?;
-        rmp::encode::write_str(out, "result")?;
-        rmp::encode::write_str(out, "id")?;
-        rmp::encode::write_uint(out, id)?;
-        rmp::encode::write_str(out, "v")?;
         rmp::encode::write_map_len(out, 3)?;
         rmp::encode::write_str(out, "key")?;
         rmp::encode::write_str(out, key)?;
@@ -430,6 +452,37 @@ mod tests {
         assert_eq!(result_value_at(&reordered), None);
         assert_eq!(result_value_at(&[]), None);
         assert_eq!(result_value_at(&[0x83, 0xa1]), None);
+    }
+
+    #[test]
+    fn the_arguments_of_a_call_are_found_where_they_begin() {
+        let args = Value::Map(vec![(Value::from("db"), Value::from("d"))]);
+        for id in [1, 300, u64::MAX] {
+            let body = Message::Call {
+                id,
+                method: "db.info".into(),
+                args: args.clone(),
+            }
+            .encode();
+            let (found, method, at) = call_args_at(&body).unwrap();
+            assert_eq!((found, method), (id, "db.info"));
+            assert_eq!(rmpv::decode::read_value(&mut &body[at..]).unwrap(), args);
+        }
+        let result = Message::Result {
+            id: 1,
+            value: Value::Nil,
+        };
+        assert_eq!(call_args_at(&result.encode()), None);
+        let mut reordered = Vec::new();
+        let map = Value::Map(vec![
+            (Value::from("t"), Value::from("call")),
+            (Value::from("id"), Value::from(1)),
+            (Value::from("a"), Value::Nil),
+            (Value::from("m"), Value::from("status")),
+        ]);
+        rmpv::encode::write_value(&mut reordered, &map).unwrap();
+        assert_eq!(call_args_at(&reordered), None);
+        assert_eq!(call_args_at(&[0x84]), None);
     }
 
     #[test]

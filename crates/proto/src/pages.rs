@@ -8,6 +8,7 @@
 use rmp::encode::{write_bool, write_map_len, write_str, write_uint, ValueWriteError};
 use rmpv::Value;
 
+use crate::message::begin_body;
 use crate::values::{FeedEndReason, Op};
 
 /// What writing msgpack into a `Vec` returned, which cannot be an error.
@@ -120,18 +121,8 @@ impl ChangeRef<'_> {
 
 /// The start of a message `{t: TAG, id, v: {…fields}}`, with room for `extra` bytes.
 fn envelope(tag: &str, id: u64, fields: u32, extra: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + extra);
-    let written = (|| -> Result<(), ValueWriteError> {
-        write_map_len(&mut out, 3)?;
-        write_str(&mut out, "t")?;
-        write_str(&mut out, tag)?;
-        write_str(&mut out, "id")?;
-        write_uint(&mut out, id)?;
-        write_str(&mut out, "v")?;
-        write_map_len(&mut out, fields)?;
-        Ok(())
-    })();
-    infallible(written);
+    let mut out = begin_body(tag, id, 3, "v", extra);
+    infallible(write_map_len(&mut out, fields));
     out
 }
 

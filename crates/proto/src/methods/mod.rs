@@ -264,6 +264,22 @@ pub trait Call {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct NoArgs {}
 
+/// Deepest nesting of arguments decoded from their msgpack: below what a whole
+/// message may hold, so that nothing the `Value` path refuses gets through.
+const MAX_ARGS_DEPTH: usize = 598;
+
+/// Decodes call arguments from their msgpack (nil counts as an empty map) into `T`;
+/// `None` when they do not decode, or other bytes follow them.
+pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
+    const NIL: u8 = 0xc0;
+    const EMPTY_MAP: [u8; 1] = [0x80];
+    let mut rest: &[u8] = if bytes == [NIL] { &EMPTY_MAP } else { bytes };
+    let mut decoder = rmp_serde::Deserializer::new(&mut rest);
+    decoder.set_max_depth(MAX_ARGS_DEPTH);
+    let decoded = T::deserialize(&mut decoder).ok()?;
+    rest.is_empty().then_some(decoded)
+}
+
 /// Decodes call arguments (nil counts as an empty map) into `T`.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, WireError> {
     let value = if value.is_nil() {
@@ -290,6 +306,61 @@ pub fn to_value<T: Serialize>(value: &T) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_decode_from_msgpack_as_from_a_value() {
+        let msgpack = |value: &Value| {
+            let mut out = Vec::new();
+            rmpv::encode::write_value(&mut out, value).unwrap();
+            out
+        };
+        let put = to_value(&PutArgs {
+            db: "d".into(),
+            key: Value::from("k"),
+            value: Value::Map(vec![(Value::from("n"), Value::from(-1.5))]),
+            rev: Some(3),
+        });
+        let get = Value::Map(vec![
+            (Value::from("db"), Value::from("d")),
+            (Value::from("key"), Value::from("k")),
+            (Value::from("unknown"), Value::from(1)),
+        ]);
+        for (method, args) in [
+            (Method::Put, put),
+            (Method::Get, get),
+            (Method::Status, Value::Nil),
+            (Method::DbList, Value::Map(Vec::new())),
+        ] {
+            assert_eq!(
+                Request::decode_msgpack(method, &msgpack(&args)),
+                Some(Request::decode(method, args).unwrap()),
+                "{method}"
+            );
+        }
+        // What does not decode is left to `Request::decode`, which says why.
+        let missing_key = Value::Map(vec![(Value::from("db"), Value::from("d"))]);
+        assert_eq!(
+            Request::decode_msgpack(Method::Get, &msgpack(&missing_key)),
+            None
+        );
+        assert!(Request::decode(Method::Get, missing_key).is_err());
+        let mut trailing = msgpack(&Value::Nil);
+        trailing.push(0xc0);
+        assert_eq!(Request::decode_msgpack(Method::Status, &trailing), None);
+        let shallow = |depth: usize| {
+            let mut value = Value::Nil;
+            for _ in 0..depth {
+                value = Value::Array(vec![value]);
+            }
+            msgpack(&Value::Map(vec![
+                (Value::from("db"), Value::from("d")),
+                (Value::from("key"), Value::from("k")),
+                (Value::from("value"), value),
+            ]))
+        };
+        assert!(Request::decode_msgpack(Method::Put, &shallow(100)).is_some());
+        assert_eq!(Request::decode_msgpack(Method::Put, &shallow(700)), None);
+    }
 
     #[test]
     fn arguments_round_trip_and_defaults_apply() {

@@ -79,6 +79,16 @@ macro_rules! method_table {
                 })
             }
 
+            /// Decodes the msgpack `args` (a map, or nil for none) as the arguments of
+            /// `method` straight from the bytes; `None` unless they are exactly one
+            /// value that decodes into them (then decode a `Value` with `decode`, whose
+            /// error says what is wrong).
+            pub fn decode_msgpack(method: Method, args: &[u8]) -> Option<Request> {
+                Some(match method {
+                    $(Method::$variant => Request::$variant(from_msgpack(args)?),)+
+                })
+            }
+
             /// The method called.
             pub fn method(&self) -> Method {
                 match self {

@@ -17,6 +17,7 @@ mod users;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use cairn_proto::methods::call;
 use cairn_proto::{Call, Effect, ErrorCode, Message, Method, MethodKind, Need, Request, WireError};
 use cairn_store::{ServiceMode, UserRecord};
@@ -47,6 +48,28 @@ pub struct CallContext {
     pub method: Method,
     pub outbox: Outbox,
     pub cancel: CancellationToken,
+}
+
+/// A call's arguments: a `Value` (from HTTP, a forward, or a frame whose arguments did
+/// not decode straight into their type, so that `Request::decode` says why), or decoded
+/// straight from the frame, with their msgpack for a forward to the leader.
+pub enum CallArgs {
+    Value(Value),
+    Decoded {
+        request: Box<Request>,
+        msgpack: Bytes,
+    },
+}
+
+impl CallArgs {
+    /// The arguments as a `Value`.
+    pub fn into_value(self) -> Result<Value, WireError> {
+        match self {
+            CallArgs::Value(value) => Ok(value),
+            CallArgs::Decoded { msgpack, .. } => rmpv::decode::read_value(&mut &msgpack[..])
+                .map_err(|e| crate::error::bad_request(format!("bad arguments: {e}"))),
+        }
+    }
 }
 
 /// How a call answered.
@@ -81,7 +104,7 @@ pub async fn answer_one(
         outbox,
         cancel,
     };
-    call.answer(args).await
+    call.answer(CallArgs::Value(args)).await
 }
 
 impl CallContext {
@@ -98,7 +121,7 @@ impl CallContext {
     /// Serves the call. Streams send their items and end themselves; otherwise the
     /// final message is returned for the connection to send once the call's slot is
     /// free again.
-    pub async fn answer(self, args: Value) -> Option<Vec<u8>> {
+    pub async fn answer(self, args: CallArgs) -> Option<Vec<u8>> {
         let id = self.id;
         let started = std::time::Instant::now();
         let outcome = self.serve(args).await;
@@ -123,14 +146,19 @@ impl CallContext {
 
     /// Availability, then the permission (before decoding when it names no argument,
     /// so that a caller without the right learns that first), then the method.
-    async fn serve(&self, args: Value) -> Result<Answer, WireError> {
+    async fn serve(&self, args: CallArgs) -> Result<Answer, WireError> {
         self.check_available()?;
         let _change = match self.shared.route(self.method)? {
             Route::Leader(mirror) => {
                 // Only a login is throttled by its caller's address, and it is a
                 // session call: the connection forwards it.
                 return mirror
-                    .forward(self.identity.as_ref(), self.method, args, None)
+                    .forward(
+                        self.identity.as_ref(),
+                        self.method,
+                        args.into_value()?,
+                        None,
+                    )
                     .await
                     .map(Answer::Value);
             }
@@ -141,7 +169,10 @@ impl CallContext {
         if let Some(need) = plain_need {
             self.need(need)?;
         }
-        let request = Request::decode(self.method, args)?;
+        let request = match args {
+            CallArgs::Decoded { request, .. } => *request,
+            CallArgs::Value(value) => Request::decode(self.method, value)?,
+        };
         if plain_need.is_none() {
             self.need(request.need())?;
         }

@@ -6,14 +6,15 @@
 //! frame_timeout_secs` after authentication, 60 s by default), so a client that trickles
 //! bytes cannot pin a connection; a frame
 //! over the limit or a body that is not a message closes the connection with an error,
-//! and only it.
+//! and only it. A call laid out as clients write it has its arguments decoded straight
+//! from the frame into their type; anything else goes through a `Value`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cairn_proto::{
-    push_frame, ErrorCode, FrameCodec, FrameError, Message, Method, MethodKind, WireError,
+    push_frame, ErrorCode, FrameCodec, FrameError, Message, Method, MethodKind, Request, WireError,
     MAX_UNAUTHENTICATED_FRAME,
 };
 use futures_util::StreamExt;
@@ -26,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use super::accept::Slot;
 use crate::auth::{Caller, Identity};
 use crate::methods::session::{self, ConnectionChange};
-use crate::methods::{CallContext, Outbox};
+use crate::methods::{CallArgs, CallContext, Outbox};
 use crate::ops::shared::Shared;
 
 /// How often a connection checks that the frame it is reading keeps coming.
@@ -205,9 +206,29 @@ impl Connection {
                     return true;
                 }
             };
+            if let Some((id, method, args)) = decoded_call(body.as_ref()) {
+                let msgpack = body.freeze().slice(args.1..);
+                let args = CallArgs::Decoded {
+                    request: Box::new(args.0),
+                    msgpack,
+                };
+                self.call(id, method, args).await;
+                frames.decoder_mut().set_max_frame(self.frame_limit());
+                continue;
+            }
             match Message::decode(&body) {
                 Ok(Message::Call { id, method, args }) => {
-                    self.call(id, method, args).await;
+                    match Method::parse(&method) {
+                        Some(known) => self.call(id, known, CallArgs::Value(args)).await,
+                        None => {
+                            self.send_error(
+                                id,
+                                ErrorCode::UnknownMethod,
+                                format!("no method {method:?}; see PROTOCOL.md"),
+                            )
+                            .await;
+                        }
+                    }
                     frames.decoder_mut().set_max_frame(self.frame_limit());
                 }
                 Ok(Message::Cancel { id }) => {
@@ -287,18 +308,16 @@ impl Connection {
         }
     }
 
-    async fn call(&mut self, id: u64, name: String, args: rmpv::Value) {
-        let Some(method) = Method::parse(&name) else {
-            self.send_error(
-                id,
-                ErrorCode::UnknownMethod,
-                format!("no method {name:?}; see PROTOCOL.md"),
-            )
-            .await;
-            return;
-        };
+    async fn call(&mut self, id: u64, method: Method, args: CallArgs) {
         match method.kind() {
             MethodKind::Session => {
+                let args = match args.into_value() {
+                    Ok(args) => args,
+                    Err(error) => {
+                        self.send(Message::Error { id, error }).await;
+                        return;
+                    }
+                };
                 // Calls that change who the connection is run in order, one at a time.
                 let answer = session::serve(
                     &self.shared,
@@ -373,6 +392,16 @@ impl Connection {
             }
         });
     }
+}
+
+/// A call laid out as clients write it, of a method that is not a session method, whose
+/// arguments decode straight into their type: its id, its method, and its decoded
+/// arguments with where their msgpack begins in `body`.
+fn decoded_call(body: &[u8]) -> Option<(u64, Method, (Request, usize))> {
+    let (id, name, at) = cairn_proto::call_args_at(body)?;
+    let method = Method::parse(name).filter(|m| m.kind() != MethodKind::Session)?;
+    let request = Request::decode_msgpack(method, &body[at..])?;
+    Some((id, method, (request, at)))
 }
 
 /// The address of a TCP peer (`None` on a unix socket).
