@@ -3,7 +3,9 @@
 //! times three copies of it, one after the other in the same conditions: `cairn-backup
 //! SRC DST` (compacted, hashed as written, fsync'd, the source's databases checked meanwhile), `mdb_copy -c` built from
 //! the LMDB sources heed links, and `cp -r`; and the same backup once more in this
-//! process, to time its steps. Then it starts a real `cairn-service` on the
+//! process, to time its steps; the copy uploaded to a garage server as the service
+//! uploads backups to object storage, beside `tar | zstd` of it (`crate::s3`). Then it
+//! starts a real `cairn-service` on the
 //! directory and measures durable puts from many callers over TLS without a backup and
 //! during backup jobs started with `backup.start`, in alternating rounds so that a
 //! change in the machine's load weighs on both alike.
@@ -29,6 +31,7 @@ use crate::process::{self, ServiceProcess};
 use crate::procfs;
 use crate::remote::{self, Values, DATABASE};
 use crate::report::{Row, Target};
+use crate::s3;
 use crate::workloads::{fresh_dir, progress};
 
 /// Largest acceptable ratio of cairn-backup's time to mdb_copy -c's.
@@ -162,6 +165,8 @@ pub fn run_backup_comparison(sizes: BackupSizes, base: &Path) -> Result<BackupRe
         cairn.env_bytes,
         mdb.env_bytes
     );
+    let uploaded = s3::upload_beside_tar_zstd(&cairn_dst)?;
+    let backup_bytes = dir_bytes(&cairn_dst)?;
     for copy in [&mdb_dir, &cairn_dst, &cp_dst, &phases_dst] {
         std::fs::remove_dir_all(copy)
             .with_context(|| format!("removing the copy {}", copy.display()))?;
@@ -192,6 +197,13 @@ pub fn run_backup_comparison(sizes: BackupSizes, base: &Path) -> Result<BackupRe
             None,
         ),
         Row::new(
+            "S3 upload (tar + zstd, read back) to garage vs tar | zstd",
+            "MiB/s",
+            mib_per_second(backup_bytes, uploaded.tar_zstd),
+            mib_per_second(backup_bytes, uploaded.upload),
+            None,
+        ),
+        Row::new(
             &format!(
                 "put, {CALLERS} callers on {CONNECTIONS} connections: during a backup vs without"
             ),
@@ -209,6 +221,17 @@ pub fn run_backup_comparison(sizes: BackupSizes, base: &Path) -> Result<BackupRe
         ),
     ];
     let notes = vec![
+        format!(
+            "S3: cairn-backup's copy ({}) uploaded to a garage server on 127.0.0.1 as the \
+             service's backup jobs upload it (one tar + zstd -3 archive of {} in a multipart \
+             upload, read back and checked, then its manifest object) in {:.2} s; tar | \
+             zstd -3 -T1 of the same directory into /dev/null in {:.2} s (rates are of the \
+             directory's bytes)",
+            mib(backup_bytes),
+            mib(uploaded.archive_bytes),
+            secs(uploaded.upload),
+            secs(uploaded.tar_zstd)
+        ),
         format!(
             "source: {} docs of {VALUE_PAYLOAD}-byte values with their change log, store/data.mdb \
              {} ({} in use), built through cairn-store in {:.1} s, {PER_BATCH} puts per commit",
@@ -263,6 +286,26 @@ pub fn run_backup_comparison(sizes: BackupSizes, base: &Path) -> Result<BackupRe
 }
 
 /// `bytes` in MiB, as printed.
+/// Bytes of every file under `dir`.
+fn dir_bytes(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let meta = entry.metadata()?;
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Ok(total)
+}
+
+/// The rate of `bytes` in `elapsed`, in MiB/s.
+fn mib_per_second(bytes: u64, elapsed: Duration) -> f64 {
+    bytes as f64 / f64::from(1 << 20) / elapsed.as_secs_f64()
+}
+
 pub fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / f64::from(1 << 20))
 }

@@ -6,8 +6,8 @@
 //! a bare TLS echo, memory after a load, time to ready) beside raw heed in-process, and
 //! beside Redis with TLS and `appendfsync always` where it is installed.
 //! `cairn-bench backup` times `cairn-backup` beside `mdb_copy -c` and `cp -r` on a
-//! directory of about 1 GiB, and a live service's durable puts during backup jobs
-//! beside those without one. `cairn-bench migrate` times `cairn_store::migrate` on a
+//! directory of about 1 GiB, its upload to a garage server beside `tar | zstd`, and a
+//! live service's durable puts during backup jobs beside those without one. `cairn-bench migrate` times `cairn_store::migrate` on a
 //! format-1 directory written with raw heed beside `mdb_copy -c` of it, and a `find`
 //! page deep inside one index value in format 1 and in format 2 beside a point get.
 //! `cairn-bench sync` times `cairn-sync` catching a destination service up with a source
@@ -38,6 +38,7 @@ mod raw;
 mod redis;
 mod remote;
 mod report;
+mod s3;
 mod service;
 mod sync;
 mod workloads;
