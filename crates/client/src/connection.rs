@@ -5,9 +5,9 @@
 //! oneshot for a plain call, an unbounded channel for a stream, whose items are buffered
 //! until its reader takes them. At most `max_calls` calls are in flight, as the service
 //! allows; the others wait for a slot. When the connection ends, every pending call and
-//! every later one fails with the reason it ended. A plain call's result is handed over
-//! as the bytes of its frame (`Answer`), so that a typed call decodes it straight into
-//! its type.
+//! every later one fails with the reason it ended. A plain call's result and a stream's
+//! items are handed over as the bytes of their frames (`Answer`), so that typed calls
+//! and feeds decode them straight into their types.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,13 +39,14 @@ fn is_session_method(name: &str) -> bool {
 /// What a stream's reader receives.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Item(Value),
+    Item(Answer),
     End(Value),
     Error(ClientError),
 }
 
-/// The result of a plain call: a value, or the frame it came in and where its value's
-/// msgpack begins.
+/// The result of a plain call or an item of a stream: a value, or the frame it came in
+/// and where its value's msgpack begins.
+#[derive(Debug)]
 pub(crate) enum Answer {
     Value(Value),
     Encoded { body: Bytes, at: usize },
@@ -175,26 +176,7 @@ impl Shared {
         let mut state = self.state();
         match message {
             Message::Error { id: 0, error } => return Err(Closure::Service(error)),
-            Message::Item { id, value } => match state.pending.get_mut(&id) {
-                Some(Pending {
-                    waiter: Waiter::Stream(events),
-                    ..
-                }) => {
-                    let _ = events.send(Event::Item(value));
-                }
-                Some(pending @ Pending {
-                    waiter: Waiter::Call(_),
-                    ..
-                }) => {
-                    let waiter = std::mem::replace(&mut pending.waiter, Waiter::Abandoned);
-                    waiter.fail(streamed(&pending.method));
-                    if let Some(outgoing) = outgoing.upgrade() {
-                        let _ = outgoing.send(Message::Cancel { id }.encode());
-                    }
-                }
-                Some(_) => {}
-                None => tracing::debug!(id, "item of a call no longer in flight"),
-            },
+            Message::Item { id, value } => item(&mut state, id, Answer::Value(value), outgoing),
             Message::Result { id, value } => finish(&mut state, id, Answer::Value(value), false),
             Message::End { id, value } => finish(&mut state, id, Answer::Value(value), true),
             Message::Error { id, error } => match state.pending.remove(&id) {
@@ -239,6 +221,32 @@ fn finish(state: &mut State, id: u64, value: Answer, ended_stream: bool) {
             });
         }
         Waiter::Abandoned => {}
+    }
+}
+
+/// Hands an item to its stream (a plain call answered with a stream is canceled).
+fn item(state: &mut State, id: u64, value: Answer, outgoing: &WeakUnboundedSender<Vec<u8>>) {
+    match state.pending.get_mut(&id) {
+        Some(Pending {
+            waiter: Waiter::Stream(events),
+            ..
+        }) => {
+            let _ = events.send(Event::Item(value));
+        }
+        Some(
+            pending @ Pending {
+                waiter: Waiter::Call(_),
+                ..
+            },
+        ) => {
+            let waiter = std::mem::replace(&mut pending.waiter, Waiter::Abandoned);
+            waiter.fail(streamed(&pending.method));
+            if let Some(outgoing) = outgoing.upgrade() {
+                let _ = outgoing.send(Message::Cancel { id }.encode());
+            }
+        }
+        Some(_) => {}
+        None => tracing::debug!(id, "item of a call no longer in flight"),
     }
 }
 
@@ -421,12 +429,20 @@ async fn read_messages<R: AsyncRead>(
             }
             Some(Err(FrameError::Io(error))) => break transport::io_closure(&shared.url, error),
         };
-        if let Some((id, at)) = cairn_proto::result_value_at(&body) {
+        if let Some((id, at)) = cairn_proto::value_at(&body, "result") {
             let answer = Answer::Encoded {
                 body: body.freeze(),
                 at,
             };
             finish(&mut shared.state(), id, answer, false);
+            continue;
+        }
+        if let Some((id, at)) = cairn_proto::value_at(&body, "item") {
+            let answer = Answer::Encoded {
+                body: body.freeze(),
+                at,
+            };
+            item(&mut shared.state(), id, answer, &outgoing);
             continue;
         }
         let message = match Message::decode(&body) {

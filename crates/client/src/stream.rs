@@ -14,7 +14,7 @@ use rmpv::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::client::{decode, Client};
-use crate::connection::Event;
+use crate::connection::{Answer, Event};
 use crate::error::ClientError;
 
 /// The items of one streaming call, then its end value.
@@ -77,12 +77,18 @@ impl CallStream {
     }
 
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Value, ClientError>>> {
+        let item = ready!(self.poll_answer(cx));
+        Poll::Ready(item.map(|answer| answer.and_then(|a| a.into_value(&self.method))))
+    }
+
+    /// The next item as it arrived (see `poll_item`).
+    fn poll_answer(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Answer, ClientError>>> {
         if self.finished {
             return Poll::Ready(None);
         }
         let event = ready!(self.events.poll_recv(cx));
         Poll::Ready(match event {
-            Some(Event::Item(value)) => Some(Ok(value)),
+            Some(Event::Item(answer)) => Some(Ok(answer)),
             Some(Event::End(value)) => {
                 self.finished = true;
                 self.end = Some(value);
@@ -154,8 +160,9 @@ impl FeedStream {
 
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<FeedItem, ClientError>>> {
         let was_finished = self.inner.is_finished();
-        Poll::Ready(match ready!(self.inner.poll_item(cx)) {
-            Some(item) => Some(item.and_then(|value| decode(self.inner.method(), value))),
+        let polled = ready!(self.inner.poll_answer(cx));
+        Poll::Ready(match polled {
+            Some(item) => Some(item.and_then(|answer| answer.decode(self.inner.method()))),
             None if was_finished => None,
             None => {
                 let value = self.inner.end_value().cloned().unwrap_or(Value::Nil);

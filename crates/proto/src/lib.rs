@@ -20,7 +20,6 @@ pub mod values;
 pub use code::{ErrorCode, WireError};
 pub use frame::{push_frame, FrameCodec, FrameError, DEFAULT_MAX_FRAME, MAX_UNAUTHENTICATED_FRAME};
 pub use message::{
-    call_args_at, encode_call, encode_doc_result, encode_result, result_value_at, Message,
-    MessageError,
+    call_args_at, encode_call, encode_doc_result, encode_result, value_at, Message, MessageError,
 };
 pub use methods::{Call, Effect, Method, MethodKind, Need, Permission, Request};

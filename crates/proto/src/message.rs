@@ -192,10 +192,11 @@ pub fn call_args_at(body: &[u8]) -> Option<(u64, &str, usize)> {
     Some((id, method, body.len() - rest.len()))
 }
 
-/// When `body` is a result message laid out as services write it (`{t: "result", id,
-/// v}`, in that order), its id and where the msgpack of its value begins: a client can
-/// decode the value straight into its type, without a `Value` tree.
-pub fn result_value_at(body: &[u8]) -> Option<(u64, usize)> {
+/// When `body` is a message of type `tag` (`result` or `item`) laid out as services
+/// write it (`{t, id, v}`, in that order), its id and where the msgpack of its value
+/// begins: a client can decode the value straight into its type, without a `Value`
+/// tree.
+pub fn value_at(body: &[u8], tag: &str) -> Option<(u64, usize)> {
     let mut rest = body;
     if rmp::decode::read_map_len(&mut rest).ok()? != 3 {
         return None;
@@ -206,7 +207,7 @@ pub fn result_value_at(body: &[u8]) -> Option<(u64, usize)> {
         (text == expected).then_some(())
     };
     key(&mut rest, "t")?;
-    key(&mut rest, "result")?;
+    key(&mut rest, tag)?;
     key(&mut rest, "id")?;
     let id: u64 = rmp::decode::read_int(&mut rest).ok()?;
     key(&mut rest, "v")?;
@@ -424,23 +425,31 @@ mod tests {
                 value: value.clone(),
             }
             .encode();
-            let (found, at) = result_value_at(&body).unwrap();
+            let (found, at) = value_at(&body, "result").unwrap();
             assert_eq!(found, id);
             assert_eq!(rmpv::decode::read_value(&mut &body[at..]).unwrap(), value);
         }
+        let item = Message::Item {
+            id: 9,
+            value: Value::from("x"),
+        }
+        .encode();
+        let (found, at) = value_at(&item, "item").unwrap();
+        assert_eq!(found, 9);
+        assert_eq!(
+            rmpv::decode::read_value(&mut &item[at..]).unwrap(),
+            Value::from("x")
+        );
+        assert_eq!(value_at(&item, "result"), None);
         // Anything else is left to `Message::decode`.
         for other in [
-            Message::Item {
-                id: 1,
-                value: Value::Nil,
-            },
             Message::Error {
                 id: 2,
                 error: WireError::new(ErrorCode::NotFound, "gone"),
             },
             Message::Cancel { id: 3 },
         ] {
-            assert_eq!(result_value_at(&other.encode()), None);
+            assert_eq!(value_at(&other.encode(), "result"), None);
         }
         let mut reordered = Vec::new();
         let map = Value::Map(vec![
@@ -449,9 +458,9 @@ mod tests {
             (Value::from("v"), Value::Nil),
         ]);
         rmpv::encode::write_value(&mut reordered, &map).unwrap();
-        assert_eq!(result_value_at(&reordered), None);
-        assert_eq!(result_value_at(&[]), None);
-        assert_eq!(result_value_at(&[0x83, 0xa1]), None);
+        assert_eq!(value_at(&reordered, "result"), None);
+        assert_eq!(value_at(&[], "result"), None);
+        assert_eq!(value_at(&[0x83, 0xa1], "result"), None);
     }
 
     #[test]
