@@ -195,8 +195,8 @@ impl Garage {
         ]
     }
 
-    /// The objects under `prefix` (every level), as `(key, size)`, sorted by key.
-    pub fn objects(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+    /// The bucket's `prefix` as the service reaches it, with the test key.
+    pub fn remote(&self, prefix: &str) -> Result<Remote> {
         let location: Location = format!("s3://{}/{prefix}", self.bucket)
             .parse()
             .map_err(|e: String| anyhow!(e))?;
@@ -207,7 +207,12 @@ impl Garage {
             secret_access_key: Some(self.secret.clone()),
             session_token: None,
         };
-        let remote = Remote::new(location, &settings)?;
+        Ok(Remote::new(location, &settings)?)
+    }
+
+    /// The objects under `prefix` (every level), as `(key, size)`, sorted by key.
+    pub fn objects(&self, prefix: &str) -> Result<Vec<(String, u64)>> {
+        let remote = self.remote(prefix)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;

@@ -11,10 +11,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
-use cairn_remote::{Location, Remote, S3Settings};
+use anyhow::{bail, Context, Result};
 use cairn_store::backup::ProgressFn;
-use cairn_tests::garage::{Garage, REGION};
+use cairn_tests::garage::Garage;
 
 /// zstd's level, as `cairn_remote` compresses archives.
 const ZSTD_LEVEL: &str = "-3";
@@ -32,17 +31,7 @@ pub fn upload_beside_tar_zstd(dir: &Path) -> Result<Uploaded> {
     let tar_zstd = time_tar_zstd(dir)?;
     crate::workloads::progress("starting garage on 127.0.0.1");
     let garage = Garage::start()?;
-    let location: Location = format!("s3://{}/bench", garage.bucket)
-        .parse()
-        .map_err(|e: String| anyhow!(e))?;
-    let settings = S3Settings {
-        endpoint: Some(garage.endpoint.clone()),
-        region: Some(REGION.to_string()),
-        access_key_id: Some(garage.key_id.clone()),
-        secret_access_key: Some(garage.secret.clone()),
-        session_token: None,
-    };
-    let remote = Remote::new(location, &settings)?;
+    let remote = garage.remote("bench")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

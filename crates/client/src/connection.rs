@@ -87,7 +87,7 @@ impl Answer {
 }
 
 /// Deepest nesting accepted in a result (as in any message).
-const MAX_VALUE_DEPTH: usize = 600;
+const MAX_VALUE_DEPTH: usize = cairn_proto::message::MAX_MESSAGE_DEPTH;
 
 fn unparsable(method: &str, error: &dyn std::fmt::Display) -> ClientError {
     ClientError::Protocol(format!(

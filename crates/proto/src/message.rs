@@ -37,7 +37,7 @@ fn malformed(reason: impl Into<String>) -> MessageError {
 }
 
 /// Deepest nesting accepted in a message (arguments and values included).
-const MAX_MESSAGE_DEPTH: usize = 600;
+pub const MAX_MESSAGE_DEPTH: usize = 600;
 
 impl Message {
     /// The call id the message belongs to.
@@ -163,33 +163,37 @@ impl Message {
     }
 }
 
+/// The next string of `rest`, which it moves past.
+fn next_str<'a>(rest: &mut &'a [u8]) -> Option<&'a str> {
+    let (text, after) = rmp::decode::read_str_from_slice(*rest).ok()?;
+    *rest = after;
+    Some(text)
+}
+
+/// Moves `rest` past the map header of `fields` fields, the key `t` and the string
+/// `tag`, the key `id` and its value; the id.
+fn read_head(rest: &mut &[u8], fields: u32, tag: &str) -> Option<u64> {
+    if rmp::decode::read_map_len(rest).ok()? != fields {
+        return None;
+    }
+    if (next_str(rest)?, next_str(rest)?, next_str(rest)?) != ("t", tag, "id") {
+        return None;
+    }
+    rmp::decode::read_int(rest).ok()
+}
+
 /// When `body` is a call laid out as clients write it (`{t: "call", id, m, a}`, in that
 /// order), its id, its method's name and where the msgpack of its arguments begins: a
 /// service can decode them straight into their type, without a `Value` tree.
 pub fn call_args_at(body: &[u8]) -> Option<(u64, &str, usize)> {
     let mut rest = body;
-    if rmp::decode::read_map_len(&mut rest).ok()? != 4 {
-        return None;
-    }
-    let mut text = || -> Option<&str> {
-        let (text, after) = rmp::decode::read_str_from_slice(rest).ok()?;
-        rest = after;
-        Some(text)
-    };
-    if (text()?, text()?, text()?) != ("t", "call", "id") {
-        return None;
-    }
-    let id: u64 = rmp::decode::read_int(&mut rest).ok()?;
-    let mut text = || -> Option<&str> {
-        let (text, after) = rmp::decode::read_str_from_slice(rest).ok()?;
-        rest = after;
-        Some(text)
-    };
-    let (m, method, a) = (text()?, text()?, text()?);
-    if (m, a) != ("m", "a") {
-        return None;
-    }
-    Some((id, method, body.len() - rest.len()))
+    let id = read_head(&mut rest, 4, "call")?;
+    let (m, method, a) = (
+        next_str(&mut rest)?,
+        next_str(&mut rest)?,
+        next_str(&mut rest)?,
+    );
+    ((m, a) == ("m", "a")).then_some((id, method, body.len() - rest.len()))
 }
 
 /// When `body` is a message of type `tag` (`result` or `item`) laid out as services
@@ -198,20 +202,8 @@ pub fn call_args_at(body: &[u8]) -> Option<(u64, &str, usize)> {
 /// tree.
 pub fn value_at(body: &[u8], tag: &str) -> Option<(u64, usize)> {
     let mut rest = body;
-    if rmp::decode::read_map_len(&mut rest).ok()? != 3 {
-        return None;
-    }
-    let key = |rest: &mut &[u8], expected: &str| -> Option<()> {
-        let (text, after) = rmp::decode::read_str_from_slice(*rest).ok()?;
-        *rest = after;
-        (text == expected).then_some(())
-    };
-    key(&mut rest, "t")?;
-    key(&mut rest, tag)?;
-    key(&mut rest, "id")?;
-    let id: u64 = rmp::decode::read_int(&mut rest).ok()?;
-    key(&mut rest, "v")?;
-    Some((id, body.len() - rest.len()))
+    let id = read_head(&mut rest, 3, tag)?;
+    (next_str(&mut rest)? == "v").then_some((id, body.len() - rest.len()))
 }
 
 /// The start of a message body written by hand: a map of `fields` fields, `t` = `tag`,

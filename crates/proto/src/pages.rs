@@ -126,17 +126,9 @@ fn envelope(tag: &str, id: u64, fields: u32, extra: usize) -> Vec<u8> {
     out
 }
 
-/// The result of `scan`: `{docs, more}`.
-pub fn scan_result(id: u64, docs: &Entries, more: bool) -> Vec<u8> {
-    docs_result(id, docs, more)
-}
-
-/// The result of `find`: `{docs, more}` (entries pushed with `push_found`).
-pub fn find_result(id: u64, docs: &Entries, more: bool) -> Vec<u8> {
-    docs_result(id, docs, more)
-}
-
-fn docs_result(id: u64, docs: &Entries, more: bool) -> Vec<u8> {
+/// The result of `scan` (entries pushed with `push_doc`) or `find` (with
+/// `push_found`): `{docs, more}`.
+pub fn docs_result(id: u64, docs: &Entries, more: bool) -> Vec<u8> {
     let mut out = envelope("result", id, 2, docs.body.len());
     docs.write_as(&mut out, "docs");
     infallible(write_str(&mut out, "more"));
@@ -246,7 +238,7 @@ mod tests {
                 assert_eq!(entries.len(), count);
                 let id = 1 << (count * 3);
                 let expected = result(id, to_value(&ScanResult { docs, more }));
-                assert_eq!(scan_result(id, &entries, more), expected);
+                assert_eq!(docs_result(id, &entries, more), expected);
                 let expected = result(
                     id,
                     to_value(&FindResult {
@@ -254,7 +246,7 @@ mod tests {
                         more,
                     }),
                 );
-                assert_eq!(find_result(id, &found, more), expected);
+                assert_eq!(docs_result(id, &found, more), expected);
             }
         }
     }

@@ -266,7 +266,7 @@ pub struct NoArgs {}
 
 /// Deepest nesting of arguments decoded from their msgpack: below what a whole
 /// message may hold, so that nothing the `Value` path refuses gets through.
-const MAX_ARGS_DEPTH: usize = 598;
+const MAX_ARGS_DEPTH: usize = crate::message::MAX_MESSAGE_DEPTH - 2;
 
 /// Decodes call arguments from their msgpack (nil counts as an empty map) into `T`;
 /// `None` when they do not decode, or other bytes follow them.

@@ -136,7 +136,7 @@ pub async fn scan(call: &CallContext, args: ScanArgs) -> Result<Vec<u8>, WireErr
         let more = snapshot.database(&db)?.scan_page(&scan, budget, |doc| {
             docs.push_doc(doc.key, doc.rev, doc.value);
         })?;
-        Ok(pages::scan_result(id, &docs, more))
+        Ok(pages::docs_result(id, &docs, more))
     })
     .await
 }
@@ -188,7 +188,7 @@ pub async fn find(call: &CallContext, args: FindArgs) -> Result<Vec<u8>, WireErr
             .find_page(&query, budget, |value, doc| {
                 docs.push_found(doc.key, doc.rev, doc.value, &index_key_value(value));
             })?;
-        Ok(pages::find_result(id, &docs, more))
+        Ok(pages::docs_result(id, &docs, more))
     })
     .await
 }

@@ -206,10 +206,10 @@ impl Connection {
                     return true;
                 }
             };
-            if let Some((id, method, args)) = decoded_call(body.as_ref()) {
-                let msgpack = body.freeze().slice(args.1..);
+            if let Some((id, method, request, at)) = decoded_call(body.as_ref()) {
+                let msgpack = body.freeze().slice(at..);
                 let args = CallArgs::Decoded {
-                    request: Box::new(args.0),
+                    request: Box::new(request),
                     msgpack,
                 };
                 self.call(id, method, args).await;
@@ -395,13 +395,13 @@ impl Connection {
 }
 
 /// A call laid out as clients write it, of a method that is not a session method, whose
-/// arguments decode straight into their type: its id, its method, and its decoded
-/// arguments with where their msgpack begins in `body`.
-fn decoded_call(body: &[u8]) -> Option<(u64, Method, (Request, usize))> {
+/// arguments decode straight into their type: its id, its method, its decoded
+/// arguments and where their msgpack begins in `body`.
+fn decoded_call(body: &[u8]) -> Option<(u64, Method, Request, usize)> {
     let (id, name, at) = cairn_proto::call_args_at(body)?;
     let method = Method::parse(name).filter(|m| m.kind() != MethodKind::Session)?;
     let request = Request::decode_msgpack(method, &body[at..])?;
-    Some((id, method, (request, at)))
+    Some((id, method, request, at))
 }
 
 /// The address of a TCP peer (`None` on a unix socket).

@@ -11,8 +11,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 use std::sync::Arc;
-use std::thread::ScopedJoinHandle;
 use std::time::{Duration, Instant};
 
 use super::check::catalog;
@@ -189,9 +189,15 @@ fn fill(source: &Store, src_dir: &Path, partial: &Path, tracker: &mut Tracker) -
     };
     let snapshot_bytes = content_bytes(source)?;
     std::thread::scope(|scope| {
-        let checking = std::thread::Builder::new()
+        let (done, checking) = mpsc::channel();
+        std::thread::Builder::new()
             .name("cairn-backup-check".to_string())
-            .spawn_scoped(scope, || check_source(source, &checks))
+            .spawn_scoped(scope, {
+                let checks = &checks;
+                move || {
+                    let _ = done.send(check_source(source, checks));
+                }
+            })
             .map_err(|e| StoreError::io("starting the checks of the databases", e))?;
         let copied = copy_all(source, src_dir, partial, tracker);
         if copied.is_err() {
@@ -222,22 +228,29 @@ fn check_source(source: &Store, control: &BackupControl) -> Result<Vec<Problem>>
     Ok(checked.problems)
 }
 
-/// Waits for the checks to end, passing the caller's cancel on to them.
+/// Waits for the checks to end (waking as soon as they do), passing the caller's cancel
+/// on to them.
 fn wait_for_checks(
-    checking: ScopedJoinHandle<'_, Result<Vec<Problem>>>,
+    checking: mpsc::Receiver<Result<Vec<Problem>>>,
     checks: &BackupControl,
     tracker: &mut Tracker,
 ) -> Result<Vec<Problem>> {
     let waited = tracker.phase("checking databases");
-    while !checking.is_finished() {
-        if tracker.check().is_err() {
-            checks.cancel();
+    let checked = loop {
+        match checking.recv_timeout(CHECK_POLL) {
+            Ok(checked) => break checked,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if tracker.check().is_err() {
+                    checks.cancel();
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(StoreError::Lmdb(
+                    "the checks of the databases panicked".to_string(),
+                ))
+            }
         }
-        std::thread::sleep(CHECK_POLL);
-    }
-    let checked = checking
-        .join()
-        .map_err(|_| StoreError::Lmdb("the checks of the databases panicked".to_string()))?;
+    };
     waited?;
     tracker.check()?;
     checked

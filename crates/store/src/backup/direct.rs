@@ -148,3 +148,36 @@ impl Drop for DirectWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_of_the_writing_thread_reaches_the_caller() {
+        let scratch = tempfile::tempdir().unwrap();
+        let path = scratch.path().join("read-only");
+        std::fs::write(&path, b"").unwrap();
+        // A descriptor open for reading: every write the thread makes fails (EBADF), as
+        // a full or failing disk would make it fail.
+        let mut file = File::open(&path).unwrap();
+        let mut writer = DirectWriter::start(&file).unwrap();
+        let chunk = vec![7u8; CHUNK];
+        let mut failed = None;
+        for _ in 0..4 {
+            if let Err(error) = writer.write(&chunk) {
+                failed = Some(error);
+                break;
+            }
+        }
+        let error = match failed {
+            Some(error) => error,
+            None => writer.finish(&mut file).unwrap_err(),
+        };
+        assert_eq!(
+            error.raw_os_error(),
+            Some(rustix::io::Errno::BADF.raw_os_error())
+        );
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 0);
+    }
+}

@@ -192,15 +192,7 @@ impl HashingFile {
     /// Creates `path`, which must not exist, with permission bits `mode`, hashed with
     /// `checksum`.
     pub fn create(path: &Path, mode: u32, checksum: Checksum) -> Result<HashingFile> {
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(path)
-            .map_err(|e| write_error(path, e))?;
-        // The umask may have taken bits away: set them exactly.
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| write_error(path, e))?;
+        let file = open_new(path, mode, 0).map_err(|e| write_error(path, e))?;
         Ok(HashingFile {
             file,
             path: path.to_path_buf(),
@@ -214,18 +206,10 @@ impl HashingFile {
     /// the file system allows it: a large copy neither waits for the cache to be flushed
     /// nor pushes the service's pages out of it.
     pub fn create_uncached(path: &Path, mode: u32, checksum: Checksum) -> Result<HashingFile> {
-        let opened = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(
-                i32::try_from(rustix::fs::OFlags::DIRECT.bits()).expect("O_DIRECT is a small flag"),
-            )
-            .open(path);
-        match opened {
+        let direct_flag =
+            i32::try_from(rustix::fs::OFlags::DIRECT.bits()).expect("O_DIRECT is a small flag");
+        match open_new(path, mode, direct_flag) {
             Ok(file) => {
-                file.set_permissions(fs::Permissions::from_mode(mode))
-                    .map_err(|e| write_error(path, e))?;
                 let direct = DirectWriter::start(&file).map_err(|e| write_error(path, e))?;
                 Ok(HashingFile {
                     file,
@@ -268,6 +252,20 @@ impl HashingFile {
         let _ = rustix::fs::fadvise(&self.file, 0, None, rustix::fs::Advice::DontNeed);
         Ok((self.bytes, self.hasher.finish()))
     }
+}
+
+/// Creates `path`, which must not exist, for writing with the open flags `flags` and
+/// exactly the permission bits `mode`.
+fn open_new(path: &Path, mode: u32, flags: i32) -> std::io::Result<File> {
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(flags)
+        .open(path)?;
+    // The umask may have taken bits away: set them exactly.
+    file.set_permissions(fs::Permissions::from_mode(mode))?;
+    Ok(file)
 }
 
 /// Copies `from` to the new file `to` with permission bits `mode`, fsync'd; returns the
