@@ -92,7 +92,10 @@ async fn caught_up(mirror: &Client, leader_dir: &Path) -> Result<MirrorStatus> {
     loop {
         let head = journal_head(leader_dir)?;
         let status = mirror_status(mirror).await?;
-        if status.applied == head && status.state == MirrorState::Following {
+        // The leader may commit more (job and session records) after `head` was read:
+        // caught up is when the mirror also knows of nothing newer.
+        let known = status.leader_head.max(head);
+        if status.applied >= known && status.state == MirrorState::Following {
             return Ok(status);
         }
         if Instant::now() > deadline {
