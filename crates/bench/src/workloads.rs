@@ -112,11 +112,7 @@ pub fn run_store_comparison(sizes: Sizes, base: &Path) -> Result<StoreReport> {
 /// over the same parts as the store's.
 fn checksum_cost(data: &Dataset) -> (f64, f64) {
     let db_id = 1u32.to_be_bytes();
-    let crc = |parts: &[&[u8]]| {
-        parts
-            .iter()
-            .fold(0, |crc, part| crc32c::crc32c_append(crc, part))
-    };
+    let crc = cairn_store::checksum::crc32c_of;
     let start = Instant::now();
     for (i, key) in data.keys.iter().enumerate() {
         let rev = (i as u64 + 1).to_be_bytes();

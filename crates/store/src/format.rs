@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::crc32c_of as checksum;
 use crate::error::{Result, StoreError};
 
 /// The format version this build reads and writes.
@@ -542,13 +543,6 @@ pub fn doc_key_name(stored: &[u8]) -> Result<&str> {
 
 /// Bytes of the CRC-32C checksum stored with every document and change record.
 pub const CHECKSUM_BYTES: usize = 4;
-
-/// The CRC-32C (Castagnoli) of `parts`, one after the other.
-fn checksum(parts: &[&[u8]]) -> u32 {
-    parts
-        .iter()
-        .fold(0, |crc, part| crc32c::crc32c_append(crc, part))
-}
 
 /// The error of a stored record whose checksum does not match, logged at ERROR where it
 /// is found: damaged bytes are never served.

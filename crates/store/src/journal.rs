@@ -234,7 +234,7 @@ pub(crate) fn encode_entry(
 }
 
 fn entry_crc(seq: u64, body: &[u8]) -> u32 {
-    crc32c::crc32c_append(crc32c::crc32c(&entry_key(seq)), body)
+    crate::checksum::crc32c_of(&[&entry_key(seq), body])
 }
 
 /// Checks the entry `seq`'s checksum and returns its header: a damaged entry (or one

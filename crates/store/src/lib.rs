@@ -9,6 +9,7 @@
 //! Synchronous on purpose: no tokio, no networking. The byte layout is in `FORMAT.md`.
 
 pub mod backup;
+pub mod checksum;
 mod error;
 pub mod format;
 mod index;
