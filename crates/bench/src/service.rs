@@ -264,6 +264,10 @@ pub fn run_service_comparison(sizes: ServiceSizes, base: &Path) -> Result<Servic
              time on a connection of its own, in {LATENCY_ROUNDS} rounds alternating with the \
              echo"
         ),
+        "scan: the client's `scan_pages`, which reads each page in place (keys and values \
+         lent from the frame, every value's bytes summed as the raw scan sums them) and asks \
+         for the next page as soon as one arrives"
+            .to_string(),
         format!(
             "ready: median of {RESTARTS} starts on the loaded directory, from spawning the \
              process to a TLS status call answered"

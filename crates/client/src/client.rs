@@ -23,6 +23,7 @@ use rmpv::Value;
 use serde::de::DeserializeOwned;
 
 use crate::connection::Connection;
+use crate::docs_page::{DocsPage, ScanPages};
 use crate::error::ClientError;
 use crate::stream::{CallStream, FeedStream};
 use crate::transport;
@@ -394,6 +395,20 @@ impl Client {
     /// `scan`: one page of documents in key order.
     pub async fn scan(&self, args: &ScanArgs) -> Result<ScanResult, ClientError> {
         self.request::<call::Scan>(args).await
+    }
+
+    /// `scan`, its page kept as the bytes it came in: the documents are lent from it,
+    /// their values decoded only when asked for (`DocRef::value`).
+    pub async fn scan_page(&self, args: &ScanArgs) -> Result<DocsPage, ClientError> {
+        let method = call::Scan::METHOD.name();
+        let answer = self.inner.connection.call_typed(method, args).await?;
+        DocsPage::from_answer(method, answer)
+    }
+
+    /// Every page of `args`'s range from `args.after` on, as `scan_page` reads them,
+    /// each next page asked for as soon as the one before arrives.
+    pub fn scan_pages(&self, args: ScanArgs) -> ScanPages {
+        ScanPages::new(self.clone(), args)
     }
 
     /// `batch`: operations on one database, applied all or nothing.

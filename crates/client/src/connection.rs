@@ -69,6 +69,19 @@ impl Answer {
         }
     }
 
+    /// The msgpack of the answer: the frame's bytes from where its value begins, or a
+    /// `Value`'s encoding.
+    pub(crate) fn into_msgpack(self) -> Bytes {
+        match self {
+            Answer::Encoded { body, at } => body.slice(at..),
+            Answer::Value(value) => {
+                let mut out = Vec::new();
+                rmpv::encode::write_value(&mut out, &value).expect("writing to a Vec cannot fail");
+                Bytes::from(out)
+            }
+        }
+    }
+
     /// The result decoded into `T`: straight from the frame, or, for what only the
     /// `Value` reader takes (a reserved marker reads as nil there), through a `Value`.
     pub(crate) fn decode<T: DeserializeOwned>(self, method: &str) -> Result<T, ClientError> {

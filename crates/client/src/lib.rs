@@ -3,7 +3,9 @@
 //! [`Client::connect`] reaches it over TLS (trusting the CAs of a certificate directory,
 //! or a pinned certificate) or a unix socket, authenticates, and gives a [`Client`] that
 //! many tasks may use at once: calls are pipelined on one connection, streams yield
-//! items until their end, and a stream can be canceled.
+//! items until their end, and a stream can be canceled. Pages of documents can also be
+//! read in place ([`Client::scan_page`], [`Client::scan_pages`]): keys and values lent
+//! from the frame, for readers that copy or digest whole ranges.
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), cairn_client::ClientError> {
@@ -20,12 +22,14 @@
 
 mod client;
 mod connection;
+mod docs_page;
 mod error;
 mod stream;
 mod transport;
 mod url;
 
 pub use client::{Client, ConnectOptions};
+pub use docs_page::{DocRef, DocsPage, ScanPages};
 pub use error::ClientError;
 pub use stream::{CallStream, FeedStream};
 pub use url::{ClientUrl, TlsUrl, DEFAULT_PORT};

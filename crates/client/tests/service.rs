@@ -605,3 +605,78 @@ async fn a_certificate_of_an_unknown_user_fails_every_call() {
     }
     service.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_read_in_place_hold_what_scan_decodes() {
+    let service = TestService::start().await;
+    let client = service.root_over_tls().await;
+    client
+        .db_create("paged", RetentionArgs::default())
+        .await
+        .unwrap();
+    let values = [
+        Value::from(false),
+        Value::from(-3),
+        Value::from("ünïcode"),
+        Value::Binary(vec![7; 200]),
+        Value::Array(vec![
+            Value::from(1.5),
+            Value::Map(vec![(Value::from("k"), Value::from(true))]),
+        ]),
+    ];
+    let ops = (0..250)
+        .map(|i| BatchOp {
+            op: Op::Put,
+            key: Value::from(format!("doc-{i:04}")),
+            value: Some(values[i % values.len()].clone()),
+            rev: None,
+        })
+        .collect();
+    client.batch("paged", ops).await.unwrap();
+    let args = ScanArgs {
+        db: "paged".into(),
+        start: Some("doc-0010".into()),
+        limit: Some(40),
+        ..ScanArgs::default()
+    };
+
+    // Page by page, each page read in place equals the page `scan` decodes.
+    let (mut pages, mut decoded_args, mut read) = (client.scan_pages(args.clone()), args, 0);
+    while let Some(page) = within(pages.next_page()).await.unwrap() {
+        let decoded = client.scan(&decoded_args).await.unwrap();
+        let lent: Vec<_> = page.iter().map(|doc| doc.to_doc().unwrap()).collect();
+        assert_eq!(lent, decoded.docs);
+        assert_eq!(
+            (page.len(), page.more()),
+            (decoded.docs.len(), decoded.more)
+        );
+        for doc in page.iter() {
+            let mut encoded = Vec::new();
+            rmpv::encode::write_value(&mut encoded, &doc.value().unwrap()).unwrap();
+            assert_eq!(doc.value_msgpack, encoded.as_slice());
+        }
+        read += page.len();
+        decoded_args.after = page.last_key().map(str::to_string);
+    }
+    assert_eq!(read, 240, "doc-0010 to doc-0249");
+
+    // A range that holds nothing is one empty page.
+    let mut empty = client.scan_pages(ScanArgs {
+        db: "paged".into(),
+        prefix: Some("none-".into()),
+        ..ScanArgs::default()
+    });
+    let page = within(empty.next_page()).await.unwrap().unwrap();
+    assert!(page.is_empty() && !page.more() && page.last_key().is_none());
+    assert!(within(empty.next_page()).await.unwrap().is_none());
+    // Errors come through as they are.
+    let mut missing = client.scan_pages(ScanArgs {
+        db: "missing".into(),
+        ..ScanArgs::default()
+    });
+    assert_eq!(
+        code(within(missing.next_page()).await),
+        ErrorCode::DatabaseMissing
+    );
+    service.stop().await;
+}

@@ -4,12 +4,14 @@
 //! errors carry a stable code from one table (`code`). The methods, with their argument
 //! and result types, kind and permission, are one table too (`methods`), and the fixed
 //! sets of values they carry are enums sent as strings (`values`); pages of documents and
-//! changes are written straight from stored bytes (`pages`); values as people read
+//! changes are written straight from stored bytes (`pages`) and a client reads
+//! documents' pages in place (`doc_spans`); values as people read
 //! and write them, in JSON, are `json`'s (the CLI's and the HTTP API's). Nothing here knows of
 //! LMDB or TLS. `PROTOCOL.md` beside this crate is the reference and is checked against
 //! this code.
 
 pub mod code;
+pub mod doc_spans;
 pub mod frame;
 pub mod json;
 pub mod message;

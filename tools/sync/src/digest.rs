@@ -18,35 +18,22 @@ pub struct Content {
     pub digest: String,
 }
 
-/// Reads every document of `db` in pages and digests them; the next page is asked for
-/// before the current one is digested.
+/// Reads every document of `db` in pages (the next asked for while the current one is
+/// digested) and digests them; each value is decoded and encoded again, so that the
+/// digest does not depend on how a service spelled a value's msgpack.
 pub async fn content(client: Client, db: String) -> Result<Content, ClientError> {
-    let fetch = |after: Option<String>| {
-        let (client, db) = (client.clone(), db.clone());
-        tokio::spawn(async move {
-            client
-                .scan(&ScanArgs {
-                    db,
-                    limit: Some(PAGE),
-                    after,
-                    ..ScanArgs::default()
-                })
-                .await
-        })
-    };
+    let mut pages = client.scan_pages(ScanArgs {
+        db,
+        limit: Some(PAGE),
+        ..ScanArgs::default()
+    });
     let mut hasher = Sha256::new();
     let mut documents = 0u64;
-    let mut next = Some(fetch(None));
-    while let Some(pending) = next.take() {
-        let page = pending
-            .await
-            .map_err(|e| ClientError::Protocol(format!("reading a page: {e}")))??;
-        if let (true, Some(last)) = (page.more, page.docs.last()) {
-            next = Some(fetch(Some(last.key.clone())));
-        }
-        for doc in &page.docs {
-            let mut value = Vec::new();
-            rmpv::encode::write_value(&mut value, &doc.value)
+    let mut value = Vec::new();
+    while let Some(page) = pages.next_page().await? {
+        for doc in page.iter() {
+            value.clear();
+            rmpv::encode::write_value(&mut value, &doc.value()?)
                 .expect("writing to a Vec cannot fail");
             hasher.update((doc.key.len() as u64).to_be_bytes());
             hasher.update(doc.key.as_bytes());

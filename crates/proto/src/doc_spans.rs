@@ -1,0 +1,241 @@
+//! Reading a page of documents in place: the msgpack of a `scan` or `find` result
+//! (`{docs: [{key, rev, value, …}], more}`) walked once, each document's key and value
+//! noted as a range of the bytes instead of copied into a `String` and a `Value` tree.
+//! A client keeps the frame and lends the documents from it (the mirror image of
+//! `pages`, which writes such pages from a read transaction's borrowed bytes).
+
+use std::ops::Range;
+
+use rmp::decode::{
+    read_array_len, read_bool, read_int, read_map_len, read_str_from_slice, read_str_len,
+};
+
+use crate::message::MAX_MESSAGE_DEPTH;
+
+/// Where one document of a page lies in the page's msgpack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocSpan {
+    /// The key's UTF-8 bytes (checked while reading).
+    pub key: Range<usize>,
+    pub rev: u64,
+    /// The msgpack of the value, exactly one well-formed value.
+    pub value: Range<usize>,
+}
+
+/// The documents and `more` of the msgpack `bytes` of a `scan` or `find` result; fields
+/// other than `docs` and `more`, and document fields other than `key`, `rev` and `value`
+/// (`find`'s `index_value`), are stepped over. `Err` says what is malformed.
+pub fn read_docs_result(bytes: &[u8]) -> Result<(Vec<DocSpan>, bool), String> {
+    let mut reader = Reader { bytes, rest: bytes };
+    let (mut docs, mut more) = (None, None);
+    for _ in 0..reader.map_len()? {
+        match reader.field_name()? {
+            b"docs" => {
+                let count = read_array_len(&mut reader.rest).map_err(|e| e.to_string())?;
+                // Every document takes at least a byte: a count beyond the bytes left
+                // is malformed, not a reason to reserve memory for it.
+                if count as usize > reader.rest.len() {
+                    return Err(format!("{count} documents announced in fewer bytes"));
+                }
+                let mut spans = Vec::with_capacity(count as usize);
+                for _ in 0..count {
+                    spans.push(reader.doc()?);
+                }
+                docs = Some(spans);
+            }
+            b"more" => more = Some(read_bool(&mut reader.rest).map_err(|e| e.to_string())?),
+            _ => {
+                reader.skip_value()?;
+            }
+        }
+    }
+    if !reader.rest.is_empty() {
+        return Err("bytes after the result".to_string());
+    }
+    match (docs, more) {
+        (Some(docs), Some(more)) => Ok((docs, more)),
+        _ => Err("a page needs `docs` and `more`".to_string()),
+    }
+}
+
+/// A position in a result's bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn offset(&self) -> usize {
+        self.bytes.len() - self.rest.len()
+    }
+
+    fn map_len(&mut self) -> Result<u32, String> {
+        read_map_len(&mut self.rest).map_err(|e| e.to_string())
+    }
+
+    fn str(&mut self) -> Result<&'a str, String> {
+        let (text, rest) = read_str_from_slice(self.rest).map_err(|e| e.to_string())?;
+        self.rest = rest;
+        Ok(text)
+    }
+
+    /// A field's name as bytes: compared with the names this reader knows, it needs no
+    /// UTF-8 check (a name it does not know is stepped over with its value).
+    fn field_name(&mut self) -> Result<&'a [u8], String> {
+        let len = read_str_len(&mut self.rest).map_err(|e| e.to_string())? as usize;
+        if len > self.rest.len() {
+            return Err("a field name runs past the end".to_string());
+        }
+        let (name, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(name)
+    }
+
+    /// Steps over one value (nested no deeper than a message may be).
+    fn skip_value(&mut self) -> Result<Range<usize>, String> {
+        let start = self.offset();
+        rmpv::decode::read_value_ref_with_max_depth(&mut self.rest, MAX_MESSAGE_DEPTH)
+            .map_err(|e| e.to_string())?;
+        Ok(start..self.offset())
+    }
+
+    fn doc(&mut self) -> Result<DocSpan, String> {
+        let (mut key, mut rev, mut value) = (None, None, None);
+        for _ in 0..self.map_len()? {
+            match self.field_name()? {
+                b"key" => {
+                    let text = self.str()?;
+                    key = Some(self.offset() - text.len()..self.offset());
+                }
+                b"rev" => rev = Some(read_int(&mut self.rest).map_err(|e| e.to_string())?),
+                b"value" => value = Some(self.skip_value()?),
+                _ => {
+                    self.skip_value()?;
+                }
+            }
+        }
+        let (Some(key), Some(rev), Some(value)) = (key, rev, value) else {
+            return Err("a document needs `key`, `rev` and `value`".to_string());
+        };
+        Ok(DocSpan { key, rev, value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::methods::{to_value, Doc, FindResult, FoundDoc, ScanResult};
+    use rmpv::Value;
+
+    fn msgpack(value: &Value) -> Vec<u8> {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, value).unwrap();
+        out
+    }
+
+    fn docs() -> Vec<Doc> {
+        let values = [
+            Value::Nil,
+            Value::from(-7),
+            Value::from("ä text"),
+            Value::Binary(vec![0; 300]),
+            Value::Array(vec![
+                Value::from(1),
+                Value::Map(vec![(Value::from("k"), Value::from(true))]),
+            ]),
+        ];
+        values
+            .into_iter()
+            .enumerate()
+            .map(|(i, value)| Doc {
+                key: format!("key-{i}-ü"),
+                rev: 10u64.pow(u32::try_from(i).unwrap()),
+                value,
+            })
+            .collect()
+    }
+
+    /// Every document read in place is the one encoded, and `more` too.
+    fn check(bytes: &[u8], expected: &[Doc], more: bool) {
+        let (spans, read_more) = read_docs_result(bytes).unwrap();
+        assert_eq!(read_more, more);
+        assert_eq!(spans.len(), expected.len());
+        for (span, doc) in spans.iter().zip(expected) {
+            assert_eq!(
+                std::str::from_utf8(&bytes[span.key.clone()]).unwrap(),
+                doc.key
+            );
+            assert_eq!(span.rev, doc.rev);
+            assert_eq!(&bytes[span.value.clone()], msgpack(&doc.value).as_slice());
+        }
+    }
+
+    #[test]
+    fn scan_and_find_results_read_in_place() {
+        let docs = docs();
+        for more in [false, true] {
+            let scan = ScanResult {
+                docs: docs.clone(),
+                more,
+            };
+            check(&msgpack(&to_value(&scan)), &docs, more);
+            let found = FindResult {
+                docs: docs
+                    .iter()
+                    .map(|doc| FoundDoc {
+                        key: doc.key.clone(),
+                        rev: doc.rev,
+                        value: doc.value.clone(),
+                        index_value: Value::from("v"),
+                    })
+                    .collect(),
+                more,
+            };
+            check(&msgpack(&to_value(&found)), &docs, more);
+        }
+        check(
+            &msgpack(&to_value(&ScanResult {
+                docs: vec![],
+                more: false,
+            })),
+            &[],
+            false,
+        );
+    }
+
+    #[test]
+    fn malformed_pages_are_errors() {
+        let good = msgpack(&to_value(&ScanResult {
+            docs: docs(),
+            more: true,
+        }));
+        // Cut anywhere, or followed by a byte, it is refused, never read wrong.
+        for cut in 0..good.len() {
+            assert!(read_docs_result(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = good.clone();
+        longer.push(0xc0);
+        assert!(read_docs_result(&longer).is_err());
+        let missing_more = msgpack(&Value::Map(vec![(
+            Value::from("docs"),
+            Value::Array(vec![]),
+        )]));
+        assert!(read_docs_result(&missing_more).is_err());
+        let missing_rev = msgpack(&Value::Map(vec![
+            (
+                Value::from("docs"),
+                Value::Array(vec![Value::Map(vec![
+                    (Value::from("key"), Value::from("k")),
+                    (Value::from("value"), Value::Nil),
+                ])]),
+            ),
+            (Value::from("more"), Value::from(false)),
+        ]));
+        assert!(read_docs_result(&missing_rev).is_err());
+        // A count of documents the bytes cannot hold reserves nothing.
+        let mut huge = vec![0x82, 0xa4];
+        huge.extend_from_slice(b"docs");
+        huge.extend_from_slice(&[0xdd, 0xff, 0xff, 0xff, 0xff]);
+        assert!(read_docs_result(&huge).is_err());
+    }
+}
