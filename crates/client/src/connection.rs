@@ -487,6 +487,11 @@ async fn write_frames<W: AsyncWrite>(
             return;
         };
         frame(&mut buffer, &body);
+        // Callers woken together (by a read that answered many of them) call again
+        // together: let them queue their calls before this flush, so that they leave in
+        // one write instead of one each (a write costs as much as the whole loopback
+        // delivery of a small frame).
+        tokio::task::yield_now().await;
         while buffer.len() < FLUSH_BYTES {
             match queued.try_recv() {
                 Ok(body) => frame(&mut buffer, &body),
