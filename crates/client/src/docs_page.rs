@@ -101,36 +101,42 @@ impl DocsPage {
 pub struct ScanPages {
     client: Client,
     args: ScanArgs,
-    pending: Option<JoinHandle<Result<DocsPage, ClientError>>>,
+    next: Next,
+}
+
+/// Where the next page comes from.
+enum Next {
+    /// Nothing was asked for yet: the first `next_page` asks.
+    First,
+    /// Asked for when the page before it arrived.
+    Asked(JoinHandle<Result<DocsPage, ClientError>>),
+    /// The range ended (or failed).
+    Done,
 }
 
 impl ScanPages {
     pub(crate) fn new(client: Client, args: ScanArgs) -> ScanPages {
-        let mut pages = ScanPages {
+        ScanPages {
             client,
             args,
-            pending: None,
-        };
-        pages.fetch();
-        pages
+            next: Next::First,
+        }
     }
 
-    fn fetch(&mut self) {
-        let (client, args) = (self.client.clone(), self.args.clone());
-        self.pending = Some(tokio::spawn(async move { client.scan_page(&args).await }));
-    }
-
-    /// The next page, or `None` after the last one.
+    /// The next page, or `None` after the last one (and after an error, which is
+    /// returned once).
     pub async fn next_page(&mut self) -> Result<Option<DocsPage>, ClientError> {
-        let Some(pending) = self.pending.take() else {
-            return Ok(None);
+        let page = match std::mem::replace(&mut self.next, Next::Done) {
+            Next::First => self.client.scan_page(&self.args).await?,
+            Next::Asked(asked) => asked
+                .await
+                .map_err(|e| ClientError::Protocol(format!("reading a page: {e}")))??,
+            Next::Done => return Ok(None),
         };
-        let page = pending
-            .await
-            .map_err(|e| ClientError::Protocol(format!("reading a page: {e}")))??;
         if let (true, Some(last)) = (page.more(), page.last_key()) {
             self.args.after = Some(last.to_string());
-            self.fetch();
+            let (client, args) = (self.client.clone(), self.args.clone());
+            self.next = Next::Asked(tokio::spawn(async move { client.scan_page(&args).await }));
         }
         Ok(Some(page))
     }
@@ -138,8 +144,8 @@ impl ScanPages {
 
 impl Drop for ScanPages {
     fn drop(&mut self) {
-        if let Some(pending) = self.pending.take() {
-            pending.abort();
+        if let Next::Asked(asked) = &self.next {
+            asked.abort();
         }
     }
 }

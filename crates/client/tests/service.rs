@@ -678,5 +678,9 @@ async fn pages_read_in_place_hold_what_scan_decodes() {
         code(within(missing.next_page()).await),
         ErrorCode::DatabaseMissing
     );
+    assert!(
+        within(missing.next_page()).await.unwrap().is_none(),
+        "an error ends the range"
+    );
     service.stop().await;
 }
