@@ -16,7 +16,7 @@ use anyhow::{bail, ensure, Context, Result};
 use cairn_client::methods::{BatchOp, MirrorStatus};
 use cairn_client::values::{MirrorState, Op};
 use cairn_client::{Client, ClientUrl, ConnectOptions, ErrorCode};
-use cairn_store::journal::TableId;
+use cairn_store::journal::{JournalPosition, TableId};
 use cairn_store::{Store, StoreOptions};
 use cairn_tests::cli::run_program;
 use cairn_tests::jobs::wait_job;
@@ -80,26 +80,35 @@ fn digests(dir: &Path) -> Result<Vec<(TableId, u64, String)>> {
 }
 
 /// The leader's journal head, read beside it.
-fn journal_head(dir: &Path) -> Result<u64> {
+fn journal_position(dir: &Path) -> Result<JournalPosition> {
     let store = Store::open_read_only(dir, StoreOptions::default())?;
-    let seq = store.snapshot()?.journal_position()?.seq;
-    Ok(seq)
+    let position = store.snapshot()?.journal_position()?;
+    Ok(position)
 }
 
-/// Waits until the mirror has applied the leader's whole journal.
-async fn caught_up(mirror: &Client, leader_dir: &Path) -> Result<MirrorStatus> {
+/// Waits until the mirror in `mirror_dir` holds the leader's whole journal: the same
+/// last entry (seq, checksum and epoch), so that a mirror still ahead of a leader
+/// restored from a backup is not taken for caught up.
+async fn caught_up(mirror_dir: &Path, leader_dir: &Path) -> Result<MirrorStatus> {
+    let mirror = unix_client(mirror_dir).await?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let head = journal_head(leader_dir)?;
-        let status = mirror_status(mirror).await?;
+        let head = journal_position(leader_dir)?;
+        let here = journal_position(mirror_dir)?;
+        // Asked after the mirror's store was read, the status has noted what it holds
+        // (or is a moment behind, and the next round looks again).
+        let status = mirror_status(&mirror).await?;
         // The leader may commit more (job and session records) after `head` was read:
-        // caught up is when the mirror also knows of nothing newer.
-        let known = status.leader_head.max(head);
-        if status.applied >= known && status.state == MirrorState::Following {
+        // then the mirror is behind it for a moment, and the next round looks again.
+        if here == head
+            && status.applied == head.seq
+            && status.leader_head <= head.seq
+            && status.state == MirrorState::Following
+        {
             return Ok(status);
         }
         if Instant::now() > deadline {
-            bail!("the mirror did not catch up with the leader's head {head}: {status:?}");
+            bail!("the mirror did not catch up with the leader's head {head:?}: {status:?}");
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -234,8 +243,7 @@ fn mirrors_bootstrap_follow_the_whole_state_and_hold_the_leaders_bytes() -> Resu
             .put("docs", "big", Value::Binary(vec![7; 9 << 20]), None)
             .await?;
         for dir in [&first_dir, &second_dir] {
-            let mirror = unix_client(dir).await?;
-            let status = caught_up(&mirror, &leader_dir).await?;
+            let status = caught_up(dir, &leader_dir).await?;
             ensure!(status.lag_changes == 0, "{status:?}");
         }
         Ok::<_, anyhow::Error>(())
@@ -364,7 +372,7 @@ fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restor
     rt.block_on(async {
         let acked = writers.stop().await?;
         ensure!(acked > 50, "the writers wrote: {acked}");
-        caught_up(&unix_client(&mirror_dir).await?, &leader_dir).await?;
+        caught_up(&mirror_dir, &leader_dir).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     ensure!(
@@ -406,12 +414,12 @@ fn a_mirror_rides_through_kill_9_and_bootstraps_again_after_the_leader_is_restor
                 .await?;
         }
         let client = unix_client(&mirror_dir).await?;
-        caught_up(&client, &leader_dir).await?;
+        caught_up(&mirror_dir, &leader_dir).await?;
         let restore = admin.restore_start("before").await?;
         wait_job(&admin, restore.id).await?;
         let admin = unix_client(&leader_dir).await?;
         admin.put("docs", "after-restore", doc(1, 6), None).await?;
-        let status = caught_up(&client, &leader_dir).await?;
+        let status = caught_up(&mirror_dir, &leader_dir).await?;
         ensure!(status.lag_changes == 0, "{status:?}");
         let gone = client.get("docs", "after-backup-3").await.unwrap_err();
         ensure!(gone.code() == Some(ErrorCode::NotFound), "{gone}");
@@ -591,8 +599,7 @@ fn promotion_hands_over_without_losing_a_write_and_force_promotes_when_the_leade
         all_present(&mirror_dir, &acked).await?;
         let new_leader = unix_client(&mirror_dir).await?;
         ensure!(new_leader.status().await?.mirror.is_none());
-        let old_leader = unix_client(&leader_dir).await?;
-        let status = caught_up(&old_leader, &mirror_dir).await?;
+        let status = caught_up(&leader_dir, &mirror_dir).await?;
         ensure!(status.leader.contains("127.0.0.1"), "{status:?}");
         all_present(&leader_dir, &acked).await?;
         Ok::<_, anyhow::Error>(())
@@ -740,7 +747,7 @@ fn bad_leaders_and_directories_are_refused_at_start_with_one_line() -> Result<()
         ],
     )?;
     rt.block_on(async {
-        caught_up(&unix_client(&by_token_dir).await?, &leader_dir).await?;
+        caught_up(&by_token_dir, &leader_dir).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     drop((by_token, leader));
@@ -774,7 +781,7 @@ fn full_disk_on_a_mirror(small: &Path) -> Result<()> {
     let _mirror = start_mirror(&mirror_dir, &leader, &[])?;
     rt.block_on(async {
         let client = unix_client(&mirror_dir).await?;
-        caught_up(&client, &leader_dir).await?;
+        caught_up(&mirror_dir, &leader_dir).await?;
         // 12 MiB of values: each journal entry holds the value twice (document and
         // change record), and the mirror keeps both and the entry.
         let admin = unix_client(&leader_dir).await?;
@@ -807,7 +814,7 @@ fn full_disk_on_a_mirror(small: &Path) -> Result<()> {
         // It still serves what it applied.
         ensure!(client.get("docs", "early").await?.value == doc(1, 1));
         std::fs::remove_file(&ballast)?;
-        caught_up(&client, &leader_dir).await?;
+        caught_up(&mirror_dir, &leader_dir).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     ensure!(
