@@ -1,6 +1,7 @@
 //! Real `curl` (Debian's) against a service's HTTPS API: over TLS with the service's own
 //! CA, in HTTP/1.1 or HTTP/2, or over `DIR/http.sock`. Each call returns the status, the
-//! headers and the body; a test that needs curl fails saying how to install it.
+//! headers and the body; a test that needs curl fails saying how to install it. `sample`
+//! reads one line of a `/metrics` text.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -221,4 +222,10 @@ fn parse(output: &str) -> Answer {
         headers,
         body: body.to_string(),
     }
+}
+
+/// The value of a sample line `NAME{LABELS} VALUE` in a metrics text, if present.
+pub fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
 }

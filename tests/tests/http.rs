@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::time::Duration;
 
 use cairn_tests::cli::Endpoint;
-use cairn_tests::curl::{Curl, HttpVersion};
+use cairn_tests::curl::{sample, Curl, HttpVersion};
 use cairn_tests::process::ServiceProcess;
 use serde_json::{json, Value};
 
@@ -590,12 +590,6 @@ fn the_openapi_document_covers_every_route_and_validates() {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
-}
-
-/// The value of a sample line `NAME{LABELS} VALUE` in a metrics text, if present.
-fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
 }
 
 #[test]

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cairn_proto::{ErrorCode, Message};
+use cairn_tests::curl::{sample, Curl};
 use cairn_tests::process::{write_settings, ServiceProcess};
 use cairn_tests::raw::{field, map, RawConnection};
 use rmpv::Value;
@@ -70,6 +71,89 @@ fn first_start_creates_later_starts_reuse_and_a_second_service_is_refused() {
         map(&[("user", "root".into()), ("password", "pw".into())]),
     )
     .unwrap();
+    service.stop().unwrap();
+}
+
+/// The keys of a `scan` page of 50 documents of `db`, after `after`, and its `more`.
+fn scan_keys(connection: &mut RawConnection, db: &str, after: Option<&str>) -> (Vec<String>, bool) {
+    let mut args = vec![("db", db.into()), ("limit", 50.into())];
+    if let Some(after) = after {
+        args.push(("after", after.into()));
+    }
+    let page = connection.call("scan", map(&args)).unwrap();
+    let keys = field(&page, "docs")
+        .and_then(Value::as_array)
+        .expect("a page of docs")
+        .iter()
+        .map(|doc| {
+            field(doc, "key")
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    (keys, field(&page, "more") == Some(&Value::from(true)))
+}
+
+#[test]
+fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
+    let mut reader = RawConnection::unix(&service.socket()).unwrap();
+    let mut writer = RawConnection::unix(&service.socket()).unwrap();
+    writer
+        .call("db.create", map(&[("name", "paged".into())]))
+        .unwrap();
+    let mut expected: Vec<String> = (0..150).map(|i| format!("doc-{i:03}")).collect();
+    let ops = expected
+        .iter()
+        .map(|key| {
+            map(&[
+                ("op", "put".into()),
+                ("key", key.as_str().into()),
+                ("value", 1.into()),
+            ])
+        })
+        .collect();
+    writer
+        .call(
+            "batch",
+            map(&[("db", "paged".into()), ("ops", Value::Array(ops))]),
+        )
+        .unwrap();
+
+    // Page 1; the service reads page 2 ahead. Then another connection writes into page
+    // 2's range: page 2 holds both writes, so the page read ahead was not served.
+    let (first, more) = scan_keys(&mut reader, "paged", None);
+    assert!(more && first == expected[..50]);
+    writer
+        .call("put", put_args("paged", "doc-060a", 2.into()))
+        .unwrap();
+    writer
+        .call(
+            "delete",
+            map(&[("db", "paged".into()), ("key", "doc-070".into())]),
+        )
+        .unwrap();
+    expected.insert(61, "doc-060a".to_string());
+    expected.retain(|key| key != "doc-070");
+    let (second, more) = scan_keys(&mut reader, "paged", first.last().map(String::as_str));
+    assert!(more && second == expected[50..100], "{second:?}");
+    // Nothing committed since page 2: page 3 is the one read ahead, and the last.
+    let (third, more) = scan_keys(&mut reader, "paged", second.last().map(String::as_str));
+    assert!(!more && third == expected[100..], "{third:?}");
+
+    let metrics = Curl::unix(&service).get("/metrics").expect(200).body;
+    for (outcome, pages) in [("used", 1.0), ("stale", 1.0)] {
+        assert_eq!(
+            sample(
+                &metrics,
+                &format!("cairn_scan_read_ahead_total{{outcome=\"{outcome}\"}}")
+            ),
+            Some(pages),
+            "{outcome}: {metrics}"
+        );
+    }
     service.stop().unwrap();
 }
 

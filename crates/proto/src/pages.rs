@@ -38,6 +38,11 @@ impl Entries {
         self.count == 0
     }
 
+    /// The bytes the entries take encoded.
+    pub fn encoded_len(&self) -> usize {
+        self.body.len()
+    }
+
     /// A document of `scan`: `{key, rev, value}`, `value` the stored msgpack as it is.
     pub fn push_doc(&mut self, key: &str, rev: u64, value: &[u8]) {
         self.doc_fields(3, key, rev, value);

@@ -530,11 +530,24 @@ pub fn doc_key(db_id: u32, key: &str) -> Vec<u8> {
     out
 }
 
+/// `bytes` as text, or `None` when they are not UTF-8. Keys are almost always ASCII,
+/// which is checked a word at a time; `std::str::from_utf8` steps through a short
+/// string that does not start on a word boundary (a key inside an LMDB page) one byte
+/// at a time, which cost a tenth of a scan step.
+fn stored_text(bytes: &[u8]) -> Option<&str> {
+    if bytes.is_ascii() {
+        // SAFETY: ASCII bytes are UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(bytes) })
+    } else {
+        std::str::from_utf8(bytes).ok()
+    }
+}
+
 /// The document key inside a `docs` key.
 pub fn doc_key_name(stored: &[u8]) -> Result<&str> {
     stored
         .get(DATABASE_ID_BYTES..)
-        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(stored_text)
         .ok_or_else(|| StoreError::Corrupt {
             table: table::DOCS,
             reason: "document key is not a database id followed by UTF-8".to_string(),

@@ -36,8 +36,8 @@ pub use lock::{DirLock, LOCK_FILE};
 pub use status::{ServiceMode, ServiceStatus, MAX_STATUS_MESSAGE_CHARS};
 pub use store::{
     now_ms, Change, DatabaseInfo, DatabaseView, DocRef, Document, Scan, ScanPage, ScanRange,
-    Snapshot, Store, StoreMeta, StoreOptions, DEFAULT_JOURNAL_RETAIN_BYTES, DEFAULT_MAP_SIZE,
-    DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT, STORE_DIR,
+    Snapshot, StateVersion, Store, StoreMeta, StoreOptions, DEFAULT_JOURNAL_RETAIN_BYTES,
+    DEFAULT_MAP_SIZE, DEFAULT_MAX_VALUE_BYTES, MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT, STORE_DIR,
 };
 pub use usage::{
     disk_usage, file_system_space, DatabaseUsage, DiskUsage, EnvUsage, FsSpace, JournalUsage,

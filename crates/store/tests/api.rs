@@ -53,6 +53,26 @@ fn create_open_and_meta() {
 }
 
 #[test]
+fn a_snapshots_version_changes_with_every_commit_and_only_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = new_store(dir.path());
+    store.create_database("d").unwrap();
+    let version = |store: &Store| store.snapshot().unwrap().version().unwrap();
+    let before = store.snapshot().unwrap();
+    assert_eq!(before.version().unwrap(), version(&store));
+    store.put("d", "k", &int(1), None).unwrap();
+    let after = version(&store);
+    assert_ne!(before.version().unwrap(), after, "a put commits");
+    // A write refused (a stale rev) commits nothing.
+    assert!(store.put("d", "k", &int(2), Some(999)).is_err());
+    assert_eq!(version(&store), after);
+    // Reopened, the environment keeps its versions.
+    drop((before, store));
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    assert_eq!(version(&store), after);
+}
+
+#[test]
 fn a_second_open_in_one_process_is_refused_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let _store = new_store(dir.path());

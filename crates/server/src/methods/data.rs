@@ -16,6 +16,7 @@ use rmpv::Value;
 use crate::error::{bad_request, internal, store_error};
 use crate::storage::{blocking, write};
 
+use super::scan_ahead::read_page;
 use super::CallContext;
 
 /// The page of `scan` and `find` when the call gives no limit (the store caps a limit
@@ -124,21 +125,29 @@ fn batch_op(op: &methods::BatchOp) -> Result<Op, WireError> {
     }
 }
 
-/// `scan`: its result message, written from the snapshot's bytes.
+/// `scan`: its result message, written from the snapshot's bytes (the page read ahead
+/// after the connection's previous page when it is this one, `super::scan_ahead`).
 pub async fn scan(call: &CallContext, args: ScanArgs) -> Result<Vec<u8>, WireError> {
     let _admission = call.shared.databases.enter(&args.db)?;
     let scan = scan_request(&args)?;
     let store = call.shared.store()?;
-    let (db, id, budget) = (args.db, call.id, call.answer_budget());
-    blocking(move || {
-        let snapshot = store.snapshot()?;
-        let mut docs = Entries::new();
-        let more = snapshot.database(&db)?.scan_page(&scan, budget, |doc| {
-            docs.push_doc(doc.key, doc.rev, doc.value);
-        })?;
-        Ok(pages::docs_result(id, &docs, more))
-    })
-    .await
+    let budget = call.answer_budget();
+    let metrics = &call.shared.metrics;
+    let read_ahead = match &call.scan_ahead {
+        Some(ahead) => ahead.take(&args, budget, &store, metrics).await,
+        None => None,
+    };
+    let page = match read_ahead {
+        Some(page) => page,
+        None => {
+            let (store, db, scan) = (store.clone(), args.db.clone(), scan.clone());
+            blocking(move || read_page(&store, &db, &scan, budget)).await?
+        }
+    };
+    if let Some(ahead) = &call.scan_ahead {
+        ahead.read_next((&args, &scan), &page, budget, &store, metrics);
+    }
+    Ok(pages::docs_result(call.id, &page.docs, page.more))
 }
 
 fn scan_request(args: &ScanArgs) -> Result<Scan, WireError> {

@@ -10,6 +10,7 @@ mod data;
 mod db;
 mod jobs;
 mod mirror;
+mod scan_ahead;
 pub(crate) mod session;
 mod status;
 mod sync;
@@ -29,6 +30,7 @@ use crate::auth::{self, authorize, Caller, Identity};
 use crate::ops::health;
 use crate::ops::shared::{Route, Shared, RESTORE_MESSAGE};
 
+pub use scan_ahead::ScanAhead;
 pub(crate) use status::down_error;
 
 /// What an answer's message takes beyond the keys and values of a page.
@@ -48,6 +50,8 @@ pub struct CallContext {
     pub method: Method,
     pub outbox: Outbox,
     pub cancel: CancellationToken,
+    /// The connection's `scan` read-ahead (`None` for a transport of single calls).
+    pub scan_ahead: Option<Arc<ScanAhead>>,
 }
 
 /// A call's arguments: a `Value` (from HTTP, a forward, or a frame whose arguments did
@@ -103,6 +107,7 @@ pub async fn answer_one(
         method,
         outbox,
         cancel,
+        scan_ahead: None,
     };
     call.answer(CallArgs::Value(args)).await
 }

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use super::accept::Slot;
 use crate::auth::{Caller, Identity};
 use crate::methods::session::{self, ConnectionChange};
-use crate::methods::{CallArgs, CallContext, Outbox};
+use crate::methods::{CallArgs, CallContext, Outbox, ScanAhead};
 use crate::ops::shared::Shared;
 
 /// How often a connection checks that the frame it is reading keeps coming.
@@ -84,6 +84,7 @@ where
         cancels: Arc::default(),
         peer,
         unauthenticated,
+        scan_ahead: Arc::default(),
     };
     let peer_left = connection.read_calls(reader).await;
     if peer_left {
@@ -117,6 +118,7 @@ struct Connection {
     peer: String,
     /// Held until the connection authenticates (`max_unauthenticated_connections`).
     unauthenticated: Option<Slot>,
+    scan_ahead: Arc<ScanAhead>,
 }
 
 impl Connection {
@@ -265,6 +267,7 @@ impl Connection {
             method,
             outbox: self.outbox.clone(),
             cancel,
+            scan_ahead: Some(self.scan_ahead.clone()),
         }
     }
 

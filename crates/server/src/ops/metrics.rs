@@ -2,10 +2,10 @@
 //! requests by route (the matched route, never the raw path) and status with their
 //! latency, calls by method and outcome with theirs (native and HTTP alike), the writer's
 //! group commits (duration up to the fsync'd commit, requests per group, failures),
-//! connections and live feeds as they change; and, read when scraped, the environment's
-//! size and size in use, documents and change-log entries per database, database
-//! states, jobs by type and status, the service status and its automatic reasons, and
-//! each followed database's sync lag.
+//! connections and live feeds as they change, `scan` pages read ahead by outcome; and,
+//! read when scraped, the environment's size and size in use, documents and change-log
+//! entries per database, database states, jobs by type and status, the service status
+//! and its automatic reasons, and each followed database's sync lag.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
@@ -76,6 +76,33 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// What became of a `scan` page read ahead (`crate::methods::ScanAhead`).
+#[derive(Clone, Copy, Debug)]
+pub enum ReadAheadOutcome {
+    /// Asked for, and served.
+    Used,
+    /// Asked for, but something was committed since it was read (or the read failed):
+    /// read again.
+    Stale,
+    /// Another page was read ahead on the connection before it was asked for.
+    Unused,
+}
+
+impl ReadAheadOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            ReadAheadOutcome::Used => "used",
+            ReadAheadOutcome::Stale => "stale",
+            ReadAheadOutcome::Unused => "unused",
+        }
+    }
+}
+
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Latencies from 50 µs to about 27 minutes... in practice to 1.6 s and beyond.
@@ -97,6 +124,7 @@ pub struct Metrics {
     group_failures: Counter,
     connections: Gauge,
     live_feeds: Gauge,
+    scan_read_ahead: Family<OutcomeLabels, Counter>,
     env_file_bytes: Gauge,
     env_used_bytes: Gauge,
     env_map_bytes: Gauge,
@@ -130,6 +158,7 @@ impl Metrics {
             group_failures: Counter::default(),
             connections: Gauge::default(),
             live_feeds: Gauge::default(),
+            scan_read_ahead: Family::default(),
             env_file_bytes: Gauge::default(),
             env_used_bytes: Gauge::default(),
             env_map_bytes: Gauge::default(),
@@ -194,6 +223,11 @@ impl Metrics {
             "live_feeds",
             "Continuous change feeds being served",
             self.live_feeds.clone(),
+        );
+        r.register(
+            "scan_read_ahead",
+            "Pages of scan read ahead on a connection, by what became of them",
+            self.scan_read_ahead.clone(),
         );
         r.register_with_unit(
             "environment_file",
@@ -283,6 +317,15 @@ impl Metrics {
         self.call_seconds
             .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts a `scan` page read ahead, by what became of it.
+    pub fn scan_read_ahead(&self, outcome: ReadAheadOutcome) {
+        self.scan_read_ahead
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc();
     }
 
     /// Records the writer's groups of `store` from now on.

@@ -18,7 +18,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use heed::{Env, WithoutTls};
 
-pub use snapshot::{DatabaseInfo, Snapshot};
+pub use snapshot::{DatabaseInfo, Snapshot, StateVersion};
 pub use view::{Change, DatabaseView, DocRef, Document, Scan, ScanPage, ScanRange};
 
 pub(crate) use bounds::{as_slice_bound, bounds_empty, extend, max_low, min_high};

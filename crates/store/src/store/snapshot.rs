@@ -55,6 +55,14 @@ impl DatabaseInfo {
     }
 }
 
+/// A committed state of a store: its change-log epoch (drawn anew by a restore, which
+/// replaces the environment) and the number LMDB gives the commit that made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateVersion {
+    epoch: u64,
+    commit: usize,
+}
+
 /// A read transaction over the whole store.
 pub struct Snapshot {
     pub(crate) txn: RoTxn<'static, WithoutTls>,
@@ -147,6 +155,16 @@ impl Snapshot {
             .get(&self.txn, meta_key::EPOCH)?
             .and_then(|b| b.try_into().ok().map(u64::from_be_bytes))
             .unwrap_or(0))
+    }
+
+    /// Which committed state this snapshot reads: snapshots of the same version read
+    /// the same bytes, so an older snapshot whose version equals a newer one's reads
+    /// what the newer one would (nothing was committed in between).
+    pub fn version(&self) -> Result<StateVersion> {
+        Ok(StateVersion {
+            epoch: self.epoch()?,
+            commit: self.txn.id(),
+        })
     }
 
     /// How many entries `table` holds and the SHA-256 of them all (each key and value
