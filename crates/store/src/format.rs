@@ -748,6 +748,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn document_keys_read_back_as_text_and_bytes_that_are_not_utf8_are_corrupt() {
+        for key in [
+            "k",
+            "plain-ascii-key-of-24-by",
+            "ünïcode-ключ",
+            "mixed ascii then é",
+        ] {
+            assert_eq!(doc_key_name(&doc_key(9, key)).unwrap(), key);
+        }
+        for bytes in [&b"\xff"[..], b"ascii then \xc3", b"\xed\xa0\x80 surrogate"] {
+            let stored = [&9u32.to_be_bytes()[..], bytes].concat();
+            assert!(matches!(
+                doc_key_name(&stored),
+                Err(StoreError::Corrupt { .. })
+            ));
+        }
+        assert!(doc_key_name(&[0, 0]).is_err(), "shorter than a database id");
+    }
+
+    #[test]
     fn catalog_records_round_trip() {
         let record = CatalogRecord {
             id: 7,

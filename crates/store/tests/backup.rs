@@ -513,7 +513,11 @@ fn a_restore_swaps_in_the_backup_and_keeps_or_discards_the_replaced_directory() 
         let epoch = |store: &Store| store.snapshot().unwrap().epoch().unwrap();
         assert_ne!(epoch(&store), epoch(&copy), "a restore begins a new epoch");
         let version = |store: &Store| store.snapshot().unwrap().version().unwrap();
-        assert_ne!(version(&store), version(&copy), "and its state is another one");
+        assert_ne!(
+            version(&store),
+            version(&copy),
+            "and its state is another one"
+        );
         assert!(store.get("alpha", "after-backup").unwrap().is_none());
         assert_eq!(store.database_info("alpha").unwrap().last_seq, 51);
         let old = Store::open(&replaced, StoreOptions::default()).unwrap();
