@@ -89,13 +89,16 @@ impl Answer {
             Answer::Value(value) => return crate::client::decode(method, value),
             Answer::Encoded { body, at } => (body, at),
         };
-        let mut rest = &body[at..];
-        let mut decoder = rmp_serde::Deserializer::new(&mut rest);
-        decoder.set_max_depth(MAX_VALUE_DEPTH);
-        match T::deserialize(&mut decoder) {
-            Ok(decoded) if rest.is_empty() => Ok(decoded),
-            _ => crate::client::decode(method, Answer::Encoded { body, at }.into_value(method)?),
+        let value = &body[at..];
+        if cairn_proto::value_len::value_len(value) == Some(value.len()) {
+            // Borrowing from the frame: strings are read in place, not copied first.
+            let mut decoder = rmp_serde::Deserializer::from_read_ref(value);
+            decoder.set_max_depth(MAX_VALUE_DEPTH);
+            if let Ok(decoded) = T::deserialize(&mut decoder) {
+                return Ok(decoded);
+            }
         }
+        crate::client::decode(method, Answer::Encoded { body, at }.into_value(method)?)
     }
 }
 

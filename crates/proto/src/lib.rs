@@ -5,10 +5,10 @@
 //! and result types, kind and permission, are one table too (`methods`), and the fixed
 //! sets of values they carry are enums sent as strings (`values`); pages of documents and
 //! changes are written straight from stored bytes (`pages`) and a client reads
-//! documents' pages in place (`doc_spans`); values as people read
-//! and write them, in JSON, are `json`'s (the CLI's and the HTTP API's). Nothing here knows of
-//! LMDB or TLS. `PROTOCOL.md` beside this crate is the reference and is checked against
-//! this code.
+//! documents' pages in place (`doc_spans`); a value decoded straight from a frame is
+//! checked to fill it with `value_len`. Values as people read and write them, in JSON,
+//! are `json`'s (the CLI's and the HTTP API's). Nothing here knows of LMDB or TLS.
+//! `PROTOCOL.md` beside this crate is the reference and is checked against this code.
 
 pub mod code;
 pub mod doc_spans;
@@ -17,6 +17,7 @@ pub mod json;
 pub mod message;
 pub mod methods;
 pub mod pages;
+pub mod value_len;
 pub mod values;
 
 pub use code::{ErrorCode, WireError};

@@ -273,11 +273,14 @@ const MAX_ARGS_DEPTH: usize = crate::message::MAX_MESSAGE_DEPTH - 2;
 pub fn from_msgpack<T: DeserializeOwned>(bytes: &[u8]) -> Option<T> {
     const NIL: u8 = 0xc0;
     const EMPTY_MAP: [u8; 1] = [0x80];
-    let mut rest: &[u8] = if bytes == [NIL] { &EMPTY_MAP } else { bytes };
-    let mut decoder = rmp_serde::Deserializer::new(&mut rest);
+    let bytes: &[u8] = if bytes == [NIL] { &EMPTY_MAP } else { bytes };
+    if crate::value_len::value_len(bytes)? != bytes.len() {
+        return None;
+    }
+    // Borrowing from the slice: strings are read in place, not copied into a buffer.
+    let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
     decoder.set_max_depth(MAX_ARGS_DEPTH);
-    let decoded = T::deserialize(&mut decoder).ok()?;
-    rest.is_empty().then_some(decoded)
+    T::deserialize(&mut decoder).ok()
 }
 
 /// Decodes call arguments (nil counts as an empty map) into `T`.
