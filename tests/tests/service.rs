@@ -74,9 +74,13 @@ fn first_start_creates_later_starts_reuse_and_a_second_service_is_refused() {
     service.stop().unwrap();
 }
 
-/// The keys of a `scan` page of 50 documents of `db`, after `after`, and its `more`.
-fn scan_keys(connection: &mut RawConnection, db: &str, after: Option<&str>) -> (Vec<String>, bool) {
-    let mut args = vec![("db", db.into()), ("limit", 50.into())];
+/// The keys of a `scan` page of `limit` documents of `db`, after `after`, and its `more`.
+fn scan_keys(
+    connection: &mut RawConnection,
+    (db, limit): (&str, u32),
+    after: Option<&str>,
+) -> (Vec<String>, bool) {
+    let mut args = vec![("db", db.into()), ("limit", limit.into())];
     if let Some(after) = after {
         args.push(("after", after.into()));
     }
@@ -96,7 +100,7 @@ fn scan_keys(connection: &mut RawConnection, db: &str, after: Option<&str>) -> (
 }
 
 #[test]
-fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since() {
+fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_at_most_are_held() {
     let scratch = tempfile::tempdir().unwrap();
     let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
     let mut reader = RawConnection::unix(&service.socket()).unwrap();
@@ -124,7 +128,7 @@ fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since() {
 
     // Page 1; the service reads page 2 ahead. Then another connection writes into page
     // 2's range: page 2 holds both writes, so the page read ahead was not served.
-    let (first, more) = scan_keys(&mut reader, "paged", None);
+    let (first, more) = scan_keys(&mut reader, ("paged", 50), None);
     assert!(more && first == expected[..50]);
     writer
         .call("put", put_args("paged", "doc-060a", 2.into()))
@@ -137,23 +141,40 @@ fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since() {
         .unwrap();
     expected.insert(61, "doc-060a".to_string());
     expected.retain(|key| key != "doc-070");
-    let (second, more) = scan_keys(&mut reader, "paged", first.last().map(String::as_str));
+    let (second, more) = scan_keys(&mut reader, ("paged", 50), first.last().map(String::as_str));
     assert!(more && second == expected[50..100], "{second:?}");
     // Nothing committed since page 2: page 3 is the one read ahead, and the last.
-    let (third, more) = scan_keys(&mut reader, "paged", second.last().map(String::as_str));
+    let (third, more) = scan_keys(
+        &mut reader,
+        ("paged", 50),
+        second.last().map(String::as_str),
+    );
     assert!(!more && third == expected[100..], "{third:?}");
 
-    let metrics = Curl::unix(&service).get("/metrics").expect(200).body;
-    for (outcome, pages) in [("used", 1.0), ("stale", 1.0)] {
-        assert_eq!(
-            sample(
-                &metrics,
-                &format!("cairn_scan_read_ahead_total{{outcome=\"{outcome}\"}}")
-            ),
-            Some(pages),
-            "{outcome}: {metrics}"
-        );
+    let read_ahead = |outcome: &str| {
+        let metrics = Curl::unix(&service).get("/metrics").expect(200).body;
+        sample(
+            &metrics,
+            &format!("cairn_scan_read_ahead_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(read_ahead("used"), Some(1.0));
+    assert_eq!(read_ahead("stale"), Some(1.0));
+
+    // The service holds at most 64 pages read ahead: of 65 connections reading a range
+    // page by page, 64 find their second page read ahead.
+    let mut readers: Vec<RawConnection> = (0..65)
+        .map(|_| RawConnection::unix(&service.socket()).unwrap())
+        .collect();
+    for (i, reader) in readers.iter_mut().enumerate() {
+        let (page, more) = scan_keys(reader, ("paged", 1), None);
+        assert!(more && page == ["doc-000"], "reader {i}: {page:?}");
     }
+    for (i, reader) in readers.iter_mut().enumerate() {
+        let (page, more) = scan_keys(reader, ("paged", 1), Some("doc-000"));
+        assert!(more && page == ["doc-001"], "reader {i}: {page:?}");
+    }
+    assert_eq!(read_ahead("used"), Some(65.0));
     service.stop().unwrap();
 }
 

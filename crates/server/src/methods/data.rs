@@ -145,7 +145,8 @@ pub async fn scan(call: &CallContext, args: ScanArgs) -> Result<Vec<u8>, WireErr
         }
     };
     if let Some(ahead) = &call.scan_ahead {
-        ahead.read_next((&args, &scan), &page, budget, &store, metrics);
+        let permits = (budget, &call.shared.scan_read_ahead);
+        ahead.read_next((&args, &scan), &page, permits, &store, metrics);
     }
     Ok(pages::docs_result(call.id, &page.docs, page.more))
 }

@@ -10,17 +10,20 @@
 //! call arrived holds. `cairn_scan_read_ahead_total` counts the pages read ahead by
 //! outcome.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cairn_proto::methods::ScanArgs;
 use cairn_proto::pages::Entries;
 use cairn_store::{Scan, StateVersion, Store, StoreError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::ops::metrics::{Metrics, ReadAheadOutcome};
 
-/// A page is read ahead only after a page of at most this many encoded bytes, so that
-/// a connection holds little more than it would without read-ahead.
+/// A page is read ahead only after a page of at most this many encoded bytes, and kept
+/// only if it is no larger, so that a connection holds little more than it would
+/// without read-ahead; and all connections together hold at most as many pages as
+/// `Shared::scan_read_ahead` has permits.
 const READ_AHEAD_MAX_BYTES: usize = 1 << 20;
 
 /// A page of `scan`, encoded from the snapshot it was read in.
@@ -61,7 +64,10 @@ struct Ahead {
     /// The call that asks for it.
     args: ScanArgs,
     budget: usize,
-    page: JoinHandle<Result<ScanPage, StoreError>>,
+    /// `None` when the page read was larger than a page read ahead may be.
+    page: JoinHandle<Result<Option<ScanPage>, StoreError>>,
+    /// The service-wide permit the page holds.
+    _permit: OwnedSemaphorePermit,
 }
 
 /// One connection's read-ahead: at most one page.
@@ -90,7 +96,7 @@ impl ScanAhead {
             }
             slot.take()?
         };
-        let page = ahead.page.await.ok().and_then(Result::ok);
+        let page = ahead.page.await.ok().and_then(Result::ok).flatten();
         let current = store.snapshot().and_then(|s| s.version()).ok();
         match page {
             Some(page) if Some(page.version) == current => {
@@ -105,32 +111,39 @@ impl ScanAhead {
     }
 
     /// Starts reading the page after `page`, the answer to `args` (read as `scan`), if
-    /// the range goes on and the page was small enough; a page read ahead before and
-    /// never asked for is dropped.
+    /// the range goes on, the page was small enough and one of the service's
+    /// `permits` is free; a page read ahead before and never asked for is dropped.
     pub(super) fn read_next(
         &self,
         (args, scan): (&ScanArgs, &Scan),
         page: &ScanPage,
-        budget: usize,
+        (budget, permits): (usize, &Arc<Semaphore>),
         store: &Store,
         metrics: &Metrics,
     ) {
-        let next = (page.more && page.docs.encoded_len() <= READ_AHEAD_MAX_BYTES).then(|| {
-            let after = Some(page.last_key.clone());
-            let (store, db) = (store.clone(), args.db.clone());
-            let scan = Scan {
-                after: after.clone(),
-                ..scan.clone()
-            };
-            Ahead {
-                args: ScanArgs {
-                    after,
-                    ..args.clone()
-                },
-                budget,
-                page: tokio::task::spawn_blocking(move || read_page(&store, &db, &scan, budget)),
-            }
-        });
+        let next = (page.more && page.docs.encoded_len() <= READ_AHEAD_MAX_BYTES)
+            .then(|| permits.clone().try_acquire_owned().ok())
+            .flatten()
+            .map(|permit| {
+                let after = Some(page.last_key.clone());
+                let (store, db) = (store.clone(), args.db.clone());
+                let scan = Scan {
+                    after: after.clone(),
+                    ..scan.clone()
+                };
+                Ahead {
+                    args: ScanArgs {
+                        after,
+                        ..args.clone()
+                    },
+                    budget,
+                    page: tokio::task::spawn_blocking(move || {
+                        let page = read_page(&store, &db, &scan, budget)?;
+                        Ok((page.docs.encoded_len() <= READ_AHEAD_MAX_BYTES).then_some(page))
+                    }),
+                    _permit: permit,
+                }
+            });
         let unused = std::mem::replace(&mut *self.slot.lock().expect("read-ahead lock"), next);
         if unused.is_some() {
             metrics.scan_read_ahead(ReadAheadOutcome::Unused);

@@ -86,8 +86,8 @@ struct OutcomeLabels {
 pub enum ReadAheadOutcome {
     /// Asked for, and served.
     Used,
-    /// Asked for, but something was committed since it was read (or the read failed):
-    /// read again.
+    /// Asked for, but something was committed since it was read (or the read failed,
+    /// or the page was larger than a page read ahead may be): read again.
     Stale,
     /// Another page was read ahead on the connection before it was asked for.
     Unused,

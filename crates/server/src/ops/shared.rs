@@ -103,7 +103,13 @@ pub struct Shared {
     pub ca_name: String,
     /// The URLs the service listens on.
     pub endpoints: Vec<String>,
+    /// One permit per `scan` page that connections may hold read ahead at once.
+    pub scan_read_ahead: Arc<tokio::sync::Semaphore>,
 }
+
+/// How many `scan` pages all connections together may hold read ahead (each at most
+/// 1 MiB: 64 MiB at most).
+const SCAN_READ_AHEAD_PAGES: usize = 64;
 
 /// Where a call is served (see [`Shared::route`]).
 pub enum Route {
@@ -184,6 +190,7 @@ impl Shared {
             leader_cert_dirs: Vec::new(),
             ca_name: String::new(),
             endpoints: Vec::new(),
+            scan_read_ahead: Arc::new(tokio::sync::Semaphore::new(SCAN_READ_AHEAD_PAGES)),
         }
     }
 
