@@ -178,6 +178,88 @@ fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_at_m
     service.stop().unwrap();
 }
 
+/// The seqs of `changes`, a feed item's list of changes.
+fn seqs(changes: &[Value]) -> Vec<u64> {
+    changes
+        .iter()
+        .map(|change| field(change, "seq").and_then(Value::as_u64).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_batched_continuous_feed_sends_the_changes_read_together_as_one_item() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
+    let mut root = RawConnection::unix(&service.socket()).unwrap();
+    root.call("db.create", map(&[("name", "fed".into())]))
+        .unwrap();
+    let ops = (0..5)
+        .map(|i| {
+            map(&[
+                ("op", "put".into()),
+                ("key", format!("k{i}").into()),
+                ("value", i.into()),
+            ])
+        })
+        .collect();
+    root.call(
+        "batch",
+        map(&[("db", "fed".into()), ("ops", Value::Array(ops))]),
+    )
+    .unwrap();
+    for (id, batched) in [(100, false), (101, true)] {
+        root.send(&Message::Call {
+            id,
+            method: "changes".to_string(),
+            args: map(&[
+                ("db", "fed".into()),
+                ("feed", "continuous".into()),
+                ("batched", batched.into()),
+            ]),
+        })
+        .unwrap();
+        // One item per change, or one item holding all five.
+        let mut items = Vec::new();
+        while items
+            .iter()
+            .map(|(_, seqs): &(String, Vec<u64>)| seqs.len())
+            .sum::<usize>()
+            < 5
+        {
+            let Some(Message::Item { id: item_id, value }) = root.receive().unwrap() else {
+                panic!("an item of the feed");
+            };
+            assert_eq!(item_id, id);
+            let kind = field(&value, "type")
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_string();
+            let changes = match kind.as_str() {
+                "changes" => seqs(field(&value, "changes").and_then(Value::as_array).unwrap()),
+                _ => seqs(std::slice::from_ref(&value)),
+            };
+            items.push((kind, changes));
+        }
+        let expected: Vec<(String, Vec<u64>)> = if batched {
+            vec![("changes".to_string(), vec![1, 2, 3, 4, 5])]
+        } else {
+            (1..=5)
+                .map(|seq| ("change".to_string(), vec![seq]))
+                .collect()
+        };
+        assert_eq!(items, expected, "batched: {batched}");
+        root.send(&Message::Cancel { id }).unwrap();
+        match root.receive().unwrap() {
+            Some(Message::End { id: end_id, value }) => {
+                assert_eq!(end_id, id);
+                assert_eq!(field(&value, "reason"), Some(&Value::from("canceled")));
+            }
+            other => panic!("the feed's end, not {other:?}"),
+        }
+    }
+    service.stop().unwrap();
+}
+
 #[test]
 fn an_oversized_first_frame_or_garbage_closes_only_that_connection() {
     let scratch = tempfile::tempdir().unwrap();

@@ -425,11 +425,12 @@ impl Client {
         self.request::<call::Changes>(args).await
     }
 
-    /// `changes` with a `continuous` feed (whatever `args.feed` says): changes as they
-    /// commit, until canceled or ended by the service.
+    /// `changes` with a `continuous` feed (whatever `args.feed` says), `batched`: changes
+    /// as they commit, until canceled or ended by the service.
     pub async fn changes_feed(&self, args: &ChangesArgs) -> Result<FeedStream, ClientError> {
         let args = ChangesArgs {
             feed: Some(FeedKind::Continuous),
+            batched: true,
             ..args.clone()
         };
         let stream = self

@@ -5,10 +5,11 @@
 //! it. Items arrive in order and wait in memory until they are taken. A [`FeedStream`]
 //! is a continuous change feed: the same, with its items and end decoded.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
-use cairn_proto::methods::{FeedEnd, FeedItem};
+use cairn_proto::methods::{ChangeEntry, FeedEnd, FeedItem, FeedItems};
 use futures_util::Stream;
 use rmpv::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -131,16 +132,24 @@ impl std::fmt::Debug for CallStream {
     }
 }
 
-/// A continuous change feed: changes as they commit and heartbeats, then its end.
+/// A continuous change feed: changes as they commit and heartbeats, then its end. The
+/// client asks for a `batched` feed; the changes of a batch are handed out one by one
+/// (a service of format 1 sends them one by one itself).
 #[derive(Debug)]
 pub struct FeedStream {
     inner: CallStream,
+    /// The changes of the last batch not yet handed out.
+    batch: VecDeque<ChangeEntry>,
     end: Option<FeedEnd>,
 }
 
 impl FeedStream {
     pub(crate) fn new(inner: CallStream) -> FeedStream {
-        FeedStream { inner, end: None }
+        FeedStream {
+            inner,
+            batch: VecDeque::new(),
+            end: None,
+        }
     }
 
     /// The next change or heartbeat; `None` once the feed has ended (see [`FeedStream::end`]).
@@ -159,22 +168,35 @@ impl FeedStream {
     }
 
     fn poll_item(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<FeedItem, ClientError>>> {
-        let was_finished = self.inner.is_finished();
-        let polled = ready!(self.inner.poll_answer(cx));
-        Poll::Ready(match polled {
-            Some(item) => Some(item.and_then(|answer| answer.decode(self.inner.method()))),
-            None if was_finished => None,
-            None => {
-                let value = self.inner.end_value().cloned().unwrap_or(Value::Nil);
-                match decode::<FeedEnd>(self.inner.method(), value) {
-                    Ok(end) => {
-                        self.end = Some(end);
-                        None
-                    }
-                    Err(error) => Some(Err(error)),
-                }
+        loop {
+            if let Some(change) = self.batch.pop_front() {
+                return Poll::Ready(Some(Ok(FeedItem::Change(change))));
             }
-        })
+            let was_finished = self.inner.is_finished();
+            let polled = ready!(self.inner.poll_answer(cx));
+            let items = polled.map(|item| item.and_then(|a| a.decode(self.inner.method())));
+            match items {
+                Some(Ok(FeedItems::Changes(changes))) => self.batch = changes.into(),
+                Some(Ok(FeedItems::One(item))) => return Poll::Ready(Some(Ok(item))),
+                Some(Err(error)) => return Poll::Ready(Some(Err(error))),
+                None => return Poll::Ready(self.ended(was_finished)),
+            }
+        }
+    }
+
+    /// What the feed yields once its items are done: its end, decoded (once).
+    fn ended(&mut self, was_finished: bool) -> Option<Result<FeedItem, ClientError>> {
+        if was_finished {
+            return None;
+        }
+        let value = self.inner.end_value().cloned().unwrap_or(Value::Nil);
+        match decode::<FeedEnd>(self.inner.method(), value) {
+            Ok(end) => {
+                self.end = Some(end);
+                None
+            }
+            Err(error) => Some(Err(error)),
+        }
     }
 }
 

@@ -357,13 +357,32 @@ async fn continuous_feed_receives_puts_in_order_until_canceled() {
     root.db_create("feed", RetentionArgs::default())
         .await
         .unwrap();
+    // Changes written before the feed starts come in batches, handed out one by one.
+    let ops = (0..300)
+        .map(|i| BatchOp {
+            op: Op::Put,
+            key: Value::from(format!("early-{i:03}")),
+            value: Some(Value::from(i)),
+            rev: None,
+        })
+        .collect();
+    root.batch("feed", ops).await.unwrap();
     let follower = service.root_over_tls().await;
     let args = ChangesArgs {
         db: "feed".into(),
+        limit: Some(128),
         heartbeat_ms: Some(60_000),
         ..ChangesArgs::default()
     };
     let mut feed = follower.changes_feed(&args).await.unwrap();
+    for i in 0..300u64 {
+        match within(feed.next()).await {
+            Some(Ok(FeedItem::Change(change))) => {
+                assert_eq!((change.seq, change.key), (i + 1, format!("early-{i:03}")))
+            }
+            other => panic!("expected early change {i}, got {other:?}"),
+        }
+    }
     let mut revs = Vec::new();
     for i in 0..5 {
         revs.push(

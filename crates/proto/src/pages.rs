@@ -183,12 +183,23 @@ pub fn change_item(id: u64, change: ChangeRef<'_>) -> Vec<u8> {
     out
 }
 
+/// An item of a `batched` continuous feed: `{type: "changes", changes}`, the changes
+/// pushed with `push_change`.
+pub fn changes_item(id: u64, changes: &Entries) -> Vec<u8> {
+    let mut out = envelope("item", id, 2, changes.body.len() + 16);
+    infallible(write_str(&mut out, "type"));
+    infallible(write_str(&mut out, "changes"));
+    changes.write_as(&mut out, "changes");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::Message;
     use crate::methods::{
-        to_value, ChangeEntry, ChangesResult, Doc, FeedItem, FindResult, FoundDoc, ScanResult,
+        to_value, ChangeEntry, ChangesResult, Doc, FeedItem, FeedItems, FindResult, FoundDoc,
+        ScanResult,
     };
 
     fn msgpack(value: &Value) -> Vec<u8> {
@@ -259,7 +270,7 @@ mod tests {
     #[test]
     fn changes_pages_and_feed_items_equal_their_encoded_messages() {
         let mut entries = Entries::new();
-        let mut changes = Vec::new();
+        let (mut changes, mut singles) = (Vec::new(), Vec::new());
         for (i, value) in values().into_iter().enumerate() {
             let stored = msgpack(&value);
             let delete = i % 3 == 2;
@@ -282,6 +293,9 @@ mod tests {
                 value: to_value(&FeedItem::Change(entry.clone())),
             };
             assert_eq!(change_item(9, change), item.encode(), "change {i}");
+            let single = change_item(9, change);
+            let (_, at) = crate::value_at(&single, "item").unwrap();
+            singles.push(rmp_serde::from_slice::<FeedItem>(&single[at..]).unwrap());
             entries.push_change(change);
             changes.push(entry);
         }
@@ -300,5 +314,28 @@ mod tests {
                 expected
             );
         }
+        // A batched feed's item holds them all, and reads back as they read one by one.
+        let item = changes_item(4, &entries);
+        let Message::Item { id: 4, value } = Message::decode(&item).unwrap() else {
+            panic!("an item")
+        };
+        let expected = Value::Map(vec![
+            (Value::from("type"), Value::from("changes")),
+            (
+                Value::from("changes"),
+                Value::Array(changes.iter().map(to_value).collect()),
+            ),
+        ]);
+        assert_eq!(value, expected);
+        let (_, at) = crate::value_at(&item, "item").unwrap();
+        let FeedItems::Changes(batch) = rmp_serde::from_slice(&item[at..]).unwrap() else {
+            panic!("a batch")
+        };
+        let batch: Vec<_> = batch.into_iter().map(FeedItem::Change).collect();
+        assert_eq!(batch, singles);
+        assert!(
+            rmp_serde::from_slice::<FeedItem>(&item[at..]).is_err(),
+            "a batch is not one item"
+        );
     }
 }

@@ -313,6 +313,8 @@ async fn changes(target: &Target, out: &Output, options: ChangesOptions) -> Resu
         timeout_ms: options.timeout.filter(|_| !continuous).map(millis),
         heartbeat_ms: options.heartbeat.map(millis),
         epoch: options.epoch,
+        // A continuous feed is followed through `changes_feed`, which asks for batches.
+        batched: false,
     };
     let client = target.connect().await?;
     if continuous {

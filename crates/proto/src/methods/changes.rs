@@ -27,6 +27,10 @@ pub struct ChangesArgs {
     /// draws a new one, and a cursor of another epoch is refused with `resync_required`.
     #[serde(default)]
     pub epoch: Option<u64>,
+    /// Continuous: the changes read together come as one `changes` item (a service of
+    /// format 1 ignores it and sends them one by one; `FeedStream` takes both).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batched: bool,
 }
 
 /// One change of a change log.
@@ -67,6 +71,32 @@ pub enum FeedItem {
     Heartbeat { last_seq: u64 },
 }
 
+/// What one item of a continuous feed carries: an item, or (a `batched` feed) the
+/// changes read together, `{type: "changes", changes: [...]}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItems {
+    One(FeedItem),
+    Changes(Vec<ChangeEntry>),
+}
+
+impl<'de> Deserialize<'de> for FeedItems {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<FeedItems, D::Error> {
+        deserializer.deserialize_map(FeedItemVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for FeedItem {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<FeedItem, D::Error> {
+        match FeedItems::deserialize(deserializer)? {
+            FeedItems::One(item) => Ok(item),
+            FeedItems::Changes(_) => Err(de::Error::invalid_value(
+                de::Unexpected::Str("changes"),
+                &"a change or a heartbeat",
+            )),
+        }
+    }
+}
+
 /// The fields any feed item may have; others are skipped.
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "snake_case")]
@@ -78,6 +108,7 @@ enum FeedItemField {
     Value,
     TimeMs,
     LastSeq,
+    Changes,
     #[serde(other)]
     Other,
 }
@@ -87,6 +118,7 @@ enum FeedItemField {
 enum FeedItemType {
     Change,
     Heartbeat,
+    Changes,
 }
 
 impl<'de> Deserialize<'de> for FeedItemType {
@@ -103,17 +135,15 @@ impl<'de> Deserialize<'de> for FeedItemType {
                 match text {
                     "change" => Ok(FeedItemType::Change),
                     "heartbeat" => Ok(FeedItemType::Heartbeat),
-                    other => Err(E::unknown_variant(other, &["change", "heartbeat"])),
+                    "changes" => Ok(FeedItemType::Changes),
+                    other => Err(E::unknown_variant(
+                        other,
+                        &["change", "heartbeat", "changes"],
+                    )),
                 }
             }
         }
         deserializer.deserialize_str(TypeVisitor)
-    }
-}
-
-impl<'de> Deserialize<'de> for FeedItem {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<FeedItem, D::Error> {
-        deserializer.deserialize_map(FeedItemVisitor)
     }
 }
 
@@ -133,14 +163,14 @@ fn once<'de, T: Deserialize<'de>, A: MapAccess<'de>>(
 }
 
 impl<'de> Visitor<'de> for FeedItemVisitor {
-    type Value = FeedItem;
+    type Value = FeedItems;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a feed item: a map with its type")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FeedItem, A::Error> {
-        let mut kind = None;
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FeedItems, A::Error> {
+        let (mut kind, mut changes) = (None, None);
         let (mut seq, mut op, mut key, mut value, mut time_ms, mut last_seq) =
             (None, None, None, None::<Option<Value>>, None, None);
         while let Some(field) = map.next_key()? {
@@ -152,24 +182,26 @@ impl<'de> Visitor<'de> for FeedItemVisitor {
                 FeedItemField::Value => once(&mut value, "value", &mut map)?,
                 FeedItemField::TimeMs => once(&mut time_ms, "time_ms", &mut map)?,
                 FeedItemField::LastSeq => once(&mut last_seq, "last_seq", &mut map)?,
+                FeedItemField::Changes => once(&mut changes, "changes", &mut map)?,
                 FeedItemField::Other => {
                     map.next_value::<de::IgnoredAny>()?;
                 }
             }
         }
         let missing = de::Error::missing_field;
-        match kind.ok_or_else(|| missing("type"))? {
-            FeedItemType::Change => Ok(FeedItem::Change(ChangeEntry {
+        Ok(match kind.ok_or_else(|| missing("type"))? {
+            FeedItemType::Change => FeedItems::One(FeedItem::Change(ChangeEntry {
                 seq: seq.ok_or_else(|| missing("seq"))?,
                 op: op.ok_or_else(|| missing("op"))?,
                 key: key.ok_or_else(|| missing("key"))?,
                 value: value.flatten(),
                 time_ms: time_ms.ok_or_else(|| missing("time_ms"))?,
             })),
-            FeedItemType::Heartbeat => Ok(FeedItem::Heartbeat {
+            FeedItemType::Heartbeat => FeedItems::One(FeedItem::Heartbeat {
                 last_seq: last_seq.ok_or_else(|| missing("last_seq"))?,
             }),
-        }
+            FeedItemType::Changes => FeedItems::Changes(changes.ok_or_else(|| missing("changes"))?),
+        })
     }
 }
 

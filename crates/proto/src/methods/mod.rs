@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::code::{ErrorCode, WireError};
 use table::method_table;
 
-pub use changes::{ChangeEntry, ChangesArgs, ChangesResult, FeedEnd, FeedItem};
+pub use changes::{ChangeEntry, ChangesArgs, ChangesResult, FeedEnd, FeedItem, FeedItems};
 pub use data::{
     BatchArgs, BatchOp, BatchResult, DeleteArgs, Doc, FindArgs, FindCursor, FindResult, FoundDoc,
     GetArgs, PutArgs, RevResult, ScanArgs, ScanResult,

@@ -1,9 +1,10 @@
 //! `changes`: a page of a database's change log (`normal`), a page that waits for a
 //! change (`longpoll`), or a stream of changes as they commit with heartbeats in between
-//! (`continuous`), until the client cancels it or the database, a restore or the
-//! shutdown ends it. A cursor of another epoch, or ahead of the log, is refused: a feed
-//! never silently goes backwards. Pages and items are encoded on the blocking thread
-//! that reads them, from the snapshot's bytes (`cairn_proto::pages`).
+//! (`continuous`; with `batched`, the changes read together as one item), until the
+//! client cancels it or the database, a restore or the shutdown ends it. A cursor of
+//! another epoch, or ahead of the log, is refused: a feed never silently goes
+//! backwards. Pages and items are encoded on the blocking thread that reads them, from
+//! the snapshot's bytes (`cairn_proto::pages`).
 
 use std::time::Duration;
 
@@ -238,7 +239,13 @@ async fn continuous(
         value: to_value(&item),
     };
     let reason = loop {
-        let (items, end) = read_items(call, &args.db, since, epoch, limit).await?;
+        let (items, end) = if args.batched {
+            let (page, end) = read_page(call, &args.db, since, epoch, limit).await?;
+            let item = (!page.is_empty()).then(|| pages::changes_item(call.id, &page));
+            (item.into_iter().collect(), end)
+        } else {
+            read_items(call, &args.db, since, epoch, limit).await?
+        };
         since = end.last_seq;
         epoch = Some(end.epoch);
         let caught_up = end.caught_up;
