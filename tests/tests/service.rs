@@ -100,7 +100,7 @@ fn scan_keys(
 }
 
 #[test]
-fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_at_most_are_held() {
+fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_mib_at_most_are_held() {
     let scratch = tempfile::tempdir().unwrap();
     let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
     let mut reader = RawConnection::unix(&service.socket()).unwrap();
@@ -161,20 +161,77 @@ fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_at_m
     assert_eq!(read_ahead("used"), Some(1.0));
     assert_eq!(read_ahead("stale"), Some(1.0));
 
-    // The service holds at most 64 pages read ahead: of 65 connections reading a range
-    // page by page, 64 find their second page read ahead.
+    // Pages read ahead hold at most 64 MiB in all, each read with a budget of twice the
+    // page before it, at most 1 MiB: of 65 connections reading pages of about 600 KB,
+    // 64 find their second page read ahead.
+    writer
+        .call("db.create", map(&[("name", "large".into())]))
+        .unwrap();
+    let ops = (0..6)
+        .map(|i| {
+            map(&[
+                ("op", "put".into()),
+                ("key", format!("big-{i}").into()),
+                ("value", Value::Binary(vec![7; 200 << 10])),
+            ])
+        })
+        .collect();
+    writer
+        .call(
+            "batch",
+            map(&[("db", "large".into()), ("ops", Value::Array(ops))]),
+        )
+        .unwrap();
+    let used_before = read_ahead("used").unwrap();
     let mut readers: Vec<RawConnection> = (0..65)
         .map(|_| RawConnection::unix(&service.socket()).unwrap())
         .collect();
     for (i, reader) in readers.iter_mut().enumerate() {
-        let (page, more) = scan_keys(reader, ("paged", 1), None);
-        assert!(more && page == ["doc-000"], "reader {i}: {page:?}");
+        let (page, more) = scan_keys(reader, ("large", 3), None);
+        assert!(
+            more && page == ["big-0", "big-1", "big-2"],
+            "reader {i}: {page:?}"
+        );
     }
     for (i, reader) in readers.iter_mut().enumerate() {
-        let (page, more) = scan_keys(reader, ("paged", 1), Some("doc-000"));
-        assert!(more && page == ["doc-001"], "reader {i}: {page:?}");
+        let (page, more) = scan_keys(reader, ("large", 3), Some("big-2"));
+        assert!(
+            !more && page == ["big-3", "big-4", "big-5"],
+            "reader {i}: {page:?}"
+        );
     }
-    assert_eq!(read_ahead("used"), Some(65.0));
+    assert_eq!(read_ahead("used"), Some(used_before + 64.0));
+
+    // A page read ahead with a smaller budget than its call's, and cut short by it, is
+    // not served: the call gets the whole page.
+    writer
+        .call("db.create", map(&[("name", "mixed".into())]))
+        .unwrap();
+    let ops = [30, 30, 100, 100, 1]
+        .iter()
+        .enumerate()
+        .map(|(i, kib)| {
+            map(&[
+                ("op", "put".into()),
+                ("key", format!("m-{i}").into()),
+                ("value", Value::Binary(vec![1; kib << 10])),
+            ])
+        })
+        .collect();
+    writer
+        .call(
+            "batch",
+            map(&[("db", "mixed".into()), ("ops", Value::Array(ops))]),
+        )
+        .unwrap();
+    let stale_before = read_ahead("stale").unwrap();
+    let (first, _) = scan_keys(&mut readers[0], ("mixed", 2), None);
+    let (second, more) = scan_keys(&mut readers[0], ("mixed", 2), Some("m-1"));
+    assert!(
+        first == ["m-0", "m-1"] && more && second == ["m-2", "m-3"],
+        "{second:?}"
+    );
+    assert_eq!(read_ahead("stale"), Some(stale_before + 1.0));
     service.stop().unwrap();
 }
 

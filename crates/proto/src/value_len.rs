@@ -24,9 +24,9 @@ pub fn value_len(bytes: &[u8]) -> Option<usize> {
             0xc5 | 0xda => (length(bytes, &mut at, 2)?, 0),
             0xc6 | 0xdb => (length(bytes, &mut at, 4)?, 0),
             // Extensions: the length, then a type byte before the data.
-            0xc7 => (length(bytes, &mut at, 1)? + 1, 0),
-            0xc8 => (length(bytes, &mut at, 2)? + 1, 0),
-            0xc9 => (length(bytes, &mut at, 4)? + 1, 0),
+            0xc7 => (length(bytes, &mut at, 1)?.checked_add(1)?, 0),
+            0xc8 => (length(bytes, &mut at, 2)?.checked_add(1)?, 0),
+            0xc9 => (length(bytes, &mut at, 4)?.checked_add(1)?, 0),
             0xcc | 0xd0 => (1, 0),
             0xcd | 0xd1 => (2, 0),
             0xca | 0xce | 0xd2 => (4, 0),

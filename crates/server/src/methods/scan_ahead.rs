@@ -20,11 +20,13 @@ use tokio::task::JoinHandle;
 
 use crate::ops::metrics::{Metrics, ReadAheadOutcome};
 
-/// A page is read ahead only after a page of at most this many encoded bytes, and kept
-/// only if it is no larger, so that a connection holds little more than it would
-/// without read-ahead; and all connections together hold at most as many pages as
-/// `Shared::scan_read_ahead` has permits.
+/// A page is read ahead only after a page of at most this many encoded bytes, and with
+/// a budget of at most this many bytes, so that a connection holds little more than it
+/// would without read-ahead.
 const READ_AHEAD_MAX_BYTES: usize = 1 << 20;
+
+/// The smallest budget a page is read ahead with (twice the page before it, else).
+const READ_AHEAD_MIN_BYTES: usize = 64 << 10;
 
 /// A page of `scan`, encoded from the snapshot it was read in.
 pub(super) struct ScanPage {
@@ -59,15 +61,19 @@ pub(super) fn read_page(
     })
 }
 
+/// A page read ahead, with the service-wide permits for its bytes: they are held from
+/// before the read starts until the page is dropped, so that reads no call waits for
+/// any more still count against the service's limit while they run.
+type HeldPage = (ScanPage, OwnedSemaphorePermit);
+
 /// The next page of one connection's last `scan`, being read or read.
 struct Ahead {
     /// The call that asks for it.
     args: ScanArgs,
     budget: usize,
-    /// `None` when the page read was larger than a page read ahead may be.
-    page: JoinHandle<Result<Option<ScanPage>, StoreError>>,
-    /// The service-wide permit the page holds.
-    _permit: OwnedSemaphorePermit,
+    /// `None` when the smaller budget of a read-ahead cut the page short: it is not the
+    /// page the call would get.
+    page: JoinHandle<Result<Option<HeldPage>, StoreError>>,
 }
 
 /// One connection's read-ahead: at most one page.
@@ -99,7 +105,7 @@ impl ScanAhead {
         let page = ahead.page.await.ok().and_then(Result::ok).flatten();
         let current = store.snapshot().and_then(|s| s.version()).ok();
         match page {
-            Some(page) if Some(page.version) == current => {
+            Some((page, _permits)) if Some(page.version) == current => {
                 metrics.scan_read_ahead(ReadAheadOutcome::Used);
                 Some(page)
             }
@@ -111,8 +117,9 @@ impl ScanAhead {
     }
 
     /// Starts reading the page after `page`, the answer to `args` (read as `scan`), if
-    /// the range goes on, the page was small enough and one of the service's
-    /// `permits` is free; a page read ahead before and never asked for is dropped.
+    /// the range goes on, the page was small enough and the service's `permits` (one a
+    /// byte) have room for the read-ahead's budget; a page read ahead before and never
+    /// asked for is dropped.
     pub(super) fn read_next(
         &self,
         (args, scan): (&ScanArgs, &Scan),
@@ -121,9 +128,14 @@ impl ScanAhead {
         store: &Store,
         metrics: &Metrics,
     ) {
-        let next = (page.more && page.docs.encoded_len() <= READ_AHEAD_MAX_BYTES)
-            .then(|| permits.clone().try_acquire_owned().ok())
+        let encoded = page.docs.encoded_len();
+        let ahead_budget = budget
+            .min(READ_AHEAD_MAX_BYTES)
+            .min((2 * encoded).max(READ_AHEAD_MIN_BYTES));
+        let next = (page.more && encoded <= READ_AHEAD_MAX_BYTES)
+            .then(|| u32::try_from(ahead_budget).ok())
             .flatten()
+            .and_then(|bytes| permits.clone().try_acquire_many_owned(bytes).ok())
             .map(|permit| {
                 let after = Some(page.last_key.clone());
                 let (store, db) = (store.clone(), args.db.clone());
@@ -138,10 +150,12 @@ impl ScanAhead {
                     },
                     budget,
                     page: tokio::task::spawn_blocking(move || {
-                        let page = read_page(&store, &db, &scan, budget)?;
-                        Ok((page.docs.encoded_len() <= READ_AHEAD_MAX_BYTES).then_some(page))
+                        let page = read_page(&store, &db, &scan, ahead_budget)?;
+                        let whole =
+                            ahead_budget == budget || !page.more || page.docs.len() == scan.limit;
+                        Ok((whole && page.docs.encoded_len() <= ahead_budget)
+                            .then_some((page, permit)))
                     }),
-                    _permit: permit,
                 }
             });
         let unused = std::mem::replace(&mut *self.slot.lock().expect("read-ahead lock"), next);

@@ -103,13 +103,13 @@ pub struct Shared {
     pub ca_name: String,
     /// The URLs the service listens on.
     pub endpoints: Vec<String>,
-    /// One permit per `scan` page that connections may hold read ahead at once.
+    /// One permit per byte of the `scan` pages that connections hold read ahead, or are
+    /// reading ahead.
     pub scan_read_ahead: Arc<tokio::sync::Semaphore>,
 }
 
-/// How many `scan` pages all connections together may hold read ahead (each at most
-/// 1 MiB: 64 MiB at most).
-const SCAN_READ_AHEAD_PAGES: usize = 64;
+/// How many bytes of `scan` pages all connections together may hold read ahead.
+const SCAN_READ_AHEAD_BYTES: usize = 64 << 20;
 
 /// Where a call is served (see [`Shared::route`]).
 pub enum Route {
@@ -190,7 +190,7 @@ impl Shared {
             leader_cert_dirs: Vec::new(),
             ca_name: String::new(),
             endpoints: Vec::new(),
-            scan_read_ahead: Arc::new(tokio::sync::Semaphore::new(SCAN_READ_AHEAD_PAGES)),
+            scan_read_ahead: Arc::new(tokio::sync::Semaphore::new(SCAN_READ_AHEAD_BYTES)),
         }
     }
 

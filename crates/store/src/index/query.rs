@@ -177,7 +177,7 @@ impl DatabaseView<'_> {
                     ),
                 })?;
             let (rev, value) = read_doc_value(&self.name, self.record.id, name, stored)?;
-            if !budget.take(name.len() + value.len()) {
+            if !budget.take(name.len() + value.len() + encoded.len()) {
                 more = true;
                 return Ok(false);
             }

@@ -96,6 +96,16 @@ pub(crate) struct Shared {
     pub sender: Option<Sender<WriterMessage>>,
     pub writer_thread: Mutex<Option<JoinHandle<()>>>,
     pub commit_hook: writer::HookSlot,
+    /// Which opening of an environment this is, in this process (`next_instance`): an
+    /// environment put in another's place (a mirror's new copy of its leader) may
+    /// number its commits from the same start.
+    pub instance: u64,
+}
+
+/// A number no other store opened in this process has.
+pub(crate) fn next_instance() -> u64 {
+    static OPENED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    OPENED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Drop for Shared {

@@ -487,6 +487,7 @@ impl Store {
                 sender: Some(sender),
                 writer_thread: Mutex::new(Some(thread)),
                 commit_hook,
+                instance: super::next_instance(),
             }),
         })
     }

@@ -55,10 +55,12 @@ impl DatabaseInfo {
     }
 }
 
-/// A committed state of a store: its change-log epoch (drawn anew by a restore, which
-/// replaces the environment) and the number LMDB gives the commit that made it.
+/// A committed state of a store: which opening of an environment it is in (a restore
+/// or a mirror's new copy of its leader opens another), its change-log epoch, and the
+/// number LMDB gives the commit that made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateVersion {
+    instance: u64,
     epoch: u64,
     commit: usize,
 }
@@ -162,6 +164,7 @@ impl Snapshot {
     /// what the newer one would (nothing was committed in between).
     pub fn version(&self) -> Result<StateVersion> {
         Ok(StateVersion {
+            instance: self._store.shared.instance,
             epoch: self.epoch()?,
             commit: self.txn.id(),
         })

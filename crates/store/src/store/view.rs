@@ -303,8 +303,11 @@ pub(crate) struct Budget {
     first: bool,
 }
 
-/// What an entry costs beyond its key and value (rev or seq, time, encoding).
-const ENTRY_OVERHEAD: usize = 32;
+/// What an entry costs beyond its key and value, with room to spare: a change's fields
+/// and their names (seq, op, time_ms) take about 50 bytes, a document's about 30, a
+/// found document's about 45 (its index value is counted with its value). Too little
+/// here, and a page of many small entries would pass the frame limit.
+const ENTRY_OVERHEAD: usize = 64;
 
 impl Budget {
     pub(crate) fn new(max_bytes: usize) -> Budget {
