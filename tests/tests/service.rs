@@ -74,6 +74,26 @@ fn first_start_creates_later_starts_reuse_and_a_second_service_is_refused() {
     service.stop().unwrap();
 }
 
+/// Creates database `db` and puts `docs` (key, value) into it in one `batch`.
+fn create_with(
+    connection: &mut RawConnection,
+    db: &str,
+    docs: impl Iterator<Item = (String, Value)>,
+) {
+    connection
+        .call("db.create", map(&[("name", db.into())]))
+        .unwrap();
+    let ops = docs
+        .map(|(key, value)| map(&[("op", "put".into()), ("key", key.into()), ("value", value)]))
+        .collect();
+    connection
+        .call(
+            "batch",
+            map(&[("db", db.into()), ("ops", Value::Array(ops))]),
+        )
+        .unwrap();
+}
+
 /// The keys of a `scan` page of `limit` documents of `db`, after `after`, and its `more`.
 fn scan_keys(
     connection: &mut RawConnection,
@@ -105,26 +125,9 @@ fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_mib_
     let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
     let mut reader = RawConnection::unix(&service.socket()).unwrap();
     let mut writer = RawConnection::unix(&service.socket()).unwrap();
-    writer
-        .call("db.create", map(&[("name", "paged".into())]))
-        .unwrap();
     let mut expected: Vec<String> = (0..150).map(|i| format!("doc-{i:03}")).collect();
-    let ops = expected
-        .iter()
-        .map(|key| {
-            map(&[
-                ("op", "put".into()),
-                ("key", key.as_str().into()),
-                ("value", 1.into()),
-            ])
-        })
-        .collect();
-    writer
-        .call(
-            "batch",
-            map(&[("db", "paged".into()), ("ops", Value::Array(ops))]),
-        )
-        .unwrap();
+    let docs = expected.iter().map(|key| (key.clone(), Value::from(1)));
+    create_with(&mut writer, "paged", docs);
 
     // Page 1; the service reads page 2 ahead. Then another connection writes into page
     // 2's range: page 2 holds both writes, so the page read ahead was not served.
@@ -164,24 +167,8 @@ fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_mib_
     // Pages read ahead hold at most 64 MiB in all, each read with a budget of twice the
     // page before it, at most 1 MiB: of 65 connections reading pages of about 600 KB,
     // 64 find their second page read ahead.
-    writer
-        .call("db.create", map(&[("name", "large".into())]))
-        .unwrap();
-    let ops = (0..6)
-        .map(|i| {
-            map(&[
-                ("op", "put".into()),
-                ("key", format!("big-{i}").into()),
-                ("value", Value::Binary(vec![7; 200 << 10])),
-            ])
-        })
-        .collect();
-    writer
-        .call(
-            "batch",
-            map(&[("db", "large".into()), ("ops", Value::Array(ops))]),
-        )
-        .unwrap();
+    let docs = (0..6).map(|i| (format!("big-{i}"), Value::Binary(vec![7; 200 << 10])));
+    create_with(&mut writer, "large", docs);
     let used_before = read_ahead("used").unwrap();
     let mut readers: Vec<RawConnection> = (0..65)
         .map(|_| RawConnection::unix(&service.socket()).unwrap())
@@ -204,26 +191,11 @@ fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_mib_
 
     // A page read ahead with a smaller budget than its call's, and cut short by it, is
     // not served: the call gets the whole page.
-    writer
-        .call("db.create", map(&[("name", "mixed".into())]))
-        .unwrap();
-    let ops = [30, 30, 100, 100, 1]
+    let docs = [30, 30, 100, 100, 1]
         .iter()
         .enumerate()
-        .map(|(i, kib)| {
-            map(&[
-                ("op", "put".into()),
-                ("key", format!("m-{i}").into()),
-                ("value", Value::Binary(vec![1; kib << 10])),
-            ])
-        })
-        .collect();
-    writer
-        .call(
-            "batch",
-            map(&[("db", "mixed".into()), ("ops", Value::Array(ops))]),
-        )
-        .unwrap();
+        .map(|(i, kib)| (format!("m-{i}"), Value::Binary(vec![1; kib << 10])));
+    create_with(&mut writer, "mixed", docs);
     let stale_before = read_ahead("stale").unwrap();
     let (first, _) = scan_keys(&mut readers[0], ("mixed", 2), None);
     let (second, more) = scan_keys(&mut readers[0], ("mixed", 2), Some("m-1"));
@@ -248,22 +220,11 @@ fn a_batched_continuous_feed_sends_the_changes_read_together_as_one_item() {
     let scratch = tempfile::tempdir().unwrap();
     let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
     let mut root = RawConnection::unix(&service.socket()).unwrap();
-    root.call("db.create", map(&[("name", "fed".into())]))
-        .unwrap();
-    let ops = (0..5)
-        .map(|i| {
-            map(&[
-                ("op", "put".into()),
-                ("key", format!("k{i}").into()),
-                ("value", i.into()),
-            ])
-        })
-        .collect();
-    root.call(
-        "batch",
-        map(&[("db", "fed".into()), ("ops", Value::Array(ops))]),
-    )
-    .unwrap();
+    create_with(
+        &mut root,
+        "fed",
+        (0..5).map(|i| (format!("k{i}"), Value::from(i))),
+    );
     for (id, batched) in [(100, false), (101, true)] {
         root.send(&Message::Call {
             id,
