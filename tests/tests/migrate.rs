@@ -1500,14 +1500,23 @@ fn a_migration_whose_disk_fails_resumes_with_from_last_as_an_uninterrupted_one()
     let expected = logical_content(&whole)?;
 
     // libfiu fails one fdatasync in five with EIO: the migration stops with the errno.
-    let dest = scratch.path().join("new");
-    let failed = Command::new("fiu-run")
-        .args(["-x", "-f", "", "-c"])
-        .arg("enable_random name=posix/io/sync/fdatasync,probability=0.2,failinfo=5")
-        .arg(migrate_exe())
-        .args(migrate_args(&src, &dest, &[]))
-        .output()
-        .context("fiu-run is missing: apt-get install fiu-utils")?;
+    // A run may draw no failure at all among its few syncs (about one in ten): then it
+    // is tried again on a fresh destination, at most ten times.
+    let mut attempts = 0;
+    let (dest, failed) = loop {
+        attempts += 1;
+        let dest = scratch.path().join(format!("new-{attempts}"));
+        let run = Command::new("fiu-run")
+            .args(["-x", "-f", "", "-c"])
+            .arg("enable_random name=posix/io/sync/fdatasync,probability=0.2,failinfo=5")
+            .arg(migrate_exe())
+            .args(migrate_args(&src, &dest, &[]))
+            .output()
+            .context("fiu-run is missing: apt-get install fiu-utils")?;
+        if !run.status.success() || attempts == 10 {
+            break (dest, run);
+        }
+    };
     let stderr = String::from_utf8_lossy(&failed.stderr);
     ensure!(
         !failed.status.success(),
