@@ -5,6 +5,7 @@
 use std::ops::Bound;
 
 use super::bounds::{as_slice_bound, scan_bounds};
+use super::prefetch::PagePrefetch;
 use super::snapshot::{read_config, DatabaseInfo, Snapshot};
 use super::{MAX_CHANGES_LIMIT, MAX_SCAN_LIMIT};
 use crate::error::{Result, StoreError};
@@ -143,7 +144,9 @@ impl DatabaseView<'_> {
         let bounds = (as_slice_bound(&low), as_slice_bound(&high));
         let docs_table = self.snapshot.tables.docs;
         let txn = &self.snapshot.txn;
+        let mut prefetch = PagePrefetch::default();
         let mut offer = |key: &[u8], value: &[u8]| -> Result<bool> {
+            prefetch.entering(value);
             let key = doc_key_name(key)?;
             let (rev, value) = read_doc_value(&self.name, self.record.id, key, value)?;
             Ok(visit(DocRef { key, rev, value }))
@@ -273,6 +276,7 @@ impl DatabaseView<'_> {
         let low = change_key(self.record.id, since + 1);
         let (_, high) = database_bounds(self.record.id);
         let bounds = (Bound::Included(&low[..]), Bound::Excluded(&high[..]));
+        let mut prefetch = PagePrefetch::default();
         for entry in self
             .snapshot
             .tables
@@ -280,6 +284,7 @@ impl DatabaseView<'_> {
             .range(&self.snapshot.txn, &bounds)?
         {
             let (key, record) = entry?;
+            prefetch.entering(record);
             let seq = change_key_seq(key)?;
             let record_ref = read_change_record(&self.name, self.record.id, seq, record)?;
             let size = record_ref.key.len() + record_ref.value.map_or(0, <[u8]>::len);
