@@ -1,12 +1,16 @@
 //! End-to-end tests of `cairn-service` as a process: first and later starts, the
 //! directory lock, protocol abuse (oversized frames, garbage) that must cost only the
 //! offending connection, many connections at once, and a graceful SIGTERM that loses no
-//! acknowledged write. They speak the protocol by hand (see `cairn_tests::raw`).
+//! acknowledged write. They speak the protocol by hand (see `cairn_tests::raw`), but for
+//! `cairn-client`'s paged scan, whose pages are asked for only as fast as its caller takes
+//! them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use cairn_client::methods::ScanArgs;
+use cairn_client::{Client, ClientUrl, ConnectOptions};
 use cairn_proto::{ErrorCode, Message};
 use cairn_tests::curl::{sample, Curl};
 use cairn_tests::process::{write_settings, ServiceProcess};
@@ -204,6 +208,54 @@ fn a_page_read_ahead_is_served_only_when_nothing_was_committed_since_and_64_mib_
         "{second:?}"
     );
     assert_eq!(read_ahead("stale"), Some(stale_before + 1.0));
+    service.stop().unwrap();
+}
+
+#[test]
+fn scan_pages_asks_for_pages_only_as_fast_as_its_caller_takes_them() {
+    let scratch = tempfile::tempdir().unwrap();
+    let service = ServiceProcess::start(scratch.path(), &[]).unwrap();
+    let mut writer = RawConnection::unix(&service.socket()).unwrap();
+    let docs = (0..200).map(|i| (format!("doc-{i:03}"), Value::from(i)));
+    create_with(&mut writer, "paged", docs);
+    let scans = || {
+        let metrics = Curl::unix(&service).get("/metrics").expect(200).body;
+        sample(&metrics, r#"cairn_calls_total{method="scan",outcome="ok"}"#).unwrap_or(0.0)
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let url: ClientUrl = format!("unix://{}", service.socket().display())
+            .parse()
+            .unwrap();
+        let client = Client::connect(&url, &ConnectOptions::for_working_dir(scratch.path()))
+            .await
+            .unwrap();
+        let mut pages = client.scan_pages(ScanArgs {
+            db: "paged".into(),
+            limit: Some(10),
+            ..ScanArgs::default()
+        });
+        let first = pages.next_page().await.unwrap().unwrap();
+        // The caller holds page 1 and takes no more: page 2 waits for it and page 3 is
+        // read, then nothing more is asked for (20 pages without the bound).
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while scans() < 3.0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(scans(), 3.0);
+        let mut keys: Vec<String> = first.iter().map(|doc| doc.key.to_string()).collect();
+        while let Some(page) = pages.next_page().await.unwrap() {
+            keys.extend(page.iter().map(|doc| doc.key.to_string()));
+        }
+        let expected: Vec<String> = (0..200).map(|i| format!("doc-{i:03}")).collect();
+        assert_eq!(keys, expected);
+        assert_eq!(scans(), 20.0);
+    });
     service.stop().unwrap();
 }
 

@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 use rmpv::Value;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
@@ -99,53 +100,68 @@ impl DocsPage {
 
 /// Every page of a scan's range, the next one asked for as soon as a page arrives.
 pub struct ScanPages {
-    client: Client,
-    args: ScanArgs,
-    next: Next,
+    start: Option<(Client, ScanArgs)>,
+    pages: Option<mpsc::Receiver<Result<DocsPage, ClientError>>>,
+    reader: Option<JoinHandle<()>>,
 }
 
-/// Where the next page comes from.
-enum Next {
-    /// Nothing was asked for yet: the first `next_page` asks.
-    First,
-    /// Asked for when the page before it arrived.
-    Asked(JoinHandle<Result<DocsPage, ClientError>>),
-    /// The range ended (or failed).
-    Done,
-}
+/// Pages read but not yet taken by `next_page`, beyond the one being read: the pages a
+/// slow caller lets pile up.
+const PAGES_WAITING: usize = 1;
 
 impl ScanPages {
     pub(crate) fn new(client: Client, args: ScanArgs) -> ScanPages {
         ScanPages {
-            client,
-            args,
-            next: Next::First,
+            start: Some((client, args)),
+            pages: None,
+            reader: None,
         }
     }
 
     /// The next page, or `None` after the last one (and after an error, which is
     /// returned once).
     pub async fn next_page(&mut self) -> Result<Option<DocsPage>, ClientError> {
-        let page = match std::mem::replace(&mut self.next, Next::Done) {
-            Next::First => self.client.scan_page(&self.args).await?,
-            Next::Asked(asked) => asked
-                .await
-                .map_err(|e| ClientError::Protocol(format!("reading a page: {e}")))??,
-            Next::Done => return Ok(None),
-        };
-        if let (true, Some(last)) = (page.more(), page.last_key()) {
-            self.args.after = Some(last.to_string());
-            let (client, args) = (self.client.clone(), self.args.clone());
-            self.next = Next::Asked(tokio::spawn(async move { client.scan_page(&args).await }));
+        if let Some((client, args)) = self.start.take() {
+            let (sender, pages) = mpsc::channel(PAGES_WAITING);
+            self.reader = Some(tokio::spawn(read_pages(client, args, sender)));
+            self.pages = Some(pages);
         }
-        Ok(Some(page))
+        match self.pages.as_mut() {
+            Some(pages) => pages.recv().await.transpose(),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Reads the pages of `args` one after the other into `pages`, asking for each next
+/// page as soon as the one before is read and handed over, so that the service sends it
+/// while the caller works through the one before, until the range ends, a call fails or
+/// the caller stops taking pages.
+async fn read_pages(
+    client: Client,
+    mut args: ScanArgs,
+    pages: mpsc::Sender<Result<DocsPage, ClientError>>,
+) {
+    loop {
+        let page = client.scan_page(&args).await;
+        let after = match &page {
+            Ok(page) if page.more() => page.last_key().map(str::to_string),
+            _ => None,
+        };
+        if pages.send(page).await.is_err() {
+            return;
+        }
+        match after {
+            Some(after) => args.after = Some(after),
+            None => return,
+        }
     }
 }
 
 impl Drop for ScanPages {
     fn drop(&mut self) {
-        if let Next::Asked(asked) = &self.next {
-            asked.abort();
+        if let Some(reader) = &self.reader {
+            reader.abort();
         }
     }
 }

@@ -10,7 +10,7 @@ use rmp::decode::{
     read_array_len, read_bool, read_int, read_map_len, read_str_from_slice, read_str_len,
 };
 
-use crate::message::MAX_MESSAGE_DEPTH;
+use crate::value_len::value_len;
 
 /// Where one document of a page lies in the page's msgpack.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,11 +91,11 @@ impl<'a> Reader<'a> {
         Ok(name)
     }
 
-    /// Steps over one value (nested no deeper than a message may be).
+    /// Steps over one value, walking its markers (`value_len`) without decoding it.
     fn skip_value(&mut self) -> Result<Range<usize>, String> {
         let start = self.offset();
-        rmpv::decode::read_value_ref_with_max_depth(&mut self.rest, MAX_MESSAGE_DEPTH)
-            .map_err(|e| e.to_string())?;
+        let len = value_len(self.rest).ok_or("a value runs past the end or is malformed")?;
+        self.rest = &self.rest[len..];
         Ok(start..self.offset())
     }
 
