@@ -71,9 +71,12 @@ impl DocsPage {
     }
 
     fn doc(&self, span: &DocSpan) -> DocRef<'_> {
+        let key = &self.bytes[span.key.clone()];
+        debug_assert!(std::str::from_utf8(key).is_ok());
         DocRef {
-            key: std::str::from_utf8(&self.bytes[span.key.clone()])
-                .expect("checked UTF-8 when the page was read"),
+            // SAFETY: `read_docs_result` checked that the bytes of every span's key are
+            // UTF-8 when the page was read, and a page's bytes never change.
+            key: unsafe { std::str::from_utf8_unchecked(key) },
             rev: span.rev,
             value_msgpack: &self.bytes[span.value.clone()],
         }

@@ -6,9 +6,7 @@
 
 use std::ops::Range;
 
-use rmp::decode::{
-    read_array_len, read_bool, read_int, read_map_len, read_str_from_slice, read_str_len,
-};
+use rmp::decode::{read_array_len, read_bool, read_int, read_map_len, read_str_len};
 
 use crate::value_len::value_len;
 
@@ -73,10 +71,19 @@ impl<'a> Reader<'a> {
         read_map_len(&mut self.rest).map_err(|e| e.to_string())
     }
 
-    fn str(&mut self) -> Result<&'a str, String> {
-        let (text, rest) = read_str_from_slice(self.rest).map_err(|e| e.to_string())?;
+    /// Where a string lies, its bytes checked as UTF-8 (at once when they are ASCII, as
+    /// keys mostly are).
+    fn text(&mut self) -> Result<Range<usize>, String> {
+        let len = read_str_len(&mut self.rest).map_err(|e| e.to_string())? as usize;
+        if len > self.rest.len() {
+            return Err("a string runs past the end".to_string());
+        }
+        let (text, rest) = self.rest.split_at(len);
+        if !text.is_ascii() {
+            std::str::from_utf8(text).map_err(|e| format!("a key is not UTF-8: {e}"))?;
+        }
         self.rest = rest;
-        Ok(text)
+        Ok(self.offset() - len..self.offset())
     }
 
     /// A field's name as bytes: compared with the names this reader knows, it needs no
@@ -103,10 +110,7 @@ impl<'a> Reader<'a> {
         let (mut key, mut rev, mut value) = (None, None, None);
         for _ in 0..self.map_len()? {
             match self.field_name()? {
-                b"key" => {
-                    let text = self.str()?;
-                    key = Some(self.offset() - text.len()..self.offset());
-                }
+                b"key" => key = Some(self.text()?),
                 b"rev" => rev = Some(read_int(&mut self.rest).map_err(|e| e.to_string())?),
                 b"value" => value = Some(self.skip_value()?),
                 _ => {
@@ -232,6 +236,24 @@ mod tests {
             (Value::from("more"), Value::from(false)),
         ]));
         assert!(read_docs_result(&missing_rev).is_err());
+        // A key must be UTF-8 (a page's keys are lent as `&str` without a second check);
+        // one that is not ASCII is read as it is.
+        let page_with_key = |key: &[u8]| {
+            let mut page = vec![0x82, 0xa4];
+            page.extend_from_slice(b"docs");
+            page.extend_from_slice(&[0x91, 0x83, 0xa3]);
+            page.extend_from_slice(b"key");
+            page.push(0xa0 | u8::try_from(key.len()).unwrap());
+            page.extend_from_slice(key);
+            page.extend_from_slice(&[0xa3, b'r', b'e', b'v', 0x01, 0xa5]);
+            page.extend_from_slice(b"value");
+            page.push(0xc0);
+            page.extend_from_slice(&[0xa4, b'm', b'o', b'r', b'e', 0xc2]);
+            page
+        };
+        let (spans, _) = read_docs_result(&page_with_key("clé".as_bytes())).unwrap();
+        assert_eq!(spans[0].key.len(), "clé".len());
+        assert!(read_docs_result(&page_with_key(&[b'k', 0xc3, 0x28])).is_err());
         // A count of documents the bytes cannot hold reserves nothing.
         let mut huge = vec![0x82, 0xa4];
         huge.extend_from_slice(b"docs");
