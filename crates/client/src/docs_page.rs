@@ -106,6 +106,8 @@ pub struct ScanPages {
     start: Option<(Client, ScanArgs)>,
     pages: Option<mpsc::Receiver<Result<DocsPage, ClientError>>>,
     reader: Option<JoinHandle<()>>,
+    /// The last page or an error was handed over: the range is done.
+    ended: bool,
 }
 
 /// Pages read but not yet taken by `next_page`, beyond the one being read: the pages a
@@ -118,6 +120,7 @@ impl ScanPages {
             start: Some((client, args)),
             pages: None,
             reader: None,
+            ended: false,
         }
     }
 
@@ -129,9 +132,18 @@ impl ScanPages {
             self.reader = Some(tokio::spawn(read_pages(client, args, sender)));
             self.pages = Some(pages);
         }
-        match self.pages.as_mut() {
-            Some(pages) => pages.recv().await.transpose(),
-            None => Ok(None),
+        let (Some(pages), false) = (self.pages.as_mut(), self.ended) else {
+            return Ok(None);
+        };
+        let next = pages.recv().await;
+        self.ended = !matches!(&next, Some(Ok(page)) if page.more() && !page.is_empty());
+        match next {
+            Some(page) => page.map(Some),
+            // The reader stopped before the range ended: it panicked, or its runtime
+            // shut down. A shortened range must not pass for a whole one.
+            None => Err(ClientError::Protocol(
+                "the task reading the scan's pages stopped before the range ended".to_string(),
+            )),
         }
     }
 }

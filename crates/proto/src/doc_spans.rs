@@ -8,6 +8,7 @@ use std::ops::Range;
 
 use rmp::decode::{read_array_len, read_bool, read_int, read_map_len, read_str_len};
 
+use crate::message::MAX_MESSAGE_DEPTH;
 use crate::value_len::value_len;
 
 /// Where one document of a page lies in the page's msgpack.
@@ -56,6 +57,11 @@ pub fn read_docs_result(bytes: &[u8]) -> Result<(Vec<DocSpan>, bool), String> {
     }
 }
 
+/// Whether `marker` begins a map or an array.
+fn is_container(marker: u8) -> bool {
+    matches!(marker, 0x80..=0x9f | 0xdc..=0xdf)
+}
+
 /// A position in a result's bytes.
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -98,11 +104,23 @@ impl<'a> Reader<'a> {
         Ok(name)
     }
 
-    /// Steps over one value, walking its markers (`value_len`) without decoding it.
+    /// Steps over one value (nested no deeper than a message may be): a scalar by its
+    /// marker and length (`value_len`), anything else (a map or an array, whose depth
+    /// must be bounded, and the reserved marker, which the `Value` reader takes as nil)
+    /// with the `Value` reader.
     fn skip_value(&mut self) -> Result<Range<usize>, String> {
         let start = self.offset();
-        let len = value_len(self.rest).ok_or("a value runs past the end or is malformed")?;
-        self.rest = &self.rest[len..];
+        let scalar = self
+            .rest
+            .first()
+            .is_some_and(|&marker| !is_container(marker));
+        match value_len(self.rest).filter(|_| scalar) {
+            Some(len) => self.rest = &self.rest[len..],
+            None => {
+                rmpv::decode::read_value_ref_with_max_depth(&mut self.rest, MAX_MESSAGE_DEPTH)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         Ok(start..self.offset())
     }
 
@@ -205,6 +223,45 @@ mod tests {
             &[],
             false,
         );
+    }
+
+    /// A page of one document `k` whose value is the msgpack `value`, `more` false.
+    fn page_with_value(value: &[u8]) -> Vec<u8> {
+        let mut page = vec![0x82, 0xa4];
+        page.extend_from_slice(b"docs");
+        page.extend_from_slice(&[0x91, 0x83, 0xa3]);
+        page.extend_from_slice(b"key");
+        page.extend_from_slice(&[0xa1, b'k', 0xa3, b'r', b'e', b'v', 0x01, 0xa5]);
+        page.extend_from_slice(b"value");
+        page.extend_from_slice(value);
+        page.extend_from_slice(&[0xa4, b'm', b'o', b'r', b'e', 0xc2]);
+        page
+    }
+
+    #[test]
+    fn values_are_taken_as_the_value_reader_takes_them() {
+        // The reserved marker, which a loosely migrated store may serve and the `Value`
+        // reader reads as nil, is one value of one byte, alone or inside an array.
+        for value in [&[0xc1][..], &[0x92, 0xc1, 0x01]] {
+            let page = page_with_value(value);
+            let (spans, _) = read_docs_result(&page).unwrap();
+            assert_eq!(&page[spans[0].value.clone()], value);
+        }
+        // Nesting: exactly as deep as the `Value` reader takes in a message, no deeper.
+        let (mut taken, mut refused) = (0, 0);
+        for depth in 0..=MAX_MESSAGE_DEPTH {
+            let value = [vec![0x91; depth], vec![0xc0]].concat();
+            let decodes =
+                rmpv::decode::read_value_with_max_depth(&mut &value[..], MAX_MESSAGE_DEPTH).is_ok();
+            let read = read_docs_result(&page_with_value(&value)).is_ok();
+            assert_eq!(read, decodes, "{depth} arrays deep");
+            (taken, refused) = if read {
+                (taken + 1, refused)
+            } else {
+                (taken, refused + 1)
+            };
+        }
+        assert!(taken > 0 && refused > 0);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! a process. Opening and creating it is in `open.rs`; reads run in short read
 //! transactions (`Snapshot`, `snapshot.rs`) that any thread may open, with one database
 //! at a time seen through a `DatabaseView` (`view.rs`, with the key ranges of scans in
-//! `bounds.rs`; `prefetch.rs` reads a scan's next leaf page in at once). Writes go to the writer thread (see `crate::writer`) through
-//! `Store::submit` or the blocking helpers built on it.
+//! `bounds.rs`; `prefetch.rs` reads each leaf page a scan enters in at once). Writes go
+//! to the writer thread (see `crate::writer`) through `Store::submit` or the blocking
+//! helpers built on it.
 
 mod bounds;
 mod open;
