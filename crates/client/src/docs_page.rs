@@ -99,16 +99,24 @@ impl DocsPage {
     pub fn last_key(&self) -> Option<&str> {
         self.spans.last().map(|span| self.doc(span).key)
     }
+
+    /// The key the next page starts after, when the range goes on after this page.
+    fn next_after(&self) -> Option<&str> {
+        self.more.then(|| self.last_key()).flatten()
+    }
 }
 
 /// Every page of a scan's range, the next one asked for as soon as a page arrives.
 pub struct ScanPages {
     start: Option<(Client, ScanArgs)>,
-    pages: Option<mpsc::Receiver<Result<DocsPage, ClientError>>>,
-    reader: Option<JoinHandle<()>>,
+    /// The pages the reader task (`read_pages`) hands over, and the task.
+    reading: Option<(mpsc::Receiver<PageOrError>, JoinHandle<()>)>,
     /// The last page or an error was handed over: the range is done.
     ended: bool,
 }
+
+/// What the reader task hands over: a page, or why the range ended early.
+type PageOrError = Result<DocsPage, ClientError>;
 
 /// Pages read but not yet taken by `next_page`, beyond the one being read: the pages a
 /// slow caller lets pile up.
@@ -118,8 +126,7 @@ impl ScanPages {
     pub(crate) fn new(client: Client, args: ScanArgs) -> ScanPages {
         ScanPages {
             start: Some((client, args)),
-            pages: None,
-            reader: None,
+            reading: None,
             ended: false,
         }
     }
@@ -129,14 +136,14 @@ impl ScanPages {
     pub async fn next_page(&mut self) -> Result<Option<DocsPage>, ClientError> {
         if let Some((client, args)) = self.start.take() {
             let (sender, pages) = mpsc::channel(PAGES_WAITING);
-            self.reader = Some(tokio::spawn(read_pages(client, args, sender)));
-            self.pages = Some(pages);
+            let reader = tokio::spawn(read_pages(client, args, sender));
+            self.reading = Some((pages, reader));
         }
-        let (Some(pages), false) = (self.pages.as_mut(), self.ended) else {
+        let (Some((pages, _)), false) = (self.reading.as_mut(), self.ended) else {
             return Ok(None);
         };
         let next = pages.recv().await;
-        self.ended = !matches!(&next, Some(Ok(page)) if page.more() && !page.is_empty());
+        self.ended = !matches!(&next, Some(Ok(page)) if page.next_after().is_some());
         match next {
             Some(page) => page.map(Some),
             // The reader stopped before the range ended: it panicked, or its runtime
@@ -152,17 +159,14 @@ impl ScanPages {
 /// page as soon as the one before is read and handed over, so that the service sends it
 /// while the caller works through the one before, until the range ends, a call fails or
 /// the caller stops taking pages.
-async fn read_pages(
-    client: Client,
-    mut args: ScanArgs,
-    pages: mpsc::Sender<Result<DocsPage, ClientError>>,
-) {
+async fn read_pages(client: Client, mut args: ScanArgs, pages: mpsc::Sender<PageOrError>) {
     loop {
         let page = client.scan_page(&args).await;
-        let after = match &page {
-            Ok(page) if page.more() => page.last_key().map(str::to_string),
-            _ => None,
-        };
+        let after = page
+            .as_ref()
+            .ok()
+            .and_then(DocsPage::next_after)
+            .map(str::to_string);
         if pages.send(page).await.is_err() {
             return;
         }
@@ -175,7 +179,7 @@ async fn read_pages(
 
 impl Drop for ScanPages {
     fn drop(&mut self) {
-        if let Some(reader) = &self.reader {
+        if let Some((_, reader)) = &self.reading {
             reader.abort();
         }
     }

@@ -118,6 +118,18 @@ fn connect_error(result: Result<Client, ClientError>) -> ClientError {
     }
 }
 
+/// `count` puts of the keys `{prefix}000`, `{prefix}001`, … with their numbers as values.
+fn numbered_puts(prefix: &str, count: usize) -> Vec<BatchOp> {
+    (0..count)
+        .map(|i| BatchOp {
+            op: Op::Put,
+            key: Value::from(format!("{prefix}{i:03}")),
+            value: Some(Value::from(i)),
+            rev: None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unix_socket_calls_as_root() {
     let service = TestService::start().await;
@@ -310,15 +322,7 @@ async fn five_hundred_pipelined_gets_on_one_connection() {
         .db_create("many", RetentionArgs::default())
         .await
         .unwrap();
-    let ops = (0..500)
-        .map(|i| BatchOp {
-            op: Op::Put,
-            key: Value::from(format!("k{i:03}")),
-            value: Some(Value::from(i)),
-            rev: None,
-        })
-        .collect();
-    client.batch("many", ops).await.unwrap();
+    client.batch("many", numbered_puts("k", 500)).await.unwrap();
     let since = client.db_info("many").await.unwrap().last_seq;
 
     // A longpoll holds a call open on the connection: the gets must pass it.
@@ -358,15 +362,9 @@ async fn continuous_feed_receives_puts_in_order_until_canceled() {
         .await
         .unwrap();
     // Changes written before the feed starts come in batches, handed out one by one.
-    let ops = (0..300)
-        .map(|i| BatchOp {
-            op: Op::Put,
-            key: Value::from(format!("early-{i:03}")),
-            value: Some(Value::from(i)),
-            rev: None,
-        })
-        .collect();
-    root.batch("feed", ops).await.unwrap();
+    root.batch("feed", numbered_puts("early-", 300))
+        .await
+        .unwrap();
     let follower = service.root_over_tls().await;
     let args = ChangesArgs {
         db: "feed".into(),
